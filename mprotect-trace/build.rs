@@ -1,0 +1,30 @@
+use anyhow::{Context as _, anyhow};
+use aya_build::{Package, Toolchain};
+
+/// Builds `mprotect-trace-ebpf` for the bpf target with the nightly
+/// toolchain and leaves the object in `OUT_DIR`, where `src/ebpf_object.rs`
+/// embeds it: the release binary is one self-contained file.
+fn main() -> anyhow::Result<()> {
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("cargo metadata")?;
+    let ebpf = metadata
+        .packages
+        .iter()
+        .find(|package| package.name.as_str() == "mprotect-trace-ebpf")
+        .ok_or_else(|| anyhow!("mprotect-trace-ebpf is not in the workspace"))?;
+    let root_dir = ebpf
+        .manifest_path
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent directory", ebpf.manifest_path))?;
+    aya_build::build_ebpf(
+        [Package {
+            name: ebpf.name.as_str(),
+            root_dir: root_dir.as_str(),
+            ..Default::default()
+        }],
+        Toolchain::default(),
+    )
+    .context("building the eBPF programs (needs nightly rust-src and bpf-linker: run `cargo xtask setup`)")
+}
