@@ -1,8 +1,38 @@
+mod cli;
 mod ebpf_object;
-fn main() -> anyhow::Result<()> {
-    let ebpf = ebpf_object::load()?;
-    for (name, _) in ebpf.programs() {
-        println!("{name}");
+mod workload;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser as _;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // One line, every context joined: "error: outer: inner".
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
-    Ok(())
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Workload(args) => {
+            let plan = args.plan()?;
+            let result = workload::run(&plan)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                println!("{}", result.result_line());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor(_args) => todo!(),
+    }
 }

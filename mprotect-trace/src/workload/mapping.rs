@@ -1,0 +1,154 @@
+//! One mapping under test, unmapped (and its memfd closed) on drop, so no
+//! error path leaves memory mapped behind.
+
+use std::ptr;
+
+use anyhow::{Result, bail};
+
+use super::scenario::{Backing, Scenario};
+
+pub const PAGE_SIZE: usize = 4096;
+const HUGE_PAGE_SIZE: usize = 2 << 20;
+
+pub struct Mapping {
+    /// The PROT_NONE reservation around the data: a guard page on each
+    /// side keeps the VMA from merging with a neighbour, so smaps shows
+    /// exactly this mapping.
+    reservation: *mut libc::c_void,
+    reservation_len: usize,
+    start: *mut u8,
+    len: usize,
+    memfd: Option<libc::c_int>,
+}
+
+// The mapping is owned by one thread at a time; the raw pointers are just
+// addresses of memory this struct owns.
+unsafe impl Send for Mapping {}
+
+fn last_os_error(what: &str) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {}", std::io::Error::last_os_error())
+}
+
+impl Mapping {
+    /// Maps `len` bytes as `scenario` wants them (not yet faulted in).
+    pub fn create(scenario: Scenario, len: usize) -> Result<Self> {
+        let align = if scenario.wants_huge_pages() {
+            HUGE_PAGE_SIZE
+        } else {
+            PAGE_SIZE
+        };
+        let reservation_len = len + align + 2 * PAGE_SIZE;
+        // SAFETY: a fresh anonymous reservation; nothing else refers to it.
+        let reservation = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                reservation_len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if reservation == libc::MAP_FAILED {
+            return Err(last_os_error("mmap of the reservation"));
+        }
+        let mut mapping = Mapping {
+            reservation,
+            reservation_len,
+            start: ptr::null_mut(),
+            len,
+            memfd: None,
+        };
+        let start = (reservation as usize + PAGE_SIZE).next_multiple_of(align);
+
+        let (flags, fd) = match scenario.backing() {
+            Backing::SharedAnon => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
+            Backing::PrivateAnon => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
+            Backing::Memfd => {
+                // SAFETY: the name is a NUL-terminated literal.
+                let fd =
+                    unsafe { libc::memfd_create(c"mprotect-trace".as_ptr(), libc::MFD_CLOEXEC) };
+                if fd < 0 {
+                    return Err(last_os_error("memfd_create"));
+                }
+                mapping.memfd = Some(fd);
+                // SAFETY: fd is the memfd just created.
+                if unsafe { libc::ftruncate(fd, len as libc::off_t) } != 0 {
+                    return Err(last_os_error("ftruncate of the memfd"));
+                }
+                (libc::MAP_SHARED, fd)
+            }
+        };
+        // SAFETY: MAP_FIXED inside our own reservation, which this struct owns.
+        let data = unsafe {
+            libc::mmap(
+                start as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags | libc::MAP_FIXED,
+                fd,
+                0,
+            )
+        };
+        if data == libc::MAP_FAILED {
+            return Err(last_os_error("mmap of the mapping under test"));
+        }
+        mapping.start = data.cast();
+        if scenario.wants_huge_pages() {
+            // SAFETY: advising our own mapping.
+            if unsafe { libc::madvise(data, len, libc::MADV_HUGEPAGE) } != 0 {
+                return Err(last_os_error("madvise(MADV_HUGEPAGE)"));
+            }
+        }
+        Ok(mapping)
+    }
+
+    pub fn start(&self) -> usize {
+        self.start as usize
+    }
+
+    pub fn pages(&self) -> usize {
+        self.len / PAGE_SIZE
+    }
+
+    /// Changes the protection of the whole mapping: the call being measured.
+    #[inline(always)]
+    pub fn protect(&self, prot: libc::c_int) -> Result<()> {
+        // SAFETY: the range is our own mapping.
+        if unsafe { libc::mprotect(self.start.cast(), self.len, prot) } != 0 {
+            bail!("mprotect: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Writes one byte in every page (faulting it in dirty).
+    #[inline(always)]
+    pub fn write_each_page(&self, value: u8) {
+        for page in 0..self.pages() {
+            // SAFETY: inside our mapping, which is writable when this is called.
+            unsafe { ptr::write_volatile(self.start.add(page * PAGE_SIZE), value) };
+        }
+    }
+
+    /// Reads one byte of every page (faulting it in without dirtying it).
+    #[inline(always)]
+    pub fn read_each_page(&self) -> u64 {
+        let mut sum = 0u64;
+        for page in 0..self.pages() {
+            // SAFETY: inside our mapping, which is readable when this is called.
+            sum += u64::from(unsafe { ptr::read_volatile(self.start.add(page * PAGE_SIZE)) });
+        }
+        sum
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the reservation (and the data mapped inside it) is ours.
+        unsafe { libc::munmap(self.reservation, self.reservation_len) };
+        if let Some(fd) = self.memfd {
+            // SAFETY: the memfd is ours and closed once.
+            unsafe { libc::close(fd) };
+        }
+    }
+}

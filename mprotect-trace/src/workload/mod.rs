@@ -1,0 +1,204 @@
+//! The toggle workload: the same shapes and metrics as the public mprotect
+//! regression reproducers, with an audit of the page state it ran in.
+
+mod mapping;
+mod options;
+mod result;
+mod scenario;
+mod smaps;
+
+use std::io::IsTerminal as _;
+use std::sync::Barrier;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use mapping::Mapping;
+pub use options::{Plan, WorkloadArgs};
+pub use result::WorkloadResult;
+use smaps::SmapsEntry;
+
+/// Nanoseconds of each measured iteration, per phase.
+#[derive(Default)]
+struct Samples {
+    protect: Vec<u64>,
+    restore: Vec<u64>,
+    post_touch: Vec<u64>,
+}
+
+/// The smaps state of one mapping right after prefault, and at the end.
+struct Audit {
+    before: SmapsEntry,
+    after: SmapsEntry,
+}
+
+struct ThreadOutcome {
+    samples: Samples,
+    audits: Vec<Audit>,
+    mprotect_calls: u64,
+}
+
+/// Runs the workload described by `plan` and measures it.
+pub fn run(plan: &Plan) -> Result<WorkloadResult> {
+    let progress = progress_bar(plan);
+    let barrier = Barrier::new(plan.threads as usize);
+    let outcomes: Vec<Result<ThreadOutcome>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..plan.threads)
+            .map(|thread| {
+                let (barrier, progress) = (&barrier, &progress);
+                scope.spawn(move || {
+                    let progress = (thread == 0).then_some(progress);
+                    run_thread(plan, barrier, progress)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow!("a workload thread panicked")))
+            })
+            .collect()
+    });
+    progress.finish_and_clear();
+    let outcomes = outcomes.into_iter().collect::<Result<Vec<_>>>()?;
+    Ok(WorkloadResult::from_outcomes(plan, outcomes))
+}
+
+fn progress_bar(plan: &Plan) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(plan.rounds * (plan.warmup + plan.iterations));
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} iterations") {
+        bar.set_style(style);
+    }
+    bar.set_message(plan.scenario.name());
+    bar
+}
+
+fn run_thread(
+    plan: &Plan,
+    barrier: &Barrier,
+    progress: Option<&ProgressBar>,
+) -> Result<ThreadOutcome> {
+    // Every thread reaches the barrier even when pinning fails, so no
+    // sibling waits forever; the error is returned after it.
+    let pinned = plan.cpu.map(pin_to_cpu).transpose();
+    barrier.wait();
+    pinned?;
+    let mut outcome = ThreadOutcome {
+        samples: Samples::default(),
+        audits: Vec::new(),
+        mprotect_calls: 0,
+    };
+    for _ in 0..plan.rounds {
+        if plan.scenario.is_single_protect() {
+            single_protect_round(plan, &mut outcome, progress)?;
+        } else {
+            toggle_round(plan, &mut outcome, progress)?;
+        }
+    }
+    Ok(outcome)
+}
+
+fn prefault(plan: &Plan, mapping: &Mapping) {
+    if plan.scenario.prefault_writes() {
+        mapping.write_each_page(1);
+    } else {
+        std::hint::black_box(mapping.read_each_page());
+    }
+}
+
+/// One mapping, toggled read-only and back `warmup + iterations` times.
+fn toggle_round(
+    plan: &Plan,
+    outcome: &mut ThreadOutcome,
+    progress: Option<&ProgressBar>,
+) -> Result<()> {
+    let mapping = Mapping::create(plan.scenario, plan.mapping_bytes)?;
+    prefault(plan, &mapping);
+    let before = smaps::read_own(mapping.start())?;
+    let writes = plan.scenario.touch_writes();
+    for iteration in 0..plan.warmup + plan.iterations {
+        let start = Instant::now();
+        mapping.protect(libc::PROT_READ)?;
+        let protected = Instant::now();
+        mapping.protect(libc::PROT_READ | libc::PROT_WRITE)?;
+        let restored = Instant::now();
+        if plan.touch {
+            if writes {
+                mapping.write_each_page(iteration as u8);
+            } else {
+                std::hint::black_box(mapping.read_each_page());
+            }
+        }
+        let touched = Instant::now();
+        outcome.mprotect_calls += 2;
+        if iteration >= plan.warmup {
+            let samples = &mut outcome.samples;
+            samples.protect.push(nanos(protected - start));
+            samples.restore.push(nanos(restored - protected));
+            samples.post_touch.push(nanos(touched - restored));
+        }
+        if let Some(progress) = progress {
+            progress.inc(1);
+        }
+    }
+    let after = smaps::read_own(mapping.start())?;
+    outcome.audits.push(Audit { before, after });
+    Ok(())
+}
+
+/// A fresh, write-prefaulted mapping per iteration and one timed mprotect(PROT_READ).
+fn single_protect_round(
+    plan: &Plan,
+    outcome: &mut ThreadOutcome,
+    progress: Option<&ProgressBar>,
+) -> Result<()> {
+    let total = plan.warmup + plan.iterations;
+    let mut before = None;
+    for iteration in 0..total {
+        let mapping = Mapping::create(plan.scenario, plan.mapping_bytes)?;
+        prefault(plan, &mapping);
+        if iteration == 0 {
+            before = Some(smaps::read_own(mapping.start())?);
+        }
+        let start = Instant::now();
+        mapping.protect(libc::PROT_READ)?;
+        let protected = Instant::now();
+        outcome.mprotect_calls += 1;
+        if iteration >= plan.warmup {
+            outcome.samples.protect.push(nanos(protected - start));
+            outcome.samples.restore.push(0);
+            outcome.samples.post_touch.push(0);
+        }
+        if iteration + 1 == total {
+            let after = smaps::read_own(mapping.start())?;
+            let before = before
+                .take()
+                .context("the first iteration's audit is missing")?;
+            outcome.audits.push(Audit { before, after });
+        }
+        if let Some(progress) = progress {
+            progress.inc(1);
+        }
+    }
+    Ok(())
+}
+
+fn nanos(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn pin_to_cpu(cpu: usize) -> Result<()> {
+    // SAFETY: cpu_set_t is plain data; pid 0 is the calling thread.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        bail!("pinning to CPU {cpu}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! The workload's options (shared by `workload` and, later, `run`) and
+//! their validation into a [`Plan`] that cannot describe an impossible run.
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+
+use super::mapping::PAGE_SIZE;
+use super::scenario::Scenario;
+
+#[derive(Args, Clone, Debug)]
+pub struct WorkloadArgs {
+    /// Shape of the workload.
+    #[arg(long, value_enum, default_value_t = Scenario::SharedDirtyToggle)]
+    pub scenario: Scenario,
+    /// Size of each mapping in MiB [default: 64; 4 for region-toggle].
+    #[arg(long)]
+    pub mapping_mb: Option<u64>,
+    /// Measured iterations per round.
+    #[arg(long, default_value_t = 200)]
+    pub iterations: u64,
+    /// Unmeasured iterations before the measured ones, each round.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: u64,
+    /// Rounds, each on a freshly mapped and prefaulted range.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u64,
+    /// Pin every workload thread to this CPU.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// Threads, each toggling its own mapping.
+    #[arg(long, default_value_t = 1)]
+    pub threads: u64,
+    /// Do not touch the pages after each toggle.
+    #[arg(long)]
+    pub no_touch: bool,
+    /// Print the result as JSON instead of the `result` line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A validated workload.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub scenario: Scenario,
+    pub mapping_mb: u64,
+    pub mapping_bytes: usize,
+    pub pages: usize,
+    pub iterations: u64,
+    pub warmup: u64,
+    pub rounds: u64,
+    pub threads: u64,
+    pub cpu: Option<usize>,
+    pub touch: bool,
+}
+
+impl Plan {
+    /// Exactly how many mprotect() calls the run makes, warmup included.
+    pub fn mprotect_calls(&self) -> u64 {
+        let per_iteration = if self.scenario.is_single_protect() {
+            1
+        } else {
+            2
+        };
+        per_iteration * (self.iterations + self.warmup) * self.rounds * self.threads
+    }
+}
+
+impl WorkloadArgs {
+    pub fn plan(&self) -> Result<Plan> {
+        let scenario = self.scenario;
+        let mapping_mb = self.mapping_mb.unwrap_or(scenario.default_mapping_mb());
+        if mapping_mb == 0 {
+            bail!("--mapping-mb must be at least 1 (got 0)");
+        }
+        if scenario.wants_huge_pages() && mapping_mb % 2 != 0 {
+            bail!(
+                "--mapping-mb must be a multiple of 2 for thp-toggle (got {mapping_mb}): it maps whole 2 MiB huge pages"
+            );
+        }
+        for (flag, value) in [
+            ("--iterations", self.iterations),
+            ("--rounds", self.rounds),
+            ("--threads", self.threads),
+        ] {
+            if value == 0 {
+                bail!("{flag} must be at least 1 (got 0)");
+            }
+        }
+        let mapping_bytes = usize::try_from(mapping_mb)
+            .ok()
+            .and_then(|mb| mb.checked_mul(1 << 20))
+            .with_context(|| {
+                format!("--mapping-mb {mapping_mb} does not fit in this machine's address space")
+            })?;
+        let available_mb = mem_available_mb()?;
+        let needed_mb = mapping_mb.saturating_mul(self.threads);
+        if needed_mb > available_mb {
+            bail!(
+                "--mapping-mb {mapping_mb} x {} thread(s) needs {needed_mb} MiB but MemAvailable is {available_mb} MiB: lower --mapping-mb or --threads",
+                self.threads
+            );
+        }
+        if let Some(cpu) = self.cpu {
+            let allowed = allowed_cpus()?;
+            if !allowed.contains(&cpu) {
+                bail!(
+                    "--cpu {cpu} is out of range: this process may run on CPUs {}",
+                    format_cpus(&allowed)
+                );
+            }
+        }
+        if scenario.wants_huge_pages() {
+            check_thp_available()?;
+        }
+        Ok(Plan {
+            scenario,
+            mapping_mb,
+            mapping_bytes,
+            pages: mapping_bytes / PAGE_SIZE,
+            iterations: self.iterations,
+            warmup: self.warmup,
+            rounds: self.rounds,
+            threads: self.threads,
+            cpu: self.cpu,
+            touch: !self.no_touch,
+        })
+    }
+}
+
+fn mem_available_mb() -> Result<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").context("reading /proc/meminfo")?;
+    meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemAvailable:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kb| kb / 1024)
+        .context("/proc/meminfo has no MemAvailable line")
+}
+
+/// CPUs this process may run on (its affinity mask).
+fn allowed_cpus() -> Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        bail!("sched_getaffinity: {}", std::io::Error::last_os_error());
+    }
+    Ok((0..libc::CPU_SETSIZE as usize)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+fn format_cpus(cpus: &[usize]) -> String {
+    match (cpus.first(), cpus.last()) {
+        (Some(first), Some(last)) if last - first + 1 == cpus.len() => format!("{first}-{last}"),
+        _ => cpus
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+const THP_ENABLED: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
+
+/// THP must be `always` or `madvise` for thp-toggle to get huge pages.
+fn check_thp_available() -> Result<()> {
+    let Ok(setting) = std::fs::read_to_string(THP_ENABLED) else {
+        bail!(
+            "thp-toggle needs transparent huge pages, but this kernel has no {THP_ENABLED} (built without CONFIG_TRANSPARENT_HUGEPAGE)"
+        );
+    };
+    if setting.contains("[never]") {
+        bail!(
+            "thp-toggle needs transparent huge pages, but {THP_ENABLED} is [never]: echo madvise > {THP_ENABLED}"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! The workload shapes: how each one maps memory, prefaults it, and which
+//! page state it must be in for its timings to mean what they claim.
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+use super::smaps::SmapsEntry;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// MAP_SHARED|MAP_ANONYMOUS, write-prefaulted; the v6.16 -> v6.17 regression reproducer.
+    SharedDirtyToggle,
+    /// MAP_PRIVATE|MAP_ANONYMOUS, write-prefaulted.
+    PrivateDirtyToggle,
+    /// MAP_SHARED|MAP_ANONYMOUS, read-prefaulted only.
+    SharedCleanToggle,
+    /// A memfd mapped MAP_SHARED, write-prefaulted.
+    FileToggle,
+    /// Private anonymous, 2 MiB aligned, MADV_HUGEPAGE, write-prefaulted.
+    ThpToggle,
+    /// Each iteration maps and write-prefaults a fresh range, and times one mprotect(PROT_READ).
+    SingleProtect,
+    /// A 4 MiB private region toggled read / read-write with a write per page (libMicro mprot_tw4m).
+    RegionToggle,
+}
+
+/// How the memory behind a scenario is obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    SharedAnon,
+    PrivateAnon,
+    Memfd,
+}
+
+/// The page state a scenario must run in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectedState {
+    /// Every page resident, dirty, mapped by a 4 kB PTE.
+    DirtyBasePages,
+    /// Every page resident, clean, mapped by a 4 kB PTE.
+    CleanBasePages,
+    /// Every page resident in PMD-mapped huge pages.
+    HugePages,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SharedDirtyToggle => "shared-dirty-toggle",
+            Self::PrivateDirtyToggle => "private-dirty-toggle",
+            Self::SharedCleanToggle => "shared-clean-toggle",
+            Self::FileToggle => "file-toggle",
+            Self::ThpToggle => "thp-toggle",
+            Self::SingleProtect => "single-protect",
+            Self::RegionToggle => "region-toggle",
+        }
+    }
+
+    pub fn backing(self) -> Backing {
+        match self {
+            Self::SharedDirtyToggle | Self::SharedCleanToggle => Backing::SharedAnon,
+            Self::PrivateDirtyToggle
+            | Self::ThpToggle
+            | Self::SingleProtect
+            | Self::RegionToggle => Backing::PrivateAnon,
+            Self::FileToggle => Backing::Memfd,
+        }
+    }
+
+    pub fn expected_state(self) -> ExpectedState {
+        match self {
+            Self::SharedCleanToggle => ExpectedState::CleanBasePages,
+            Self::ThpToggle => ExpectedState::HugePages,
+            _ => ExpectedState::DirtyBasePages,
+        }
+    }
+
+    /// Whether prefault (and the post-toggle touch) writes each page.
+    pub fn prefault_writes(self) -> bool {
+        self.expected_state() != ExpectedState::CleanBasePages
+    }
+
+    /// Whether the mapping is 2 MiB aligned and advised MADV_HUGEPAGE.
+    pub fn wants_huge_pages(self) -> bool {
+        self.expected_state() == ExpectedState::HugePages
+    }
+
+    /// Whether each iteration is one mprotect on a fresh mapping rather than a toggle.
+    pub fn is_single_protect(self) -> bool {
+        self == Self::SingleProtect
+    }
+
+    /// Percentage (0-100) of the mapping in this scenario's intended state:
+    /// its sharing (`sh` in VmFlags) and its page state.
+    pub fn expected_match_percent(self, entry: &SmapsEntry) -> u64 {
+        let wants_shared = self.backing() != Backing::PrivateAnon;
+        if entry.is_shared() != wants_shared {
+            return 0;
+        }
+        self.expected_state().match_percent(entry)
+    }
+
+    /// Mapping size when `--mapping-mb` is not given.
+    pub fn default_mapping_mb(self) -> u64 {
+        match self {
+            Self::RegionToggle => 4,
+            _ => 64,
+        }
+    }
+
+    /// Whether the post-toggle touch writes (a clean scenario reads, so it stays clean).
+    pub fn touch_writes(self) -> bool {
+        self.prefault_writes()
+    }
+}
+
+impl ExpectedState {
+    /// Percentage (0-100, rounded down) of the VMA that is in this state.
+    pub fn match_percent(self, entry: &SmapsEntry) -> u64 {
+        if entry.size_kb == 0 {
+            return 0;
+        }
+        let in_state_kb = match self {
+            Self::DirtyBasePages | Self::CleanBasePages
+                if entry.kernel_page_kb != 4 || entry.mmu_page_kb != 4 || entry.huge_kb != 0 =>
+            {
+                0
+            }
+            Self::DirtyBasePages => entry.dirty_kb.min(entry.rss_kb),
+            Self::CleanBasePages => entry.rss_kb.saturating_sub(entry.dirty_kb),
+            Self::HugePages => entry.huge_kb,
+        };
+        in_state_kb.min(entry.size_kb) * 100 / entry.size_kb
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(rss_kb: u64, dirty_kb: u64, huge_kb: u64) -> SmapsEntry {
+        SmapsEntry {
+            size_kb: 1024,
+            kernel_page_kb: 4,
+            mmu_page_kb: 4,
+            rss_kb,
+            dirty_kb,
+            huge_kb,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn dirty_base_pages_count_only_dirty_resident_4k_pages() {
+        let state = ExpectedState::DirtyBasePages;
+        assert_eq!(state.match_percent(&entry(1024, 1024, 0)), 100);
+        assert_eq!(state.match_percent(&entry(1024, 512, 0)), 50);
+        assert_eq!(state.match_percent(&entry(1024, 1024, 2048)), 0);
+    }
+
+    #[test]
+    fn clean_and_huge_states() {
+        assert_eq!(
+            ExpectedState::CleanBasePages.match_percent(&entry(1024, 0, 0)),
+            100
+        );
+        assert_eq!(
+            ExpectedState::CleanBasePages.match_percent(&entry(1024, 1024, 0)),
+            0
+        );
+        assert_eq!(
+            ExpectedState::HugePages.match_percent(&entry(1024, 1024, 1024)),
+            100
+        );
+        assert_eq!(
+            ExpectedState::HugePages.match_percent(&entry(1024, 1024, 0)),
+            0
+        );
+    }
+
+    #[test]
+    fn a_private_vma_does_not_match_a_shared_scenario() {
+        let mut private = entry(1024, 1024, 0);
+        private.vm_flags = "rd wr mr mw me ac".into();
+        assert_eq!(
+            Scenario::SharedDirtyToggle.expected_match_percent(&private),
+            0
+        );
+        assert_eq!(
+            Scenario::PrivateDirtyToggle.expected_match_percent(&private),
+            100
+        );
+        let mut shared = private.clone();
+        shared.vm_flags = "rd wr sh mr mw me ms".into();
+        assert_eq!(
+            Scenario::SharedDirtyToggle.expected_match_percent(&shared),
+            100
+        );
+        assert_eq!(Scenario::FileToggle.expected_match_percent(&shared), 100);
+    }
+
+    #[test]
+    fn names_are_the_cli_names() {
+        for scenario in Scenario::value_variants() {
+            let value = scenario.to_possible_value().unwrap();
+            assert_eq!(scenario.name(), value.get_name());
+        }
+    }
+}
