@@ -5,9 +5,9 @@
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
-    macros::{fentry, kprobe, map, tracepoint},
+    macros::{fentry, kprobe, map, perf_event, tracepoint},
     maps::{Array, PerCpuArray},
-    programs::{FEntryContext, ProbeContext, TracePointContext},
+    programs::{FEntryContext, PerfEventContext, ProbeContext, TracePointContext},
 };
 use mprotect_trace_common::{CONFIG_INDEX, TraceConfig, syscall_counter};
 
@@ -64,6 +64,13 @@ pub fn fentry_capability_check(_ctx: FEntryContext) -> u32 {
 /// Loaded and attached by `doctor` to learn whether kprobes exist.
 #[kprobe]
 pub fn kprobe_capability_check(_ctx: ProbeContext) -> u32 {
+    0
+}
+
+/// Attached by `doctor` to a cpu-clock event to learn whether BPF stack
+/// sampling works here.
+#[perf_event]
+pub fn sampler_capability_check(_ctx: PerfEventContext) -> u32 {
     0
 }
 

@@ -1,5 +1,8 @@
 mod cli;
+mod doctor;
 mod ebpf_object;
+mod kernel;
+mod probes;
 mod workload;
 
 use std::process::ExitCode;
@@ -33,6 +36,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Doctor(_args) => todo!(),
+        Command::Doctor(args) => {
+            let report = doctor::diagnose(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(if report.usable {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }

@@ -1,0 +1,144 @@
+//! `mprotect-trace doctor`: what this kernel supports, and what the tracer
+//! will do about each target.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use crate::cli::DoctorArgs;
+use crate::ebpf_object;
+use crate::kernel::btf::KernelBtf;
+use crate::kernel::capabilities::{self, Capabilities};
+use crate::kernel::kallsyms::Kallsyms;
+use crate::probes::plan::{self, TargetPlan};
+use crate::probes::targets;
+
+#[derive(Debug, Serialize)]
+pub struct DoctorReport {
+    pub capabilities: Capabilities,
+    pub targets: Vec<TargetPlan>,
+    /// Whether anything can trace mprotect here: syscall tracepoints or sampling.
+    pub usable: bool,
+}
+
+pub fn diagnose(args: &DoctorArgs) -> Result<DoctorReport> {
+    let mut ebpf = ebpf_object::load()?;
+    let capabilities = capabilities::detect(&mut ebpf);
+    let kallsyms = Kallsyms::load()?;
+    let btf = if capabilities.btf.available {
+        Some(KernelBtf::load()?)
+    } else {
+        None
+    };
+    let targets = targets::with_user_probes(&args.probes)
+        .into_iter()
+        .map(|(name, role)| {
+            let signature = match &btf {
+                Some(btf) => btf
+                    .function(&name)
+                    .with_context(|| format!("reading the BTF of {name}"))?,
+                None => None,
+            };
+            Ok(plan::plan_target(
+                &name,
+                role,
+                &capabilities,
+                &kallsyms,
+                signature,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let usable = capabilities.syscall_tracepoints.available || capabilities.perf_sampling.available;
+    Ok(DoctorReport {
+        capabilities,
+        targets,
+        usable,
+    })
+}
+
+impl DoctorReport {
+    pub fn to_text(&self) -> String {
+        let caps = &self.capabilities;
+        let mut out = String::new();
+        let yes_no = |available: bool| if available { "yes" } else { "no" };
+        let _ = writeln!(
+            out,
+            "kernel               {} ({})",
+            caps.kernel_release, caps.arch
+        );
+        for (label, check) in [
+            ("BTF", &caps.btf),
+            ("tracefs", &caps.tracefs),
+            ("syscall tracepoints", &caps.syscall_tracepoints),
+            ("perf sampling", &caps.perf_sampling),
+            ("fentry", &caps.fentry),
+            ("kprobes", &caps.kprobes),
+        ] {
+            let _ = writeln!(
+                out,
+                "{label:<20} {:<4} {}",
+                yes_no(check.available),
+                check.detail
+            );
+        }
+        let _ = writeln!(out, "{:<20} {}", "lockdown", caps.lockdown.detail);
+        let _ = writeln!(out, "\ntargets");
+        for target in &self.targets {
+            let kallsyms = if target.in_kallsyms {
+                "yes".to_owned()
+            } else if target.kallsyms_variants.is_empty() {
+                "no".to_owned()
+            } else {
+                format!("no (copies: {})", target.kallsyms_variants.join(", "))
+            };
+            let btf = match &target.signature {
+                Some(signature) => signature.to_c(),
+                None => "no".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<24} kallsyms: {kallsyms}; BTF: {btf}",
+                target.name
+            );
+        }
+        let _ = writeln!(out, "\nplan");
+        let tracepoints = if caps.syscall_tracepoints.available {
+            "syscalls:sys_enter_mprotect / sys_exit_mprotect: latency, length and flags of every call".to_owned()
+        } else {
+            format!("unavailable: {}", caps.syscall_tracepoints.detail)
+        };
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<10} {tracepoints}",
+            "mprotect syscall", "tracepoint"
+        );
+        for target in &self.targets {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:<10} {}",
+                target.name,
+                target.backend.label(),
+                target.reason
+            );
+        }
+        let sampling = if caps.perf_sampling.available {
+            "cpu-clock kernel stacks: attributes time to every function, inlined ones too"
+                .to_owned()
+        } else {
+            format!("unavailable: {}", caps.perf_sampling.detail)
+        };
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<10} {sampling}",
+            "stack sampling", "perf_event"
+        );
+        if !self.usable {
+            let _ = writeln!(
+                out,
+                "\nnothing can trace mprotect here: neither syscall tracepoints nor perf sampling work"
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,274 @@
+//! What the running kernel lets a BPF tracer do, each found by trying it:
+//! a program loaded or attached, never a guess from the version number.
+
+use std::path::Path;
+
+use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
+use aya::programs::{FEntry, KProbe, PerfEvent, TracePoint};
+use aya::{Btf, Ebpf};
+use serde::Serialize;
+
+use super::mounts::{self, Mount};
+
+/// The outcome of one check: whether it works, and what showed it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub available: bool,
+    /// A few words, for plans and tables: "refused (EPERM)".
+    pub summary: String,
+    /// The whole finding, with the error the kernel gave.
+    pub detail: String,
+}
+
+impl Check {
+    fn yes(detail: impl Into<String>) -> Self {
+        Self {
+            available: true,
+            summary: "works".into(),
+            detail: detail.into(),
+        }
+    }
+    fn no(summary: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            available: false,
+            summary: summary.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Capabilities {
+    pub kernel_release: String,
+    pub arch: String,
+    pub btf: Check,
+    pub lockdown: Check,
+    pub tracefs: Check,
+    pub syscall_tracepoints: Check,
+    pub perf_sampling: Check,
+    pub fentry: Check,
+    pub kprobes: Check,
+}
+
+/// The function `doctor` loads a fentry program on and attaches a kprobe to.
+pub const PROBE_CHECK_FUNCTION: &str = "change_protection";
+
+/// Runs every check; mounts tracefs and securityfs when missing (root only).
+pub fn detect(ebpf: &mut Ebpf) -> Capabilities {
+    let (kernel_release, arch) = uname();
+    let tracefs = match mounts::ensure(Mount::Tracefs) {
+        Ok(state) => Check::yes(state.describe()),
+        Err(err) => Check::no("not mounted", format!("{err:#}")),
+    };
+    Capabilities {
+        kernel_release,
+        arch,
+        btf: btf_check(),
+        lockdown: lockdown_check(),
+        syscall_tracepoints: if tracefs.available {
+            tracepoint_check(ebpf)
+        } else {
+            Check::no("needs tracefs", "tracefs is not mounted")
+        },
+        tracefs,
+        perf_sampling: perf_sampling_check(ebpf),
+        fentry: fentry_check(ebpf),
+        kprobes: kprobe_check(ebpf),
+    }
+}
+
+/// `error: cause: cause` for errors whose Display hides their sources.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    // aya appends the verifier log, which is empty when the kernel refuses
+    // before verifying (e.g. EPERM for fentry).
+    let text = text.replace('\n', " ");
+    let text = text.trim();
+    text.strip_suffix("Verifier output:")
+        .unwrap_or(text)
+        .trim_end_matches(['.', ' '])
+        .to_owned()
+}
+
+fn uname() -> (String, String) {
+    // SAFETY: utsname is plain data that uname fills.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return ("unknown".into(), std::env::consts::ARCH.into());
+    }
+    let field = |chars: &[libc::c_char]| {
+        let bytes: Vec<u8> = chars
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    (field(&uts.release), field(&uts.machine))
+}
+
+fn btf_check() -> Check {
+    if Path::new(super::btf::VMLINUX_BTF).exists() {
+        Check::yes(format!("{} present", super::btf::VMLINUX_BTF))
+    } else {
+        Check::no(
+            "no vmlinux BTF",
+            format!(
+                "{} missing: kernel built without CONFIG_DEBUG_INFO_BTF",
+                super::btf::VMLINUX_BTF
+            ),
+        )
+    }
+}
+
+fn lockdown_check() -> Check {
+    let mounted = match mounts::ensure(Mount::Securityfs) {
+        Ok(state) => state,
+        Err(err) => return Check::no("unknown", format!("unknown: {err:#}")),
+    };
+    let path = "/sys/kernel/security/lockdown";
+    match std::fs::read_to_string(path) {
+        // The active mode is the bracketed one: "none [integrity] confidentiality".
+        Ok(modes) => {
+            let active = modes
+                .split_whitespace()
+                .find_map(|m| m.strip_prefix('[').and_then(|m| m.strip_suffix(']')))
+                .unwrap_or("unknown")
+                .to_owned();
+            let note = if mounted.mounted_now {
+                " (securityfs mounted by doctor)"
+            } else {
+                ""
+            };
+            // Confidentiality mode forbids reading kernel memory: BPF tracing is refused.
+            Check {
+                available: active != "confidentiality",
+                summary: active.clone(),
+                detail: format!("{active}{note}"),
+            }
+        }
+        Err(_) => Check::yes(format!("none ({path} absent: no lockdown LSM)")),
+    }
+}
+
+fn tracepoint_check(ebpf: &mut Ebpf) -> Check {
+    let mut attempt = || -> Result<(), String> {
+        let program: &mut TracePoint = program(ebpf, "sys_enter_mprotect")?;
+        program.load().map_err(|e| error_chain(&e))?;
+        let link = program
+            .attach("syscalls", "sys_enter_mprotect")
+            .map_err(|e| error_chain(&e))?;
+        program.detach(link).map_err(|e| error_chain(&e))?;
+        Ok(())
+    };
+    match attempt() {
+        Ok(()) => Check::yes("a BPF program attached to syscalls:sys_enter_mprotect"),
+        Err(err) => Check::no(
+            "attach failed",
+            format!("attaching to syscalls:sys_enter_mprotect failed: {err}"),
+        ),
+    }
+}
+
+fn perf_sampling_check(ebpf: &mut Ebpf) -> Check {
+    let mut attempt = || -> Result<(), String> {
+        let program: &mut PerfEvent = program(ebpf, "sampler_capability_check")?;
+        program.load().map_err(|e| error_chain(&e))?;
+        let link = program
+            .attach(
+                PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                PerfEventScope::AllProcessesOneCpu { cpu: 0 },
+                SamplePolicy::Frequency(99),
+                false,
+            )
+            .map_err(|e| error_chain(&e))?;
+        program.detach(link).map_err(|e| error_chain(&e))?;
+        Ok(())
+    };
+    match attempt() {
+        Ok(()) => Check::yes("a BPF program attached to the cpu-clock software event"),
+        Err(err) => Check::no(
+            "attach failed",
+            format!("attaching to the cpu-clock event failed: {err}"),
+        ),
+    }
+}
+
+fn fentry_check(ebpf: &mut Ebpf) -> Check {
+    let mut attempt = || -> Result<(), String> {
+        let btf = Btf::from_sys_fs().map_err(|e| error_chain(&e))?;
+        let program: &mut FEntry = program(ebpf, "fentry_capability_check")?;
+        program
+            .load(PROBE_CHECK_FUNCTION, &btf)
+            .map_err(|e| error_chain(&e))?;
+        let link = program.attach().map_err(|e| error_chain(&e))?;
+        program.detach(link).map_err(|e| error_chain(&e))?;
+        Ok(())
+    };
+    match attempt() {
+        Ok(()) => Check::yes(format!(
+            "a fentry program loaded and attached on {PROBE_CHECK_FUNCTION}"
+        )),
+        Err(err) => {
+            let eperm = err.contains("Operation not permitted");
+            Check::no(
+                if eperm { "refused (EPERM)" } else { "refused" },
+                format!(
+                    "the kernel refused a fentry program on {PROBE_CHECK_FUNCTION}: {err}{}",
+                    if eperm {
+                        " (BPF trampolines are disabled on this kernel)"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        }
+    }
+}
+
+fn kprobe_check(ebpf: &mut Ebpf) -> Check {
+    let pmu = Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    let events = Path::new(mounts::TRACEFS).join("kprobe_events").exists();
+    let mut attempt = || -> Result<(), String> {
+        let program: &mut KProbe = program(ebpf, "kprobe_capability_check")?;
+        program.load().map_err(|e| error_chain(&e))?;
+        let link = program
+            .attach(PROBE_CHECK_FUNCTION, 0)
+            .map_err(|e| error_chain(&e))?;
+        program.detach(link).map_err(|e| error_chain(&e))?;
+        Ok(())
+    };
+    match attempt() {
+        Ok(()) => Check::yes(format!("a kprobe attached on {PROBE_CHECK_FUNCTION}")),
+        Err(_) if !pmu && !events => Check::no(
+            "not built (no CONFIG_KPROBES)",
+            "kernel built without CONFIG_KPROBES: no kprobe PMU in /sys/bus/event_source/devices and no kprobe_events in tracefs",
+        ),
+        Err(err) => Check::no(
+            "attach failed",
+            format!("attaching a kprobe on {PROBE_CHECK_FUNCTION} failed: {err}"),
+        ),
+    }
+}
+
+/// The program `name` of the embedded object, as type `T`.
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("the embedded eBPF object has no program {name}"))?;
+    program
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| error_chain(&e))
+}

@@ -1,0 +1,4 @@
+//! Probe targets and the choice of backend for each.
+
+pub mod plan;
+pub mod targets;

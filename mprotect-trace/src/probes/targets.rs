@@ -1,0 +1,54 @@
+//! The kernel functions the tool exists for. A target is data: adding one
+//! is one line in [`BUILTIN`].
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// One of the functions a regression is attributed to.
+    Headline,
+    /// Around the headline functions; gives their share a denominator.
+    Context,
+    /// Added with `--probe NAME`.
+    User,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    pub name: &'static str,
+    pub role: Role,
+}
+
+pub const BUILTIN: &[Target] = &[
+    Target {
+        name: "change_protection",
+        role: Role::Headline,
+    },
+    Target {
+        name: "change_pte_range",
+        role: Role::Headline,
+    },
+    Target {
+        name: "modify_prot_start_ptes",
+        role: Role::Headline,
+    },
+    Target {
+        name: "mprotect_fixup",
+        role: Role::Context,
+    },
+];
+
+/// The built-in targets followed by the user's, each name once.
+pub fn with_user_probes(user: &[String]) -> Vec<(String, Role)> {
+    let mut targets: Vec<(String, Role)> = BUILTIN
+        .iter()
+        .map(|t| (t.name.to_owned(), t.role))
+        .collect();
+    for name in user {
+        if !targets.iter().any(|(existing, _)| existing == name) {
+            targets.push((name.clone(), Role::User));
+        }
+    }
+    targets
+}
