@@ -16,3 +16,96 @@ pub fn load() -> Result<Ebpf> {
     }
     Ebpf::load(BYTES).context("loading the embedded eBPF object into the kernel")
 }
+
+#[cfg(test)]
+mod tests {
+    use aya::maps::{Array, PerCpuArray};
+    use aya::programs::TracePoint;
+    use mprotect_trace_common::{CONFIG_INDEX, TraceConfig, syscall_counter};
+
+    use super::*;
+    use crate::kernel::mounts::{self, Mount};
+
+    /// Forks a child that blocks on a pipe, then makes exactly `calls`
+    /// mprotect() calls and exits. Returns (pid, write end of the pipe).
+    fn fork_mprotect_child(calls: usize) -> (libc::pid_t, libc::c_int) {
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(page, libc::MAP_FAILED);
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // Child: only async-signal-safe calls until _exit.
+            let mut byte = 0u8;
+            unsafe { libc::read(fds[0], (&raw mut byte).cast(), 1) };
+            for i in 0..calls {
+                let prot = if i % 2 == 0 {
+                    libc::PROT_READ | libc::PROT_WRITE
+                } else {
+                    libc::PROT_READ
+                };
+                unsafe { libc::mprotect(page, 4096, prot) };
+            }
+            unsafe { libc::_exit(0) };
+        }
+        unsafe { libc::close(fds[0]) };
+        (pid, fds[1])
+    }
+
+    #[test]
+    fn embedded_object_loads_and_counts_exactly_the_traced_tasks_mprotect_calls() {
+        const CALLS: usize = 37;
+        mounts::ensure(Mount::Tracefs).unwrap();
+        let mut ebpf = load().unwrap();
+        let names: Vec<&str> = ebpf.programs().map(|(name, _)| name).collect();
+        for expected in [
+            "sys_enter_mprotect",
+            "sys_exit_mprotect",
+            "fentry_capability_check",
+            "kprobe_capability_check",
+        ] {
+            assert!(
+                names.contains(&expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+        let (pid, go) = fork_mprotect_child(CALLS);
+        let mut config: Array<_, TraceConfig> =
+            Array::try_from(ebpf.map_mut("CONFIG").unwrap()).unwrap();
+        config
+            .set(
+                CONFIG_INDEX,
+                TraceConfig {
+                    target_tgid: pid as u32,
+                    trace_all: 0,
+                },
+                0,
+            )
+            .unwrap();
+        for name in ["sys_enter_mprotect", "sys_exit_mprotect"] {
+            let program: &mut TracePoint = ebpf.program_mut(name).unwrap().try_into().unwrap();
+            program.load().unwrap();
+            program.attach("syscalls", name).unwrap();
+        }
+        unsafe { libc::write(go, [1u8].as_ptr().cast(), 1) };
+        let mut status = 0;
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        let counters: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(ebpf.map("SYSCALL_COUNTERS").unwrap()).unwrap();
+        for slot in [syscall_counter::ENTER, syscall_counter::EXIT] {
+            let total: u64 = counters.get(&slot, 0).unwrap().iter().sum();
+            assert_eq!(total, CALLS as u64, "slot {slot}");
+        }
+    }
+}
