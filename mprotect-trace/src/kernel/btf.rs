@@ -38,11 +38,6 @@ impl FunctionSignature {
             parameters.join(", ")
         )
     }
-
-    /// Position of the parameter called `name`, if any.
-    pub fn parameter_index(&self, name: &str) -> Option<usize> {
-        self.parameters.iter().position(|p| p.name == name)
-    }
 }
 
 pub struct KernelBtf {

@@ -43,24 +43,20 @@ struct ThreadOutcome {
 pub fn run(plan: &Plan) -> Result<WorkloadResult> {
     let progress = progress_bar(plan);
     let barrier = Barrier::new(plan.threads as usize);
+    // Thread 0 is the main thread: a single-threaded run must be one task,
+    // as the reproducers are. A second thread idling in join() keeps the mm
+    // live on another CPU, and every TLB flush of the toggle then costs an IPI.
     let outcomes: Vec<Result<ThreadOutcome>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..plan.threads)
-            .map(|thread| {
-                let (barrier, progress) = (&barrier, &progress);
-                scope.spawn(move || {
-                    let progress = (thread == 0).then_some(progress);
-                    run_thread(plan, barrier, progress)
-                })
-            })
+        let helpers: Vec<_> = (1..plan.threads)
+            .map(|_| scope.spawn(|| run_thread(plan, &barrier, None)))
             .collect();
-        handles
-            .into_iter()
-            .map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow!("a workload thread panicked")))
-            })
-            .collect()
+        let mut outcomes = vec![run_thread(plan, &barrier, Some(&progress))];
+        outcomes.extend(helpers.into_iter().map(|helper| {
+            helper
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("a workload thread panicked")))
+        }));
+        outcomes
     });
     progress.finish_and_clear();
     let outcomes = outcomes.into_iter().collect::<Result<Vec<_>>>()?;

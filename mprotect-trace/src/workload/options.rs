@@ -53,18 +53,6 @@ pub struct Plan {
     pub touch: bool,
 }
 
-impl Plan {
-    /// Exactly how many mprotect() calls the run makes, warmup included.
-    pub fn mprotect_calls(&self) -> u64 {
-        let per_iteration = if self.scenario.is_single_protect() {
-            1
-        } else {
-            2
-        };
-        per_iteration * (self.iterations + self.warmup) * self.rounds * self.threads
-    }
-}
-
 impl WorkloadArgs {
     pub fn plan(&self) -> Result<Plan> {
         let scenario = self.scenario;
@@ -72,7 +60,7 @@ impl WorkloadArgs {
         if mapping_mb == 0 {
             bail!("--mapping-mb must be at least 1 (got 0)");
         }
-        if scenario.wants_huge_pages() && mapping_mb % 2 != 0 {
+        if scenario.wants_huge_pages() && !mapping_mb.is_multiple_of(2) {
             bail!(
                 "--mapping-mb must be a multiple of 2 for thp-toggle (got {mapping_mb}): it maps whole 2 MiB huge pages"
             );

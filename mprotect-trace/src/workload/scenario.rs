@@ -37,11 +37,11 @@ pub enum Backing {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExpectedState {
     /// Every page resident, dirty, mapped by a 4 kB PTE.
-    DirtyBasePages,
+    DirtyBase,
     /// Every page resident, clean, mapped by a 4 kB PTE.
-    CleanBasePages,
+    CleanBase,
     /// Every page resident in PMD-mapped huge pages.
-    HugePages,
+    HugePmd,
 }
 
 impl Scenario {
@@ -70,20 +70,20 @@ impl Scenario {
 
     pub fn expected_state(self) -> ExpectedState {
         match self {
-            Self::SharedCleanToggle => ExpectedState::CleanBasePages,
-            Self::ThpToggle => ExpectedState::HugePages,
-            _ => ExpectedState::DirtyBasePages,
+            Self::SharedCleanToggle => ExpectedState::CleanBase,
+            Self::ThpToggle => ExpectedState::HugePmd,
+            _ => ExpectedState::DirtyBase,
         }
     }
 
     /// Whether prefault (and the post-toggle touch) writes each page.
     pub fn prefault_writes(self) -> bool {
-        self.expected_state() != ExpectedState::CleanBasePages
+        self.expected_state() != ExpectedState::CleanBase
     }
 
     /// Whether the mapping is 2 MiB aligned and advised MADV_HUGEPAGE.
     pub fn wants_huge_pages(self) -> bool {
-        self.expected_state() == ExpectedState::HugePages
+        self.expected_state() == ExpectedState::HugePmd
     }
 
     /// Whether each iteration is one mprotect on a fresh mapping rather than a toggle.
@@ -122,14 +122,14 @@ impl ExpectedState {
             return 0;
         }
         let in_state_kb = match self {
-            Self::DirtyBasePages | Self::CleanBasePages
+            Self::DirtyBase | Self::CleanBase
                 if entry.kernel_page_kb != 4 || entry.mmu_page_kb != 4 || entry.huge_kb != 0 =>
             {
                 0
             }
-            Self::DirtyBasePages => entry.dirty_kb.min(entry.rss_kb),
-            Self::CleanBasePages => entry.rss_kb.saturating_sub(entry.dirty_kb),
-            Self::HugePages => entry.huge_kb,
+            Self::DirtyBase => entry.dirty_kb.min(entry.rss_kb),
+            Self::CleanBase => entry.rss_kb.saturating_sub(entry.dirty_kb),
+            Self::HugePmd => entry.huge_kb,
         };
         in_state_kb.min(entry.size_kb) * 100 / entry.size_kb
     }
@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn dirty_base_pages_count_only_dirty_resident_4k_pages() {
-        let state = ExpectedState::DirtyBasePages;
+        let state = ExpectedState::DirtyBase;
         assert_eq!(state.match_percent(&entry(1024, 1024, 0)), 100);
         assert_eq!(state.match_percent(&entry(1024, 512, 0)), 50);
         assert_eq!(state.match_percent(&entry(1024, 1024, 2048)), 0);
@@ -162,19 +162,19 @@ mod tests {
     #[test]
     fn clean_and_huge_states() {
         assert_eq!(
-            ExpectedState::CleanBasePages.match_percent(&entry(1024, 0, 0)),
+            ExpectedState::CleanBase.match_percent(&entry(1024, 0, 0)),
             100
         );
         assert_eq!(
-            ExpectedState::CleanBasePages.match_percent(&entry(1024, 1024, 0)),
+            ExpectedState::CleanBase.match_percent(&entry(1024, 1024, 0)),
             0
         );
         assert_eq!(
-            ExpectedState::HugePages.match_percent(&entry(1024, 1024, 1024)),
+            ExpectedState::HugePmd.match_percent(&entry(1024, 1024, 1024)),
             100
         );
         assert_eq!(
-            ExpectedState::HugePages.match_percent(&entry(1024, 1024, 0)),
+            ExpectedState::HugePmd.match_percent(&entry(1024, 1024, 0)),
             0
         );
     }

@@ -1,0 +1,98 @@
+//! `cargo xtask setup`: installs every tool the build and the tests need,
+//! idempotently. A fresh machine has the stable and nightly toolchains but
+//! none of this.
+
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::command::{output_of, run_checked, succeeds};
+
+/// Newer bpf-linker releases want a system LLVM that Debian 12 lacks;
+/// 0.10.x links through the nightly's own LLVM.
+const BPF_LINKER_VERSION: &str = "0.10.3";
+
+/// Debian packages the tests use: bpftool (independent BTF reads),
+/// and QEMU with busybox and cpio for the kernel VM tests.
+const DEBIAN_PACKAGES: &[&str] = &["bpftool", "qemu-system-x86", "busybox-static", "cpio"];
+
+pub fn run() -> Result<()> {
+    ensure_nightly_rust_src()?;
+    ensure_bpf_linker()?;
+    ensure_debian_packages()?;
+    eprintln!(
+        "setup: nightly rust-src, bpf-linker {BPF_LINKER_VERSION} and Debian packages are present"
+    );
+    Ok(())
+}
+
+fn ensure_nightly_rust_src() -> Result<()> {
+    let toolchains = output_of(Command::new("rustup").args(["toolchain", "list"]))?;
+    if !toolchains.lines().any(|line| line.starts_with("nightly")) {
+        bail!(
+            "no nightly Rust toolchain: the eBPF crate needs one (rustup toolchain install nightly)"
+        );
+    }
+    let components = output_of(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    if !components.lines().any(|line| line.starts_with("rust-src")) {
+        run_checked(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn ensure_bpf_linker() -> Result<()> {
+    let installed = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned());
+    if installed.is_some_and(|version| version.trim() == format!("bpf-linker {BPF_LINKER_VERSION}"))
+    {
+        return Ok(());
+    }
+    run_checked(Command::new("cargo").args([
+        "+nightly",
+        "install",
+        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        "--locked",
+        "--force",
+    ]))
+}
+
+fn ensure_debian_packages() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| {
+            let status = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", package])
+                .output();
+            !status.is_ok_and(|output| output.stdout.ends_with(b"install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !succeeds(Command::new("apt-get").arg("--version")) {
+        bail!("missing Debian packages {missing:?} and no apt-get to install them");
+    }
+    run_checked(Command::new("apt-get").args(["update", "-qq"]))?;
+    run_checked(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
