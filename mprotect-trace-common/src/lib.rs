@@ -4,8 +4,31 @@
 //! marks the shared structs as plain data for aya map reads.
 #![no_std]
 
+pub mod histogram;
+
 /// Index of the single entry of the `CONFIG` array map.
 pub const CONFIG_INDEX: u32 = 0;
+
+/// Function targets that can be probed at once: the eBPF crate has one
+/// fentry/fexit and one kprobe/kretprobe program per slot.
+pub const FUNCTION_SLOTS: u32 = 8;
+/// The latency/pages slot of the mprotect syscall itself, after the functions'.
+pub const SYSCALL_SLOT: u32 = FUNCTION_SLOTS;
+/// Slots of the latency and pages maps: every function, then the syscall.
+pub const VALUE_SLOTS: u32 = FUNCTION_SLOTS + 1;
+
+/// Exact `nr_ptes` values 0..=512 (512 PTEs fill one page table), then one
+/// bucket for anything larger.
+pub const NR_PTES_EXACT_MAX: u64 = 512;
+pub const NR_PTES_BUCKETS: u32 = NR_PTES_EXACT_MAX as u32 + 2;
+
+/// `prot & 7` (PROT_READ|PROT_WRITE|PROT_EXEC combinations), then one
+/// bucket for calls with any other bit set.
+pub const PROT_BUCKETS: u32 = 9;
+
+/// Entry timestamps kept at once (task x target); an LRU map, so a task
+/// killed mid-call cannot leak an entry forever.
+pub const MAX_IN_FLIGHT: u32 = 16384;
 
 /// What the kernel side filters on, written by user space before attaching.
 #[repr(C)]
@@ -17,15 +40,64 @@ pub struct TraceConfig {
     pub trace_all: u32,
 }
 
-#[cfg(feature = "user")]
-unsafe impl aya::Pod for TraceConfig {}
+/// Per function slot: which values its probes record besides latency.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotConfig {
+    /// Index of the parameter whose value is an `nr_ptes` count, or -1.
+    pub nr_ptes_arg: i32,
+    /// 1 when the return value is a count of pages changed.
+    pub ret_is_pages: u32,
+}
 
-/// Slots of the per-CPU `SYSCALL_COUNTERS` array.
-pub mod syscall_counter {
+impl Default for SlotConfig {
+    fn default() -> Self {
+        Self {
+            nr_ptes_arg: -1,
+            ret_is_pages: 0,
+        }
+    }
+}
+
+/// Running summary of one value stream (latency in ns, or pages).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub count: u64,
+    pub total: u64,
+    /// Smallest value plus one; 0 while nothing was recorded (a recorded
+    /// value may itself be 0, e.g. no page changed).
+    pub min_plus_one: u64,
+    pub max: u64,
+}
+
+/// Key of an entry timestamp: one per task and target, so an exit pairs
+/// with its own entry across CPUs, threads and nested targets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EntryKey {
+    pub pid_tgid: u64,
+    pub slot: u32,
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    unsafe impl aya::Pod for super::TraceConfig {}
+    unsafe impl aya::Pod for super::SlotConfig {}
+    unsafe impl aya::Pod for super::Stats {}
+    unsafe impl aya::Pod for super::EntryKey {}
+}
+
+/// Slots of the per-CPU `COUNTERS` array: event counts and lost data.
+pub mod counter {
     /// `sys_enter_mprotect` events of the traced task(s).
-    pub const ENTER: u32 = 0;
+    pub const SYSCALL_ENTER: u32 = 0;
     /// `sys_exit_mprotect` events of the traced task(s).
-    pub const EXIT: u32 = 1;
-    /// Number of slots.
-    pub const LEN: u32 = 2;
+    pub const SYSCALL_EXIT: u32 = 1;
+    /// Exits whose entry was never seen (attached mid-call, or evicted).
+    pub const EXIT_WITHOUT_ENTRY: u32 = 2;
+    /// Entry timestamps that could not be stored.
+    pub const ENTRY_NOT_STORED: u32 = 3;
+    pub const LEN: u32 = 4;
 }

@@ -1,57 +1,266 @@
-//! eBPF programs of mprotect-trace. Aggregation stays in per-CPU maps;
-//! nothing is sent to user space per event.
+//! eBPF programs of mprotect-trace. Everything aggregates into per-CPU
+//! maps that user space reads at intervals; nothing is sent per event.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
-    macros::{fentry, kprobe, map, perf_event, tracepoint},
-    maps::{Array, PerCpuArray},
-    programs::{FEntryContext, PerfEventContext, ProbeContext, TracePointContext},
+    EbpfContext as _,
+    bindings::BPF_ANY,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        generated::{bpf_get_func_arg, bpf_get_func_ret},
+    },
+    macros::{fentry, fexit, kprobe, kretprobe, map, perf_event, tracepoint},
+    maps::{Array, LruHashMap, PerCpuArray},
+    programs::{
+        FEntryContext, FExitContext, PerfEventContext, ProbeContext, RetProbeContext,
+        TracePointContext,
+    },
 };
-use mprotect_trace_common::{CONFIG_INDEX, TraceConfig, syscall_counter};
+use mprotect_trace_common::{
+    CONFIG_INDEX, EntryKey, FUNCTION_SLOTS, MAX_IN_FLIGHT, NR_PTES_BUCKETS, NR_PTES_EXACT_MAX,
+    PROT_BUCKETS, SYSCALL_SLOT, SlotConfig, Stats, TraceConfig, VALUE_SLOTS, counter, histogram,
+};
 
 #[map]
 static CONFIG: Array<TraceConfig> = Array::with_max_entries(1, 0);
-
 #[map]
-static SYSCALL_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(syscall_counter::LEN, 0);
+static SLOT_CONFIG: Array<SlotConfig> = Array::with_max_entries(FUNCTION_SLOTS, 0);
+#[map]
+static ENTRY_TIMES: LruHashMap<EntryKey, u64> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::LEN, 0);
+/// Latency (ns) per slot: summary, and log-linear histogram rows of `histogram::BUCKETS`.
+#[map]
+static LATENCY_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(VALUE_SLOTS, 0);
+#[map]
+static LATENCY_HIST: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(VALUE_SLOTS * histogram::BUCKETS, 0);
+/// Pages per call: returned by a function, or the syscall's length.
+#[map]
+static PAGES_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(VALUE_SLOTS, 0);
+#[map]
+static PAGES_HIST: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(VALUE_SLOTS * histogram::BUCKETS, 0);
+/// `nr_ptes` per function slot, one exact bucket per value.
+#[map]
+static NR_PTES_HIST: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(FUNCTION_SLOTS * NR_PTES_BUCKETS, 0);
+#[map]
+static PROT_FLAGS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROT_BUCKETS, 0);
 
 /// True when the current task belongs to what user space asked to trace.
 #[inline(always)]
-fn is_traced() -> bool {
+fn is_traced(pid_tgid: u64) -> bool {
     let Some(config) = CONFIG.get(CONFIG_INDEX) else {
         return false;
     };
-    if config.trace_all != 0 {
-        return true;
-    }
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    tgid == config.target_tgid
+    config.trace_all != 0 || (pid_tgid >> 32) as u32 == config.target_tgid
 }
 
 #[inline(always)]
-fn bump(slot: u32) {
-    if let Some(counter) = SYSCALL_COUNTERS.get_ptr_mut(slot) {
+fn bump(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(count) = map.get_ptr_mut(index) {
         // Per-CPU slot: no other CPU writes it, so a plain add is exact.
-        unsafe { *counter += 1 };
+        unsafe { *count += 1 };
     }
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_mprotect")]
-pub fn sys_enter_mprotect(_ctx: TracePointContext) -> u32 {
-    if is_traced() {
-        bump(syscall_counter::ENTER);
+/// Adds `value` to slot `slot`'s summary and histogram.
+#[inline(always)]
+fn record(stats: &PerCpuArray<Stats>, hist: &PerCpuArray<u64>, slot: u32, value: u64) {
+    if let Some(stats) = stats.get_ptr_mut(slot) {
+        let stats = unsafe { &mut *stats };
+        stats.count += 1;
+        stats.total += value;
+        if stats.min_plus_one == 0 || value < stats.min_plus_one - 1 {
+            stats.min_plus_one = value + 1;
+        }
+        if value > stats.max {
+            stats.max = value;
+        }
     }
+    bump(hist, slot * histogram::BUCKETS + histogram::bucket(value));
+}
+
+#[inline(always)]
+fn on_entry(pid_tgid: u64, slot: u32) {
+    let key = EntryKey {
+        pid_tgid,
+        slot,
+        _pad: 0,
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    if ENTRY_TIMES.insert(&key, &now, BPF_ANY as u64).is_err() {
+        bump(&COUNTERS, counter::ENTRY_NOT_STORED);
+    }
+}
+
+/// Pairs this exit with its own entry and records the latency.
+#[inline(always)]
+fn on_exit(pid_tgid: u64, slot: u32) {
+    let key = EntryKey {
+        pid_tgid,
+        slot,
+        _pad: 0,
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    match unsafe { ENTRY_TIMES.get(&key) } {
+        Some(&start) => {
+            let _ = ENTRY_TIMES.remove(&key);
+            record(
+                &LATENCY_STATS,
+                &LATENCY_HIST,
+                slot,
+                now.saturating_sub(start),
+            );
+        }
+        None => bump(&COUNTERS, counter::EXIT_WITHOUT_ENTRY),
+    }
+}
+
+#[inline(always)]
+fn record_nr_ptes(slot: u32, nr_ptes: u64) {
+    let bucket = if nr_ptes > NR_PTES_EXACT_MAX {
+        NR_PTES_EXACT_MAX + 1
+    } else {
+        nr_ptes
+    };
+    bump(&NR_PTES_HIST, slot * NR_PTES_BUCKETS + bucket as u32);
+}
+
+#[inline(always)]
+fn slot_config(slot: u32) -> SlotConfig {
+    SLOT_CONFIG.get(slot).copied().unwrap_or_default()
+}
+
+// sys_enter_mprotect: start at 16, len at 24, prot at 32 (tracefs format).
+const ENTER_LEN_OFFSET: usize = 24;
+const ENTER_PROT_OFFSET: usize = 32;
+const PAGE_SIZE: u64 = 4096;
+
+#[tracepoint(category = "syscalls", name = "sys_enter_mprotect")]
+pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_traced(pid_tgid) {
+        return 0;
+    }
+    bump(&COUNTERS, counter::SYSCALL_ENTER);
+    if let Ok(len) = unsafe { ctx.read_at::<u64>(ENTER_LEN_OFFSET) } {
+        record(
+            &PAGES_STATS,
+            &PAGES_HIST,
+            SYSCALL_SLOT,
+            len.div_ceil(PAGE_SIZE),
+        );
+    }
+    if let Ok(prot) = unsafe { ctx.read_at::<u64>(ENTER_PROT_OFFSET) } {
+        let bucket = if prot & !7 != 0 {
+            PROT_BUCKETS - 1
+        } else {
+            prot as u32
+        };
+        bump(&PROT_FLAGS, bucket);
+    }
+    on_entry(pid_tgid, SYSCALL_SLOT);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_mprotect")]
 pub fn sys_exit_mprotect(_ctx: TracePointContext) -> u32 {
-    if is_traced() {
-        bump(syscall_counter::EXIT);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_traced(pid_tgid) {
+        return 0;
     }
+    bump(&COUNTERS, counter::SYSCALL_EXIT);
+    on_exit(pid_tgid, SYSCALL_SLOT);
     0
+}
+
+#[inline(always)]
+fn function_entry(slot: u32, nr_ptes: impl FnOnce(u32) -> Option<u64>) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_traced(pid_tgid) {
+        return;
+    }
+    let config = slot_config(slot);
+    if config.nr_ptes_arg >= 0 {
+        if let Some(nr) = nr_ptes(config.nr_ptes_arg as u32) {
+            record_nr_ptes(slot, nr);
+        }
+    }
+    on_entry(pid_tgid, slot);
+}
+
+#[inline(always)]
+fn function_exit(slot: u32, ret: impl FnOnce() -> Option<i64>) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_traced(pid_tgid) {
+        return;
+    }
+    on_exit(pid_tgid, slot);
+    if slot_config(slot).ret_is_pages != 0 {
+        if let Some(pages) = ret() {
+            if pages >= 0 {
+                record(&PAGES_STATS, &PAGES_HIST, slot, pages as u64);
+            }
+        }
+    }
+}
+
+/// fentry: the argument by runtime index, bounds-checked by the kernel.
+#[inline(always)]
+fn fentry_arg(ctx: &FEntryContext, index: u32) -> Option<u64> {
+    let mut value = 0u64;
+    (unsafe { bpf_get_func_arg(ctx.as_ptr(), index, &mut value) } == 0).then_some(value)
+}
+
+#[inline(always)]
+fn fexit_ret(ctx: &FExitContext) -> Option<i64> {
+    let mut value = 0u64;
+    (unsafe { bpf_get_func_ret(ctx.as_ptr(), &mut value) } == 0).then_some(value as i64)
+}
+
+/// One fentry/fexit and one kprobe/kretprobe program per function slot:
+/// the slot is a constant of the program, so no address lookup is needed
+/// to know which target fired.
+macro_rules! function_slot_programs {
+    ($($slot:literal: $fentry:ident, $fexit:ident, $kprobe:ident, $kretprobe:ident;)*) => {$(
+        #[fentry]
+        pub fn $fentry(ctx: FEntryContext) -> u32 {
+            function_entry($slot, |index| fentry_arg(&ctx, index));
+            0
+        }
+
+        #[fexit]
+        pub fn $fexit(ctx: FExitContext) -> u32 {
+            function_exit($slot, || fexit_ret(&ctx));
+            0
+        }
+
+        #[kprobe]
+        pub fn $kprobe(ctx: ProbeContext) -> u32 {
+            function_entry($slot, |index| ctx.arg::<u64>(index as usize));
+            0
+        }
+
+        #[kretprobe]
+        pub fn $kretprobe(ctx: RetProbeContext) -> u32 {
+            function_exit($slot, || Some(ctx.ret::<i64>()));
+            0
+        }
+    )*};
+}
+
+function_slot_programs! {
+    0: fentry_slot_0, fexit_slot_0, kprobe_slot_0, kretprobe_slot_0;
+    1: fentry_slot_1, fexit_slot_1, kprobe_slot_1, kretprobe_slot_1;
+    2: fentry_slot_2, fexit_slot_2, kprobe_slot_2, kretprobe_slot_2;
+    3: fentry_slot_3, fexit_slot_3, kprobe_slot_3, kretprobe_slot_3;
+    4: fentry_slot_4, fexit_slot_4, kprobe_slot_4, kretprobe_slot_4;
+    5: fentry_slot_5, fexit_slot_5, kprobe_slot_5, kretprobe_slot_5;
+    6: fentry_slot_6, fexit_slot_6, kprobe_slot_6, kretprobe_slot_6;
+    7: fentry_slot_7, fexit_slot_7, kprobe_slot_7, kretprobe_slot_7;
 }
 
 /// Loaded by `doctor` against `change_protection` to learn whether this

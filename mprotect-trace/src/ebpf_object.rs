@@ -21,7 +21,9 @@ pub fn load() -> Result<Ebpf> {
 mod tests {
     use aya::maps::{Array, PerCpuArray};
     use aya::programs::TracePoint;
-    use mprotect_trace_common::{CONFIG_INDEX, TraceConfig, syscall_counter};
+    use mprotect_trace_common::{
+        CONFIG_INDEX, PROT_BUCKETS, SYSCALL_SLOT, Stats, TraceConfig, counter, histogram,
+    };
 
     use super::*;
     use crate::kernel::mounts::{self, Mount};
@@ -101,11 +103,40 @@ mod tests {
         let mut status = 0;
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-        let counters: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(ebpf.map("SYSCALL_COUNTERS").unwrap()).unwrap();
-        for slot in [syscall_counter::ENTER, syscall_counter::EXIT] {
-            let total: u64 = counters.get(&slot, 0).unwrap().iter().sum();
-            assert_eq!(total, CALLS as u64, "slot {slot}");
-        }
+        let sum = |map: &str, index: u32| -> u64 {
+            let map: PerCpuArray<_, u64> = PerCpuArray::try_from(ebpf.map(map).unwrap()).unwrap();
+            map.get(&index, 0).unwrap().iter().sum()
+        };
+        assert_eq!(sum("COUNTERS", counter::SYSCALL_ENTER), CALLS as u64);
+        assert_eq!(sum("COUNTERS", counter::SYSCALL_EXIT), CALLS as u64);
+        assert_eq!(sum("COUNTERS", counter::EXIT_WITHOUT_ENTRY), 0);
+        let latency_buckets: u64 = (0..histogram::BUCKETS)
+            .map(|bucket| sum("LATENCY_HIST", SYSCALL_SLOT * histogram::BUCKETS + bucket))
+            .sum();
+        assert_eq!(latency_buckets, CALLS as u64);
+        // Every call covered one page, alternating RW and R.
+        assert_eq!(
+            sum(
+                "PAGES_HIST",
+                SYSCALL_SLOT * histogram::BUCKETS + histogram::bucket(1)
+            ),
+            CALLS as u64
+        );
+        let rw = (libc::PROT_READ | libc::PROT_WRITE) as u32;
+        assert!(rw < PROT_BUCKETS);
+        assert_eq!(sum("PROT_FLAGS", rw), CALLS.div_ceil(2) as u64);
+        assert_eq!(
+            sum("PROT_FLAGS", libc::PROT_READ as u32),
+            (CALLS / 2) as u64
+        );
+        let stats: PerCpuArray<_, Stats> =
+            PerCpuArray::try_from(ebpf.map("LATENCY_STATS").unwrap()).unwrap();
+        let count: u64 = stats
+            .get(&SYSCALL_SLOT, 0)
+            .unwrap()
+            .iter()
+            .map(|s| s.count)
+            .sum();
+        assert_eq!(count, CALLS as u64);
     }
 }
