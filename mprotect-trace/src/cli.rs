@@ -1,7 +1,10 @@
 //! Command-line arguments.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
+use crate::probes::plan::BackendChoice;
 use crate::workload::WorkloadArgs;
 
 #[derive(Parser, Debug)]
@@ -17,6 +20,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Trace mprotect (default: the built-in workload), print the table, write report.json.
+    Run(RunArgs),
     /// Run the mprotect toggle workload and print its timings (no BPF, no root).
     Workload(WorkloadArgs),
     /// Report what this kernel supports and which probe backend each target would use.
@@ -31,4 +36,34 @@ pub struct DoctorArgs {
     /// Print the findings as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Another kernel function to probe (repeatable), e.g. prot_commit_flush_ptes.
+    #[arg(long = "probe", value_name = "NAME")]
+    pub probes: Vec<String>,
+    /// Function probe backend.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// Trace a running process instead of the workload.
+    #[arg(short = 'p', long, conflicts_with_all = ["all", "command"])]
+    pub pid: Option<u32>,
+    /// Trace every task on the system.
+    #[arg(short = 'a', long, conflicts_with = "command")]
+    pub all: bool,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Print calls and latency per target every SECONDS.
+    #[arg(long, value_name = "SECONDS")]
+    pub interval: Option<f64>,
+    /// Directory for report.json [default: ./mprotect-trace-out/<UTC time>/].
+    #[arg(short = 'o', long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Trace this command instead of the workload.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }

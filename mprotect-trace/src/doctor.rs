@@ -3,16 +3,13 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::cli::DoctorArgs;
 use crate::ebpf_object;
-use crate::kernel::btf::KernelBtf;
 use crate::kernel::capabilities::{self, Capabilities};
-use crate::kernel::kallsyms::Kallsyms;
-use crate::probes::plan::{self, TargetPlan};
-use crate::probes::targets;
+use crate::probes::plan::{self, BackendChoice, TargetPlan};
 
 #[derive(Debug, Serialize)]
 pub struct DoctorReport {
@@ -25,30 +22,7 @@ pub struct DoctorReport {
 pub fn diagnose(args: &DoctorArgs) -> Result<DoctorReport> {
     let mut ebpf = ebpf_object::load()?;
     let capabilities = capabilities::detect(&mut ebpf);
-    let kallsyms = Kallsyms::load()?;
-    let btf = if capabilities.btf.available {
-        Some(KernelBtf::load()?)
-    } else {
-        None
-    };
-    let targets = targets::with_user_probes(&args.probes)
-        .into_iter()
-        .map(|(name, role)| {
-            let signature = match &btf {
-                Some(btf) => btf
-                    .function(&name)
-                    .with_context(|| format!("reading the BTF of {name}"))?,
-                None => None,
-            };
-            Ok(plan::plan_target(
-                &name,
-                role,
-                &capabilities,
-                &kallsyms,
-                signature,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let targets = plan::plan_targets(&args.probes, &capabilities, BackendChoice::Auto)?;
     let usable = capabilities.syscall_tracepoints.available || capabilities.perf_sampling.available;
     Ok(DoctorReport {
         capabilities,

@@ -1,8 +1,11 @@
 mod cli;
+mod collect;
 mod doctor;
 mod ebpf_object;
 mod kernel;
+mod output;
 mod probes;
+mod run;
 mod workload;
 
 use std::process::ExitCode;
@@ -26,9 +29,15 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Workload(args) => {
             let plan = args.plan()?;
-            let result = workload::run(&plan)?;
+            let start_gate: workload::StartGate = if args.wait_for_start {
+                &workload::wait_for_stdin
+            } else {
+                &|| Ok(())
+            };
+            let result = workload::run(&plan, start_gate)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {

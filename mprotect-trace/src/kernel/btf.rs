@@ -2,19 +2,19 @@
 
 use anyhow::{Context as _, Result};
 use btf_rs::{Btf, BtfType, Type};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// A kernel function as BTF describes it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionSignature {
     pub name: String,
     pub return_type: String,
     pub parameters: Vec<Parameter>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Parameter {
     pub name: String,
     pub type_name: String,

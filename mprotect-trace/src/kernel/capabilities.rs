@@ -6,12 +6,12 @@ use std::path::Path;
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{FEntry, KProbe, PerfEvent, TracePoint};
 use aya::{Btf, Ebpf};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::mounts::{self, Mount};
 
 /// The outcome of one check: whether it works, and what showed it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Check {
     pub available: bool,
     /// A few words, for plans and tables: "refused (EPERM)".
@@ -37,7 +37,7 @@ impl Check {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Capabilities {
     pub kernel_release: String,
     pub arch: String,

@@ -1,4 +1,5 @@
-//! Probe targets and the choice of backend for each.
+//! Probe targets, the choice of backend for each, and attaching them.
 
+pub mod attach;
 pub mod plan;
 pub mod targets;

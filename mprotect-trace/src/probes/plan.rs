@@ -2,14 +2,27 @@
 //! when it loads, else kprobe/kretprobe, else no function probe (the
 //! syscall tracepoints and stack sampling still cover it).
 
-use serde::Serialize;
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
 
-use super::targets::Role;
-use crate::kernel::btf::FunctionSignature;
+use anyhow::{Context as _, Result};
+
+use super::targets::{self, Role};
+use crate::kernel::btf::{FunctionSignature, KernelBtf};
 use crate::kernel::capabilities::Capabilities;
 use crate::kernel::kallsyms::Kallsyms;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// `--backend`: let the tool choose, or insist on one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// fentry/fexit, else kprobe/kretprobe, per target.
+    #[default]
+    Auto,
+    Fentry,
+    Kprobe,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
     Fentry,
@@ -40,16 +53,64 @@ pub struct TargetPlan {
     pub reason: String,
 }
 
+/// Plans the built-in targets and the user's `--probe` names on this kernel.
+pub fn plan_targets(
+    user_probes: &[String],
+    caps: &Capabilities,
+    choice: BackendChoice,
+) -> Result<Vec<TargetPlan>> {
+    let kallsyms = Kallsyms::load()?;
+    let btf = if caps.btf.available {
+        Some(KernelBtf::load()?)
+    } else {
+        None
+    };
+    targets::with_user_probes(user_probes)
+        .into_iter()
+        .map(|(name, role)| {
+            let signature = match &btf {
+                Some(btf) => btf
+                    .function(&name)
+                    .with_context(|| format!("reading the BTF of {name}"))?,
+                None => None,
+            };
+            Ok(plan_target(&name, role, caps, &kallsyms, signature, choice))
+        })
+        .collect()
+}
+
+/// Refuses a forced backend that cannot work on this kernel at all.
+pub fn check_choice(choice: BackendChoice, caps: &Capabilities) -> Result<()> {
+    match choice {
+        BackendChoice::Fentry if !caps.fentry.available => {
+            anyhow::bail!(
+                "--backend fentry cannot work here: {} (try --backend auto)",
+                caps.fentry.detail
+            )
+        }
+        BackendChoice::Kprobe if !caps.kprobes.available => {
+            anyhow::bail!(
+                "--backend kprobe cannot work here: {} (try --backend auto)",
+                caps.kprobes.detail
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn plan_target(
     name: &str,
     role: Role,
     caps: &Capabilities,
     kallsyms: &Kallsyms,
     signature: Option<FunctionSignature>,
+    choice: BackendChoice,
 ) -> TargetPlan {
     let in_kallsyms = kallsyms.contains(name);
     let variants = kallsyms.variants_of(name);
     let in_btf = signature.is_some();
+    let fentry_allowed = choice != BackendChoice::Kprobe;
+    let kprobe_allowed = choice != BackendChoice::Fentry;
     let (backend, reason) = if !in_kallsyms && !in_btf {
         let copies = if variants.is_empty() {
             String::new()
@@ -62,13 +123,15 @@ pub fn plan_target(
                 "no function probe: {name} is in neither /proc/kallsyms nor BTF (inlined or absent in this kernel){copies}"
             ),
         )
-    } else if caps.fentry.available && in_btf && in_kallsyms {
+    } else if fentry_allowed && caps.fentry.available && in_btf && in_kallsyms {
         (
             Backend::Fentry,
             "fentry/fexit: fentry programs load here and BTF has the signature".to_owned(),
         )
-    } else if caps.kprobes.available && in_kallsyms {
-        let why_not_fentry = if caps.fentry.available {
+    } else if kprobe_allowed && caps.kprobes.available && in_kallsyms {
+        let why_not_fentry = if !fentry_allowed {
+            "--backend kprobe".to_owned()
+        } else if caps.fentry.available {
             "not in BTF".to_owned()
         } else {
             format!("fentry {}", caps.fentry.summary)
@@ -76,6 +139,17 @@ pub fn plan_target(
         (
             Backend::Kprobe,
             format!("kprobe/kretprobe ({why_not_fentry})"),
+        )
+    } else if !fentry_allowed || !kprobe_allowed {
+        let forced = if fentry_allowed { "kprobe" } else { "fentry" };
+        let missing = if fentry_allowed {
+            "/proc/kallsyms"
+        } else {
+            "BTF and /proc/kallsyms"
+        };
+        (
+            Backend::None,
+            format!("no function probe: --backend {forced} needs {name} in {missing}"),
         )
     } else if !in_kallsyms {
         (

@@ -1,9 +1,9 @@
 //! The kernel functions the tool exists for. A target is data: adding one
 //! is one line in [`BUILTIN`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// One of the functions a regression is attributed to.

@@ -39,8 +39,34 @@ struct ThreadOutcome {
     mprotect_calls: u64,
 }
 
+/// Called once every thread exists and before the first measured call.
+pub type StartGate<'a> = &'a (dyn Fn() -> Result<()> + Sync);
+
+/// The line a gated workload prints on stdout once it is parked at its gate.
+pub const READY_LINE: &str = "ready";
+
+/// Says `ready` on stdout, then blocks until a byte (or end of file)
+/// arrives on stdin: a tracer sets its filter in between, when this process
+/// makes no mprotect() call, so it counts exactly the workload's own.
+pub fn wait_for_stdin() -> Result<()> {
+    use std::io::{Read as _, Write as _};
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{READY_LINE}")
+        .and_then(|()| stdout.flush())
+        .context("saying ready on stdout")?;
+    let mut byte = [0u8; 1];
+    std::io::stdin()
+        .read(&mut byte)
+        .context("waiting for the start byte on stdin")?;
+    Ok(())
+}
+
 /// Runs the workload described by `plan` and measures it.
-pub fn run(plan: &Plan) -> Result<WorkloadResult> {
+pub fn run(plan: &Plan, start_gate: StartGate) -> Result<WorkloadResult> {
+    // One malloc arena: glibc grows per-thread arenas with mprotect(),
+    // which would add calls that are not the workload's toggles.
+    // SAFETY: mallopt only tunes the allocator.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let progress = progress_bar(plan);
     let barrier = Barrier::new(plan.threads as usize);
     // Thread 0 is the main thread: a single-threaded run must be one task,
@@ -50,7 +76,7 @@ pub fn run(plan: &Plan) -> Result<WorkloadResult> {
         let helpers: Vec<_> = (1..plan.threads)
             .map(|_| scope.spawn(|| run_thread(plan, &barrier, None)))
             .collect();
-        let mut outcomes = vec![run_thread(plan, &barrier, Some(&progress))];
+        let mut outcomes = vec![run_thread(plan, &barrier, Some((&progress, start_gate)))];
         outcomes.extend(helpers.into_iter().map(|helper| {
             helper
                 .join()
@@ -75,16 +101,21 @@ fn progress_bar(plan: &Plan) -> ProgressBar {
     bar
 }
 
+/// `main`: the progress bar and start gate, which only thread 0 has.
 fn run_thread(
     plan: &Plan,
     barrier: &Barrier,
-    progress: Option<&ProgressBar>,
+    main: Option<(&ProgressBar, StartGate)>,
 ) -> Result<ThreadOutcome> {
-    // Every thread reaches the barrier even when pinning fails, so no
-    // sibling waits forever; the error is returned after it.
-    let pinned = plan.cpu.map(pin_to_cpu).transpose();
+    // Every thread reaches the barrier even when pinning or the gate fails,
+    // so no sibling waits forever; the error is returned after it.
+    let mut ready = plan.cpu.map(pin_to_cpu).transpose().map(drop);
+    if let (Ok(()), Some((_, start_gate))) = (&ready, main) {
+        ready = start_gate();
+    }
     barrier.wait();
-    pinned?;
+    ready?;
+    let progress = main.map(|(progress, _)| progress);
     let mut outcome = ThreadOutcome {
         samples: Samples::default(),
         audits: Vec::new(),

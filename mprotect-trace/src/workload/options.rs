@@ -36,6 +36,11 @@ pub struct WorkloadArgs {
     /// Print the result as JSON instead of the `result` line.
     #[arg(long)]
     pub json: bool,
+    /// Set everything up, then wait for a byte on stdin before the first
+    /// measured call: a tracer attaches in between, so it counts exactly
+    /// the workload's own mprotect() calls.
+    #[arg(long, hide = true)]
+    pub wait_for_start: bool,
 }
 
 /// A validated workload.
@@ -54,6 +59,30 @@ pub struct Plan {
 }
 
 impl WorkloadArgs {
+    /// The arguments that make `mprotect-trace workload` run this workload
+    /// (without `--json`/`--wait-for-start`, which the caller decides).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec!["--scenario".to_owned(), self.scenario.name().to_owned()];
+        if let Some(mb) = self.mapping_mb {
+            args.extend(["--mapping-mb".to_owned(), mb.to_string()]);
+        }
+        for (flag, value) in [
+            ("--iterations", self.iterations),
+            ("--warmup", self.warmup),
+            ("--rounds", self.rounds),
+            ("--threads", self.threads),
+        ] {
+            args.extend([flag.to_owned(), value.to_string()]);
+        }
+        if let Some(cpu) = self.cpu {
+            args.extend(["--cpu".to_owned(), cpu.to_string()]);
+        }
+        if self.no_touch {
+            args.push("--no-touch".to_owned());
+        }
+        args
+    }
+
     pub fn plan(&self) -> Result<Plan> {
         let scenario = self.scenario;
         let mapping_mb = self.mapping_mb.unwrap_or(scenario.default_mapping_mb());

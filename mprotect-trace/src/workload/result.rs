@@ -3,14 +3,14 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::smaps::SmapsEntry;
 use super::{Plan, Samples, ThreadOutcome};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkloadResult {
-    pub scenario: &'static str,
+    pub scenario: String,
     pub pages: u64,
     pub mapping_mb: u64,
     pub iterations: u64,
@@ -42,7 +42,7 @@ pub struct WorkloadResult {
     pub per_iteration_ns: PerIteration,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PerIteration {
     pub protect: Vec<u64>,
     pub restore: Vec<u64>,
@@ -77,7 +77,7 @@ impl WorkloadResult {
         let per_page_mean = |values: &[u64]| mean(values) / pages;
         let per_page_median = |values: &[u64]| median(values) / pages;
         WorkloadResult {
-            scenario: plan.scenario.name(),
+            scenario: plan.scenario.name().to_owned(),
             pages: plan.pages as u64,
             mapping_mb: plan.mapping_mb,
             iterations: plan.iterations,

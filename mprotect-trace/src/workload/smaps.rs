@@ -2,10 +2,10 @@
 //! prove it measured the page state it meant to (base pages, dirty, ...).
 
 use anyhow::{Context as _, Result, anyhow};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The smaps fields of the VMA holding one mapping, in kB.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmapsEntry {
     pub size_kb: u64,
     pub kernel_page_kb: u64,

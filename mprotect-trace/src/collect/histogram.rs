@@ -1,0 +1,126 @@
+//! A log-linear histogram read back from the kernel, and what is computed
+//! from it. The bucket layout is `mprotect_trace_common::histogram`.
+
+use mprotect_trace_common::histogram::{self, MIDPOINT_RELATIVE_ERROR};
+use serde::{Deserialize, Serialize};
+
+/// Non-empty buckets only: `[low, high, count]`, values in `[low, high)`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    pub buckets: Vec<(u64, u64, u64)>,
+}
+
+/// Percentiles are bucket midpoints: exact below 16, else within this
+/// relative error of the true value.
+pub const PERCENTILE_RELATIVE_ERROR: f64 = MIDPOINT_RELATIVE_ERROR;
+
+impl Histogram {
+    /// From per-bucket counts laid out as `histogram::bounds` says.
+    pub fn from_counts(counts: &[u64]) -> Self {
+        let buckets = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, count)| **count > 0)
+            .map(|(index, &count)| {
+                let (low, high) = histogram::bounds(index as u32);
+                (low, high, count)
+            })
+            .collect();
+        Self { buckets }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.buckets.iter().map(|(_, _, count)| count).sum()
+    }
+
+    /// The value at quantile `q` (0..=1), as its bucket's midpoint.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        // The rank of the q-quantile among `total` sorted values, 1-based.
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for &(low, high, count) in &self.buckets {
+            seen += count;
+            if seen >= rank {
+                return Some(if high - low <= 1 {
+                    low as f64
+                } else {
+                    (low as f64 + high as f64) / 2.0
+                });
+            }
+        }
+        None
+    }
+
+    /// Bucket-wise difference `self - earlier` (for per-interval output).
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        let buckets = self
+            .buckets
+            .iter()
+            .filter_map(|&(low, high, count)| {
+                let before = earlier
+                    .buckets
+                    .iter()
+                    .find(|b| b.0 == low)
+                    .map_or(0, |b| b.2);
+                let delta = count.saturating_sub(before);
+                (delta > 0).then_some((low, high, delta))
+            })
+            .collect();
+        Histogram { buckets }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn histogram_of(values: &[u64]) -> Histogram {
+        let mut counts = vec![0u64; histogram::BUCKETS as usize];
+        for &value in values {
+            counts[histogram::bucket(value) as usize] += 1;
+        }
+        Histogram::from_counts(&counts)
+    }
+
+    #[test]
+    fn quantiles_are_exact_for_small_values() {
+        let h = histogram_of(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(h.total(), 10);
+        assert_eq!(h.quantile(0.5), Some(5.0));
+        assert_eq!(h.quantile(0.9), Some(9.0));
+        assert_eq!(h.quantile(0.99), Some(10.0));
+        assert_eq!(h.quantile(0.0), Some(1.0));
+    }
+
+    #[test]
+    fn quantiles_of_large_values_are_within_the_stated_error() {
+        let values: Vec<u64> = (1..=1000).map(|i| i * 997).collect();
+        let h = histogram_of(&values);
+        for (q, exact) in [
+            (0.5, 500.0 * 997.0),
+            (0.9, 900.0 * 997.0),
+            (0.99, 990.0 * 997.0),
+        ] {
+            let estimate = h.quantile(q).unwrap();
+            let error = (estimate - exact).abs() / exact;
+            assert!(
+                error <= PERCENTILE_RELATIVE_ERROR,
+                "q={q}: {estimate} vs {exact}"
+            );
+        }
+    }
+
+    #[test]
+    fn since_subtracts_bucket_counts() {
+        let later = histogram_of(&[5, 5, 100, 100, 100]);
+        let earlier = histogram_of(&[5, 100]);
+        let delta = later.since(&earlier);
+        assert_eq!(delta.total(), 3);
+        assert_eq!(delta.quantile(0.0), Some(5.0));
+        assert_eq!(histogram_of(&[]).quantile(0.5), None);
+    }
+}

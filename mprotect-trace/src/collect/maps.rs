@@ -1,0 +1,96 @@
+//! Reads the kernel side's per-CPU maps into a [`Snapshot`], summing CPUs.
+
+use anyhow::{Context as _, Result};
+use aya::Ebpf;
+use aya::maps::{MapData, PerCpuArray};
+use mprotect_trace_common::{
+    FUNCTION_SLOTS, NR_PTES_BUCKETS, PROT_BUCKETS, SYSCALL_SLOT, Stats, counter, histogram,
+};
+
+use super::{Counters, ExactDistribution, Histogram, SlotData, Snapshot, ValueStats};
+
+fn per_cpu<'a, T: aya::Pod>(ebpf: &'a Ebpf, name: &str) -> Result<PerCpuArray<&'a MapData, T>> {
+    let map = ebpf
+        .map(name)
+        .with_context(|| format!("the eBPF object has no map {name}"))?;
+    PerCpuArray::try_from(map).with_context(|| format!("map {name} is not a per-CPU array"))
+}
+
+/// Every entry of a per-CPU u64 array, summed over CPUs.
+fn summed(map: &PerCpuArray<&MapData, u64>, range: std::ops::Range<u32>) -> Result<Vec<u64>> {
+    range
+        .map(|index| {
+            Ok(map
+                .get(&index, 0)
+                .with_context(|| format!("reading entry {index}"))?
+                .iter()
+                .sum())
+        })
+        .collect()
+}
+
+fn stats_of(
+    stats: &PerCpuArray<&MapData, Stats>,
+    hist: &PerCpuArray<&MapData, u64>,
+    slot: u32,
+) -> Result<ValueStats> {
+    let per_cpu = stats
+        .get(&slot, 0)
+        .with_context(|| format!("reading stats slot {slot}"))?;
+    let mut merged = ValueStats::default();
+    for cpu in per_cpu.iter() {
+        merged.count += cpu.count;
+        merged.total += cpu.total;
+        if cpu.min_plus_one > 0 {
+            let min = cpu.min_plus_one - 1;
+            merged.min = Some(merged.min.map_or(min, |m| m.min(min)));
+        }
+        if cpu.count > 0 {
+            merged.max = Some(merged.max.map_or(cpu.max, |m| m.max(cpu.max)));
+        }
+    }
+    let start = slot * histogram::BUCKETS;
+    merged.histogram = Histogram::from_counts(&summed(hist, start..start + histogram::BUCKETS)?);
+    Ok(merged)
+}
+
+pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
+    let latency_stats = per_cpu::<Stats>(ebpf, "LATENCY_STATS")?;
+    let latency_hist = per_cpu::<u64>(ebpf, "LATENCY_HIST")?;
+    let pages_stats = per_cpu::<Stats>(ebpf, "PAGES_STATS")?;
+    let pages_hist = per_cpu::<u64>(ebpf, "PAGES_HIST")?;
+    let nr_ptes = per_cpu::<u64>(ebpf, "NR_PTES_HIST")?;
+    let slot = |slot: u32| -> Result<SlotData> {
+        let nr_ptes = if slot < FUNCTION_SLOTS {
+            let start = slot * NR_PTES_BUCKETS;
+            let counts = summed(&nr_ptes, start..start + NR_PTES_BUCKETS)?;
+            ExactDistribution {
+                counts: counts
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, count)| *count > 0)
+                    .map(|(value, count)| (value as u64, count))
+                    .collect(),
+            }
+        } else {
+            ExactDistribution::default()
+        };
+        Ok(SlotData {
+            latency_ns: stats_of(&latency_stats, &latency_hist, slot)?,
+            pages: stats_of(&pages_stats, &pages_hist, slot)?,
+            nr_ptes,
+        })
+    };
+    let counters = summed(&per_cpu::<u64>(ebpf, "COUNTERS")?, 0..counter::LEN)?;
+    Ok(Snapshot {
+        syscall: slot(SYSCALL_SLOT)?,
+        functions: (0..FUNCTION_SLOTS).map(slot).collect::<Result<_>>()?,
+        prot_flags: summed(&per_cpu::<u64>(ebpf, "PROT_FLAGS")?, 0..PROT_BUCKETS)?,
+        counters: Counters {
+            syscall_enter: counters[counter::SYSCALL_ENTER as usize],
+            syscall_exit: counters[counter::SYSCALL_EXIT as usize],
+            exit_without_entry: counters[counter::EXIT_WITHOUT_ENTRY as usize],
+            entry_not_stored: counters[counter::ENTRY_NOT_STORED as usize],
+        },
+    })
+}

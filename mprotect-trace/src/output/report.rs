@@ -1,0 +1,139 @@
+//! `report.json`: one run, everything the outputs need, versioned.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::collect::histogram::PERCENTILE_RELATIVE_ERROR;
+use crate::collect::{Counters, ExactDistribution, ValueStats};
+use crate::kernel::capabilities::Capabilities;
+use crate::probes::attach::Attachment;
+use crate::workload::WorkloadResult;
+
+pub const SCHEMA_VERSION: u32 = 1;
+pub const FILE_NAME: &str = "report.json";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool_version: String,
+    pub kernel_release: String,
+    pub arch: String,
+    /// What was traced: "workload", "command", "pid" or "all".
+    pub scope: String,
+    /// The traced process, when one was.
+    pub tgid: Option<u32>,
+    pub command: Vec<String>,
+    /// Why tracing stopped: "target exited", "duration", "SIGINT", "SIGTERM".
+    pub stop_reason: String,
+    /// True when the run was interrupted before its target finished.
+    pub partial: bool,
+    pub duration_s: f64,
+    /// Percentiles are bucket midpoints: exact below 16, else within this relative error.
+    pub percentile_relative_error: f64,
+    pub capabilities: Capabilities,
+    pub syscall: SyscallReport,
+    pub targets: Vec<TargetReport>,
+    pub lost: Counters,
+    pub workload: Option<WorkloadResult>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyscallReport {
+    pub backend: String,
+    pub latency: LatencySummary,
+    pub latency_ns: ValueStats,
+    /// `len` of each call, in pages (rounded up).
+    pub pages_per_call: ValueStats,
+    /// Calls by protection: "PROT_READ|PROT_WRITE" -> count.
+    pub prot_flags: Vec<(String, u64)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TargetReport {
+    #[serde(flatten)]
+    pub attachment: Attachment,
+    pub latency: Option<LatencySummary>,
+    pub latency_ns: Option<ValueStats>,
+    pub pages_per_call: Option<ValueStats>,
+    pub nr_ptes: Option<ExactDistribution>,
+    /// This target's time as a share (0-1) of the traced mprotect syscall time.
+    pub share_of_syscall_time: Option<f64>,
+}
+
+/// What a table shows of a latency stream.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub calls: u64,
+    pub total_ns: u64,
+    pub mean_ns: Option<f64>,
+    pub min_ns: Option<u64>,
+    pub max_ns: Option<u64>,
+    pub p50_ns: Option<f64>,
+    pub p90_ns: Option<f64>,
+    pub p99_ns: Option<f64>,
+    pub p999_ns: Option<f64>,
+}
+
+impl LatencySummary {
+    pub fn of(stats: &ValueStats) -> Self {
+        let h = &stats.histogram;
+        Self {
+            calls: stats.count,
+            total_ns: stats.total,
+            mean_ns: stats.mean(),
+            min_ns: stats.min,
+            max_ns: stats.max,
+            p50_ns: h.quantile(0.5),
+            p90_ns: h.quantile(0.9),
+            p99_ns: h.quantile(0.99),
+            p999_ns: h.quantile(0.999),
+        }
+    }
+}
+
+pub fn percentile_error() -> f64 {
+    PERCENTILE_RELATIVE_ERROR
+}
+
+/// Names a `prot & 7` bucket the way C spells it; bucket 8 is "other bits".
+pub fn prot_name(bucket: usize) -> String {
+    if bucket >= 8 {
+        return "other (PROT_SEM, PROT_GROWS*, pkey bits)".into();
+    }
+    let names: Vec<&str> = [(1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")]
+        .iter()
+        .filter(|(bit, _)| bucket & bit != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    if names.is_empty() {
+        "PROT_NONE".into()
+    } else {
+        names.join("|")
+    }
+}
+
+impl Report {
+    /// Writes `report.json` into `dir` through a temporary file and a
+    /// rename, so a failure never leaves a half-written report behind.
+    pub fn write(&self, dir: &Path) -> Result<std::path::PathBuf> {
+        let path = dir.join(FILE_NAME);
+        let temporary = dir.join(format!(".{FILE_NAME}.tmp"));
+        let result = (|| -> Result<()> {
+            let mut file = std::fs::File::create(&temporary)
+                .with_context(|| format!("creating {}", temporary.display()))?;
+            serde_json::to_writer_pretty(&mut file, self).context("serializing the report")?;
+            file.write_all(b"\n")?;
+            file.sync_all()
+                .with_context(|| format!("writing {}", temporary.display()))?;
+            std::fs::rename(&temporary, &path)
+                .with_context(|| format!("renaming to {}", path.display()))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        result.map(|()| path)
+    }
+}

@@ -1,0 +1,364 @@
+//! `mprotect-trace run`: trace the workload (or a command, a pid, every
+//! task), print the table and write `report.json`.
+
+mod target;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use aya::Ebpf;
+use aya::maps::Array;
+use mprotect_trace_common::{CONFIG_INDEX, TraceConfig};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::RunArgs;
+use crate::collect::{Snapshot, maps};
+use crate::ebpf_object;
+use crate::kernel::capabilities::{self, Capabilities};
+use crate::kernel::mounts::{self, Mount};
+use crate::output::report::{self, LatencySummary, Report, SyscallReport, TargetReport};
+use crate::output::table;
+use crate::probes::attach::{self, Attachment};
+use crate::probes::plan::{self, BackendChoice};
+use target::{Ending, Scope};
+
+/// A probe that fires this often multiplies the cost of what it measures.
+const HOT_PROBE_CALLS_PER_SECOND: f64 = 1e6;
+/// Typical cost of one entry+exit probe pair, for the overhead estimate.
+const PROBE_PAIR_COST_NS: [(BackendLabel, f64); 2] = [("fentry", 100.0), ("kprobe", 300.0)];
+type BackendLabel = &'static str;
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    TargetExited,
+    Duration,
+    Interrupt,
+    Terminate,
+}
+
+impl Stop {
+    fn label(self) -> &'static str {
+        match self {
+            Self::TargetExited => "target exited",
+            Self::Duration => "duration",
+            Self::Interrupt => "SIGINT",
+            Self::Terminate => "SIGTERM",
+        }
+    }
+}
+
+async fn run_async(args: RunArgs) -> Result<ExitCode> {
+    let scope = if !args.command.is_empty() {
+        Scope::Command(args.command.clone())
+    } else if let Some(pid) = args.pid {
+        Scope::Pid(pid)
+    } else if args.all {
+        Scope::All
+    } else {
+        Scope::Workload(args.workload.clone())
+    };
+    // Everything that can be refused is refused before anything is attached.
+    scope.validate()?;
+    let output_dir = prepare_output_dir(args.output.clone())?;
+    let duration = args.duration.map(Duration::from_secs_f64);
+    let interval = args.interval.map(Duration::from_secs_f64);
+    for (flag, value) in [("--duration", duration), ("--interval", interval)] {
+        if value.is_some_and(|d| d.is_zero()) {
+            bail!("{flag} must be more than 0 seconds");
+        }
+    }
+
+    mounts::ensure(Mount::Tracefs)?;
+    let mut ebpf = ebpf_object::load()?;
+    let caps = capabilities::detect(&mut ebpf);
+    if !caps.syscall_tracepoints.available {
+        bail!(
+            "cannot trace mprotect here: {}",
+            caps.syscall_tracepoints.detail
+        );
+    }
+    plan::check_choice(args.backend, &caps)?;
+    let plans = plan::plan_targets(&args.probes, &caps, args.backend)?;
+
+    // Attached while the filter matches nothing (tgid 0 never calls
+    // mprotect); it is set once the target is parked at its gate, so its
+    // start-up (the dynamic loader's mprotect calls) is not counted and
+    // every counted call has both its entry and its exit.
+    attach::attach_syscall_tracepoints(&mut ebpf)?;
+    let attachments =
+        attach::attach_functions(&mut ebpf, &plans, args.backend != BackendChoice::Fentry)?;
+    for attachment in &attachments {
+        if args.backend != BackendChoice::Auto && attachment.backend.label() != "none" {
+            continue;
+        }
+        if attachment.slot.is_none() {
+            eprintln!("{}: {}", attachment.name, attachment.reason);
+        }
+    }
+
+    let mut target = scope.start().await?;
+    let config = TraceConfig {
+        target_tgid: target.tgid.unwrap_or(0),
+        trace_all: u32::from(target.tgid.is_none()),
+    };
+    Array::try_from(
+        ebpf.map_mut("CONFIG")
+            .context("the eBPF object has no CONFIG map")?,
+    )?
+    .set(CONFIG_INDEX, config, 0)
+    .context("writing the trace configuration")?;
+    let started = Instant::now();
+    target.release().await?;
+    let stop = trace_until_stopped(
+        &ebpf,
+        &mut target,
+        &attachments,
+        duration,
+        interval,
+        started,
+    )
+    .await?;
+    let elapsed = started.elapsed();
+    let snapshot = maps::read(&ebpf)?;
+    // Detach everything before waiting on anything else.
+    drop(ebpf);
+
+    let ending = target.stop().await?;
+    let workload = target.workload_result().await?;
+    let report = build_report(
+        &args,
+        &scope,
+        &caps,
+        attachments,
+        &snapshot,
+        stop,
+        elapsed,
+        target.tgid,
+        workload,
+    );
+    warn_about_hot_probes(&report);
+    let path = report.write(&output_dir)?;
+    if args.workload.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", table::render(&report));
+        if let Some(workload) = &report.workload {
+            println!("{}", workload.result_line());
+        }
+        println!("report: {}", path.display());
+    }
+
+    match (stop, ending) {
+        (Stop::Interrupt, _) => Ok(ExitCode::from(130)),
+        (Stop::Terminate, _) => Ok(ExitCode::from(143)),
+        (_, Ending::Exited(status)) if !status.success() => {
+            eprintln!(
+                "error: the traced process exited with {status}; the report has what was collected"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+async fn trace_until_stopped(
+    ebpf: &Ebpf,
+    target: &mut target::Target,
+    attachments: &[Attachment],
+    duration: Option<Duration>,
+    interval: Option<Duration>,
+    started: Instant,
+) -> Result<Stop> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let deadline = duration.map(|d| tokio::time::Instant::from_std(started + d));
+    let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_millis(200)));
+    ticker.tick().await;
+    let mut previous = Snapshot::default();
+    loop {
+        tokio::select! {
+            status = target.wait() => {
+                status?;
+                return Ok(Stop::TargetExited);
+            }
+            _ = interrupt.recv() => return Ok(Stop::Interrupt),
+            _ = terminate.recv() => return Ok(Stop::Terminate),
+            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
+                return Ok(Stop::Duration);
+            }
+            _ = ticker.tick() => {
+                if target.pid_exited() {
+                    return Ok(Stop::TargetExited);
+                }
+                if interval.is_some() {
+                    let now = maps::read(ebpf)?;
+                    print_interval(&now, &previous, attachments, started.elapsed());
+                    previous = now;
+                }
+            }
+        }
+    }
+}
+
+/// One line per target with calls and latency since the last interval.
+fn print_interval(
+    now: &Snapshot,
+    previous: &Snapshot,
+    attachments: &[Attachment],
+    elapsed: Duration,
+) {
+    println!("--- {:.1} s", elapsed.as_secs_f64());
+    let line = |name: &str, delta: &crate::collect::ValueStats| {
+        let summary = LatencySummary::of(delta);
+        let ns = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), table::format_ns);
+        println!(
+            "{name:<26} {:>9} calls  mean {:>10}  p50 {:>10}  p99 {:>10}",
+            summary.calls,
+            ns(summary.mean_ns),
+            ns(summary.p50_ns),
+            ns(summary.p99_ns)
+        );
+    };
+    line(
+        "mprotect (syscall)",
+        &now.syscall.latency_ns.since(&previous.syscall.latency_ns),
+    );
+    for attachment in attachments {
+        if let Some(slot) = attachment.slot {
+            let (now, before) = (
+                &now.functions[slot as usize],
+                previous.functions.get(slot as usize),
+            );
+            let before = before.map(|b| b.latency_ns.clone()).unwrap_or_default();
+            line(&attachment.name, &now.latency_ns.since(&before));
+        }
+    }
+}
+
+/// `-o DIR`, or `./mprotect-trace-out/<UTC timestamp>/`; created and
+/// checked writable before anything is attached.
+fn prepare_output_dir(requested: Option<PathBuf>) -> Result<PathBuf> {
+    let dir = requested.unwrap_or_else(|| {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        PathBuf::from("mprotect-trace-out").join(stamp.replace([':', '-'], ""))
+    });
+    std::fs::create_dir_all(&dir).with_context(|| {
+        format!(
+            "creating the output directory {} (choose another with -o DIR)",
+            dir.display()
+        )
+    })?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "the output directory {} is not writable (choose another with -o DIR)",
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(dir)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_report(
+    args: &RunArgs,
+    scope: &Scope,
+    caps: &Capabilities,
+    attachments: Vec<Attachment>,
+    snapshot: &Snapshot,
+    stop: Stop,
+    elapsed: Duration,
+    tgid: Option<u32>,
+    workload: Option<crate::workload::WorkloadResult>,
+) -> Report {
+    let syscall_ns = snapshot.syscall.latency_ns.total;
+    let targets = attachments
+        .into_iter()
+        .map(|attachment| {
+            let data = attachment
+                .slot
+                .and_then(|slot| snapshot.functions.get(slot as usize));
+            TargetReport {
+                latency: data.map(|d| LatencySummary::of(&d.latency_ns)),
+                latency_ns: data.map(|d| d.latency_ns.clone()),
+                pages_per_call: data
+                    .filter(|_| attachment.pages_source.is_some())
+                    .map(|d| d.pages.clone()),
+                nr_ptes: data
+                    .filter(|_| attachment.nr_ptes_source.is_some())
+                    .map(|d| d.nr_ptes.clone()),
+                share_of_syscall_time: data
+                    .filter(|_| syscall_ns > 0)
+                    .map(|d| d.latency_ns.total as f64 / syscall_ns as f64),
+                attachment,
+            }
+        })
+        .collect();
+    Report {
+        schema_version: report::SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        kernel_release: caps.kernel_release.clone(),
+        arch: caps.arch.clone(),
+        scope: scope.name().to_owned(),
+        tgid,
+        command: args.command.clone(),
+        stop_reason: stop.label().to_owned(),
+        partial: matches!(stop, Stop::Interrupt | Stop::Terminate),
+        duration_s: elapsed.as_secs_f64(),
+        percentile_relative_error: report::percentile_error(),
+        capabilities: caps.clone(),
+        syscall: SyscallReport {
+            backend: "tracepoint".to_owned(),
+            latency: LatencySummary::of(&snapshot.syscall.latency_ns),
+            latency_ns: snapshot.syscall.latency_ns.clone(),
+            pages_per_call: snapshot.syscall.pages.clone(),
+            prot_flags: snapshot
+                .prot_flags
+                .iter()
+                .enumerate()
+                .map(|(bucket, &count)| (report::prot_name(bucket), count))
+                .collect(),
+        },
+        targets,
+        lost: snapshot.counters.clone(),
+        workload,
+    }
+}
+
+/// Warns when a probe fired so often that it distorts what it measures.
+fn warn_about_hot_probes(report: &Report) {
+    for target in &report.targets {
+        let Some(latency) = &target.latency else {
+            continue;
+        };
+        let rate = latency.calls as f64 / report.duration_s.max(1e-9);
+        if rate <= HOT_PROBE_CALLS_PER_SECOND {
+            continue;
+        }
+        let backend = target.attachment.backend.label();
+        let cost = PROBE_PAIR_COST_NS
+            .iter()
+            .find(|(label, _)| *label == backend)
+            .map_or(100.0, |(_, c)| *c);
+        let overhead_s = latency.calls as f64 * cost * 1e-9;
+        eprintln!(
+            "warning: {} fired {:.1} million times per second; at ~{cost:.0} ns per {backend} entry+exit pair the probes added an estimated {:.2} s ({:.0} % of the {:.2} s run)",
+            target.attachment.name,
+            rate / 1e6,
+            overhead_s,
+            100.0 * overhead_s / report.duration_s,
+            report.duration_s
+        );
+    }
+}

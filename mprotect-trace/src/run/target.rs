@@ -1,0 +1,264 @@
+//! What a run traces, started so that nothing of it runs before the probes
+//! are attached: the workload and `-- CMD` wait at a gate until released.
+
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+
+use anyhow::{Context as _, Result, bail};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::task::JoinHandle;
+
+use crate::workload::{READY_LINE, WorkloadArgs, WorkloadResult};
+
+/// What the user asked to trace, validated before anything is attached.
+pub enum Scope {
+    Workload(WorkloadArgs),
+    Command(Vec<String>),
+    Pid(u32),
+    All,
+}
+
+impl Scope {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Workload(_) => "workload",
+            Self::Command(_) => "command",
+            Self::Pid(_) => "pid",
+            Self::All => "all",
+        }
+    }
+
+    /// Checks what can be checked before attaching anything.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Self::Workload(args) => args.plan().map(drop),
+            Self::Command(command) => find_in_path(&command[0]).map(drop),
+            Self::Pid(pid) => {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    bail!("-p {pid}: no such process");
+                }
+                Ok(())
+            }
+            Self::All => Ok(()),
+        }
+    }
+
+    /// Starts the target and returns once it is parked at its gate.
+    pub async fn start(&self) -> Result<Target> {
+        match self {
+            Self::Workload(args) => {
+                let exe = std::env::current_exe().context("finding this program's own path")?;
+                let mut child = Command::new(exe)
+                    .arg("workload")
+                    .args(args.to_args())
+                    .args(["--json", "--wait-for-start"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .context("starting the workload")?;
+                let stdin = child.stdin.take().context("the workload has no stdin")?;
+                let mut stdout =
+                    BufReader::new(child.stdout.take().context("the workload has no stdout")?);
+                let mut ready = String::new();
+                stdout
+                    .read_line(&mut ready)
+                    .await
+                    .context("waiting for the workload to be ready")?;
+                if ready.trim_end() != READY_LINE {
+                    let status = child.wait().await?;
+                    bail!("the workload did not start ({status})");
+                }
+                let output = tokio::spawn(async move {
+                    let mut bytes = Vec::new();
+                    stdout.read_to_end(&mut bytes).await.map(|_| bytes)
+                });
+                Ok(Target {
+                    tgid: child.id(),
+                    child: Some(child),
+                    gate: Gate::Stdin(stdin),
+                    output: Some(output),
+                })
+            }
+            Self::Command(command) => {
+                let (gate_read, gate_write) = pipe()?;
+                let (ready_read, ready_write) = pipe()?;
+                let program = find_in_path(&command[0])?;
+                let (gate_fd, ready_fd) = (gate_read.as_raw_fd(), ready_write.as_raw_fd());
+                let mut child = Command::new("/bin/sh");
+                // sh says ready on fd 4, waits on fd 3 for the gate, then
+                // becomes the command (same pid, so the traced tgid is right
+                // from the command's first call).
+                child
+                    .args([
+                        "-c",
+                        "echo >&4; exec 4>&-; read -r _ <&3; exec 3<&-; exec \"$@\"",
+                        "mprotect-trace-gate",
+                    ])
+                    .arg(program)
+                    .args(&command[1..])
+                    .kill_on_drop(true);
+                // SAFETY: dup2 is async-signal-safe.
+                unsafe {
+                    child.pre_exec(move || {
+                        if libc::dup2(gate_fd, 3) < 0 || libc::dup2(ready_fd, 4) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                let child = child
+                    .spawn()
+                    .with_context(|| format!("starting {}", command[0]))?;
+                drop((gate_read, ready_write));
+                // One byte, or end of file if sh died first.
+                tokio::task::spawn_blocking(move || {
+                    let mut byte = [0u8; 1];
+                    std::io::Read::read(&mut std::fs::File::from(ready_read), &mut byte)
+                })
+                .await?
+                .context("waiting for the command to be ready")?;
+                Ok(Target {
+                    tgid: child.id(),
+                    child: Some(child),
+                    gate: Gate::Pipe(gate_write),
+                    output: None,
+                })
+            }
+            Self::Pid(pid) => Ok(Target {
+                tgid: Some(*pid),
+                child: None,
+                gate: Gate::None,
+                output: None,
+            }),
+            Self::All => Ok(Target {
+                tgid: None,
+                child: None,
+                gate: Gate::None,
+                output: None,
+            }),
+        }
+    }
+}
+
+enum Gate {
+    Stdin(ChildStdin),
+    Pipe(OwnedFd),
+    None,
+}
+
+/// A started target.
+pub struct Target {
+    /// The process to count; `None` traces every task.
+    pub tgid: Option<u32>,
+    child: Option<Child>,
+    gate: Gate,
+    output: Option<JoinHandle<std::io::Result<Vec<u8>>>>,
+}
+
+/// How the target ended, as far as the run knows.
+pub enum Ending {
+    Exited(ExitStatus),
+    /// Still running when tracing stopped (a pid or the whole system).
+    StillRunning,
+}
+
+impl Target {
+    /// Lets the target run: probes are attached.
+    pub async fn release(&mut self) -> Result<()> {
+        match std::mem::replace(&mut self.gate, Gate::None) {
+            Gate::Stdin(mut stdin) => {
+                stdin
+                    .write_all(b"\n")
+                    .await
+                    .context("releasing the workload")?;
+            }
+            Gate::Pipe(fd) => {
+                let mut file = std::fs::File::from(fd);
+                std::io::Write::write_all(&mut file, b"\n").context("releasing the command")?;
+            }
+            Gate::None => {}
+        }
+        Ok(())
+    }
+
+    /// Resolves when the target exits; never, for a target without a child.
+    pub async fn wait(&mut self) -> Result<ExitStatus> {
+        match &mut self.child {
+            Some(child) => child.wait().await.context("waiting for the traced process"),
+            None => std::future::pending().await,
+        }
+    }
+
+    pub fn pid_exited(&self) -> bool {
+        self.child.is_none()
+            && self
+                .tgid
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    }
+
+    /// Stops a child still running (tracing was interrupted) and reaps it.
+    pub async fn stop(&mut self) -> Result<Ending> {
+        let Some(child) = &mut self.child else {
+            return Ok(Ending::StillRunning);
+        };
+        if let Some(status) = child.try_wait()? {
+            return Ok(Ending::Exited(status));
+        }
+        if let Some(pid) = child.id() {
+            // SIGTERM first so a traced command can clean up.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        }
+        let status =
+            match tokio::time::timeout(std::time::Duration::from_secs(2), child.wait()).await {
+                Ok(status) => status?,
+                Err(_) => {
+                    child.kill().await?;
+                    child.wait().await?
+                }
+            };
+        Ok(Ending::Exited(status))
+    }
+
+    /// The workload's result, parsed from its JSON output.
+    pub async fn workload_result(&mut self) -> Result<Option<WorkloadResult>> {
+        let Some(output) = self.output.take() else {
+            return Ok(None);
+        };
+        let bytes = output.await.context("reading the workload's output")??;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .context("parsing the workload's JSON result")
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fresh descriptors, which we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        bail!("pipe2: {}", std::io::Error::last_os_error());
+    }
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Resolves a command name as the shell would, for a clear error up front.
+fn find_in_path(name: &str) -> Result<PathBuf> {
+    if name.contains('/') {
+        let path = PathBuf::from(name);
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!("command not found: {name}");
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .with_context(|| format!("command not found: {name} (not in PATH)"))
+}
