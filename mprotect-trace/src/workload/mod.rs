@@ -68,15 +68,18 @@ pub fn run(plan: &Plan, start_gate: StartGate) -> Result<WorkloadResult> {
     // SAFETY: mallopt only tunes the allocator.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let progress = progress_bar(plan);
-    let barrier = Barrier::new(plan.threads as usize);
+    let barriers = Barriers {
+        started: Barrier::new(plan.threads as usize),
+        go: Barrier::new(plan.threads as usize),
+    };
     // Thread 0 is the main thread: a single-threaded run must be one task,
     // as the reproducers are. A second thread idling in join() keeps the mm
     // live on another CPU, and every TLB flush of the toggle then costs an IPI.
     let outcomes: Vec<Result<ThreadOutcome>> = std::thread::scope(|scope| {
         let helpers: Vec<_> = (1..plan.threads)
-            .map(|_| scope.spawn(|| run_thread(plan, &barrier, None)))
+            .map(|_| scope.spawn(|| run_thread(plan, &barriers, None)))
             .collect();
-        let mut outcomes = vec![run_thread(plan, &barrier, Some((&progress, start_gate)))];
+        let mut outcomes = vec![run_thread(plan, &barriers, Some((&progress, start_gate)))];
         outcomes.extend(helpers.into_iter().map(|helper| {
             helper
                 .join()
@@ -101,19 +104,27 @@ fn progress_bar(plan: &Plan) -> ProgressBar {
     bar
 }
 
+/// `started`: every thread has finished starting (Rust's thread start-up
+/// calls mprotect for its signal stack guard); `go`: the gate is open.
+struct Barriers {
+    started: Barrier,
+    go: Barrier,
+}
+
 /// `main`: the progress bar and start gate, which only thread 0 has.
 fn run_thread(
     plan: &Plan,
-    barrier: &Barrier,
+    barriers: &Barriers,
     main: Option<(&ProgressBar, StartGate)>,
 ) -> Result<ThreadOutcome> {
-    // Every thread reaches the barrier even when pinning or the gate fails,
-    // so no sibling waits forever; the error is returned after it.
+    // Every thread passes both barriers even when pinning or the gate
+    // fails, so no sibling waits forever; the error is returned after.
     let mut ready = plan.cpu.map(pin_to_cpu).transpose().map(drop);
+    barriers.started.wait();
     if let (Ok(()), Some((_, start_gate))) = (&ready, main) {
         ready = start_gate();
     }
-    barrier.wait();
+    barriers.go.wait();
     ready?;
     let progress = main.map(|(progress, _)| progress);
     let mut outcome = ThreadOutcome {
