@@ -1,0 +1,250 @@
+//! `run` on this machine's real kernel (root): exact syscall-level counts
+//! for the traced workload, and every function target reported with its
+//! backend or the reason it has none.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("mprotect-trace-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
+        .arg("run")
+        .args(args)
+        .output()
+        .expect("running mprotect-trace run")
+}
+
+/// Runs `run` with `args` into a fresh directory and returns its report.
+fn traced(name: &str, args: &[&str]) -> Value {
+    let dir = out_dir(name);
+    // -o goes first: everything after `--` belongs to a traced command.
+    let output = run(&[&["-o", dir.to_str().unwrap()], args].concat());
+    assert!(
+        output.status.success(),
+        "run {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = std::fs::read(dir.join("report.json")).expect("report.json written");
+    serde_json::from_slice(&report).expect("report.json is JSON")
+}
+
+fn histogram_total(stats: &Value) -> u64 {
+    stats["histogram"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b[2].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn traced_workload_yields_exactly_two_syscalls_per_iteration() {
+    const N: u64 = 30;
+    const W: u64 = 4;
+    let report = traced(
+        "exact",
+        &["--iterations", "30", "--warmup", "4", "--mapping-mb", "8"],
+    );
+    let calls = 2 * (N + W);
+    assert_eq!(report["workload"]["mprotect_calls"], calls);
+    assert_eq!(report["lost"]["syscall_enter"], calls);
+    assert_eq!(report["lost"]["syscall_exit"], calls);
+    assert_eq!(report["lost"]["exit_without_entry"], 0);
+    assert_eq!(report["syscall"]["latency"]["calls"], calls);
+    assert_eq!(histogram_total(&report["syscall"]["latency_ns"]), calls);
+    // Every call covers the whole 8 MiB mapping: 2048 pages.
+    let pages = &report["syscall"]["pages_per_call"];
+    assert_eq!(
+        (
+            pages["count"].as_u64(),
+            pages["min"].as_u64(),
+            pages["max"].as_u64()
+        ),
+        (Some(calls), Some(2048), Some(2048))
+    );
+    let flags: Vec<(String, u64)> =
+        serde_json::from_value(report["syscall"]["prot_flags"].clone()).unwrap();
+    let count = |name: &str| flags.iter().find(|(n, _)| n == name).map(|(_, c)| *c);
+    assert_eq!(count("PROT_READ"), Some(N + W));
+    assert_eq!(count("PROT_READ|PROT_WRITE"), Some(N + W));
+    assert_eq!(report["partial"], false);
+    assert_eq!(report["stop_reason"], "target exited");
+}
+
+#[test]
+fn exact_counts_hold_with_two_threads() {
+    let report = traced(
+        "threads",
+        &[
+            "--iterations",
+            "20",
+            "--warmup",
+            "2",
+            "--mapping-mb",
+            "4",
+            "--threads",
+            "2",
+        ],
+    );
+    let calls = 2 * (20 + 2) * 2;
+    assert_eq!(report["workload"]["mprotect_calls"], calls);
+    assert_eq!(report["lost"]["syscall_enter"], calls);
+    assert_eq!(report["lost"]["syscall_exit"], calls);
+    assert_eq!(report["syscall"]["latency"]["calls"], calls);
+}
+
+#[test]
+fn every_function_target_is_reported_with_its_backend_or_reason() {
+    let report = traced(
+        "targets",
+        &[
+            "--iterations",
+            "3",
+            "--warmup",
+            "0",
+            "--mapping-mb",
+            "4",
+            "--probe",
+            "prot_commit_flush_ptes",
+        ],
+    );
+    let targets = report["targets"].as_array().unwrap();
+    let names: Vec<&str> = targets
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "change_protection",
+            "change_pte_range",
+            "modify_prot_start_ptes",
+            "mprotect_fixup",
+            "prot_commit_flush_ptes"
+        ]
+    );
+    let caps = &report["capabilities"];
+    let function_probes =
+        caps["fentry"]["available"] == true || caps["kprobes"]["available"] == true;
+    for target in targets {
+        let reason = target["reason"].as_str().unwrap();
+        match target["backend"].as_str().unwrap() {
+            "none" => {
+                assert!(reason.starts_with("no function probe: "), "{reason}");
+                assert!(target["latency"].is_null());
+            }
+            backend => {
+                assert!(
+                    function_probes,
+                    "{backend} used but doctor says no function probes"
+                );
+                assert!(target["latency"]["calls"].as_u64().is_some());
+            }
+        }
+        if !function_probes && target["in_kallsyms"] == true {
+            assert!(
+                reason.contains(&format!(
+                    "fentry {}",
+                    caps["fentry"]["summary"].as_str().unwrap()
+                )),
+                "{reason}"
+            );
+        }
+    }
+}
+
+#[test]
+fn forcing_a_backend_that_cannot_work_is_a_clear_error_and_writes_nothing() {
+    let doctor = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let caps: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    for backend in ["fentry", "kprobe"] {
+        let key = if backend == "fentry" {
+            "fentry"
+        } else {
+            "kprobes"
+        };
+        if caps["capabilities"][key]["available"] == true {
+            continue;
+        }
+        let dir = out_dir(&format!("forced-{backend}"));
+        let output = run(&[
+            "--backend",
+            backend,
+            "--iterations",
+            "2",
+            "-o",
+            dir.to_str().unwrap(),
+        ]);
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: --backend {backend} cannot work here: ")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.trim_end().ends_with("(try --backend auto)"),
+            "{stderr}"
+        );
+        assert!(!dir.join("report.json").exists());
+    }
+}
+
+#[test]
+fn bad_scope_is_refused_before_tracing() {
+    let output = run(&["-p", "999999999"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: -p 999999999: no such process"
+    );
+    let output = run(&["--", "no-such-command-here"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: command not found: no-such-command-here (not in PATH)"
+    );
+}
+
+#[test]
+fn a_traced_command_is_counted_from_its_first_call() {
+    // The same program twice, two more iterations the second time: its
+    // start-up calls are the same, so the counts differ by exactly 2 x 2.
+    let exe = env!("CARGO_BIN_EXE_mprotect-trace");
+    let calls = |iterations: &str| {
+        let report = traced(
+            &format!("cmd-{iterations}"),
+            &[
+                "--",
+                exe,
+                "workload",
+                "--mapping-mb",
+                "4",
+                "--iterations",
+                iterations,
+                "--warmup",
+                "0",
+            ],
+        );
+        assert_eq!(report["scope"], "command");
+        assert_eq!(
+            report["lost"]["syscall_enter"],
+            report["lost"]["syscall_exit"]
+        );
+        report["lost"]["syscall_enter"].as_u64().unwrap()
+    };
+    let (five, seven) = (calls("5"), calls("7"));
+    assert!(five >= 10, "{five}");
+    assert_eq!(seven - five, 4);
+}
