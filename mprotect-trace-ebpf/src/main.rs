@@ -5,9 +5,9 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::BPF_ANY,
+    bindings::{BPF_ANY, pt_regs},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         generated::{bpf_get_func_arg, bpf_get_func_ret},
     },
     macros::{fentry, fexit, kprobe, kretprobe, map, perf_event, tracepoint},
@@ -215,6 +215,23 @@ fn fentry_arg(ctx: &FEntryContext, index: u32) -> Option<u64> {
     (unsafe { bpf_get_func_arg(ctx.as_ptr(), index, &mut value) } == 0).then_some(value)
 }
 
+/// kprobe: the argument by runtime index. The registers are copied to the
+/// stack first: indexing the context itself compiles to a variable-offset
+/// ctx load, which the verifier refuses. x86-64 argument registers.
+#[inline(always)]
+fn kprobe_arg(ctx: &ProbeContext, index: u32) -> Option<u64> {
+    let regs = unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const pt_regs) }.ok()?;
+    match index {
+        0 => Some(regs.rdi),
+        1 => Some(regs.rsi),
+        2 => Some(regs.rdx),
+        3 => Some(regs.rcx),
+        4 => Some(regs.r8),
+        5 => Some(regs.r9),
+        _ => None,
+    }
+}
+
 #[inline(always)]
 fn fexit_ret(ctx: &FExitContext) -> Option<i64> {
     let mut value = 0u64;
@@ -240,7 +257,7 @@ macro_rules! function_slot_programs {
 
         #[kprobe]
         pub fn $kprobe(ctx: ProbeContext) -> u32 {
-            function_entry($slot, |index| ctx.arg::<u64>(index as usize));
+            function_entry($slot, |index| kprobe_arg(&ctx, index));
             0
         }
 

@@ -3,6 +3,7 @@
 mod bench;
 mod command;
 mod setup;
+mod vm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ enum Task {
     Run,
     /// Set up, then run every check and test: fmt, clippy, unit and kernel tests.
     Test,
+    /// Boot Debian's 6.1 kernel in QEMU and prove the fentry and kprobe backends there.
+    VmTest,
     /// Benchmarks (timings, not tests): the workload against an independent C loop.
     Bench(bench::BenchArgs),
 }
@@ -53,7 +56,12 @@ fn main() -> Result<()> {
                 "-D",
                 "warnings",
             ]))?;
-            run_checked(&mut cargo(["test"]))
+            run_checked(&mut cargo(["test"]))?;
+            vm::run()
+        }
+        Task::VmTest => {
+            setup::run()?;
+            vm::run()
         }
         Task::Bench(args) => {
             setup::run()?;

@@ -157,7 +157,7 @@ fn render_distributions(out: &mut String, report: &Report) {
         };
         let top: Vec<String> = {
             let mut counts = nr_ptes.counts.clone();
-            counts.sort_by(|a, b| b.1.cmp(&a.1));
+            counts.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
             counts
                 .iter()
                 .take(6)

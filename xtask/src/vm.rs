@@ -1,0 +1,283 @@
+//! `cargo xtask vm-test`: proves the function probes in a real kernel where
+//! they work. Boots Debian's 6.1 cloud kernel under QEMU (software
+//! emulation) with an initramfs holding busybox and the release binary,
+//! runs `mprotect-trace run` with `--backend fentry` and `--backend kprobe`,
+//! and checks exact counts. Timings under emulation mean nothing; counts do.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use serde_json::Value;
+
+use crate::command::{cargo, output_of, release_binary, run_checked, workspace_root};
+
+const ITERATIONS: u64 = 10;
+const WARMUP: u64 = 2;
+const MAPPING_MB: u64 = 4;
+const PAGES: u64 = MAPPING_MB * 256;
+const BACKENDS: [&str; 2] = ["fentry", "kprobe"];
+
+pub fn run() -> Result<()> {
+    run_checked(&mut cargo([
+        "build",
+        "--release",
+        "--package",
+        "mprotect-trace",
+    ]))?;
+    let vm_dir = workspace_root().join("target/vm");
+    std::fs::create_dir_all(&vm_dir)?;
+    let kernel = kernel_image(&vm_dir)?;
+    let initramfs = build_initramfs(&vm_dir, &release_binary()?)?;
+    eprintln!("vm-test: booting {} under QEMU (TCG)", kernel.display());
+    let console = boot(&kernel, &initramfs)?;
+    std::fs::write(vm_dir.join("console.log"), &console)?;
+    let doctor = section(&console, "doctor")?;
+    let release = doctor["capabilities"]["kernel_release"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
+    let mut summary = String::new();
+    for backend in BACKENDS {
+        let report = section(&console, backend)
+            .with_context(|| format!("the {backend} run (see target/vm/console.log)"))?;
+        check_report(backend, &report)
+            .with_context(|| format!("--backend {backend} on {release}"))?;
+        let _ = writeln!(summary, "{}", describe(backend, &report));
+    }
+    println!("vm-test passed on {release}:\n{summary}");
+    Ok(())
+}
+
+/// The newest Debian 6.1 cloud kernel, downloaded and unpacked once.
+fn kernel_image(vm_dir: &Path) -> Result<PathBuf> {
+    let unpacked = vm_dir.join("kernel");
+    if let Some(image) = find_vmlinuz(&unpacked) {
+        return Ok(image);
+    }
+    let search = output_of(Command::new("apt-cache").args([
+        "search",
+        "--names-only",
+        "^linux-image-6.1.0-.*-cloud-amd64-unsigned$",
+    ]))?;
+    let package = search
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .max_by_key(|name| {
+            name.split('-')
+                .nth(4)
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(0)
+        })
+        .context(
+            "apt-cache knows no linux-image-6.1.0-*-cloud-amd64-unsigned (run apt-get update)",
+        )?
+        .to_owned();
+    let download = vm_dir.join("download");
+    std::fs::create_dir_all(&download)?;
+    run_checked(
+        Command::new("apt-get")
+            .args(["download", &package])
+            .current_dir(&download),
+    )?;
+    let deb = std::fs::read_dir(&download)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .find(|path| path.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download left no .deb")?;
+    run_checked(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    find_vmlinuz(&unpacked).context("the kernel package has no boot/vmlinuz-*")
+}
+
+fn find_vmlinuz(unpacked: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(unpacked.join("boot"))
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .find(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("vmlinuz-"))
+        })
+}
+
+fn init_script() -> String {
+    let mut script = String::from(
+        "#!/bin/busybox sh\n\
+         /bin/busybox --install -s /bin\n\
+         mount -t proc proc /proc\n\
+         mount -t sysfs sysfs /sys\n\
+         mount -t devtmpfs devtmpfs /dev\n\
+         mount -t tmpfs tmpfs /tmp\n\
+         echo ===BEGIN doctor===\n\
+         /mprotect-trace doctor --json\n\
+         echo ===END doctor===\n",
+    );
+    for backend in BACKENDS {
+        let _ = write!(
+            script,
+            "/mprotect-trace run --backend {backend} --iterations {ITERATIONS} --warmup {WARMUP} \
+             --mapping-mb {MAPPING_MB} --json -o /tmp/{backend} > /tmp/{backend}.json 2> /tmp/{backend}.err\n\
+             echo \"{backend} exit status $?\"\n\
+             cat /tmp/{backend}.err\n\
+             echo ===BEGIN {backend}===\n\
+             cat /tmp/{backend}.json\n\
+             echo ===END {backend}===\n"
+        );
+    }
+    script.push_str("poweroff -f\n");
+    script
+}
+
+fn build_initramfs(vm_dir: &Path, binary: &Path) -> Result<PathBuf> {
+    let root = vm_dir.join("initramfs");
+    if root.exists() {
+        std::fs::remove_dir_all(&root)?;
+    }
+    for dir in ["bin", "proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir_all(root.join(dir))?;
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+        .context("copying /bin/busybox (busybox-static)")?;
+    std::fs::copy(binary, root.join("mprotect-trace"))?;
+    // The shared libraries the binary needs, at the paths ldd names.
+    for library in output_of(Command::new("ldd").arg(binary))?
+        .lines()
+        .filter_map(|line| line.split_whitespace().find(|word| word.starts_with('/')))
+    {
+        let target = root.join(library.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().context("library path has no parent")?)?;
+        std::fs::copy(library, &target).with_context(|| format!("copying {library}"))?;
+    }
+    let init = root.join("init");
+    std::fs::write(&init, init_script())?;
+    run_checked(Command::new("chmod").arg("+x").arg(&init))?;
+    let archive = vm_dir.join("initramfs.cpio.gz");
+    let pack = format!(
+        "find . | cpio -o -H newc --quiet | gzip -1 > {}",
+        archive.display()
+    );
+    run_checked(Command::new("sh").args(["-c", &pack]).current_dir(&root))?;
+    Ok(archive)
+}
+
+fn boot(kernel: &Path, initramfs: &Path) -> Result<String> {
+    let output = Command::new("timeout")
+        .arg("900")
+        .arg("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "tcg,thread=multi",
+            "-cpu",
+            "max",
+            "-m",
+            "2048",
+            "-smp",
+            "2",
+        ])
+        .args(["-nographic", "-no-reboot", "-kernel"])
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initramfs)
+        .args(["-append", "console=ttyS0 quiet loglevel=1 panic=-1"])
+        .stdin(Stdio::null())
+        .output()
+        .context("starting qemu-system-x86_64 (qemu-system-x86 package)")?;
+    let console = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+    if !output.status.success() {
+        bail!("QEMU failed ({}); console:\n{console}", output.status);
+    }
+    Ok(console)
+}
+
+/// The JSON printed between `===BEGIN name===` and `===END name===`.
+fn section(console: &str, name: &str) -> Result<Value> {
+    let begin = format!("===BEGIN {name}===\n");
+    let start = console
+        .find(&begin)
+        .with_context(|| format!("no {name} output on the console"))?
+        + begin.len();
+    let end = console[start..]
+        .find(&format!("===END {name}==="))
+        .context("unterminated section")?
+        + start;
+    serde_json::from_str(&console[start..end])
+        .with_context(|| format!("the {name} output is not JSON"))
+}
+
+fn target<'a>(report: &'a Value, name: &str) -> Result<&'a Value> {
+    report["targets"]
+        .as_array()
+        .and_then(|targets| targets.iter().find(|t| t["name"] == name))
+        .with_context(|| format!("{name} is missing from the report"))
+}
+
+fn histogram_total(stats: &Value) -> u64 {
+    stats["histogram"]["buckets"]
+        .as_array()
+        .map(|buckets| buckets.iter().filter_map(|b| b[2].as_u64()).sum())
+        .unwrap_or(0)
+}
+
+fn check_report(backend: &str, report: &Value) -> Result<()> {
+    let calls = 2 * (ITERATIONS + WARMUP);
+    ensure!(
+        report["workload"]["mprotect_calls"] == calls,
+        "workload made {} calls",
+        report["workload"]["mprotect_calls"]
+    );
+    ensure!(
+        report["syscall"]["latency"]["calls"] == calls,
+        "syscall calls {}",
+        report["syscall"]["latency"]["calls"]
+    );
+    for name in ["change_protection", "mprotect_fixup"] {
+        let target = target(report, name)?;
+        ensure!(
+            target["backend"] == backend,
+            "{name} used {} ({})",
+            target["backend"],
+            target["reason"]
+        );
+        let counted = target["latency"]["calls"].as_u64().unwrap_or(0);
+        ensure!(
+            counted == calls,
+            "{name}: {counted} calls, expected exactly {calls}"
+        );
+        let total = histogram_total(&target["latency_ns"]);
+        ensure!(
+            total == calls,
+            "{name}: histogram sums to {total}, calls {calls}"
+        );
+    }
+    let pages = &target(report, "change_protection")?["pages_per_call"];
+    ensure!(
+        pages["count"] == calls && pages["min"] == PAGES && pages["max"] == PAGES,
+        "change_protection pages per call should be {PAGES} on all {calls} calls: {pages}"
+    );
+    let pte_range = target(report, "change_pte_range")?;
+    let reason = pte_range["reason"].as_str().unwrap_or("");
+    ensure!(
+        pte_range["backend"] == "none" && reason.contains("inlined"),
+        "change_pte_range should be reported inlined on 6.1: {reason}"
+    );
+    ensure!(
+        report["lost"]["exit_without_entry"] == 0,
+        "lost: {}",
+        report["lost"]
+    );
+    Ok(())
+}
+
+fn describe(backend: &str, report: &Value) -> String {
+    let mut line = format!("  --backend {backend}:");
+    for name in ["change_protection", "mprotect_fixup"] {
+        if let Ok(target) = target(report, name) {
+            let _ = write!(line, " {name} {} calls,", target["latency"]["calls"]);
+        }
+    }
+    let _ = write!(
+        line,
+        " syscall {} calls",
+        report["syscall"]["latency"]["calls"]
+    );
+    line
+}
