@@ -37,7 +37,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 &|| Ok(())
             };
-            let result = workload::run(&plan, start_gate)?;
+            let result = workload::run(&plan, start_gate, args.wait_for_start)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {

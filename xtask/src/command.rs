@@ -48,6 +48,31 @@ pub fn output_of(command: &mut Command) -> Result<String> {
         .with_context(|| format!("{} printed non-UTF-8", describe(command)))
 }
 
+/// Runs `command`, echoing its stdout line by line as it comes, and
+/// returns that stdout.
+pub fn run_tee(command: &mut Command) -> Result<String> {
+    use std::io::BufRead as _;
+    eprintln!("+ {}", describe(command));
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", describe(command)))?;
+    let mut captured = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            captured.push_str(&line);
+            captured.push('\n');
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{} failed: {status}", describe(command));
+    }
+    Ok(captured)
+}
+
 /// Whether `command` runs and exits 0 (its output discarded).
 pub fn succeeds(command: &mut Command) -> bool {
     command

@@ -8,7 +8,7 @@ mod vm;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use command::{cargo, release_binary, run_checked};
+use command::{cargo, release_binary, run_checked, run_tee};
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "Build, set up and test mprotect-trace")]
@@ -56,16 +56,57 @@ fn main() -> Result<()> {
                 "-D",
                 "warnings",
             ]))?;
-            run_checked(&mut cargo(["test"]))?;
-            vm::run()
+            let cargo_test = run_tee(&mut cargo(["test"]))?;
+            let (passed, failed) = count_results(&cargo_test);
+            let vm_checks = vm::run()?;
+            // One closing line for CI: every cargo test plus every VM check.
+            println!("summary: {} passed, {failed} failed", passed + vm_checks);
+            Ok(())
         }
         Task::VmTest => {
             setup::run()?;
-            vm::run()
+            vm::run().map(drop)
         }
         Task::Bench(args) => {
             setup::run()?;
             bench::run(&args)
         }
+    }
+}
+
+/// Sums cargo's "test result: ok. N passed; M failed; ..." lines.
+fn count_results(output: &str) -> (u64, u64) {
+    let number_before = |line: &str, word: &str| -> u64 {
+        line.split(';')
+            .find_map(|part| {
+                part.trim()
+                    .strip_suffix(word)?
+                    .trim()
+                    .rsplit(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    output
+        .lines()
+        .filter(|line| line.starts_with("test result:"))
+        .fold((0, 0), |(passed, failed), line| {
+            (
+                passed + number_before(line, "passed"),
+                failed + number_before(line, "failed"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_cargo_test_result_lines() {
+        let output = "running 3 tests\n\
+            test result: ok. 12 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.46s\n\
+            test result: FAILED. 5 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 6.37s\n";
+        assert_eq!(super::count_results(output), (17, 1));
     }
 }

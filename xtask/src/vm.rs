@@ -19,7 +19,8 @@ const MAPPING_MB: u64 = 4;
 const PAGES: u64 = MAPPING_MB * 256;
 const BACKENDS: [&str; 2] = ["fentry", "kprobe"];
 
-pub fn run() -> Result<()> {
+/// Returns how many checks passed (one per backend).
+pub fn run() -> Result<u64> {
     run_checked(&mut cargo([
         "build",
         "--release",
@@ -46,8 +47,11 @@ pub fn run() -> Result<()> {
             .with_context(|| format!("--backend {backend} on {release}"))?;
         let _ = writeln!(summary, "{}", describe(backend, &report));
     }
+    if let Some(table) = text_section(&console, "table") {
+        println!("mprotect-trace run inside the VM:\n{table}");
+    }
     println!("vm-test passed on {release}:\n{summary}");
-    Ok(())
+    Ok(BACKENDS.len() as u64)
 }
 
 /// The newest Debian 6.1 cloud kernel, downloaded and unpacked once.
@@ -123,6 +127,14 @@ fn init_script() -> String {
              echo ===END {backend}===\n"
         );
     }
+    // The table a user sees, with the default backend choice.
+    let _ = write!(
+        script,
+        "echo ===BEGIN table===\n\
+         /mprotect-trace run --iterations {ITERATIONS} --warmup {WARMUP} --mapping-mb {MAPPING_MB} \
+         --probe flush_tlb_mm_range -o /tmp/auto 2>&1\n\
+         echo ===END table===\n"
+    );
     script.push_str("poweroff -f\n");
     script
 }
@@ -188,19 +200,18 @@ fn boot(kernel: &Path, initramfs: &Path) -> Result<String> {
     Ok(console)
 }
 
-/// The JSON printed between `===BEGIN name===` and `===END name===`.
-fn section(console: &str, name: &str) -> Result<Value> {
+/// What was printed between `===BEGIN name===` and `===END name===`.
+fn text_section<'a>(console: &'a str, name: &str) -> Option<&'a str> {
     let begin = format!("===BEGIN {name}===\n");
-    let start = console
-        .find(&begin)
-        .with_context(|| format!("no {name} output on the console"))?
-        + begin.len();
-    let end = console[start..]
-        .find(&format!("===END {name}==="))
-        .context("unterminated section")?
-        + start;
-    serde_json::from_str(&console[start..end])
-        .with_context(|| format!("the {name} output is not JSON"))
+    let start = console.find(&begin)? + begin.len();
+    let end = console[start..].find(&format!("===END {name}==="))? + start;
+    Some(&console[start..end])
+}
+
+fn section(console: &str, name: &str) -> Result<Value> {
+    let text = text_section(console, name)
+        .with_context(|| format!("no complete {name} output on the console"))?;
+    serde_json::from_str(text).with_context(|| format!("the {name} output is not JSON"))
 }
 
 fn target<'a>(report: &'a Value, name: &str) -> Result<&'a Value> {

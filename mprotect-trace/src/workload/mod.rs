@@ -62,12 +62,13 @@ pub fn wait_for_stdin() -> Result<()> {
 }
 
 /// Runs the workload described by `plan` and measures it.
-pub fn run(plan: &Plan, start_gate: StartGate) -> Result<WorkloadResult> {
+/// `gated`: started by a tracer (`--wait-for-start`).
+pub fn run(plan: &Plan, start_gate: StartGate, gated: bool) -> Result<WorkloadResult> {
     // One malloc arena: glibc grows per-thread arenas with mprotect(),
     // which would add calls that are not the workload's toggles.
     // SAFETY: mallopt only tunes the allocator.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
-    let progress = progress_bar(plan);
+    let progress = progress_bar(plan, gated);
     let barriers = Barriers {
         started: Barrier::new(plan.threads as usize),
         go: Barrier::new(plan.threads as usize),
@@ -92,8 +93,9 @@ pub fn run(plan: &Plan, start_gate: StartGate) -> Result<WorkloadResult> {
     Ok(WorkloadResult::from_outcomes(plan, outcomes))
 }
 
-fn progress_bar(plan: &Plan) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
+fn progress_bar(plan: &Plan, gated: bool) -> ProgressBar {
+    // Under `run` (gated) the tracer owns the terminal.
+    if gated || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(plan.rounds * (plan.warmup + plan.iterations));
