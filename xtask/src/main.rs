@@ -21,7 +21,7 @@ struct Cli {
 enum Task {
     /// Install what building and testing need (idempotent; seconds when all is there).
     Setup,
-    /// Set up, build release, and run the main job: doctor, then the default traced workload.
+    /// Set up, build release, and run the main job: doctor, then trace the default workload.
     Run,
     /// Set up, then run every check and test: fmt, clippy, unit and kernel tests.
     Test,
@@ -44,7 +44,7 @@ fn main() -> Result<()> {
             ]))?;
             let binary = release_binary()?;
             run_checked(std::process::Command::new(&binary).arg("doctor"))?;
-            run_checked(std::process::Command::new(&binary).arg("workload"))
+            run_checked(std::process::Command::new(&binary).arg("run"))
         }
         Task::Test => {
             setup::run()?;

@@ -97,14 +97,6 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     attach::attach_syscall_tracepoints(&mut ebpf)?;
     let attachments =
         attach::attach_functions(&mut ebpf, &plans, args.backend != BackendChoice::Fentry)?;
-    for attachment in &attachments {
-        if args.backend != BackendChoice::Auto && attachment.backend.label() != "none" {
-            continue;
-        }
-        if attachment.slot.is_none() {
-            eprintln!("{}: {}", attachment.name, attachment.reason);
-        }
-    }
 
     let mut target = scope.start().await?;
     let config = TraceConfig {
