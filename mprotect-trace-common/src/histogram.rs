@@ -54,30 +54,12 @@ mod tests {
         let mut value = 0u64;
         while value < (1 << 42) {
             let (low, high) = bounds(bucket(value));
-            assert!(
-                low <= value && value < high,
-                "{value} not in [{low}, {high})"
-            );
+            assert!(low <= value && value < high, "{value} not in [{low}, {high})");
             value = value * 5 / 4 + 1;
         }
-        for value in [
-            0,
-            15,
-            16,
-            17,
-            31,
-            32,
-            1000,
-            16384,
-            (1 << 40) - 1,
-            1 << 40,
-            u64::MAX,
-        ] {
+        for value in [0, 15, 16, 17, 31, 32, 1000, 16384, (1 << 40) - 1, 1 << 40, u64::MAX] {
             let (low, high) = bounds(bucket(value));
-            assert!(
-                low <= value && (value < high || high == u64::MAX),
-                "{value}"
-            );
+            assert!(low <= value && (value < high || high == u64::MAX), "{value}");
         }
     }
 
@@ -87,11 +69,7 @@ mod tests {
             assert_eq!(bounds(bucket(value)), (value, value + 1));
         }
         for index in 0..BUCKETS - 1 {
-            assert_eq!(
-                bounds(index).1,
-                bounds(index + 1).0,
-                "gap after bucket {index}"
-            );
+            assert_eq!(bounds(index).1, bounds(index + 1).0, "gap after bucket {index}");
         }
         assert_eq!(bucket(u64::MAX), BUCKETS - 1);
     }
@@ -100,10 +78,7 @@ mod tests {
     fn bucket_width_is_at_most_a_sixteenth_of_its_low_bound() {
         for index in SUB_BUCKETS as u32..BUCKETS - 1 {
             let (low, high) = bounds(index);
-            assert!(
-                (high - low) * SUB_BUCKETS <= low,
-                "bucket {index}: [{low}, {high})"
-            );
+            assert!((high - low) * SUB_BUCKETS <= low, "bucket {index}: [{low}, {high})");
         }
     }
 }

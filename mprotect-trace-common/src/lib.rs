@@ -30,6 +30,22 @@ pub const PROT_BUCKETS: u32 = 9;
 /// killed mid-call cannot leak an entry forever.
 pub const MAX_IN_FLIGHT: u32 = 16384;
 
+/// Distinct stacks the sampler keeps (kernel and user stacks share the map).
+pub const STACK_MAP_ENTRIES: u32 = 16384;
+/// Distinct (task, kernel stack, user stack) sample keys the sampler keeps.
+pub const SAMPLE_KEYS: u32 = 16384;
+
+/// A sampled stack pair; a stack id below 0 means "none": a user-mode
+/// sample has no kernel stack, a kernel thread no user stack.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SampleKey {
+    pub tgid: u32,
+    pub kernel_stack_id: i32,
+    pub user_stack_id: i32,
+    pub _pad: u32,
+}
+
 /// What the kernel side filters on, written by user space before attaching.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -87,6 +103,7 @@ mod pod {
     unsafe impl aya::Pod for super::SlotConfig {}
     unsafe impl aya::Pod for super::Stats {}
     unsafe impl aya::Pod for super::EntryKey {}
+    unsafe impl aya::Pod for super::SampleKey {}
 }
 
 /// Slots of the per-CPU `COUNTERS` array: event counts and lost data.
@@ -99,5 +116,17 @@ pub mod counter {
     pub const EXIT_WITHOUT_ENTRY: u32 = 2;
     /// Entry timestamps that could not be stored.
     pub const ENTRY_NOT_STORED: u32 = 3;
-    pub const LEN: u32 = 4;
+    /// Stack samples counted (of the traced task(s)).
+    pub const SAMPLES: u32 = 4;
+    /// Samples that hit another task (not traced, so not counted).
+    pub const SAMPLES_OTHER_TASKS: u32 = 5;
+    /// Kernel-mode samples whose kernel stack was lost: a stack-map hash
+    /// collision (-EEXIST), a full map (-ENOMEM) or a failed walk.
+    pub const KERNEL_STACK_COLLISION: u32 = 6;
+    pub const KERNEL_STACK_FAILED: u32 = 7;
+    /// Samples whose user stack was lost (collision, full map, failed walk).
+    pub const USER_STACK_LOST: u32 = 8;
+    /// Samples dropped because the sample-count map was full.
+    pub const SAMPLE_MAP_FULL: u32 = 9;
+    pub const LEN: u32 = 10;
 }

@@ -5,21 +5,22 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::{BPF_ANY, pt_regs},
+    bindings::{BPF_ANY, BPF_F_USER_STACK, bpf_perf_event_data, pt_regs},
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         generated::{bpf_get_func_arg, bpf_get_func_ret},
     },
     macros::{fentry, fexit, kprobe, kretprobe, map, perf_event, tracepoint},
-    maps::{Array, LruHashMap, PerCpuArray},
+    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, StackTrace},
     programs::{
-        FEntryContext, FExitContext, PerfEventContext, ProbeContext, RetProbeContext,
-        TracePointContext,
+        FEntryContext, FExitContext, PerfEventContext, ProbeContext, RetProbeContext, TracePointContext,
+        tracing::StackIdContext as _,
     },
 };
 use mprotect_trace_common::{
-    CONFIG_INDEX, EntryKey, FUNCTION_SLOTS, MAX_IN_FLIGHT, NR_PTES_BUCKETS, NR_PTES_EXACT_MAX,
-    PROT_BUCKETS, SYSCALL_SLOT, SlotConfig, Stats, TraceConfig, VALUE_SLOTS, counter, histogram,
+    CONFIG_INDEX, EntryKey, FUNCTION_SLOTS, MAX_IN_FLIGHT, NR_PTES_BUCKETS, NR_PTES_EXACT_MAX, PROT_BUCKETS,
+    SAMPLE_KEYS, STACK_MAP_ENTRIES, SYSCALL_SLOT, SampleKey, SlotConfig, Stats, TraceConfig, VALUE_SLOTS, counter,
+    histogram,
 };
 
 #[map]
@@ -34,18 +35,15 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::LEN, 
 #[map]
 static LATENCY_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(VALUE_SLOTS, 0);
 #[map]
-static LATENCY_HIST: PerCpuArray<u64> =
-    PerCpuArray::with_max_entries(VALUE_SLOTS * histogram::BUCKETS, 0);
+static LATENCY_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(VALUE_SLOTS * histogram::BUCKETS, 0);
 /// Pages per call: returned by a function, or the syscall's length.
 #[map]
 static PAGES_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(VALUE_SLOTS, 0);
 #[map]
-static PAGES_HIST: PerCpuArray<u64> =
-    PerCpuArray::with_max_entries(VALUE_SLOTS * histogram::BUCKETS, 0);
+static PAGES_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(VALUE_SLOTS * histogram::BUCKETS, 0);
 /// `nr_ptes` per function slot, one exact bucket per value.
 #[map]
-static NR_PTES_HIST: PerCpuArray<u64> =
-    PerCpuArray::with_max_entries(FUNCTION_SLOTS * NR_PTES_BUCKETS, 0);
+static NR_PTES_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(FUNCTION_SLOTS * NR_PTES_BUCKETS, 0);
 #[map]
 static PROT_FLAGS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROT_BUCKETS, 0);
 
@@ -108,12 +106,7 @@ fn on_exit(pid_tgid: u64, slot: u32) {
     match unsafe { ENTRY_TIMES.get(&key) } {
         Some(&start) => {
             let _ = ENTRY_TIMES.remove(&key);
-            record(
-                &LATENCY_STATS,
-                &LATENCY_HIST,
-                slot,
-                now.saturating_sub(start),
-            );
+            record(&LATENCY_STATS, &LATENCY_HIST, slot, now.saturating_sub(start));
         }
         None => bump(&COUNTERS, counter::EXIT_WITHOUT_ENTRY),
     }
@@ -147,19 +140,10 @@ pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
     }
     bump(&COUNTERS, counter::SYSCALL_ENTER);
     if let Ok(len) = unsafe { ctx.read_at::<u64>(ENTER_LEN_OFFSET) } {
-        record(
-            &PAGES_STATS,
-            &PAGES_HIST,
-            SYSCALL_SLOT,
-            len.div_ceil(PAGE_SIZE),
-        );
+        record(&PAGES_STATS, &PAGES_HIST, SYSCALL_SLOT, len.div_ceil(PAGE_SIZE));
     }
     if let Ok(prot) = unsafe { ctx.read_at::<u64>(ENTER_PROT_OFFSET) } {
-        let bucket = if prot & !7 != 0 {
-            PROT_BUCKETS - 1
-        } else {
-            prot as u32
-        };
+        let bucket = if prot & !7 != 0 { PROT_BUCKETS - 1 } else { prot as u32 };
         bump(&PROT_FLAGS, bucket);
     }
     on_entry(pid_tgid, SYSCALL_SLOT);
@@ -278,6 +262,67 @@ function_slot_programs! {
     5: fentry_slot_5, fexit_slot_5, kprobe_slot_5, kretprobe_slot_5;
     6: fentry_slot_6, fexit_slot_6, kprobe_slot_6, kretprobe_slot_6;
     7: fentry_slot_7, fexit_slot_7, kprobe_slot_7, kretprobe_slot_7;
+}
+
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(STACK_MAP_ENTRIES, 0);
+/// Samples per (task, kernel stack, user stack), per CPU.
+#[map]
+static SAMPLE_COUNTS: PerCpuHashMap<SampleKey, u64> = PerCpuHashMap::with_max_entries(SAMPLE_KEYS, 0);
+
+const EEXIST: i32 = 17;
+
+/// The stack sampler: one program on a cpu-clock event per CPU. It counts
+/// stack pairs in the kernel; user space reads the counts at the end.
+#[perf_event]
+pub fn sample_stack(ctx: PerfEventContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // The idle task (tgid 0) is never traced, even with -a.
+    if pid_tgid >> 32 == 0 || !is_traced(pid_tgid) {
+        bump(&COUNTERS, counter::SAMPLES_OTHER_TASKS);
+        return 0;
+    }
+    bump(&COUNTERS, counter::SAMPLES);
+    // x86-64: the low two bits of CS are the privilege level the CPU was in.
+    let data = ctx.as_ptr() as *const bpf_perf_event_data;
+    let in_kernel = unsafe { (*data).regs.cs } & 3 == 0;
+    let kernel_stack_id = match ctx.get_stackid(&STACKS, 0) {
+        Ok(id) => id as i32,
+        Err(err) => {
+            if in_kernel {
+                let lost = if err == -EEXIST {
+                    counter::KERNEL_STACK_COLLISION
+                } else {
+                    counter::KERNEL_STACK_FAILED
+                };
+                bump(&COUNTERS, lost);
+            }
+            -1
+        }
+    };
+    let user_stack_id = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
+        Ok(id) => id as i32,
+        Err(_) => {
+            bump(&COUNTERS, counter::USER_STACK_LOST);
+            -1
+        }
+    };
+    let key = SampleKey {
+        tgid: (pid_tgid >> 32) as u32,
+        kernel_stack_id,
+        user_stack_id,
+        _pad: 0,
+    };
+    match SAMPLE_COUNTS.get_ptr_mut(&key) {
+        // Per-CPU value: a plain add is exact.
+        Some(count) => unsafe { *count += 1 },
+        None => {
+            if SAMPLE_COUNTS.insert(&key, &1, BPF_ANY as u64).is_err() {
+                bump(&COUNTERS, counter::SAMPLE_MAP_FULL);
+            }
+        }
+    }
+    0
 }
 
 /// Loaded by `doctor` against `change_protection` to learn whether this

@@ -60,6 +60,12 @@ pub struct RunArgs {
     /// Print calls and latency per target every SECONDS.
     #[arg(long, value_name = "SECONDS")]
     pub interval: Option<f64>,
+    /// Stack samples per second on each CPU.
+    #[arg(long, default_value_t = 999, value_name = "HZ")]
+    pub sample_hz: u64,
+    /// Do not sample stacks (no flame graph).
+    #[arg(long)]
+    pub no_sample: bool,
     /// Directory for report.json [default: ./mprotect-trace-out/<UTC time>/].
     #[arg(short = 'o', long, value_name = "DIR")]
     pub output: Option<PathBuf>,

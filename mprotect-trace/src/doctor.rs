@@ -36,11 +36,7 @@ impl DoctorReport {
         let caps = &self.capabilities;
         let mut out = String::new();
         let yes_no = |available: bool| if available { "yes" } else { "no" };
-        let _ = writeln!(
-            out,
-            "kernel               {} ({})",
-            caps.kernel_release, caps.arch
-        );
+        let _ = writeln!(out, "kernel               {} ({})", caps.kernel_release, caps.arch);
         for (label, check) in [
             ("BTF", &caps.btf),
             ("tracefs", &caps.tracefs),
@@ -49,12 +45,7 @@ impl DoctorReport {
             ("fentry", &caps.fentry),
             ("kprobes", &caps.kprobes),
         ] {
-            let _ = writeln!(
-                out,
-                "{label:<20} {:<4} {}",
-                yes_no(check.available),
-                check.detail
-            );
+            let _ = writeln!(out, "{label:<20} {:<4} {}", yes_no(check.available), check.detail);
         }
         let _ = writeln!(out, "{:<20} {}", "lockdown", caps.lockdown.detail);
         let _ = writeln!(out, "\ntargets");
@@ -70,11 +61,7 @@ impl DoctorReport {
                 Some(signature) => signature.to_c(),
                 None => "no".to_owned(),
             };
-            let _ = writeln!(
-                out,
-                "  {:<24} kallsyms: {kallsyms}; BTF: {btf}",
-                target.name
-            );
+            let _ = writeln!(out, "  {:<24} kallsyms: {kallsyms}; BTF: {btf}", target.name);
         }
         let _ = writeln!(out, "\nplan");
         let tracepoints = if caps.syscall_tracepoints.available {
@@ -82,11 +69,7 @@ impl DoctorReport {
         } else {
             format!("unavailable: {}", caps.syscall_tracepoints.detail)
         };
-        let _ = writeln!(
-            out,
-            "  {:<24} {:<10} {tracepoints}",
-            "mprotect syscall", "tracepoint"
-        );
+        let _ = writeln!(out, "  {:<24} {:<10} {tracepoints}", "mprotect syscall", "tracepoint");
         for target in &self.targets {
             let _ = writeln!(
                 out,
@@ -97,16 +80,11 @@ impl DoctorReport {
             );
         }
         let sampling = if caps.perf_sampling.available {
-            "cpu-clock kernel stacks: attributes time to every function, inlined ones too"
-                .to_owned()
+            "cpu-clock kernel stacks: attributes time to every function, inlined ones too".to_owned()
         } else {
             format!("unavailable: {}", caps.perf_sampling.detail)
         };
-        let _ = writeln!(
-            out,
-            "  {:<24} {:<10} {sampling}",
-            "stack sampling", "perf_event"
-        );
+        let _ = writeln!(out, "  {:<24} {:<10} {sampling}", "stack sampling", "perf_event");
         if !self.usable {
             let _ = writeln!(
                 out,

@@ -21,9 +21,7 @@ pub fn load() -> Result<Ebpf> {
 mod tests {
     use aya::maps::{Array, PerCpuArray};
     use aya::programs::TracePoint;
-    use mprotect_trace_common::{
-        CONFIG_INDEX, PROT_BUCKETS, SYSCALL_SLOT, Stats, TraceConfig, counter, histogram,
-    };
+    use mprotect_trace_common::{CONFIG_INDEX, PROT_BUCKETS, SYSCALL_SLOT, Stats, TraceConfig, counter, histogram};
 
     use super::*;
     use crate::kernel::mounts::{self, Mount};
@@ -76,14 +74,10 @@ mod tests {
             "fentry_capability_check",
             "kprobe_capability_check",
         ] {
-            assert!(
-                names.contains(&expected),
-                "{expected} missing from {names:?}"
-            );
+            assert!(names.contains(&expected), "{expected} missing from {names:?}");
         }
         let (pid, go) = fork_mprotect_child(CALLS);
-        let mut config: Array<_, TraceConfig> =
-            Array::try_from(ebpf.map_mut("CONFIG").unwrap()).unwrap();
+        let mut config: Array<_, TraceConfig> = Array::try_from(ebpf.map_mut("CONFIG").unwrap()).unwrap();
         config
             .set(
                 CONFIG_INDEX,
@@ -116,27 +110,15 @@ mod tests {
         assert_eq!(latency_buckets, CALLS as u64);
         // Every call covered one page, alternating RW and R.
         assert_eq!(
-            sum(
-                "PAGES_HIST",
-                SYSCALL_SLOT * histogram::BUCKETS + histogram::bucket(1)
-            ),
+            sum("PAGES_HIST", SYSCALL_SLOT * histogram::BUCKETS + histogram::bucket(1)),
             CALLS as u64
         );
         let rw = (libc::PROT_READ | libc::PROT_WRITE) as u32;
         assert!(rw < PROT_BUCKETS);
         assert_eq!(sum("PROT_FLAGS", rw), CALLS.div_ceil(2) as u64);
-        assert_eq!(
-            sum("PROT_FLAGS", libc::PROT_READ as u32),
-            (CALLS / 2) as u64
-        );
-        let stats: PerCpuArray<_, Stats> =
-            PerCpuArray::try_from(ebpf.map("LATENCY_STATS").unwrap()).unwrap();
-        let count: u64 = stats
-            .get(&SYSCALL_SLOT, 0)
-            .unwrap()
-            .iter()
-            .map(|s| s.count)
-            .sum();
+        assert_eq!(sum("PROT_FLAGS", libc::PROT_READ as u32), (CALLS / 2) as u64);
+        let stats: PerCpuArray<_, Stats> = PerCpuArray::try_from(ebpf.map("LATENCY_STATS").unwrap()).unwrap();
+        let count: u64 = stats.get(&SYSCALL_SLOT, 0).unwrap().iter().map(|s| s.count).sum();
         assert_eq!(count, CALLS as u64);
     }
 }

@@ -6,6 +6,7 @@ mod kernel;
 mod output;
 mod probes;
 mod run;
+mod sampling;
 mod workload;
 
 use std::process::ExitCode;
@@ -42,6 +43,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {
                 println!("{}", result.result_line());
+            }
+            if args.wait_for_start {
+                workload::wait_for_exit_gate()?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -36,8 +36,7 @@ fn kallsyms_functions() -> HashSet<String> {
         .lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.len() >= 3 && (fields[1] == "t" || fields[1] == "T"))
-                .then(|| fields[2].to_owned())
+            (fields.len() >= 3 && (fields[1] == "t" || fields[1] == "T")).then(|| fields[2].to_owned())
         })
         .collect()
 }
@@ -45,14 +44,7 @@ fn kallsyms_functions() -> HashSet<String> {
 /// Parameter names of every BTF function, from `bpftool btf dump ... format raw`.
 fn bpftool_functions() -> HashMap<String, Vec<String>> {
     let output = Command::new("bpftool")
-        .args([
-            "btf",
-            "dump",
-            "file",
-            "/sys/kernel/btf/vmlinux",
-            "format",
-            "raw",
-        ])
+        .args(["btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "raw"])
         .output()
         .expect("bpftool is installed by `cargo xtask setup`");
     assert!(output.status.success());
@@ -69,12 +61,7 @@ fn bpftool_functions() -> HashMap<String, Vec<String>> {
             continue;
         }
         current = None;
-        let id = line
-            .split(']')
-            .next()
-            .unwrap_or("")
-            .trim_start_matches('[')
-            .to_owned();
+        let id = line.split(']').next().unwrap_or("").trim_start_matches('[').to_owned();
         if line.contains("] FUNC_PROTO ") {
             protos.entry(id.clone()).or_default();
             current = Some(id);
@@ -106,18 +93,11 @@ fn symbol_findings_match_kallsyms_and_btf_read_independently() {
     let kallsyms = kallsyms_functions();
     let btf = bpftool_functions();
     let targets = report["targets"].as_array().expect("targets");
-    let names: Vec<&str> = targets
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = targets.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names, [&TARGETS[..], &[EXTRA]].concat());
     for target in targets {
         let name = target["name"].as_str().unwrap();
-        assert_eq!(
-            target["in_kallsyms"],
-            kallsyms.contains(name),
-            "{name} in kallsyms"
-        );
+        assert_eq!(target["in_kallsyms"], kallsyms.contains(name), "{name} in kallsyms");
         assert_eq!(target["in_btf"], btf.contains_key(name), "{name} in BTF");
         if let Some(params) = btf.get(name) {
             let reported: Vec<&str> = target["signature"]["parameters"]
@@ -133,10 +113,7 @@ fn symbol_findings_match_kallsyms_and_btf_read_independently() {
         if !kallsyms.contains(name) && !btf.contains_key(name) {
             assert_eq!(target["backend"], "none");
             assert!(
-                target["reason"]
-                    .as_str()
-                    .unwrap()
-                    .contains("inlined or absent"),
+                target["reason"].as_str().unwrap().contains("inlined or absent"),
                 "{target}"
             );
         }
@@ -148,23 +125,14 @@ fn reports_the_probe_backends_this_kernel_refuses_with_the_reason() {
     let report = doctor_json(&[]);
     let caps = &report["capabilities"];
     assert_eq!(report["usable"], true);
-    assert_eq!(
-        caps["btf"]["available"],
-        Path::new("/sys/kernel/btf/vmlinux").exists()
-    );
-    assert_eq!(
-        caps["tracefs"]["available"], true,
-        "doctor mounts tracefs as root"
-    );
+    assert_eq!(caps["btf"]["available"], Path::new("/sys/kernel/btf/vmlinux").exists());
+    assert_eq!(caps["tracefs"]["available"], true, "doctor mounts tracefs as root");
     assert!(Path::new("/sys/kernel/tracing/events/syscalls/sys_enter_mprotect").exists());
     let kprobes_built = Path::new("/sys/bus/event_source/devices/kprobe").exists();
     assert_eq!(caps["kprobes"]["available"], kprobes_built);
     if !kprobes_built {
         assert!(
-            caps["kprobes"]["detail"]
-                .as_str()
-                .unwrap()
-                .contains("CONFIG_KPROBES"),
+            caps["kprobes"]["detail"].as_str().unwrap().contains("CONFIG_KPROBES"),
             "{caps}"
         );
     }
@@ -178,10 +146,7 @@ fn reports_the_probe_backends_this_kernel_refuses_with_the_reason() {
         for target in report["targets"].as_array().unwrap() {
             if target["in_kallsyms"] == true && !kprobes_built {
                 let reason = target["reason"].as_str().unwrap();
-                assert!(
-                    reason.starts_with("no function probe: fentry refused"),
-                    "{reason}"
-                );
+                assert!(reason.starts_with("no function probe: fentry refused"), "{reason}");
                 assert!(reason.contains("kprobes not built"), "{reason}");
             }
         }
@@ -218,8 +183,5 @@ fn text_output_names_every_target_and_the_plan() {
             "{name} in targets and plan:\n{text}"
         );
     }
-    assert!(
-        text.contains("  mprotect syscall         tracepoint "),
-        "{text}"
-    );
+    assert!(text.contains("  mprotect syscall         tracepoint "), "{text}");
 }

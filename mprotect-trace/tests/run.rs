@@ -8,8 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn out_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("mprotect-trace-test-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("mprotect-trace-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -49,10 +48,7 @@ fn histogram_total(stats: &Value) -> u64 {
 fn traced_workload_yields_exactly_two_syscalls_per_iteration() {
     const N: u64 = 30;
     const W: u64 = 4;
-    let report = traced(
-        "exact",
-        &["--iterations", "30", "--warmup", "4", "--mapping-mb", "8"],
-    );
+    let report = traced("exact", &["--iterations", "30", "--warmup", "4", "--mapping-mb", "8"]);
     let calls = 2 * (N + W);
     assert_eq!(report["workload"]["mprotect_calls"], calls);
     assert_eq!(report["lost"]["syscall_enter"], calls);
@@ -63,15 +59,10 @@ fn traced_workload_yields_exactly_two_syscalls_per_iteration() {
     // Every call covers the whole 8 MiB mapping: 2048 pages.
     let pages = &report["syscall"]["pages_per_call"];
     assert_eq!(
-        (
-            pages["count"].as_u64(),
-            pages["min"].as_u64(),
-            pages["max"].as_u64()
-        ),
+        (pages["count"].as_u64(), pages["min"].as_u64(), pages["max"].as_u64()),
         (Some(calls), Some(2048), Some(2048))
     );
-    let flags: Vec<(String, u64)> =
-        serde_json::from_value(report["syscall"]["prot_flags"].clone()).unwrap();
+    let flags: Vec<(String, u64)> = serde_json::from_value(report["syscall"]["prot_flags"].clone()).unwrap();
     let count = |name: &str| flags.iter().find(|(n, _)| n == name).map(|(_, c)| *c);
     assert_eq!(count("PROT_READ"), Some(N + W));
     assert_eq!(count("PROT_READ|PROT_WRITE"), Some(N + W));
@@ -117,10 +108,7 @@ fn every_function_target_is_reported_with_its_backend_or_reason() {
         ],
     );
     let targets = report["targets"].as_array().unwrap();
-    let names: Vec<&str> = targets
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = targets.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
         [
@@ -132,8 +120,7 @@ fn every_function_target_is_reported_with_its_backend_or_reason() {
         ]
     );
     let caps = &report["capabilities"];
-    let function_probes =
-        caps["fentry"]["available"] == true || caps["kprobes"]["available"] == true;
+    let function_probes = caps["fentry"]["available"] == true || caps["kprobes"]["available"] == true;
     for target in targets {
         let reason = target["reason"].as_str().unwrap();
         match target["backend"].as_str().unwrap() {
@@ -142,19 +129,13 @@ fn every_function_target_is_reported_with_its_backend_or_reason() {
                 assert!(target["latency"].is_null());
             }
             backend => {
-                assert!(
-                    function_probes,
-                    "{backend} used but doctor says no function probes"
-                );
+                assert!(function_probes, "{backend} used but doctor says no function probes");
                 assert!(target["latency"]["calls"].as_u64().is_some());
             }
         }
         if !function_probes && target["in_kallsyms"] == true {
             assert!(
-                reason.contains(&format!(
-                    "fentry {}",
-                    caps["fentry"]["summary"].as_str().unwrap()
-                )),
+                reason.contains(&format!("fentry {}", caps["fentry"]["summary"].as_str().unwrap())),
                 "{reason}"
             );
         }
@@ -169,23 +150,12 @@ fn forcing_a_backend_that_cannot_work_is_a_clear_error_and_writes_nothing() {
         .unwrap();
     let caps: Value = serde_json::from_slice(&doctor.stdout).unwrap();
     for backend in ["fentry", "kprobe"] {
-        let key = if backend == "fentry" {
-            "fentry"
-        } else {
-            "kprobes"
-        };
+        let key = if backend == "fentry" { "fentry" } else { "kprobes" };
         if caps["capabilities"][key]["available"] == true {
             continue;
         }
         let dir = out_dir(&format!("forced-{backend}"));
-        let output = run(&[
-            "--backend",
-            backend,
-            "--iterations",
-            "2",
-            "-o",
-            dir.to_str().unwrap(),
-        ]);
+        let output = run(&["--backend", backend, "--iterations", "2", "-o", dir.to_str().unwrap()]);
         assert_eq!(output.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -193,10 +163,7 @@ fn forcing_a_backend_that_cannot_work_is_a_clear_error_and_writes_nothing() {
             stderr.starts_with(&format!("error: --backend {backend} cannot work here: ")),
             "{stderr}"
         );
-        assert!(
-            stderr.trim_end().ends_with("(try --backend auto)"),
-            "{stderr}"
-        );
+        assert!(stderr.trim_end().ends_with("(try --backend auto)"), "{stderr}");
         assert!(!dir.join("report.json").exists());
     }
 }
@@ -238,10 +205,7 @@ fn a_traced_command_is_counted_from_its_first_call() {
             ],
         );
         assert_eq!(report["scope"], "command");
-        assert_eq!(
-            report["lost"]["syscall_enter"],
-            report["lost"]["syscall_exit"]
-        );
+        assert_eq!(report["lost"]["syscall_enter"], report["lost"]["syscall_exit"]);
         report["lost"]["syscall_enter"].as_u64().unwrap()
     };
     let (five, seven) = (calls("5"), calls("7"));

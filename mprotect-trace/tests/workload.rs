@@ -34,22 +34,14 @@ fn result_fields(args: &[&str]) -> HashMap<String, String> {
 
 fn error_of(args: &[&str]) -> String {
     let output = workload(args);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "workload {args:?} should fail"
-    );
+    assert_eq!(output.status.code(), Some(1), "workload {args:?} should fail");
     assert!(
         output.stdout.is_empty(),
         "a failed run printed a result: {:?}",
         output.stdout
     );
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "error is not one line: {stderr:?}"
-    );
+    assert_eq!(stderr.lines().count(), 1, "error is not one line: {stderr:?}");
     stderr.trim_end().to_owned()
 }
 
@@ -72,10 +64,7 @@ fn default_shape_reports_every_field_in_the_intended_state() {
         "expected_match_ratio",
         "mprotect_calls",
     ] {
-        assert!(
-            fields.contains_key(key),
-            "result line lacks {key}: {fields:?}"
-        );
+        assert!(fields.contains_key(key), "result line lacks {key}: {fields:?}");
     }
     assert_eq!(fields["scenario"], "shared-dirty-toggle");
     assert_eq!(fields["pages"], "16384");
@@ -87,18 +76,11 @@ fn default_shape_reports_every_field_in_the_intended_state() {
     assert_eq!(fields["anon_huge_kb"], "0");
     assert_eq!(fields["mprotect_calls"], "410");
     let per_page: f64 = fields["iteration_ns_per_page"].parse().unwrap();
-    let parts: f64 = [
-        "protect_ns_per_page",
-        "restore_ns_per_page",
-        "post_touch_ns_per_page",
-    ]
-    .iter()
-    .map(|key| fields[*key].parse::<f64>().unwrap())
-    .sum();
-    assert!(
-        (per_page - parts).abs() < 0.05,
-        "{per_page} != sum of phases {parts}"
-    );
+    let parts: f64 = ["protect_ns_per_page", "restore_ns_per_page", "post_touch_ns_per_page"]
+        .iter()
+        .map(|key| fields[*key].parse::<f64>().unwrap())
+        .sum();
+    assert!((per_page - parts).abs() < 0.05, "{per_page} != sum of phases {parts}");
 }
 
 #[test]
@@ -122,10 +104,7 @@ fn every_base_page_scenario_runs_in_its_intended_state() {
             "1",
         ]);
         assert_eq!(fields["scenario"], scenario);
-        assert_eq!(
-            fields["expected_match_ratio"], "100",
-            "{scenario}: {fields:?}"
-        );
+        assert_eq!(fields["expected_match_ratio"], "100", "{scenario}: {fields:?}");
         assert_eq!(fields["kernel_page_kb"], "4", "{scenario}");
         assert_eq!(fields["anon_huge_kb"], "0", "{scenario}");
     }
@@ -133,14 +112,7 @@ fn every_base_page_scenario_runs_in_its_intended_state() {
 
 #[test]
 fn region_toggle_defaults_to_a_4_mib_region() {
-    let fields = result_fields(&[
-        "--scenario",
-        "region-toggle",
-        "--iterations",
-        "3",
-        "--warmup",
-        "0",
-    ]);
+    let fields = result_fields(&["--scenario", "region-toggle", "--iterations", "3", "--warmup", "0"]);
     assert_eq!(fields["mapping_mb"], "4");
     assert_eq!(fields["pages"], "1024");
 }
@@ -218,22 +190,11 @@ fn mprotect_calls_count_every_call_of_every_thread_and_round() {
 
 #[test]
 fn json_output_has_the_same_counts_and_per_iteration_samples() {
-    let output = workload(&[
-        "--mapping-mb",
-        "4",
-        "--iterations",
-        "6",
-        "--warmup",
-        "2",
-        "--json",
-    ]);
+    let output = workload(&["--mapping-mb", "4", "--iterations", "6", "--warmup", "2", "--json"]);
     assert!(output.status.success());
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
     assert_eq!(json["mprotect_calls"], 16);
-    assert_eq!(
-        json["per_iteration_ns"]["protect"].as_array().map(Vec::len),
-        Some(6)
-    );
+    assert_eq!(json["per_iteration_ns"]["protect"].as_array().map(Vec::len), Some(6));
 }
 
 #[test]
@@ -252,9 +213,8 @@ fn bad_input_is_one_line_naming_the_limit() {
     );
     let too_big = error_of(&["--mapping-mb", "100000000"]);
     assert!(
-        too_big.starts_with(
-            "error: --mapping-mb 100000000 x 1 thread(s) needs 100000000 MiB but MemAvailable is "
-        ) && too_big.ends_with(" MiB: lower --mapping-mb or --threads"),
+        too_big.starts_with("error: --mapping-mb 100000000 x 1 thread(s) needs 100000000 MiB but MemAvailable is ")
+            && too_big.ends_with(" MiB: lower --mapping-mb or --threads"),
         "{too_big}"
     );
     let cpus = std::thread::available_parallelism().unwrap().get();

@@ -35,12 +35,7 @@ const METRICS: [&str; 4] = [
 ];
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    run_checked(&mut cargo([
-        "build",
-        "--release",
-        "--package",
-        "mprotect-trace",
-    ]))?;
+    run_checked(&mut cargo(["build", "--release", "--package", "mprotect-trace"]))?;
     let tool = release_binary()?;
     let c_loop = build_c_loop()?;
     let (mapping_mb, iterations, warmup, cpu) = (
@@ -93,10 +88,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .map(|(c, t)| t[metric] / c[metric])
                 .collect(),
         );
-        println!(
-            "{metric:<24} {c:>10.2} {tool:>16.2} {:>8.3} {pairwise:>16.3}",
-            tool / c
-        );
+        println!("{metric:<24} {c:>10.2} {tool:>16.2} {:>8.3} {pairwise:>16.3}", tool / c);
     }
     Ok(())
 }

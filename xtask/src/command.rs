@@ -8,9 +8,7 @@ use anyhow::{Context as _, Result, bail};
 
 /// The workspace root (xtask's parent directory).
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or(Path::new("."))
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."))
 }
 
 /// `cargo ARGS` in the workspace root, with the cargo that runs xtask.
@@ -44,8 +42,7 @@ pub fn output_of(command: &mut Command) -> Result<String> {
     if !output.status.success() {
         bail!("{} failed: {}", describe(command), output.status);
     }
-    String::from_utf8(output.stdout)
-        .with_context(|| format!("{} printed non-UTF-8", describe(command)))
+    String::from_utf8(output.stdout).with_context(|| format!("{} printed non-UTF-8", describe(command)))
 }
 
 /// Runs `command`, echoing its stdout line by line as it comes, and
@@ -85,10 +82,7 @@ pub fn succeeds(command: &mut Command) -> bool {
 pub fn release_binary() -> Result<PathBuf> {
     let binary = workspace_root().join("target/release/mprotect-trace");
     if !binary.exists() {
-        bail!(
-            "{} is missing: build it with cargo build --release",
-            binary.display()
-        );
+        bail!("{} is missing: build it with cargo build --release", binary.display());
     }
     Ok(binary)
 }

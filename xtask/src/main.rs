@@ -36,12 +36,7 @@ fn main() -> Result<()> {
         Task::Setup => setup::run(),
         Task::Run => {
             setup::run()?;
-            run_checked(&mut cargo([
-                "build",
-                "--release",
-                "--package",
-                "mprotect-trace",
-            ]))?;
+            run_checked(&mut cargo(["build", "--release", "--package", "mprotect-trace"]))?;
             let binary = release_binary()?;
             run_checked(std::process::Command::new(&binary).arg("doctor"))?;
             run_checked(std::process::Command::new(&binary).arg("run"))
@@ -49,13 +44,7 @@ fn main() -> Result<()> {
         Task::Test => {
             setup::run()?;
             run_checked(&mut cargo(["fmt", "--all", "--", "--check"]))?;
-            run_checked(&mut cargo([
-                "clippy",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]))?;
+            run_checked(&mut cargo(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
             let cargo_test = run_tee(&mut cargo(["test"]))?;
             let (passed, failed) = count_results(&cargo_test);
             let vm_checks = vm::run()?;
@@ -78,15 +67,7 @@ fn main() -> Result<()> {
 fn count_results(output: &str) -> (u64, u64) {
     let number_before = |line: &str, word: &str| -> u64 {
         line.split(';')
-            .find_map(|part| {
-                part.trim()
-                    .strip_suffix(word)?
-                    .trim()
-                    .rsplit(' ')
-                    .next()?
-                    .parse()
-                    .ok()
-            })
+            .find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse().ok())
             .unwrap_or(0)
     };
     output

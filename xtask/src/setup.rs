@@ -20,34 +20,19 @@ pub fn run() -> Result<()> {
     ensure_nightly_rust_src()?;
     ensure_bpf_linker()?;
     ensure_debian_packages()?;
-    eprintln!(
-        "setup: nightly rust-src, bpf-linker {BPF_LINKER_VERSION} and Debian packages are present"
-    );
+    eprintln!("setup: nightly rust-src, bpf-linker {BPF_LINKER_VERSION} and Debian packages are present");
     Ok(())
 }
 
 fn ensure_nightly_rust_src() -> Result<()> {
     let toolchains = output_of(Command::new("rustup").args(["toolchain", "list"]))?;
     if !toolchains.lines().any(|line| line.starts_with("nightly")) {
-        bail!(
-            "no nightly Rust toolchain: the eBPF crate needs one (rustup toolchain install nightly)"
-        );
+        bail!("no nightly Rust toolchain: the eBPF crate needs one (rustup toolchain install nightly)");
     }
-    let components = output_of(Command::new("rustup").args([
-        "component",
-        "list",
-        "--toolchain",
-        "nightly",
-        "--installed",
-    ]))?;
+    let components =
+        output_of(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
     if !components.lines().any(|line| line.starts_with("rust-src")) {
-        run_checked(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))?;
+        run_checked(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
     }
     Ok(())
 }
@@ -58,8 +43,7 @@ fn ensure_bpf_linker() -> Result<()> {
         .output()
         .ok()
         .map(|output| String::from_utf8_lossy(&output.stdout).into_owned());
-    if installed.is_some_and(|version| version.trim() == format!("bpf-linker {BPF_LINKER_VERSION}"))
-    {
+    if installed.is_some_and(|version| version.trim() == format!("bpf-linker {BPF_LINKER_VERSION}")) {
         return Ok(());
     }
     run_checked(Command::new("cargo").args([

@@ -21,12 +21,7 @@ const BACKENDS: [&str; 2] = ["fentry", "kprobe"];
 
 /// Returns how many checks passed (one per backend).
 pub fn run() -> Result<u64> {
-    run_checked(&mut cargo([
-        "build",
-        "--release",
-        "--package",
-        "mprotect-trace",
-    ]))?;
+    run_checked(&mut cargo(["build", "--release", "--package", "mprotect-trace"]))?;
     let vm_dir = workspace_root().join("target/vm");
     std::fs::create_dir_all(&vm_dir)?;
     let kernel = kernel_image(&vm_dir)?;
@@ -41,10 +36,9 @@ pub fn run() -> Result<u64> {
         .to_owned();
     let mut summary = String::new();
     for backend in BACKENDS {
-        let report = section(&console, backend)
-            .with_context(|| format!("the {backend} run (see target/vm/console.log)"))?;
-        check_report(backend, &report)
-            .with_context(|| format!("--backend {backend} on {release}"))?;
+        let report =
+            section(&console, backend).with_context(|| format!("the {backend} run (see target/vm/console.log)"))?;
+        check_report(backend, &report).with_context(|| format!("--backend {backend} on {release}"))?;
         let _ = writeln!(summary, "{}", describe(backend, &report));
     }
     if let Some(table) = text_section(&console, "table") {
@@ -68,15 +62,8 @@ fn kernel_image(vm_dir: &Path) -> Result<PathBuf> {
     let package = search
         .lines()
         .filter_map(|line| line.split_whitespace().next())
-        .max_by_key(|name| {
-            name.split('-')
-                .nth(4)
-                .and_then(|n| n.parse::<u32>().ok())
-                .unwrap_or(0)
-        })
-        .context(
-            "apt-cache knows no linux-image-6.1.0-*-cloud-amd64-unsigned (run apt-get update)",
-        )?
+        .max_by_key(|name| name.split('-').nth(4).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0))
+        .context("apt-cache knows no linux-image-6.1.0-*-cloud-amd64-unsigned (run apt-get update)")?
         .to_owned();
     let download = vm_dir.join("download");
     std::fs::create_dir_all(&download)?;
@@ -147,8 +134,7 @@ fn build_initramfs(vm_dir: &Path, binary: &Path) -> Result<PathBuf> {
     for dir in ["bin", "proc", "sys", "dev", "tmp"] {
         std::fs::create_dir_all(root.join(dir))?;
     }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
-        .context("copying /bin/busybox (busybox-static)")?;
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).context("copying /bin/busybox (busybox-static)")?;
     std::fs::copy(binary, root.join("mprotect-trace"))?;
     // The shared libraries the binary needs, at the paths ldd names.
     for library in output_of(Command::new("ldd").arg(binary))?
@@ -163,10 +149,7 @@ fn build_initramfs(vm_dir: &Path, binary: &Path) -> Result<PathBuf> {
     std::fs::write(&init, init_script())?;
     run_checked(Command::new("chmod").arg("+x").arg(&init))?;
     let archive = vm_dir.join("initramfs.cpio.gz");
-    let pack = format!(
-        "find . | cpio -o -H newc --quiet | gzip -1 > {}",
-        archive.display()
-    );
+    let pack = format!("find . | cpio -o -H newc --quiet | gzip -1 > {}", archive.display());
     run_checked(Command::new("sh").args(["-c", &pack]).current_dir(&root))?;
     Ok(archive)
 }
@@ -175,16 +158,7 @@ fn boot(kernel: &Path, initramfs: &Path) -> Result<String> {
     let output = Command::new("timeout")
         .arg("900")
         .arg("qemu-system-x86_64")
-        .args([
-            "-accel",
-            "tcg,thread=multi",
-            "-cpu",
-            "max",
-            "-m",
-            "2048",
-            "-smp",
-            "2",
-        ])
+        .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-m", "2048", "-smp", "2"])
         .args(["-nographic", "-no-reboot", "-kernel"])
         .arg(kernel)
         .arg("-initrd")
@@ -209,8 +183,7 @@ fn text_section<'a>(console: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn section(console: &str, name: &str) -> Result<Value> {
-    let text = text_section(console, name)
-        .with_context(|| format!("no complete {name} output on the console"))?;
+    let text = text_section(console, name).with_context(|| format!("no complete {name} output on the console"))?;
     serde_json::from_str(text).with_context(|| format!("the {name} output is not JSON"))
 }
 
@@ -249,15 +222,9 @@ fn check_report(backend: &str, report: &Value) -> Result<()> {
             target["reason"]
         );
         let counted = target["latency"]["calls"].as_u64().unwrap_or(0);
-        ensure!(
-            counted == calls,
-            "{name}: {counted} calls, expected exactly {calls}"
-        );
+        ensure!(counted == calls, "{name}: {counted} calls, expected exactly {calls}");
         let total = histogram_total(&target["latency_ns"]);
-        ensure!(
-            total == calls,
-            "{name}: histogram sums to {total}, calls {calls}"
-        );
+        ensure!(total == calls, "{name}: histogram sums to {total}, calls {calls}");
     }
     let pages = &target(report, "change_protection")?["pages_per_call"];
     ensure!(
@@ -270,11 +237,7 @@ fn check_report(backend: &str, report: &Value) -> Result<()> {
         pte_range["backend"] == "none" && reason.contains("inlined"),
         "change_pte_range should be reported inlined on 6.1: {reason}"
     );
-    ensure!(
-        report["lost"]["exit_without_entry"] == 0,
-        "lost: {}",
-        report["lost"]
-    );
+    ensure!(report["lost"]["exit_without_entry"] == 0, "lost: {}", report["lost"]);
     Ok(())
 }
 
@@ -285,10 +248,6 @@ fn describe(backend: &str, report: &Value) -> String {
             let _ = write!(line, " {name} {} calls,", target["latency"]["calls"]);
         }
     }
-    let _ = write!(
-        line,
-        " syscall {} calls",
-        report["syscall"]["latency"]["calls"]
-    );
+    let _ = write!(line, " syscall {} calls", report["syscall"]["latency"]["calls"]);
     line
 }

@@ -61,11 +61,7 @@ impl Histogram {
             .buckets
             .iter()
             .filter_map(|&(low, high, count)| {
-                let before = earlier
-                    .buckets
-                    .iter()
-                    .find(|b| b.0 == low)
-                    .map_or(0, |b| b.2);
+                let before = earlier.buckets.iter().find(|b| b.0 == low).map_or(0, |b| b.2);
                 let delta = count.saturating_sub(before);
                 (delta > 0).then_some((low, high, delta))
             })
@@ -100,17 +96,10 @@ mod tests {
     fn quantiles_of_large_values_are_within_the_stated_error() {
         let values: Vec<u64> = (1..=1000).map(|i| i * 997).collect();
         let h = histogram_of(&values);
-        for (q, exact) in [
-            (0.5, 500.0 * 997.0),
-            (0.9, 900.0 * 997.0),
-            (0.99, 990.0 * 997.0),
-        ] {
+        for (q, exact) in [(0.5, 500.0 * 997.0), (0.9, 900.0 * 997.0), (0.99, 990.0 * 997.0)] {
             let estimate = h.quantile(q).unwrap();
             let error = (estimate - exact).abs() / exact;
-            assert!(
-                error <= PERCENTILE_RELATIVE_ERROR,
-                "q={q}: {estimate} vs {exact}"
-            );
+            assert!(error <= PERCENTILE_RELATIVE_ERROR, "q={q}: {estimate} vs {exact}");
         }
     }
 

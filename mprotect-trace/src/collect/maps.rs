@@ -3,9 +3,7 @@
 use anyhow::{Context as _, Result};
 use aya::Ebpf;
 use aya::maps::{MapData, PerCpuArray};
-use mprotect_trace_common::{
-    FUNCTION_SLOTS, NR_PTES_BUCKETS, PROT_BUCKETS, SYSCALL_SLOT, Stats, counter, histogram,
-};
+use mprotect_trace_common::{FUNCTION_SLOTS, NR_PTES_BUCKETS, PROT_BUCKETS, SYSCALL_SLOT, Stats, counter, histogram};
 
 use super::{Counters, ExactDistribution, Histogram, SlotData, Snapshot, ValueStats};
 
@@ -29,11 +27,7 @@ fn summed(map: &PerCpuArray<&MapData, u64>, range: std::ops::Range<u32>) -> Resu
         .collect()
 }
 
-fn stats_of(
-    stats: &PerCpuArray<&MapData, Stats>,
-    hist: &PerCpuArray<&MapData, u64>,
-    slot: u32,
-) -> Result<ValueStats> {
+fn stats_of(stats: &PerCpuArray<&MapData, Stats>, hist: &PerCpuArray<&MapData, u64>, slot: u32) -> Result<ValueStats> {
     let per_cpu = stats
         .get(&slot, 0)
         .with_context(|| format!("reading stats slot {slot}"))?;

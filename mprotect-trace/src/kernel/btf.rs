@@ -31,12 +31,7 @@ impl FunctionSignature {
                 format!("{}{space}{}", p.type_name, p.name)
             })
             .collect();
-        format!(
-            "{} {}({})",
-            self.return_type,
-            self.name,
-            parameters.join(", ")
-        )
+        format!("{} {}({})", self.return_type, self.name, parameters.join(", "))
     }
 }
 

@@ -106,11 +106,7 @@ fn uname() -> (String, String) {
         return ("unknown".into(), std::env::consts::ARCH.into());
     }
     let field = |chars: &[libc::c_char]| {
-        let bytes: Vec<u8> = chars
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c as u8)
-            .collect();
+        let bytes: Vec<u8> = chars.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
         String::from_utf8_lossy(&bytes).into_owned()
     };
     (field(&uts.release), field(&uts.machine))
@@ -207,9 +203,7 @@ fn fentry_check(ebpf: &mut Ebpf) -> Check {
     let mut attempt = || -> Result<(), String> {
         let btf = Btf::from_sys_fs().map_err(|e| error_chain(&e))?;
         let program: &mut FEntry = program(ebpf, "fentry_capability_check")?;
-        program
-            .load(PROBE_CHECK_FUNCTION, &btf)
-            .map_err(|e| error_chain(&e))?;
+        program.load(PROBE_CHECK_FUNCTION, &btf).map_err(|e| error_chain(&e))?;
         let link = program.attach().map_err(|e| error_chain(&e))?;
         program.detach(link).map_err(|e| error_chain(&e))?;
         Ok(())
@@ -241,9 +235,7 @@ fn kprobe_check(ebpf: &mut Ebpf) -> Check {
     let mut attempt = || -> Result<(), String> {
         let program: &mut KProbe = program(ebpf, "kprobe_capability_check")?;
         program.load().map_err(|e| error_chain(&e))?;
-        let link = program
-            .attach(PROBE_CHECK_FUNCTION, 0)
-            .map_err(|e| error_chain(&e))?;
+        let link = program.attach(PROBE_CHECK_FUNCTION, 0).map_err(|e| error_chain(&e))?;
         program.detach(link).map_err(|e| error_chain(&e))?;
         Ok(())
     };

@@ -65,10 +65,7 @@ ffffffffc0001000 t helper\t[kvm]
         assert!(symbols.contains("helper"));
         assert!(!symbols.contains("some_data"));
         assert!(!symbols.contains("mprotect_fixup"));
-        assert_eq!(
-            symbols.variants_of("mprotect_fixup"),
-            ["mprotect_fixup.isra.0"]
-        );
+        assert_eq!(symbols.variants_of("mprotect_fixup"), ["mprotect_fixup.isra.0"]);
         assert!(symbols.variants_of("change_protection").is_empty());
     }
 }

@@ -60,21 +60,9 @@ pub fn ensure(mount: Mount) -> Result<MountState> {
             mounted_now: false,
         });
     }
-    let (source, target, fs_type) = (
-        c"nodev",
-        CString::new(path)?,
-        CString::new(mount.fs_type())?,
-    );
+    let (source, target, fs_type) = (c"nodev", CString::new(path)?, CString::new(mount.fs_type())?);
     // SAFETY: plain strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fs_type.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
+    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fs_type.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         bail!(
             "{} is not mounted and mounting it at {path} failed: {} (run as root, or mount -t {} nodev {path})",

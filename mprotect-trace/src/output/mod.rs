@@ -1,4 +1,32 @@
 //! Everything a run writes or prints; reads only the run model.
 
+pub mod flame;
 pub mod report;
 pub mod table;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a
+/// failure never leaves a half-written file behind as if complete.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .context("output path has no file name")?
+        .to_string_lossy();
+    let temporary = path.with_file_name(format!(".{name}.tmp"));
+    let result = (|| -> Result<()> {
+        let mut file =
+            std::fs::File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
+        file.write_all(bytes)?;
+        file.sync_all()
+            .with_context(|| format!("writing {}", temporary.display()))?;
+        std::fs::rename(&temporary, path).with_context(|| format!("renaming to {}", path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result.map(|()| path.to_path_buf())
+}

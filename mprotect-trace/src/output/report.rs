@@ -1,6 +1,5 @@
 //! `report.json`: one run, everything the outputs need, versioned.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
@@ -10,6 +9,7 @@ use crate::collect::histogram::PERCENTILE_RELATIVE_ERROR;
 use crate::collect::{Counters, ExactDistribution, ValueStats};
 use crate::kernel::capabilities::Capabilities;
 use crate::probes::attach::Attachment;
+use crate::sampling::profile::Profile;
 use crate::workload::WorkloadResult;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -38,6 +38,8 @@ pub struct Report {
     pub targets: Vec<TargetReport>,
     pub lost: Counters,
     pub workload: Option<WorkloadResult>,
+    /// Stack sampling: counters, shares, and every sampled stack.
+    pub sampling: Option<Profile>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -116,24 +118,10 @@ pub fn prot_name(bucket: usize) -> String {
 }
 
 impl Report {
-    /// Writes `report.json` into `dir` through a temporary file and a
-    /// rename, so a failure never leaves a half-written report behind.
+    /// Writes `report.json` into `dir`, never half-written.
     pub fn write(&self, dir: &Path) -> Result<std::path::PathBuf> {
-        let path = dir.join(FILE_NAME);
-        let temporary = dir.join(format!(".{FILE_NAME}.tmp"));
-        let result = (|| -> Result<()> {
-            let mut file = std::fs::File::create(&temporary)
-                .with_context(|| format!("creating {}", temporary.display()))?;
-            serde_json::to_writer_pretty(&mut file, self).context("serializing the report")?;
-            file.write_all(b"\n")?;
-            file.sync_all()
-                .with_context(|| format!("writing {}", temporary.display()))?;
-            std::fs::rename(&temporary, &path)
-                .with_context(|| format!("renaming to {}", path.display()))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
-        result.map(|()| path)
+        let mut json = serde_json::to_vec_pretty(self).context("serializing the report")?;
+        json.push(b'\n');
+        super::write_atomically(&dir.join(FILE_NAME), &json)
     }
 }

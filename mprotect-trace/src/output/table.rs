@@ -35,10 +35,7 @@ fn latency_row(
     per: Option<u64>,
     share: Option<f64>,
 ) {
-    let per_iteration = per.map_or_else(
-        || "-".to_owned(),
-        |n| format!("{:.2}", latency.calls as f64 / n as f64),
-    );
+    let per_iteration = per.map_or_else(|| "-".to_owned(), |n| format!("{:.2}", latency.calls as f64 / n as f64));
     let share = share.map_or_else(|| "-".to_owned(), |s| format!("{:.1}%", s * 100.0));
     let _ = writeln!(
         out,
@@ -64,9 +61,9 @@ fn pages_line(out: &mut String, label: &str, pages: &ValueStats) {
     );
 }
 
-pub fn render(report: &Report) -> String {
-    let mut out = String::new();
-    let what = match (&report.workload, report.scope.as_str()) {
+/// "shared-dirty-toggle 64 MiB x 50 iterations (+5 warmup)", "command `ls`", ...
+pub fn what_was_traced(report: &Report) -> String {
+    match (&report.workload, report.scope.as_str()) {
         (Some(w), _) => format!(
             "{} {} MiB x {} iterations (+{} warmup)",
             w.scenario, w.mapping_mb, w.iterations, w.warmup
@@ -74,11 +71,13 @@ pub fn render(report: &Report) -> String {
         (None, "command") => format!("command `{}`", report.command.join(" ")),
         (None, "all") => "every task".to_owned(),
         (None, scope) => scope.to_owned(),
-    };
-    let tgid = report
-        .tgid
-        .map(|t| format!(", tgid {t}"))
-        .unwrap_or_default();
+    }
+}
+
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let what = what_was_traced(report);
+    let tgid = report.tgid.map(|t| format!(", tgid {t}")).unwrap_or_default();
     let partial = if report.partial {
         " [partial: stopped by signal]"
     } else {
@@ -128,6 +127,9 @@ pub fn render(report: &Report) -> String {
         report.percentile_relative_error * 100.0
     );
     render_distributions(&mut out, report);
+    if let Some(profile) = &report.sampling {
+        render_profile(&mut out, profile);
+    }
     let lost = &report.lost;
     let _ = writeln!(
         out,
@@ -139,20 +141,12 @@ pub fn render(report: &Report) -> String {
 
 fn render_distributions(out: &mut String, report: &Report) {
     let _ = writeln!(out, "\nnr_ptes (PTEs handled per step):");
-    let sources: Vec<&TargetReport> = report
-        .targets
-        .iter()
-        .filter(|t| t.nr_ptes.is_some())
-        .collect();
+    let sources: Vec<&TargetReport> = report.targets.iter().filter(|t| t.nr_ptes.is_some()).collect();
     if sources.is_empty() {
-        let _ = writeln!(
-            out,
-            "  no source: no probed function here has an nr_ptes/nr parameter"
-        );
+        let _ = writeln!(out, "  no source: no probed function here has an nr_ptes/nr parameter");
     }
     for target in sources {
-        let (Some(source), Some(nr_ptes)) = (&target.attachment.nr_ptes_source, &target.nr_ptes)
-        else {
+        let (Some(source), Some(nr_ptes)) = (&target.attachment.nr_ptes_source, &target.nr_ptes) else {
             continue;
         };
         let top: Vec<String> = {
@@ -180,9 +174,7 @@ fn render_distributions(out: &mut String, report: &Report) {
     let _ = writeln!(out, "\npages per call:");
     pages_line(out, "mprotect len", &report.syscall.pages_per_call);
     for target in &report.targets {
-        if let (Some(source), Some(pages)) =
-            (&target.attachment.pages_source, &target.pages_per_call)
-        {
+        if let (Some(source), Some(pages)) = (&target.attachment.pages_source, &target.pages_per_call) {
             pages_line(out, source, pages);
         }
     }
@@ -202,4 +194,56 @@ fn render_distributions(out: &mut String, report: &Report) {
             flags.join(", ")
         }
     );
+}
+
+fn render_profile(out: &mut String, profile: &crate::sampling::profile::Profile) {
+    let c = &profile.counters;
+    let _ = writeln!(
+        out,
+        "\nstack samples: {} at {} Hz on {} CPUs, {} inside mprotect(); lost: {} kernel-stack collisions, {} failed kernel walks, {} user stacks, {} for a full map ({} samples hit other tasks)",
+        c.samples,
+        profile.hz,
+        profile.cpus,
+        profile.in_syscall_samples,
+        c.kernel_stack_collisions,
+        c.kernel_stack_failed,
+        c.user_stack_lost,
+        c.sample_map_full,
+        c.samples_other_tasks
+    );
+    if profile.in_syscall_samples == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{:<32} {:>8} {:>8}",
+        "kernel function (in mprotect)", "self", "total"
+    );
+    for function in profile.functions.iter().take(12) {
+        let _ = writeln!(
+            out,
+            "{:<32} {:>7.1}% {:>7.1}%",
+            function.name,
+            function.self_share * 100.0,
+            function.total_share * 100.0
+        );
+    }
+    for inlined in &profile.inlined_targets {
+        let line = match (&inlined.inlined_into, &inlined.inlined_into_share) {
+            (Some(parent), Some(share)) => format!(
+                "{} has no symbol here (inlined): its time is inside {parent}, self {:.1}%, total {:.1}%",
+                inlined.target,
+                share.self_share * 100.0,
+                share.total_share * 100.0
+            ),
+            (Some(parent), None) => {
+                format!(
+                    "{} has no symbol here (inlined into {parent}, which was not sampled)",
+                    inlined.target
+                )
+            }
+            (None, _) => format!("{} has no symbol here and no caller of it has one", inlined.target),
+        };
+        let _ = writeln!(out, "  {line}");
+    }
 }

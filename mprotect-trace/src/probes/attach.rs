@@ -57,19 +57,10 @@ pub fn attach_syscall_tracepoints(ebpf: &mut Ebpf) -> Result<()> {
 /// Attaches every target whose plan has a backend; the others are
 /// reported with their plan's reason. `kprobe_fallback`: whether a failed
 /// fentry attach may fall back to a kprobe (true unless fentry is forced).
-pub fn attach_functions(
-    ebpf: &mut Ebpf,
-    plans: &[TargetPlan],
-    kprobe_fallback: bool,
-) -> Result<Vec<Attachment>> {
-    let probed = plans
-        .iter()
-        .filter(|plan| plan.backend != Backend::None)
-        .count();
+pub fn attach_functions(ebpf: &mut Ebpf, plans: &[TargetPlan], kprobe_fallback: bool) -> Result<Vec<Attachment>> {
+    let probed = plans.iter().filter(|plan| plan.backend != Backend::None).count();
     if probed > FUNCTION_SLOTS as usize {
-        bail!(
-            "{probed} function targets can be probed here but at most {FUNCTION_SLOTS} at once: drop some --probe"
-        );
+        bail!("{probed} function targets can be probed here but at most {FUNCTION_SLOTS} at once: drop some --probe");
     }
     let btf = if plans.iter().any(|plan| plan.backend == Backend::Fentry) {
         Some(Btf::from_sys_fs().context("reading the kernel's BTF for fentry")?)
@@ -98,13 +89,9 @@ pub fn attach_functions(
         let result = match (plan.backend, &btf) {
             (Backend::Fentry, Some(btf)) => match attach_fentry(ebpf, slot, &plan.name, btf) {
                 Ok(()) => Ok(Backend::Fentry),
-                Err(fentry_err) if kprobe_fallback && plan.in_kallsyms => {
-                    attach_kprobe(ebpf, slot, &plan.name)
-                        .map(|()| Backend::Kprobe)
-                        .map_err(|kprobe_err| {
-                            anyhow::anyhow!("fentry: {fentry_err:#}; kprobe: {kprobe_err:#}")
-                        })
-                }
+                Err(fentry_err) if kprobe_fallback && plan.in_kallsyms => attach_kprobe(ebpf, slot, &plan.name)
+                    .map(|()| Backend::Kprobe)
+                    .map_err(|kprobe_err| anyhow::anyhow!("fentry: {fentry_err:#}; kprobe: {kprobe_err:#}")),
                 Err(err) => Err(err),
             },
             _ => attach_kprobe(ebpf, slot, &plan.name).map(|()| Backend::Kprobe),
@@ -112,10 +99,7 @@ pub fn attach_functions(
         match result {
             Ok(backend) => {
                 if backend != plan.backend {
-                    attachment.reason = format!(
-                        "kprobe/kretprobe (the fentry attach failed on {})",
-                        plan.name
-                    );
+                    attachment.reason = format!("kprobe/kretprobe (the fentry attach failed on {})", plan.name);
                 }
                 attachment.backend = backend;
                 let config = slot_config(plan, backend, &mut attachment);
@@ -123,9 +107,7 @@ pub fn attach_functions(
                     ebpf.map_mut("SLOT_CONFIG")
                         .context("the eBPF object has no SLOT_CONFIG")?,
                 )?;
-                configs
-                    .set(slot, config, 0)
-                    .context("writing SLOT_CONFIG")?;
+                configs.set(slot, config, 0).context("writing SLOT_CONFIG")?;
             }
             Err(err) => {
                 attachment.backend = Backend::None;
@@ -146,8 +128,7 @@ fn slot_config(plan: &TargetPlan, backend: Backend, attachment: &mut Attachment)
             attachment.nr_ptes_source = None;
         } else {
             config.nr_ptes_arg = index as i32;
-            attachment.nr_ptes_source =
-                Some(format!("{}({parameter}), argument {index}", plan.name));
+            attachment.nr_ptes_source = Some(format!("{}({parameter}), argument {index}", plan.name));
         }
     }
     if RETURNS_PAGES.contains(&plan.name.as_str()) {
@@ -172,26 +153,18 @@ fn attach_fentry(ebpf: &mut Ebpf, slot: u32, function: &str, btf: &Btf) -> Resul
     entry
         .load(function, btf)
         .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
-    entry
-        .attach()
-        .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
+    entry.attach().map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
     let exit: &mut FExit = program(ebpf, &format!("fexit_slot_{slot}"))?;
     exit.load(function, btf)
         .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
-    exit.attach()
-        .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
+    exit.attach().map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
     Ok(())
 }
 
 fn attach_kprobe(ebpf: &mut Ebpf, slot: u32, function: &str) -> Result<()> {
-    for name in [
-        format!("kprobe_slot_{slot}"),
-        format!("kretprobe_slot_{slot}"),
-    ] {
+    for name in [format!("kprobe_slot_{slot}"), format!("kretprobe_slot_{slot}")] {
         let probe: &mut KProbe = program(ebpf, &name)?;
-        probe
-            .load()
-            .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
+        probe.load().map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
         probe
             .attach(function, 0)
             .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;

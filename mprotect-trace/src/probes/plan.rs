@@ -54,11 +54,7 @@ pub struct TargetPlan {
 }
 
 /// Plans the built-in targets and the user's `--probe` names on this kernel.
-pub fn plan_targets(
-    user_probes: &[String],
-    caps: &Capabilities,
-    choice: BackendChoice,
-) -> Result<Vec<TargetPlan>> {
+pub fn plan_targets(user_probes: &[String], caps: &Capabilities, choice: BackendChoice) -> Result<Vec<TargetPlan>> {
     let kallsyms = Kallsyms::load()?;
     let btf = if caps.btf.available {
         Some(KernelBtf::load()?)
@@ -136,10 +132,7 @@ pub fn plan_target(
         } else {
             format!("fentry {}", caps.fentry.summary)
         };
-        (
-            Backend::Kprobe,
-            format!("kprobe/kretprobe ({why_not_fentry})"),
-        )
+        (Backend::Kprobe, format!("kprobe/kretprobe ({why_not_fentry})"))
     } else if !fentry_allowed || !kprobe_allowed {
         let forced = if fentry_allowed { "kprobe" } else { "fentry" };
         let missing = if fentry_allowed {
@@ -154,9 +147,7 @@ pub fn plan_target(
     } else if !in_kallsyms {
         (
             Backend::None,
-            format!(
-                "no function probe: {name} is in BTF but not in /proc/kallsyms (inlined everywhere)"
-            ),
+            format!("no function probe: {name} is in BTF but not in /proc/kallsyms (inlined everywhere)"),
         )
     } else {
         (

@@ -17,11 +17,13 @@ use crate::cli::RunArgs;
 use crate::collect::{Snapshot, maps};
 use crate::ebpf_object;
 use crate::kernel::capabilities::{self, Capabilities};
+use crate::kernel::kallsyms::Kallsyms;
 use crate::kernel::mounts::{self, Mount};
 use crate::output::report::{self, LatencySummary, Report, SyscallReport, TargetReport};
-use crate::output::table;
+use crate::output::{flame, table, write_atomically};
 use crate::probes::attach::{self, Attachment};
 use crate::probes::plan::{self, BackendChoice};
+use crate::sampling::{self, profile::Profile};
 use target::{Ending, Scope};
 
 /// A probe that fires this often multiplies the cost of what it measures.
@@ -72,6 +74,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let output_dir = prepare_output_dir(args.output.clone())?;
     let duration = args.duration.map(Duration::from_secs_f64);
     let interval = args.interval.map(Duration::from_secs_f64);
+    if args.sample_hz == 0 {
+        bail!("--sample-hz must be at least 1 (got 0); use --no-sample to turn sampling off");
+    }
     for (flag, value) in [("--duration", duration), ("--interval", interval)] {
         if value.is_some_and(|d| d.is_zero()) {
             bail!("{flag} must be more than 0 seconds");
@@ -82,10 +87,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let mut ebpf = ebpf_object::load()?;
     let caps = capabilities::detect(&mut ebpf);
     if !caps.syscall_tracepoints.available {
-        bail!(
-            "cannot trace mprotect here: {}",
-            caps.syscall_tracepoints.detail
-        );
+        bail!("cannot trace mprotect here: {}", caps.syscall_tracepoints.detail);
     }
     plan::check_choice(args.backend, &caps)?;
     let plans = plan::plan_targets(&args.probes, &caps, args.backend)?;
@@ -95,39 +97,50 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     // start-up (the dynamic loader's mprotect calls) is not counted and
     // every counted call has both its entry and its exit.
     attach::attach_syscall_tracepoints(&mut ebpf)?;
-    let attachments =
-        attach::attach_functions(&mut ebpf, &plans, args.backend != BackendChoice::Fentry)?;
+    let attachments = attach::attach_functions(&mut ebpf, &plans, args.backend != BackendChoice::Fentry)?;
+    let sampling_cpus = if args.no_sample {
+        None
+    } else if caps.perf_sampling.available {
+        Some(sampling::attach(&mut ebpf, args.sample_hz)?)
+    } else {
+        eprintln!("note: no stack sampling: {}", caps.perf_sampling.detail);
+        None
+    };
 
     let mut target = scope.start().await?;
     let config = TraceConfig {
         target_tgid: target.tgid.unwrap_or(0),
         trace_all: u32::from(target.tgid.is_none()),
     };
-    Array::try_from(
-        ebpf.map_mut("CONFIG")
-            .context("the eBPF object has no CONFIG map")?,
-    )?
-    .set(CONFIG_INDEX, config, 0)
-    .context("writing the trace configuration")?;
+    Array::try_from(ebpf.map_mut("CONFIG").context("the eBPF object has no CONFIG map")?)?
+        .set(CONFIG_INDEX, config, 0)
+        .context("writing the trace configuration")?;
     let started = Instant::now();
     target.release().await?;
-    let stop = trace_until_stopped(
-        &ebpf,
-        &mut target,
-        &attachments,
-        duration,
-        interval,
-        started,
-    )
-    .await?;
+    let stop = trace_until_stopped(&ebpf, &mut target, &attachments, duration, interval, started).await?;
     let elapsed = started.elapsed();
     let snapshot = maps::read(&ebpf)?;
+    let raw_samples = sampling_cpus.map(|_| sampling::read(&ebpf)).transpose()?;
     // Detach everything before waiting on anything else.
     drop(ebpf);
+    // The workload waits at its exit gate: its user stacks resolve now.
+    let profile = match (raw_samples, sampling_cpus) {
+        (Some(raw), Some(cpus)) => {
+            let stacks = raw.symbolize()?;
+            Some(Profile::new(
+                args.sample_hz,
+                cpus,
+                raw.counters,
+                stacks,
+                &Kallsyms::load()?,
+            ))
+        }
+        _ => None,
+    };
 
     let ending = target.stop().await?;
     let workload = target.workload_result().await?;
-    let report = build_report(
+    let mut report = build_report(
         &args,
         &scope,
         &caps,
@@ -138,7 +151,22 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         target.tgid,
         workload,
     );
+    report.sampling = profile;
     warn_about_hot_probes(&report);
+    if let Some(profile) = &report.sampling {
+        let folded = profile.folded();
+        write_atomically(&output_dir.join(sampling::FOLDED_FILE_NAME), folded.as_bytes())?;
+        let title = format!(
+            "mprotect-trace: {} on {}",
+            table::what_was_traced(&report),
+            report.kernel_release
+        );
+        let subtitle = format!(
+            "{} samples at {} Hz on {} CPUs, {} inside mprotect()",
+            profile.counters.samples, profile.hz, profile.cpus, profile.in_syscall_samples
+        );
+        flame::write(&folded, &title, &subtitle, &output_dir)?;
+    }
     let path = report.write(&output_dir)?;
     if args.workload.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -154,9 +182,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         (Stop::Interrupt, _) => Ok(ExitCode::from(130)),
         (Stop::Terminate, _) => Ok(ExitCode::from(143)),
         (_, Ending::Exited(status)) if !status.success() => {
-            eprintln!(
-                "error: the traced process exited with {status}; the report has what was collected"
-            );
+            eprintln!("error: the traced process exited with {status}; the report has what was collected");
             Ok(ExitCode::FAILURE)
         }
         _ => Ok(ExitCode::SUCCESS),
@@ -172,8 +198,7 @@ async fn trace_until_stopped(
     started: Instant,
 ) -> Result<Stop> {
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let deadline = duration.map(|d| tokio::time::Instant::from_std(started + d));
     let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_millis(200)));
     ticker.tick().await;
@@ -204,12 +229,7 @@ async fn trace_until_stopped(
 }
 
 /// One line per target with calls and latency since the last interval.
-fn print_interval(
-    now: &Snapshot,
-    previous: &Snapshot,
-    attachments: &[Attachment],
-    elapsed: Duration,
-) {
+fn print_interval(now: &Snapshot, previous: &Snapshot, attachments: &[Attachment], elapsed: Duration) {
     println!("--- {:.1} s", elapsed.as_secs_f64());
     let line = |name: &str, delta: &crate::collect::ValueStats| {
         let summary = LatencySummary::of(delta);
@@ -228,10 +248,7 @@ fn print_interval(
     );
     for attachment in attachments {
         if let Some(slot) = attachment.slot {
-            let (now, before) = (
-                &now.functions[slot as usize],
-                previous.functions.get(slot as usize),
-            );
+            let (now, before) = (&now.functions[slot as usize], previous.functions.get(slot as usize));
             let before = before.map(|b| b.latency_ns.clone()).unwrap_or_default();
             line(&attachment.name, &now.latency_ns.since(&before));
         }
@@ -278,9 +295,7 @@ fn build_report(
     let targets = attachments
         .into_iter()
         .map(|attachment| {
-            let data = attachment
-                .slot
-                .and_then(|slot| snapshot.functions.get(slot as usize));
+            let data = attachment.slot.and_then(|slot| snapshot.functions.get(slot as usize));
             TargetReport {
                 latency: data.map(|d| LatencySummary::of(&d.latency_ns)),
                 latency_ns: data.map(|d| d.latency_ns.clone()),
@@ -325,6 +340,7 @@ fn build_report(
         targets,
         lost: snapshot.counters.clone(),
         workload,
+        sampling: None,
     }
 }
 

@@ -60,8 +60,7 @@ impl Scope {
                     .spawn()
                     .context("starting the workload")?;
                 let stdin = child.stdin.take().context("the workload has no stdin")?;
-                let mut stdout =
-                    BufReader::new(child.stdout.take().context("the workload has no stdout")?);
+                let mut stdout = BufReader::new(child.stdout.take().context("the workload has no stdout")?);
                 let mut ready = String::new();
                 stdout
                     .read_line(&mut ready)
@@ -79,7 +78,9 @@ impl Scope {
                     tgid: child.id(),
                     child: Some(child),
                     gate: Gate::Stdin(stdin),
+                    exit_gate: None,
                     output: Some(output),
+                    output_bytes: None,
                 })
             }
             Self::Command(command) => {
@@ -109,9 +110,7 @@ impl Scope {
                         Ok(())
                     });
                 }
-                let child = child
-                    .spawn()
-                    .with_context(|| format!("starting {}", command[0]))?;
+                let child = child.spawn().with_context(|| format!("starting {}", command[0]))?;
                 drop((gate_read, ready_write));
                 // One byte, or end of file if sh died first.
                 tokio::task::spawn_blocking(move || {
@@ -120,30 +119,16 @@ impl Scope {
                 })
                 .await?
                 .context("waiting for the command to be ready")?;
-                Ok(Target {
-                    tgid: child.id(),
-                    child: Some(child),
-                    gate: Gate::Pipe(gate_write),
-                    output: None,
-                })
+                Ok(Target::new(child.id(), Some(child), Gate::Pipe(gate_write)))
             }
-            Self::Pid(pid) => Ok(Target {
-                tgid: Some(*pid),
-                child: None,
-                gate: Gate::None,
-                output: None,
-            }),
-            Self::All => Ok(Target {
-                tgid: None,
-                child: None,
-                gate: Gate::None,
-                output: None,
-            }),
+            Self::Pid(pid) => Ok(Target::new(Some(*pid), None, Gate::None)),
+            Self::All => Ok(Target::new(None, None, Gate::None)),
         }
     }
 }
 
 enum Gate {
+    /// The workload: a byte on stdin starts it; closing stdin lets it exit.
     Stdin(ChildStdin),
     Pipe(OwnedFd),
     None,
@@ -155,7 +140,10 @@ pub struct Target {
     pub tgid: Option<u32>,
     child: Option<Child>,
     gate: Gate,
+    /// The workload's stdin, kept open after the start byte: its exit gate.
+    exit_gate: Option<ChildStdin>,
     output: Option<JoinHandle<std::io::Result<Vec<u8>>>>,
+    output_bytes: Option<Vec<u8>>,
 }
 
 /// How the target ended, as far as the run knows.
@@ -166,14 +154,24 @@ pub enum Ending {
 }
 
 impl Target {
+    fn new(tgid: Option<u32>, child: Option<Child>, gate: Gate) -> Self {
+        Self {
+            tgid,
+            child,
+            gate,
+            exit_gate: None,
+            output: None,
+            output_bytes: None,
+        }
+    }
+
     /// Lets the target run: probes are attached.
     pub async fn release(&mut self) -> Result<()> {
         match std::mem::replace(&mut self.gate, Gate::None) {
             Gate::Stdin(mut stdin) => {
-                stdin
-                    .write_all(b"\n")
-                    .await
-                    .context("releasing the workload")?;
+                stdin.write_all(b"\n").await.context("releasing the workload")?;
+                stdin.flush().await?;
+                self.exit_gate = Some(stdin);
             }
             Gate::Pipe(fd) => {
                 let mut file = std::fs::File::from(fd);
@@ -184,10 +182,18 @@ impl Target {
         Ok(())
     }
 
-    /// Resolves when the target exits; never, for a target without a child.
-    pub async fn wait(&mut self) -> Result<ExitStatus> {
+    /// Resolves when the target is done: the workload has written its
+    /// result (it then waits at its exit gate, alive), a command has
+    /// exited; never, for a target without a child.
+    pub async fn wait(&mut self) -> Result<()> {
+        if let Some(output) = &mut self.output {
+            let bytes = output.await.context("reading the workload's output")??;
+            self.output = None;
+            self.output_bytes = Some(bytes);
+            return Ok(());
+        }
         match &mut self.child {
-            Some(child) => child.wait().await.context("waiting for the traced process"),
+            Some(child) => child.wait().await.map(drop).context("waiting for the traced process"),
             None => std::future::pending().await,
         }
     }
@@ -199,11 +205,19 @@ impl Target {
                 .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
     }
 
-    /// Stops a child still running (tracing was interrupted) and reaps it.
+    /// Lets a workload at its exit gate exit, stops a child still running
+    /// (tracing was interrupted), and reaps it.
     pub async fn stop(&mut self) -> Result<Ending> {
+        drop(self.exit_gate.take());
         let Some(child) = &mut self.child else {
             return Ok(Ending::StillRunning);
         };
+        if self.output_bytes.is_some() {
+            // Done and released: it exits by itself.
+            if let Ok(status) = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await {
+                return Ok(Ending::Exited(status?));
+            }
+        }
         if let Some(status) = child.try_wait()? {
             return Ok(Ending::Exited(status));
         }
@@ -211,23 +225,23 @@ impl Target {
             // SIGTERM first so a traced command can clean up.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
         }
-        let status =
-            match tokio::time::timeout(std::time::Duration::from_secs(2), child.wait()).await {
-                Ok(status) => status?,
-                Err(_) => {
-                    child.kill().await?;
-                    child.wait().await?
-                }
-            };
+        let status = match tokio::time::timeout(std::time::Duration::from_secs(2), child.wait()).await {
+            Ok(status) => status?,
+            Err(_) => {
+                child.kill().await?;
+                child.wait().await?
+            }
+        };
         Ok(Ending::Exited(status))
     }
 
-    /// The workload's result, parsed from its JSON output.
+    /// The workload's result, parsed from its JSON output (after `stop`).
     pub async fn workload_result(&mut self) -> Result<Option<WorkloadResult>> {
-        let Some(output) = self.output.take() else {
-            return Ok(None);
+        let bytes = match (self.output_bytes.take(), self.output.take()) {
+            (Some(bytes), _) => bytes,
+            (None, Some(output)) => output.await.context("reading the workload's output")??,
+            (None, None) => return Ok(None),
         };
-        let bytes = output.await.context("reading the workload's output")??;
         if bytes.is_empty() {
             return Ok(None);
         }

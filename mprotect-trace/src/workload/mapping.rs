@@ -66,8 +66,7 @@ impl Mapping {
             Backing::PrivateAnon => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
             Backing::Memfd => {
                 // SAFETY: the name is a NUL-terminated literal.
-                let fd =
-                    unsafe { libc::memfd_create(c"mprotect-trace".as_ptr(), libc::MFD_CLOEXEC) };
+                let fd = unsafe { libc::memfd_create(c"mprotect-trace".as_ptr(), libc::MFD_CLOEXEC) };
                 if fd < 0 {
                     return Err(last_os_error("memfd_create"));
                 }

@@ -61,6 +61,21 @@ pub fn wait_for_stdin() -> Result<()> {
     Ok(())
 }
 
+/// Closes stdout (the tracer's signal that the result is complete) and
+/// waits for stdin to close: the tracer reads this process's user stacks
+/// while it is still alive, then lets it exit.
+pub fn wait_for_exit_gate() -> Result<()> {
+    use std::io::{Read as _, Write as _};
+    std::io::stdout().flush().context("flushing the result")?;
+    // SAFETY: nothing writes to stdout after this.
+    unsafe { libc::close(libc::STDOUT_FILENO) };
+    let mut rest = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut rest)
+        .context("waiting for stdin to close")?;
+    Ok(())
+}
+
 /// Runs the workload described by `plan` and measures it.
 /// `gated`: started by a tracer (`--wait-for-start`).
 pub fn run(plan: &Plan, start_gate: StartGate, gated: bool) -> Result<WorkloadResult> {
@@ -114,11 +129,7 @@ struct Barriers {
 }
 
 /// `main`: the progress bar and start gate, which only thread 0 has.
-fn run_thread(
-    plan: &Plan,
-    barriers: &Barriers,
-    main: Option<(&ProgressBar, StartGate)>,
-) -> Result<ThreadOutcome> {
+fn run_thread(plan: &Plan, barriers: &Barriers, main: Option<(&ProgressBar, StartGate)>) -> Result<ThreadOutcome> {
     // Every thread passes both barriers even when pinning or the gate
     // fails, so no sibling waits forever; the error is returned after.
     let mut ready = plan.cpu.map(pin_to_cpu).transpose().map(drop);
@@ -153,11 +164,7 @@ fn prefault(plan: &Plan, mapping: &Mapping) {
 }
 
 /// One mapping, toggled read-only and back `warmup + iterations` times.
-fn toggle_round(
-    plan: &Plan,
-    outcome: &mut ThreadOutcome,
-    progress: Option<&ProgressBar>,
-) -> Result<()> {
+fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&ProgressBar>) -> Result<()> {
     let mapping = Mapping::create(plan.scenario, plan.mapping_bytes)?;
     prefault(plan, &mapping);
     let before = smaps::read_own(mapping.start())?;
@@ -193,11 +200,7 @@ fn toggle_round(
 }
 
 /// A fresh, write-prefaulted mapping per iteration and one timed mprotect(PROT_READ).
-fn single_protect_round(
-    plan: &Plan,
-    outcome: &mut ThreadOutcome,
-    progress: Option<&ProgressBar>,
-) -> Result<()> {
+fn single_protect_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&ProgressBar>) -> Result<()> {
     let total = plan.warmup + plan.iterations;
     let mut before = None;
     for iteration in 0..total {
@@ -217,9 +220,7 @@ fn single_protect_round(
         }
         if iteration + 1 == total {
             let after = smaps::read_own(mapping.start())?;
-            let before = before
-                .take()
-                .context("the first iteration's audit is missing")?;
+            let before = before.take().context("the first iteration's audit is missing")?;
             outcome.audits.push(Audit { before, after });
         }
         if let Some(progress) = progress {

@@ -106,9 +106,7 @@ impl WorkloadArgs {
         let mapping_bytes = usize::try_from(mapping_mb)
             .ok()
             .and_then(|mb| mb.checked_mul(1 << 20))
-            .with_context(|| {
-                format!("--mapping-mb {mapping_mb} does not fit in this machine's address space")
-            })?;
+            .with_context(|| format!("--mapping-mb {mapping_mb} does not fit in this machine's address space"))?;
         let available_mb = mem_available_mb()?;
         let needed_mb = mapping_mb.saturating_mul(self.threads);
         if needed_mb > available_mb {
@@ -149,14 +147,7 @@ fn mem_available_mb() -> Result<u64> {
     meminfo
         .lines()
         .find_map(|line| line.strip_prefix("MemAvailable:"))
-        .and_then(|value| {
-            value
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb / 1024)
         .context("/proc/meminfo has no MemAvailable line")
 }
@@ -176,11 +167,7 @@ fn allowed_cpus() -> Result<Vec<usize>> {
 fn format_cpus(cpus: &[usize]) -> String {
     match (cpus.first(), cpus.last()) {
         (Some(first), Some(last)) if last - first + 1 == cpus.len() => format!("{first}-{last}"),
-        _ => cpus
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
+        _ => cpus.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
     }
 }
 
@@ -194,9 +181,7 @@ fn check_thp_available() -> Result<()> {
         );
     };
     if setting.contains("[never]") {
-        bail!(
-            "thp-toggle needs transparent huge pages, but {THP_ENABLED} is [never]: echo madvise > {THP_ENABLED}"
-        );
+        bail!("thp-toggle needs transparent huge pages, but {THP_ENABLED} is [never]: echo madvise > {THP_ENABLED}");
     }
     Ok(())
 }

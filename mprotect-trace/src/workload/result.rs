@@ -112,35 +112,17 @@ impl WorkloadResult {
     pub fn result_line(&self) -> String {
         let mut line = format!(
             "result scenario={} pages={} mapping_mb={} iterations={} warmup={} rounds={} threads={}",
-            self.scenario,
-            self.pages,
-            self.mapping_mb,
-            self.iterations,
-            self.warmup,
-            self.rounds,
-            self.threads
+            self.scenario, self.pages, self.mapping_mb, self.iterations, self.warmup, self.rounds, self.threads
         );
         for (key, value) in [
             ("protect_ns_per_page", self.protect_ns_per_page),
             ("restore_ns_per_page", self.restore_ns_per_page),
             ("post_touch_ns_per_page", self.post_touch_ns_per_page),
             ("iteration_ns_per_page", self.iteration_ns_per_page),
-            (
-                "protect_ns_per_page_median",
-                self.protect_ns_per_page_median,
-            ),
-            (
-                "restore_ns_per_page_median",
-                self.restore_ns_per_page_median,
-            ),
-            (
-                "post_touch_ns_per_page_median",
-                self.post_touch_ns_per_page_median,
-            ),
-            (
-                "iteration_ns_per_page_median",
-                self.iteration_ns_per_page_median,
-            ),
+            ("protect_ns_per_page_median", self.protect_ns_per_page_median),
+            ("restore_ns_per_page_median", self.restore_ns_per_page_median),
+            ("post_touch_ns_per_page_median", self.post_touch_ns_per_page_median),
+            ("iteration_ns_per_page_median", self.iteration_ns_per_page_median),
         ] {
             let _ = write!(line, " {key}={value:.2}");
         }

@@ -60,10 +60,9 @@ impl Scenario {
     pub fn backing(self) -> Backing {
         match self {
             Self::SharedDirtyToggle | Self::SharedCleanToggle => Backing::SharedAnon,
-            Self::PrivateDirtyToggle
-            | Self::ThpToggle
-            | Self::SingleProtect
-            | Self::RegionToggle => Backing::PrivateAnon,
+            Self::PrivateDirtyToggle | Self::ThpToggle | Self::SingleProtect | Self::RegionToggle => {
+                Backing::PrivateAnon
+            }
             Self::FileToggle => Backing::Memfd,
         }
     }
@@ -161,42 +160,21 @@ mod tests {
 
     #[test]
     fn clean_and_huge_states() {
-        assert_eq!(
-            ExpectedState::CleanBase.match_percent(&entry(1024, 0, 0)),
-            100
-        );
-        assert_eq!(
-            ExpectedState::CleanBase.match_percent(&entry(1024, 1024, 0)),
-            0
-        );
-        assert_eq!(
-            ExpectedState::HugePmd.match_percent(&entry(1024, 1024, 1024)),
-            100
-        );
-        assert_eq!(
-            ExpectedState::HugePmd.match_percent(&entry(1024, 1024, 0)),
-            0
-        );
+        assert_eq!(ExpectedState::CleanBase.match_percent(&entry(1024, 0, 0)), 100);
+        assert_eq!(ExpectedState::CleanBase.match_percent(&entry(1024, 1024, 0)), 0);
+        assert_eq!(ExpectedState::HugePmd.match_percent(&entry(1024, 1024, 1024)), 100);
+        assert_eq!(ExpectedState::HugePmd.match_percent(&entry(1024, 1024, 0)), 0);
     }
 
     #[test]
     fn a_private_vma_does_not_match_a_shared_scenario() {
         let mut private = entry(1024, 1024, 0);
         private.vm_flags = "rd wr mr mw me ac".into();
-        assert_eq!(
-            Scenario::SharedDirtyToggle.expected_match_percent(&private),
-            0
-        );
-        assert_eq!(
-            Scenario::PrivateDirtyToggle.expected_match_percent(&private),
-            100
-        );
+        assert_eq!(Scenario::SharedDirtyToggle.expected_match_percent(&private), 0);
+        assert_eq!(Scenario::PrivateDirtyToggle.expected_match_percent(&private), 100);
         let mut shared = private.clone();
         shared.vm_flags = "rd wr sh mr mw me ms".into();
-        assert_eq!(
-            Scenario::SharedDirtyToggle.expected_match_percent(&shared),
-            100
-        );
+        assert_eq!(Scenario::SharedDirtyToggle.expected_match_percent(&shared), 100);
         assert_eq!(Scenario::FileToggle.expected_match_percent(&shared), 100);
     }
 

@@ -1,0 +1,143 @@
+//! Kernel and user stack sampling: a BPF program on a cpu-clock event on
+//! every CPU counts stack pairs in the kernel; this reads, symbolizes and
+//! folds them. It sees inside inlined code, where function probes cannot.
+
+pub mod profile;
+mod symbolize;
+
+use anyhow::{Context as _, Result};
+use aya::Ebpf;
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, StackTraceMap};
+use aya::programs::PerfEvent;
+use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
+use mprotect_trace_common::{SampleKey, counter};
+use serde::{Deserialize, Serialize};
+
+use crate::kernel::capabilities::error_chain;
+
+pub const FOLDED_FILE_NAME: &str = "stacks.folded";
+
+/// One distinct stack pair and how often it was sampled. Frames are
+/// root first: the user stack, then the kernel stack.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampledStack {
+    pub user: Vec<String>,
+    pub kernel: Vec<String>,
+    pub count: u64,
+}
+
+/// Everything sampling lost, counted, never silent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampleCounters {
+    pub samples: u64,
+    pub samples_other_tasks: u64,
+    pub kernel_stack_collisions: u64,
+    pub kernel_stack_failed: u64,
+    pub user_stack_lost: u64,
+    pub sample_map_full: u64,
+}
+
+/// Attaches the sampler to the cpu-clock event of every online CPU.
+pub fn attach(ebpf: &mut Ebpf, hz: u64) -> Result<usize> {
+    let program: &mut PerfEvent = ebpf
+        .program_mut("sample_stack")
+        .context("the eBPF object has no sample_stack program")?
+        .try_into()?;
+    program
+        .load()
+        .map_err(|e| anyhow::anyhow!("loading the sampler: {}", error_chain(&e)))?;
+    let cpus = aya::util::online_cpus().map_err(|(path, err)| anyhow::anyhow!("reading {path}: {err}"))?;
+    for &cpu in &cpus {
+        program
+            .attach(
+                PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                PerfEventScope::AllProcessesOneCpu { cpu },
+                SamplePolicy::Frequency(hz),
+                false,
+            )
+            .map_err(|e| anyhow::anyhow!("attaching the sampler to CPU {cpu}: {}", error_chain(&e)))?;
+    }
+    Ok(cpus.len())
+}
+
+/// Stack ids and counts as the kernel left them, before symbolization.
+pub struct RawSamples {
+    pairs: Vec<(SampleKey, u64)>,
+    stacks: std::collections::HashMap<u32, Vec<u64>>,
+    pub counters: SampleCounters,
+}
+
+/// Reads the sample counts (summed over CPUs), their stacks and counters.
+pub fn read(ebpf: &Ebpf) -> Result<RawSamples> {
+    let counts: PerCpuHashMap<&MapData, SampleKey, u64> =
+        PerCpuHashMap::try_from(ebpf.map("SAMPLE_COUNTS").context("no SAMPLE_COUNTS map")?)?;
+    let mut pairs = Vec::new();
+    for entry in counts.iter() {
+        let (key, per_cpu) = entry.context("reading SAMPLE_COUNTS")?;
+        pairs.push((key, per_cpu.iter().sum()));
+    }
+    let stack_map: StackTraceMap<&MapData> = StackTraceMap::try_from(ebpf.map("STACKS").context("no STACKS map")?)?;
+    let mut stacks = std::collections::HashMap::new();
+    for (key, _) in &pairs {
+        for id in [key.kernel_stack_id, key.user_stack_id] {
+            if id >= 0 && !stacks.contains_key(&(id as u32)) {
+                let trace = stack_map
+                    .get(&(id as u32), 0)
+                    .with_context(|| format!("reading stack {id}"))?;
+                stacks.insert(id as u32, trace.frames().iter().map(|frame| frame.ip).collect());
+            }
+        }
+    }
+    let counter_map: PerCpuArray<&MapData, u64> =
+        PerCpuArray::try_from(ebpf.map("COUNTERS").context("no COUNTERS map")?)?;
+    let count = |slot: u32| -> Result<u64> { Ok(counter_map.get(&slot, 0)?.iter().sum()) };
+    let counters = SampleCounters {
+        samples: count(counter::SAMPLES)?,
+        samples_other_tasks: count(counter::SAMPLES_OTHER_TASKS)?,
+        kernel_stack_collisions: count(counter::KERNEL_STACK_COLLISION)?,
+        kernel_stack_failed: count(counter::KERNEL_STACK_FAILED)?,
+        user_stack_lost: count(counter::USER_STACK_LOST)?,
+        sample_map_full: count(counter::SAMPLE_MAP_FULL)?,
+    };
+    Ok(RawSamples {
+        pairs,
+        stacks,
+        counters,
+    })
+}
+
+impl RawSamples {
+    /// Symbolizes every stack: kernel frames from kallsyms, user frames
+    /// from the process's binaries (while it is still alive).
+    pub fn symbolize(&self) -> Result<Vec<SampledStack>> {
+        let symbolizer = symbolize::Symbolizer::new();
+        // Different addresses in the same functions are one stack by name.
+        let mut merged: std::collections::HashMap<(Vec<String>, Vec<String>), u64> = std::collections::HashMap::new();
+        for (key, count) in &self.pairs {
+            let frames = |id: i32| self.stacks.get(&(id as u32)).filter(|_| id >= 0);
+            let mut kernel = match frames(key.kernel_stack_id) {
+                Some(ips) => symbolizer.kernel(ips)?,
+                None => Vec::new(),
+            };
+            let mut user = match frames(key.user_stack_id) {
+                Some(ips) => symbolizer.user(key.tgid, ips),
+                None => Vec::new(),
+            };
+            // The kernel stores stacks leaf first; folded output is root first.
+            kernel.reverse();
+            user.reverse();
+            *merged.entry((user, kernel)).or_default() += count;
+        }
+        let mut out: Vec<SampledStack> = merged
+            .into_iter()
+            .map(|((user, kernel), count)| SampledStack { user, kernel, count })
+            .collect();
+        out.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.kernel.cmp(&b.kernel))
+                .then_with(|| a.user.cmp(&b.user))
+        });
+        Ok(out)
+    }
+}
