@@ -238,6 +238,22 @@ fn check_report(backend: &str, report: &Value) -> Result<()> {
         "change_pte_range should be reported inlined on 6.1: {reason}"
     );
     ensure!(report["lost"]["exit_without_entry"] == 0, "lost: {}", report["lost"]);
+    // Stack sampling sees the same path on this kernel.
+    let sampled = report["sampling"]["stacks"].as_array().map_or(0, |stacks| {
+        stacks
+            .iter()
+            .filter(|stack| {
+                stack["kernel"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|f| f == "change_protection"))
+            })
+            .count()
+    });
+    ensure!(
+        sampled > 0,
+        "no sampled stack holds change_protection: {}",
+        report["sampling"]["counters"]
+    );
     Ok(())
 }
 
@@ -248,6 +264,12 @@ fn describe(backend: &str, report: &Value) -> String {
             let _ = write!(line, " {name} {} calls,", target["latency"]["calls"]);
         }
     }
-    let _ = write!(line, " syscall {} calls", report["syscall"]["latency"]["calls"]);
+    let _ = write!(
+        line,
+        " syscall {} calls; {} stack samples, {} inside mprotect",
+        report["syscall"]["latency"]["calls"],
+        report["sampling"]["counters"]["samples"],
+        report["sampling"]["in_syscall_samples"]
+    );
     line
 }

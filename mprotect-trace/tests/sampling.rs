@@ -1,0 +1,103 @@
+//! Stack sampling on this machine's real kernel (root): the flame graph's
+//! stacks hold the mprotect path, with names /proc/kallsyms knows.
+
+use std::collections::HashSet;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn traced(name: &str, args: &[&str]) -> (Value, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("mprotect-trace-sampling-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
+        .args(["run", "-o", dir.to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("running mprotect-trace run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    (report, dir)
+}
+
+fn kallsyms_functions() -> HashSet<String> {
+    std::fs::read_to_string("/proc/kallsyms")
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.len() >= 3 && matches!(fields[1], "t" | "T")).then(|| fields[2].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn samples_of_the_toggle_hold_the_change_protection_path_with_real_symbols() {
+    let (report, dir) = traced("path", &["--iterations", "300", "--sample-hz", "999"]);
+    let sampling = &report["sampling"];
+    let stacks = sampling["stacks"].as_array().expect("sampling ran");
+    let folded = std::fs::read_to_string(dir.join("stacks.folded")).expect("stacks.folded written");
+    assert!(
+        folded
+            .lines()
+            .any(|line| line.contains(";change_protection;change_pte_range")),
+        "no change_protection -> change_pte_range path in:\n{folded}"
+    );
+    // Every named kernel frame is a real kernel function.
+    let kallsyms = kallsyms_functions();
+    for stack in stacks {
+        for frame in stack["kernel"].as_array().unwrap() {
+            let frame = frame.as_str().unwrap();
+            if !frame.starts_with('[') {
+                assert!(kallsyms.contains(frame), "{frame} is not in /proc/kallsyms");
+            }
+        }
+    }
+    // The folded file holds exactly the counted samples.
+    let folded_total: u64 = folded
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    let samples = sampling["counters"]["samples"].as_u64().unwrap();
+    let lost = sampling["counters"]["sample_map_full"].as_u64().unwrap();
+    assert_eq!(folded_total + lost, samples);
+    // One busy CPU (one workload thread): duration x frequency, within 30 %.
+    let expected = report["duration_s"].as_f64().unwrap() * 999.0;
+    let ratio = samples as f64 / expected;
+    assert!(
+        (0.7..=1.3).contains(&ratio),
+        "{samples} samples, expected about {expected:.0}"
+    );
+    assert!(sampling["in_syscall_samples"].as_u64().unwrap() > samples / 2);
+    assert!(
+        std::fs::read_to_string(dir.join("flame.svg"))
+            .unwrap()
+            .contains("change_pte_range")
+    );
+}
+
+#[test]
+fn inlined_targets_are_attributed_to_their_nearest_symbol() {
+    let (report, _) = traced("inlined", &["--iterations", "100"]);
+    let kallsyms = kallsyms_functions();
+    let inlined = report["sampling"]["inlined_targets"].as_array().unwrap();
+    let names: Vec<&str> = inlined.iter().map(|t| t["target"].as_str().unwrap()).collect();
+    for target in [
+        "change_protection",
+        "change_pte_range",
+        "modify_prot_start_ptes",
+        "mprotect_fixup",
+    ] {
+        assert_eq!(names.contains(&target), !kallsyms.contains(target), "{target}");
+    }
+    for target in inlined {
+        let parent = target["inlined_into"].as_str().expect("a caller with a symbol");
+        assert!(kallsyms.contains(parent), "{parent}");
+    }
+}
+
+#[test]
+fn no_sample_writes_no_flame_graph() {
+    let (report, dir) = traced("off", &["--iterations", "3", "--no-sample"]);
+    assert!(report["sampling"].is_null());
+    assert!(!dir.join("flame.svg").exists() && !dir.join("stacks.folded").exists());
+}
