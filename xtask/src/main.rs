@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask setup|run|test|bench`.
 
 mod bench;
+mod browser;
 mod command;
 mod setup;
 mod vm;
@@ -25,6 +26,8 @@ enum Task {
     Run,
     /// Set up, then run every check and test: fmt, clippy, unit and kernel tests.
     Test,
+    /// Open a real run's flame.svg in headless Chromium: screenshot and frame check.
+    FlameCheck,
     /// Boot Debian's 6.1 kernel in QEMU and prove the fentry and kprobe backends there.
     VmTest,
     /// Benchmarks (timings, not tests): the workload against an independent C loop.
@@ -48,9 +51,17 @@ fn main() -> Result<()> {
             let cargo_test = run_tee(&mut cargo(["test"]))?;
             let (passed, failed) = count_results(&cargo_test);
             let vm_checks = vm::run()?;
-            // One closing line for CI: every cargo test plus every VM check.
-            println!("summary: {} passed, {failed} failed", passed + vm_checks);
+            let browser_checks = browser::run()?;
+            // One closing line for CI: every cargo test, VM and browser check.
+            println!(
+                "summary: {} passed, {failed} failed",
+                passed + vm_checks + browser_checks
+            );
             Ok(())
+        }
+        Task::FlameCheck => {
+            setup::run()?;
+            browser::run().map(drop)
         }
         Task::VmTest => {
             setup::run()?;

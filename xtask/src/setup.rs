@@ -12,9 +12,10 @@ use crate::command::{output_of, run_checked, succeeds};
 /// 0.10.x links through the nightly's own LLVM.
 const BPF_LINKER_VERSION: &str = "0.10.3";
 
-/// Debian packages the tests use: bpftool (independent BTF reads),
-/// and QEMU with busybox and cpio for the kernel VM tests.
-const DEBIAN_PACKAGES: &[&str] = &["bpftool", "qemu-system-x86", "busybox-static", "cpio"];
+/// Debian packages the tests use: bpftool (independent BTF reads), QEMU
+/// with busybox and cpio for the kernel VM tests, Chromium to render the
+/// flame graph as a user sees it.
+const DEBIAN_PACKAGES: &[&str] = &["bpftool", "qemu-system-x86", "busybox-static", "cpio", "chromium"];
 
 pub fn run() -> Result<()> {
     ensure_nightly_rust_src()?;
