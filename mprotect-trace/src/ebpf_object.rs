@@ -17,6 +17,19 @@ pub fn load() -> Result<Ebpf> {
     Ebpf::load(BYTES).context("loading the embedded eBPF object into the kernel")
 }
 
+/// The program `name` of the embedded object, as program type `T`.
+pub fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let program = ebpf
+        .program_mut(name)
+        .with_context(|| format!("the eBPF object has no program {name}"))?;
+    program.try_into().map_err(|e: aya::programs::ProgramError| {
+        anyhow::anyhow!("{name}: {}", crate::kernel::capabilities::error_chain(&e))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use aya::maps::{Array, PerCpuArray};

@@ -158,7 +158,8 @@ fn lockdown_check() -> Check {
 
 fn tracepoint_check(ebpf: &mut Ebpf) -> Check {
     let mut attempt = || -> Result<(), String> {
-        let program: &mut TracePoint = program(ebpf, "sys_enter_mprotect")?;
+        let program: &mut TracePoint =
+            crate::ebpf_object::program_mut(ebpf, "sys_enter_mprotect").map_err(|e| format!("{e:#}"))?;
         program.load().map_err(|e| error_chain(&e))?;
         let link = program
             .attach("syscalls", "sys_enter_mprotect")
@@ -177,7 +178,8 @@ fn tracepoint_check(ebpf: &mut Ebpf) -> Check {
 
 fn perf_sampling_check(ebpf: &mut Ebpf) -> Check {
     let mut attempt = || -> Result<(), String> {
-        let program: &mut PerfEvent = program(ebpf, "sampler_capability_check")?;
+        let program: &mut PerfEvent =
+            crate::ebpf_object::program_mut(ebpf, "sampler_capability_check").map_err(|e| format!("{e:#}"))?;
         program.load().map_err(|e| error_chain(&e))?;
         let link = program
             .attach(
@@ -202,7 +204,8 @@ fn perf_sampling_check(ebpf: &mut Ebpf) -> Check {
 fn fentry_check(ebpf: &mut Ebpf) -> Check {
     let mut attempt = || -> Result<(), String> {
         let btf = Btf::from_sys_fs().map_err(|e| error_chain(&e))?;
-        let program: &mut FEntry = program(ebpf, "fentry_capability_check")?;
+        let program: &mut FEntry =
+            crate::ebpf_object::program_mut(ebpf, "fentry_capability_check").map_err(|e| format!("{e:#}"))?;
         program.load(PROBE_CHECK_FUNCTION, &btf).map_err(|e| error_chain(&e))?;
         let link = program.attach().map_err(|e| error_chain(&e))?;
         program.detach(link).map_err(|e| error_chain(&e))?;
@@ -233,7 +236,8 @@ fn kprobe_check(ebpf: &mut Ebpf) -> Check {
     let pmu = Path::new("/sys/bus/event_source/devices/kprobe").exists();
     let events = Path::new(mounts::TRACEFS).join("kprobe_events").exists();
     let mut attempt = || -> Result<(), String> {
-        let program: &mut KProbe = program(ebpf, "kprobe_capability_check")?;
+        let program: &mut KProbe =
+            crate::ebpf_object::program_mut(ebpf, "kprobe_capability_check").map_err(|e| format!("{e:#}"))?;
         program.load().map_err(|e| error_chain(&e))?;
         let link = program.attach(PROBE_CHECK_FUNCTION, 0).map_err(|e| error_chain(&e))?;
         program.detach(link).map_err(|e| error_chain(&e))?;
@@ -250,17 +254,4 @@ fn kprobe_check(ebpf: &mut Ebpf) -> Check {
             format!("attaching a kprobe on {PROBE_CHECK_FUNCTION} failed: {err}"),
         ),
     }
-}
-
-/// The program `name` of the embedded object, as type `T`.
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    let program = ebpf
-        .program_mut(name)
-        .ok_or_else(|| format!("the embedded eBPF object has no program {name}"))?;
-    program
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| error_chain(&e))
 }

@@ -37,10 +37,7 @@ pub struct Attachment {
 
 pub fn attach_syscall_tracepoints(ebpf: &mut Ebpf) -> Result<()> {
     for name in ["sys_enter_mprotect", "sys_exit_mprotect"] {
-        let program: &mut TracePoint = ebpf
-            .program_mut(name)
-            .with_context(|| format!("the eBPF object has no program {name}"))?
-            .try_into()?;
+        let program: &mut TracePoint = crate::ebpf_object::program_mut(ebpf, name)?;
         // The capability check may have loaded it already.
         if program.fd().is_err() {
             program
@@ -149,12 +146,12 @@ pub fn nr_ptes_parameter(signature: &FunctionSignature) -> Option<(usize, &str)>
 }
 
 fn attach_fentry(ebpf: &mut Ebpf, slot: u32, function: &str, btf: &Btf) -> Result<()> {
-    let entry: &mut FEntry = program(ebpf, &format!("fentry_slot_{slot}"))?;
+    let entry: &mut FEntry = crate::ebpf_object::program_mut(ebpf, &format!("fentry_slot_{slot}"))?;
     entry
         .load(function, btf)
         .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
     entry.attach().map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
-    let exit: &mut FExit = program(ebpf, &format!("fexit_slot_{slot}"))?;
+    let exit: &mut FExit = crate::ebpf_object::program_mut(ebpf, &format!("fexit_slot_{slot}"))?;
     exit.load(function, btf)
         .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
     exit.attach().map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
@@ -163,23 +160,11 @@ fn attach_fentry(ebpf: &mut Ebpf, slot: u32, function: &str, btf: &Btf) -> Resul
 
 fn attach_kprobe(ebpf: &mut Ebpf, slot: u32, function: &str) -> Result<()> {
     for name in [format!("kprobe_slot_{slot}"), format!("kretprobe_slot_{slot}")] {
-        let probe: &mut KProbe = program(ebpf, &name)?;
+        let probe: &mut KProbe = crate::ebpf_object::program_mut(ebpf, &name)?;
         probe.load().map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
         probe
             .attach(function, 0)
             .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
     }
     Ok(())
-}
-
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    let program = ebpf
-        .program_mut(name)
-        .with_context(|| format!("the eBPF object has no program {name}"))?;
-    program
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| anyhow::anyhow!("{name}: {}", error_chain(&e)))
 }

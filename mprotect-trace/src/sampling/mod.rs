@@ -39,10 +39,7 @@ pub struct SampleCounters {
 
 /// Attaches the sampler to the cpu-clock event of every online CPU.
 pub fn attach(ebpf: &mut Ebpf, hz: u64) -> Result<usize> {
-    let program: &mut PerfEvent = ebpf
-        .program_mut("sample_stack")
-        .context("the eBPF object has no sample_stack program")?
-        .try_into()?;
+    let program: &mut PerfEvent = crate::ebpf_object::program_mut(ebpf, "sample_stack")?;
     program
         .load()
         .map_err(|e| anyhow::anyhow!("loading the sampler: {}", error_chain(&e)))?;
