@@ -79,6 +79,7 @@ pub fn wait_for_exit_gate() -> Result<()> {
 /// Runs the workload described by `plan` and measures it.
 /// `gated`: started by a tracer (`--wait-for-start`).
 pub fn run(plan: &Plan, start_gate: StartGate, gated: bool) -> Result<WorkloadResult> {
+    let cpu_before = process_cpu_time();
     // One malloc arena: glibc grows per-thread arenas with mprotect(),
     // which would add calls that are not the workload's toggles.
     // SAFETY: mallopt only tunes the allocator.
@@ -105,7 +106,9 @@ pub fn run(plan: &Plan, start_gate: StartGate, gated: bool) -> Result<WorkloadRe
     });
     progress.finish_and_clear();
     let outcomes = outcomes.into_iter().collect::<Result<Vec<_>>>()?;
-    Ok(WorkloadResult::from_outcomes(plan, outcomes))
+    let mut result = WorkloadResult::from_outcomes(plan, outcomes);
+    result.cpu_time_s = process_cpu_time() - cpu_before;
+    Ok(result)
 }
 
 fn progress_bar(plan: &Plan, gated: bool) -> ProgressBar {
@@ -228,6 +231,17 @@ fn single_protect_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Opti
         }
     }
     Ok(())
+}
+
+/// User + system CPU seconds of every thread of this process so far.
+fn process_cpu_time() -> f64 {
+    // SAFETY: rusage is plain data that getrusage fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 fn nanos(duration: std::time::Duration) -> u64 {

@@ -36,6 +36,10 @@ pub struct WorkloadResult {
     /// state, before or after the measured iterations.
     pub expected_match_ratio: u64,
     pub mprotect_calls: u64,
+    /// CPU seconds (user + system, all threads) the workload used from the
+    /// start gate to the end: how busy it kept the CPUs.
+    #[serde(default)]
+    pub cpu_time_s: f64,
     pub smaps_before: SmapsEntry,
     pub smaps_after: SmapsEntry,
     /// Per measured iteration, in order (threads and rounds concatenated).
@@ -98,6 +102,7 @@ impl WorkloadResult {
             thpeligible: smaps_after.thp_eligible,
             expected_match_ratio,
             mprotect_calls,
+            cpu_time_s: 0.0,
             smaps_before,
             smaps_after,
             per_iteration_ns: PerIteration {
