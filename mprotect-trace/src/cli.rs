@@ -24,6 +24,10 @@ pub enum Command {
     Run(RunArgs),
     /// Run the mprotect toggle workload and print its timings (no BPF, no root).
     Workload(WorkloadArgs),
+    /// Print the summary of a saved run (no root needed).
+    Report(ReportArgs),
+    /// Compare two saved runs (e.g. two kernels) function by function.
+    Compare(CompareArgs),
     /// Report what this kernel supports and which probe backend each target would use.
     Doctor(DoctorArgs),
 }
@@ -72,4 +76,24 @@ pub struct RunArgs {
     /// Trace this command instead of the workload.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A run's output directory (or its report.json).
+    pub dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// The baseline run's directory (e.g. the older kernel).
+    pub a: PathBuf,
+    /// The run compared against it.
+    pub b: PathBuf,
+    /// Compare even when the workloads differ.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

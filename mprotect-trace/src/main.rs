@@ -1,5 +1,6 @@
 mod cli;
 mod collect;
+mod compare;
 mod doctor;
 mod ebpf_object;
 mod kernel;
@@ -31,6 +32,33 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Report(args) => {
+            let report = output::report::Report::load(&args.dir)?;
+            print!("{}", output::table::render(&report));
+            if let Some(workload) = &report.workload {
+                println!("{}", workload.result_line());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare(args) => {
+            let (a, b) = (
+                output::report::Report::load(&args.a)?,
+                output::report::Report::load(&args.b)?,
+            );
+            let comparison = compare::compare(
+                &a,
+                &b,
+                &args.a.display().to_string(),
+                &args.b.display().to_string(),
+                args.force,
+            )?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&comparison)?);
+            } else {
+                print!("{}", comparison.to_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Workload(args) => {
             let plan = args.plan()?;
             let start_gate: workload::StartGate = if args.wait_for_start {

@@ -21,6 +21,12 @@ pub struct Report {
     pub tool_version: String,
     pub kernel_release: String,
     pub arch: String,
+    #[serde(default)]
+    pub kernel_cmdline: String,
+    #[serde(default)]
+    pub cpu_model: String,
+    #[serde(default)]
+    pub cpus: usize,
     /// What was traced: "workload", "command", "pid" or "all".
     pub scope: String,
     /// The traced process, when one was.
@@ -96,6 +102,26 @@ impl LatencySummary {
     }
 }
 
+/// The machine a run happened on: CPU model, CPU count, kernel command line.
+pub fn machine() -> (String, usize, String) {
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|line| {
+                line.strip_prefix("model name")
+                    .and_then(|rest| rest.split_once(':'))
+                    .map(|(_, m)| m.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let cmdline = std::fs::read_to_string("/proc/cmdline")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    (cpu_model, cpus, cmdline)
+}
+
 pub fn percentile_error() -> f64 {
     PERCENTILE_RELATIVE_ERROR
 }
@@ -118,6 +144,41 @@ pub fn prot_name(bucket: usize) -> String {
 }
 
 impl Report {
+    /// Reads a saved run: `DIR` (holding report.json) or the file itself.
+    /// Every way it can be wrong gets a one-line error naming the fix.
+    pub fn load(path: &Path) -> Result<Report> {
+        let file = if path.is_dir() {
+            path.join(FILE_NAME)
+        } else {
+            path.to_path_buf()
+        };
+        let bytes = match std::fs::read(&file) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                "{} does not exist: give a directory written by `mprotect-trace run -o DIR`",
+                file.display()
+            ),
+            Err(err) => return Err(err).with_context(|| format!("reading {}", file.display())),
+        };
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|err| {
+            anyhow::anyhow!(
+                "{} is not valid JSON ({err}): truncated? re-run mprotect-trace run",
+                file.display()
+            )
+        })?;
+        let Some(version) = value.get("schema_version").and_then(serde_json::Value::as_u64) else {
+            anyhow::bail!("{} is not an mprotect-trace report (no schema_version)", file.display());
+        };
+        if version > u64::from(SCHEMA_VERSION) {
+            anyhow::bail!(
+                "{} has report schema {version}, newer than the {SCHEMA_VERSION} this mprotect-trace reads: upgrade mprotect-trace",
+                file.display()
+            );
+        }
+        serde_json::from_value(value)
+            .map_err(|err| anyhow::anyhow!("{} is not a valid schema-{version} report: {err}", file.display()))
+    }
+
     /// Writes `report.json` into `dir`, never half-written.
     pub fn write(&self, dir: &Path) -> Result<std::path::PathBuf> {
         let mut json = serde_json::to_vec_pretty(self).context("serializing the report")?;

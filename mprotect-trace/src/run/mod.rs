@@ -312,8 +312,12 @@ fn build_report(
             }
         })
         .collect();
+    let (cpu_model, cpus, kernel_cmdline) = report::machine();
     Report {
         schema_version: report::SCHEMA_VERSION,
+        cpu_model,
+        cpus,
+        kernel_cmdline,
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         kernel_release: caps.kernel_release.clone(),
         arch: caps.arch.clone(),
