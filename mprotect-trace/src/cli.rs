@@ -96,4 +96,8 @@ pub struct CompareArgs {
     /// Print the comparison as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write comparison.txt, comparison.json and, when both runs
+    /// sampled stacks, the differential flame graph diff-flame.svg here.
+    #[arg(short = 'o', long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }

@@ -20,7 +20,72 @@ pub struct Comparison {
     pub notes: Vec<String>,
     pub workload: Option<WorkloadDelta>,
     pub targets: Vec<TargetDelta>,
+    /// From stack samples: each kernel function's self share of the
+    /// in-syscall samples times the syscall's ns/page per iteration. Self
+    /// shares add up to 1, so these deltas add up to the syscall's delta:
+    /// the attribution works where no function probe can attach.
+    pub sampled: Vec<SampledDelta>,
     pub test: &'static str,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct SampledDelta {
+    pub name: String,
+    pub a_self_share: f64,
+    pub b_self_share: f64,
+    pub a_ns_per_page: f64,
+    pub b_ns_per_page: f64,
+    pub delta_ns_per_page: f64,
+    pub share_of_workload_delta: Option<f64>,
+}
+
+/// Functions listed in the sampled decomposition.
+const SAMPLED_ROWS: usize = 10;
+
+fn sampled_deltas(a: &Report, b: &Report, targets: &[TargetDelta], workload_delta: Option<f64>) -> Vec<SampledDelta> {
+    let (Some(pa), Some(pb)) = (&a.sampling, &b.sampling) else {
+        return Vec::new();
+    };
+    let syscall = targets.iter().find(|t| t.name == "mprotect (syscall)");
+    let per_page = |side: Option<&Side>| side.and_then(|s| s.ns_per_iteration_per_page);
+    let (Some(a_total), Some(b_total)) = (
+        per_page(syscall.and_then(|t| t.a.as_ref())),
+        per_page(syscall.and_then(|t| t.b.as_ref())),
+    ) else {
+        return Vec::new();
+    };
+    let self_share = |profile: &crate::sampling::profile::Profile, name: &str| {
+        profile
+            .functions
+            .iter()
+            .find(|f| f.name == name)
+            .map_or(0.0, |f| f.self_share)
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for function in pa.functions.iter().chain(&pb.functions) {
+        if function.self_samples > 0 && !names.contains(&function.name.as_str()) {
+            names.push(&function.name);
+        }
+    }
+    let mut rows: Vec<SampledDelta> = names
+        .into_iter()
+        .map(|name| {
+            let (a_share, b_share) = (self_share(pa, name), self_share(pb, name));
+            let (a_ns, b_ns) = (a_share * a_total, b_share * b_total);
+            SampledDelta {
+                name: name.to_owned(),
+                a_self_share: a_share,
+                b_self_share: b_share,
+                a_ns_per_page: a_ns,
+                b_ns_per_page: b_ns,
+                delta_ns_per_page: b_ns - a_ns,
+                share_of_workload_delta: workload_delta.filter(|w| *w != 0.0).map(|w| (b_ns - a_ns) / w),
+            }
+        })
+        .collect();
+    rows.sort_by(|x, y| y.delta_ns_per_page.abs().total_cmp(&x.delta_ns_per_page.abs()));
+    rows.truncate(SAMPLED_ROWS);
+    rows
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -182,13 +247,15 @@ pub fn compare(a: &Report, b: &Report, a_name: &str, b_name: &str, force: bool) 
                 b: sb,
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let sampled = sampled_deltas(a, b, &targets, workload_delta);
     Ok(Comparison {
         a: a_name.to_owned(),
         b: b_name.to_owned(),
         notes,
         workload,
         targets,
+        sampled,
         test: "two-sided Mann-Whitney U, normal approximation with tie correction, alpha 0.05: on per-iteration workload times, and on latency histograms (values in one bucket count as ties)",
     })
 }
@@ -317,6 +384,26 @@ fn normal_upper_tail(z: f64) -> f64 {
     0.5 * poly * (-x * x).exp()
 }
 
+/// Writes the comparison and, when both runs sampled stacks, the
+/// differential flame graph into `dir`.
+pub fn write_outputs(a: &Report, b: &Report, text: &str, json: &str, dir: &std::path::Path) -> Result<()> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {} (choose another with -o DIR)", dir.display()))?;
+    crate::output::write_atomically(&dir.join("comparison.txt"), text.as_bytes())?;
+    crate::output::write_atomically(&dir.join("comparison.json"), json.as_bytes())?;
+    if let (Some(pa), Some(pb)) = (&a.sampling, &b.sampling) {
+        let title = format!(
+            "mprotect-trace compare: {} ({}) vs {} ({})",
+            crate::output::table::what_was_traced(a),
+            a.kernel_release,
+            crate::output::table::what_was_traced(b),
+            b.kernel_release
+        );
+        crate::output::flame::write_differential(&pa.folded(), &pb.folded(), &title, dir)?;
+    }
+    Ok(())
+}
+
 fn opt(value: Option<f64>, format: impl Fn(f64) -> String) -> String {
     value.map_or_else(|| "-".to_owned(), format)
 }
@@ -399,6 +486,26 @@ impl Comparison {
                 top.0.name,
                 top.0.delta_ns_per_page.unwrap_or(0.0)
             );
+        }
+        if !self.sampled.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nfrom stack samples (self share x syscall ns/page per iteration):\n{:<32} {:>8} {:>8} {:>10} {:>10} {:>11} {:>9}",
+                "kernel function", "self A", "self B", "ns/page A", "ns/page B", "B-A", "of delta"
+            );
+            for row in &self.sampled {
+                let _ = writeln!(
+                    out,
+                    "{:<32} {:>7.1}% {:>7.1}% {:>10.2} {:>10.2} {:>+11.2} {:>9}",
+                    row.name,
+                    row.a_self_share * 100.0,
+                    row.b_self_share * 100.0,
+                    row.a_ns_per_page,
+                    row.b_ns_per_page,
+                    row.delta_ns_per_page,
+                    opt(row.share_of_workload_delta, |v| format!("{:.0} %", v * 100.0))
+                );
+            }
         }
         let _ = writeln!(out, "\ntest: {}", self.test);
         out

@@ -52,10 +52,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &args.b.display().to_string(),
                 args.force,
             )?;
+            let (text, json) = (comparison.to_text(), serde_json::to_string_pretty(&comparison)?);
+            if let Some(dir) = &args.output {
+                compare::write_outputs(&a, &b, &text, &json, dir)?;
+            }
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&comparison)?);
+                println!("{json}");
             } else {
-                print!("{}", comparison.to_text());
+                print!("{text}");
             }
             Ok(ExitCode::SUCCESS)
         }
