@@ -392,11 +392,16 @@ pub fn write_outputs(a: &Report, b: &Report, text: &str, json: &str, dir: &std::
     crate::output::write_atomically(&dir.join("comparison.txt"), text.as_bytes())?;
     crate::output::write_atomically(&dir.join("comparison.json"), json.as_bytes())?;
     if let (Some(pa), Some(pb)) = (&a.sampling, &b.sampling) {
+        let name = |r: &Report| {
+            r.workload
+                .as_ref()
+                .map_or_else(|| r.scope.clone(), |w| w.scenario.clone())
+        };
         let title = format!(
-            "mprotect-trace compare: {} ({}) vs {} ({})",
-            crate::output::table::what_was_traced(a),
+            "compare: {} on {} vs {} on {}",
+            name(a),
             a.kernel_release,
-            crate::output::table::what_was_traced(b),
+            name(b),
             b.kernel_release
         );
         crate::output::flame::write_differential(&pa.folded(), &pb.folded(), &title, dir)?;
