@@ -4,7 +4,20 @@ use aya_build::{Package, Toolchain};
 /// Builds `mprotect-trace-ebpf` for the bpf target with the nightly
 /// toolchain and leaves the object in `OUT_DIR`, where `src/ebpf_object.rs`
 /// embeds it: the release binary is one self-contained file.
+/// The font the plots are drawn with, embedded so the binary needs none
+/// installed where it runs (Debian's fonts-dejavu-core, from `cargo xtask setup`).
+const PLOT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+fn embed_plot_font() -> anyhow::Result<()> {
+    println!("cargo:rerun-if-changed={PLOT_FONT}");
+    let out_dir = std::env::var_os("OUT_DIR").ok_or_else(|| anyhow!("OUT_DIR not set"))?;
+    std::fs::copy(PLOT_FONT, std::path::Path::new(&out_dir).join("plot-font.ttf"))
+        .with_context(|| format!("copying {PLOT_FONT} (install fonts-dejavu-core: run `cargo xtask setup`)"))?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
+    embed_plot_font()?;
     let metadata = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

@@ -26,6 +26,8 @@ pub enum Command {
     Workload(WorkloadArgs),
     /// Print the summary of a saved run (no root needed).
     Report(ReportArgs),
+    /// Redraw the plots and report.html of a saved run from its report.json.
+    Plot(ReportArgs),
     /// Compare two saved runs (e.g. two kernels) function by function.
     Compare(CompareArgs),
     /// Report what this kernel supports and which probe backend each target would use.

@@ -40,6 +40,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plot(args) => {
+            let report = output::report::Report::load(&args.dir)?;
+            let dir = if args.dir.is_dir() {
+                args.dir.clone()
+            } else {
+                args.dir.parent().unwrap_or(std::path::Path::new(".")).to_path_buf()
+            };
+            let html = output::write_plots_and_html(&report, &dir)?;
+            println!("wrote the plots and {}", html.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Compare(args) => {
             let (a, b) = (
                 output::report::Report::load(&args.a)?,

@@ -14,8 +14,16 @@ const BPF_LINKER_VERSION: &str = "0.10.3";
 
 /// Debian packages the tests use: bpftool (independent BTF reads), QEMU
 /// with busybox and cpio for the kernel VM tests, Chromium to render the
-/// flame graph as a user sees it.
-const DEBIAN_PACKAGES: &[&str] = &["bpftool", "qemu-system-x86", "busybox-static", "cpio", "chromium"];
+/// flame graph and the HTML report as a user sees them, and the font the
+/// plots are drawn with (embedded in the binary at build time).
+const DEBIAN_PACKAGES: &[&str] = &[
+    "bpftool",
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "chromium",
+    "fonts-dejavu-core",
+];
 
 pub fn run() -> Result<()> {
     ensure_nightly_rust_src()?;

@@ -1,6 +1,8 @@
 //! Everything a run writes or prints; reads only the run model.
 
 pub mod flame;
+pub mod html;
+pub mod plots;
 pub mod report;
 pub mod table;
 
@@ -8,6 +10,12 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
+
+/// Draws the plots of `report` and writes `report.html` into `dir`.
+pub fn write_plots_and_html(report: &report::Report, dir: &Path) -> Result<PathBuf> {
+    let plots = plots::render_all(report, dir)?;
+    html::write(report, &plots, dir)
+}
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a
 /// failure never leaves a half-written file behind as if complete.

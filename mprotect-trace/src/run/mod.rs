@@ -167,6 +167,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         );
         flame::write(&folded, &title, &subtitle, &output_dir)?;
     }
+    crate::output::write_plots_and_html(&report, &output_dir)?;
     let path = report.write(&output_dir)?;
     if args.workload.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
