@@ -1,6 +1,6 @@
-//! `cargo xtask flame-check`: opens a real run's `flame.svg` in headless
-//! Chromium, takes a screenshot, and checks the frames in the DOM the
-//! browser built (after the flame graph's own script ran).
+//! `cargo xtask flame-check`: opens a real run's `flame.svg` and
+//! `report.html` in headless Chromium, takes screenshots, and checks what
+//! the browser built: the flame graph's frames, every image decoded.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,8 +12,8 @@ use crate::command::{cargo, output_of, release_binary, run_checked, workspace_ro
 /// Frames the mprotect path must show.
 const PATH_FRAMES: [&str; 3] = ["do_mprotect_pkey", "change_protection", "change_pte_range"];
 
-/// Chromium flags for a headless run on a machine with no network: no
-/// background services, a fresh profile.
+/// Chromium for a headless run on a machine with no network and no D-Bus:
+/// no background services, a fresh profile, fatal log lines only.
 fn chromium(profile: &Path) -> Command {
     let mut command = Command::new("chromium");
     command
@@ -23,6 +23,7 @@ fn chromium(profile: &Path) -> Command {
             "--disable-gpu",
             "--disable-quic",
             "--no-first-run",
+            "--log-level=3",
         ])
         .args([
             "--disable-background-networking",
@@ -31,6 +32,15 @@ fn chromium(profile: &Path) -> Command {
         ])
         .arg(format!("--user-data-dir={}", profile.display()));
     command
+}
+
+fn url(path: &Path) -> Result<String> {
+    Ok(format!(
+        "file://{}",
+        path.canonicalize()
+            .with_context(|| format!("{} was not written", path.display()))?
+            .display()
+    ))
 }
 
 /// Returns the number of checks that passed.
@@ -43,14 +53,10 @@ pub fn run() -> Result<u64> {
             .args(["run", "--iterations", "300", "-o"])
             .arg(&dir),
     )?;
-    let svg = dir.join("flame.svg");
-    let url = format!(
-        "file://{}",
-        svg.canonicalize().context("flame.svg was not written")?.display()
-    );
     let profile = dir.join("chromium-profile");
 
-    let dom = output_of(chromium(&profile).arg("--dump-dom").arg(&url))?;
+    let flame = url(&dir.join("flame.svg"))?;
+    let dom = output_of(chromium(&profile).arg("--dump-dom").arg(&flame))?;
     for frame in PATH_FRAMES {
         // inferno gives every frame a <title>name (N samples, P%)</title>.
         ensure!(
@@ -62,23 +68,47 @@ pub fn run() -> Result<u64> {
         dom.contains("Search"),
         "the flame graph's search control did not render"
     );
-
     let screenshot = dir.join("flame.png");
     run_checked(
         chromium(&profile)
             .arg(format!("--screenshot={}", screenshot.display()))
             .arg("--window-size=1400,900")
-            .arg(&url),
+            .arg(&flame),
     )?;
     let size = std::fs::metadata(&screenshot)
         .context("Chromium wrote no screenshot")?
         .len();
-    ensure!(size > 10_000, "the screenshot is {size} bytes: nothing was drawn");
-    println!(
-        "flame-check passed: {} shows {}; screenshot {}",
-        svg.display(),
-        PATH_FRAMES.join(" -> "),
-        screenshot.display()
+    ensure!(
+        size > 10_000,
+        "the flame graph screenshot is {size} bytes: nothing was drawn"
     );
-    Ok(2)
+    println!("flame-check passed: flame.svg shows {}", PATH_FRAMES.join(" -> "));
+
+    // report.html: every inline image decoded, as the page's own script
+    // counted them in the browser after load.
+    let html = url(&dir.join("report.html"))?;
+    let dom = output_of(chromium(&profile).arg("--dump-dom").arg(&html))?;
+    let loaded = dom
+        .split("data-images-loaded=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .context("report.html did not finish loading in Chromium")?;
+    let (decoded, total) = loaded.split_once('/').context("malformed image count")?;
+    ensure!(
+        decoded == total && total.parse::<u32>().unwrap_or(0) >= 3,
+        "report.html decoded {loaded} images"
+    );
+    ensure!(dom.contains("<object id=\"flame\""), "report.html has no flame graph");
+    let page = dir.join("report.png");
+    run_checked(
+        chromium(&profile)
+            .arg(format!("--screenshot={}", page.display()))
+            .arg("--window-size=1200,2400")
+            .arg(&html),
+    )?;
+    println!(
+        "report-check passed: report.html decoded {loaded} images in Chromium; screenshots in {}",
+        dir.display()
+    );
+    Ok(4)
 }

@@ -26,7 +26,7 @@ enum Task {
     Run,
     /// Set up, then run every check and test: fmt, clippy, unit and kernel tests.
     Test,
-    /// Open a real run's flame.svg in headless Chromium: screenshot and frame check.
+    /// Open a real run's flame.svg and report.html in headless Chromium: screenshots and checks.
     FlameCheck,
     /// Boot Debian's 6.1 kernel in QEMU and prove the fentry and kprobe backends there.
     VmTest,

@@ -34,9 +34,9 @@ pub fn write(report: &Report, plots: &[PathBuf], dir: &Path) -> Result<PathBuf> 
         escape(&title),
         escape(&title)
     );
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "<p>{} {}, {} CPUs ({}); kernel command line: <code>{}</code>; mprotect-trace {}</p>\n",
+        "<p>{} {}, {} CPUs ({}); kernel command line: <code>{}</code>; mprotect-trace {}</p>",
         escape(&report.kernel_release),
         escape(&report.arch),
         report.cpus,
@@ -55,9 +55,9 @@ pub fn write(report: &Report, plots: &[PathBuf], dir: &Path) -> Result<PathBuf> 
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let _ = write!(
+        let _ = writeln!(
             html,
-            "<figure><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption>{}</figcaption></figure>\n",
+            "<figure><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption>{}</figcaption></figure>",
             escape(&name),
             STANDARD.encode(bytes),
             escape(&name)
@@ -68,7 +68,7 @@ pub fn write(report: &Report, plots: &[PathBuf], dir: &Path) -> Result<PathBuf> 
         let _ = write!(
             html,
             "<h2>Flame graph</h2>\n<p>Click a frame to zoom, Ctrl-F to search.</p>\n\
-             <object id=\"flame\" type=\"image/svg+xml\" data=\"data:image/svg+xml;base64,{}\" width=\"1100\"></object>\n",
+             <object id=\"flame\" type=\"image/svg+xml\" data=\"data:image/svg+xml;base64,{}\" width=\"1100\"></object>",
             STANDARD.encode(svg)
         );
     }
