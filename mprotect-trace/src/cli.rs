@@ -98,8 +98,8 @@ pub struct CompareArgs {
     /// Print the comparison as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Also write comparison.txt, comparison.json and, when both runs
-    /// sampled stacks, the differential flame graph diff-flame.svg here.
+    /// Also write comparison.txt, .json and .html, the A/B latency CDFs
+    /// and, when both runs sampled stacks, diff-flame.svg here.
     #[arg(short = 'o', long, value_name = "DIR")]
     pub output: Option<PathBuf>,
 }

@@ -384,28 +384,24 @@ fn normal_upper_tail(z: f64) -> f64 {
     0.5 * poly * (-x * x).exp()
 }
 
-/// Writes the comparison and, when both runs sampled stacks, the
-/// differential flame graph into `dir`.
+/// Writes the comparison (text, JSON, HTML, A/B latency CDFs) and, when
+/// both runs sampled stacks, the differential flame graph into `dir`.
 pub fn write_outputs(a: &Report, b: &Report, text: &str, json: &str, dir: &std::path::Path) -> Result<()> {
     use anyhow::Context as _;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {} (choose another with -o DIR)", dir.display()))?;
     crate::output::write_atomically(&dir.join("comparison.txt"), text.as_bytes())?;
     crate::output::write_atomically(&dir.join("comparison.json"), json.as_bytes())?;
     if let (Some(pa), Some(pb)) = (&a.sampling, &b.sampling) {
-        let name = |r: &Report| {
-            r.workload
-                .as_ref()
-                .map_or_else(|| r.scope.clone(), |w| w.scenario.clone())
-        };
         let title = format!(
-            "compare: {} on {} vs {} on {}",
-            name(a),
-            a.kernel_release,
-            name(b),
-            b.kernel_release
+            "compare: {} vs {}",
+            crate::output::table::short_label(a),
+            crate::output::table::short_label(b)
         );
         crate::output::flame::write_differential(&pa.folded(), &pb.folded(), &title, dir)?;
     }
+    let cdfs = crate::output::plots::render_comparison_cdfs(a, b, dir)?;
+    let title = format!("mprotect-trace compare: {} vs {}", a.kernel_release, b.kernel_release);
+    crate::output::html::write_comparison(&title, text, &cdfs, dir)?;
     Ok(())
 }
 

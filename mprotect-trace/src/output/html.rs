@@ -17,38 +17,9 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// Builds `report.html` from the report and the PNG plots in `plots`;
-/// embeds `dir/flame.svg` when the run sampled stacks.
-pub fn write(report: &Report, plots: &[PathBuf], dir: &Path) -> Result<PathBuf> {
-    let title = format!(
-        "mprotect-trace: {} on {}",
-        table::what_was_traced(report),
-        report.kernel_release
-    );
+/// Inline `<figure>`s of the PNG files among `plots`.
+fn figures(plots: &[PathBuf]) -> Result<String> {
     let mut html = String::new();
-    let _ = write!(
-        html,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n\
-         <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}pre{{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}}\
-         img,object{{max-width:100%;border:1px solid #ddd;margin:0.5em 0}}</style></head>\n<body>\n<h1>{}</h1>\n",
-        escape(&title),
-        escape(&title)
-    );
-    let _ = writeln!(
-        html,
-        "<p>{} {}, {} CPUs ({}); kernel command line: <code>{}</code>; mprotect-trace {}</p>",
-        escape(&report.kernel_release),
-        escape(&report.arch),
-        report.cpus,
-        escape(&report.cpu_model),
-        escape(&report.kernel_cmdline),
-        escape(&report.tool_version)
-    );
-    let _ = write!(html, "<h2>Summary</h2>\n<pre>{}", escape(&table::render(report)));
-    if let Some(workload) = &report.workload {
-        let _ = write!(html, "{}", escape(&workload.result_line()));
-    }
-    html.push_str("</pre>\n<h2>Plots</h2>\n");
     for plot in plots.iter().filter(|p| p.extension().is_some_and(|e| e == "png")) {
         let bytes = std::fs::read(plot).with_context(|| format!("reading {}", plot.display()))?;
         let name = plot
@@ -63,21 +34,81 @@ pub fn write(report: &Report, plots: &[PathBuf], dir: &Path) -> Result<PathBuf> 
             escape(&name)
         );
     }
-    let flame = dir.join(super::flame::FILE_NAME);
-    if let Ok(svg) = std::fs::read(&flame) {
-        let _ = write!(
-            html,
-            "<h2>Flame graph</h2>\n<p>Click a frame to zoom, Ctrl-F to search.</p>\n\
-             <object id=\"flame\" type=\"image/svg+xml\" data=\"data:image/svg+xml;base64,{}\" width=\"1100\"></object>",
+    Ok(html)
+}
+
+/// An interactive SVG (a flame graph) embedded so its script runs.
+fn embedded_svg(path: &Path, heading: &str) -> String {
+    match std::fs::read(path) {
+        Ok(svg) => format!(
+            "<h2>{heading}</h2>\n<p>Click a frame to zoom, Ctrl-F to search.</p>\n\
+             <object id=\"flame\" type=\"image/svg+xml\" data=\"data:image/svg+xml;base64,{}\" width=\"1100\"></object>\n",
             STANDARD.encode(svg)
-        );
+        ),
+        Err(_) => String::new(),
     }
-    // Lets a browser-driven check read how many images actually decoded.
-    html.push_str(
-        "<script>window.addEventListener('load', () => {\n\
-         const images = Array.from(document.images);\n\
-         const loaded = images.filter(i => i.complete && i.naturalWidth > 0).length;\n\
-         document.body.dataset.imagesLoaded = loaded + '/' + images.length;\n});</script>\n</body></html>\n",
+}
+
+/// Lets a browser-driven check read how many images actually decoded.
+const IMAGE_COUNT_SCRIPT: &str = "<script>window.addEventListener('load', () => {\n\
+     const images = Array.from(document.images);\n\
+     const loaded = images.filter(i => i.complete && i.naturalWidth > 0).length;\n\
+     document.body.dataset.imagesLoaded = loaded + '/' + images.length;\n});</script>\n";
+
+fn page_head(title: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0}</title>\n\
+         <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}pre{{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}}\
+         img,object{{max-width:100%;border:1px solid #ddd;margin:0.5em 0}}</style></head>\n<body>\n<h1>{0}</h1>\n",
+        escape(title)
+    )
+}
+
+/// `comparison.html`: the comparison text, the A/B CDFs and the
+/// differential flame graph, in one self-contained file.
+pub fn write_comparison(title: &str, text: &str, plots: &[PathBuf], dir: &Path) -> Result<PathBuf> {
+    let mut html = page_head(title);
+    let _ = write!(
+        html,
+        "<pre>{}</pre>\n<h2>Latency CDFs</h2>\n{}",
+        escape(text),
+        figures(plots)?
     );
+    html.push_str(&embedded_svg(
+        &dir.join(super::flame::DIFFERENTIAL_FILE_NAME),
+        "Differential flame graph (red: more in B)",
+    ));
+    html.push_str(IMAGE_COUNT_SCRIPT);
+    html.push_str("</body></html>\n");
+    super::write_atomically(&dir.join("comparison.html"), html.as_bytes())
+}
+
+/// Builds `report.html` from the report and the PNG plots in `plots`;
+/// embeds `dir/flame.svg` when the run sampled stacks.
+pub fn write(report: &Report, plots: &[PathBuf], dir: &Path) -> Result<PathBuf> {
+    let title = format!(
+        "mprotect-trace: {} on {}",
+        table::what_was_traced(report),
+        report.kernel_release
+    );
+    let mut html = page_head(&title);
+    let _ = writeln!(
+        html,
+        "<p>{} {}, {} CPUs ({}); kernel command line: <code>{}</code>; mprotect-trace {}</p>",
+        escape(&report.kernel_release),
+        escape(&report.arch),
+        report.cpus,
+        escape(&report.cpu_model),
+        escape(&report.kernel_cmdline),
+        escape(&report.tool_version)
+    );
+    let _ = write!(html, "<h2>Summary</h2>\n<pre>{}", escape(&table::render(report)));
+    if let Some(workload) = &report.workload {
+        let _ = write!(html, "{}", escape(&workload.result_line()));
+    }
+    let _ = write!(html, "</pre>\n<h2>Plots</h2>\n{}", figures(plots)?);
+    html.push_str(&embedded_svg(&dir.join(super::flame::FILE_NAME), "Flame graph"));
+    html.push_str(IMAGE_COUNT_SCRIPT);
+    html.push_str("</body></html>\n");
     super::write_atomically(&dir.join(FILE_NAME), html.as_bytes())
 }

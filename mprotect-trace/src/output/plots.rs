@@ -442,3 +442,29 @@ pub fn render_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     }
     Ok(files)
 }
+
+/// One CDF chart per target measured in both runs, A and B overlaid.
+pub fn render_comparison_cdfs(a: &Report, b: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
+    let (series_a, series_b) = (latency_series(a), latency_series(b));
+    let subtitle = format!(
+        "A: {}    B: {}",
+        super::table::short_label(a),
+        super::table::short_label(b)
+    );
+    let mut files = Vec::new();
+    for (name, backend_a, stats_a) in &series_a {
+        let Some((_, backend_b, stats_b)) = series_b.iter().find(|(n, _, _)| n == name) else {
+            continue;
+        };
+        let chart = LatencyCdf {
+            title: format!("{name} latency CDF, A vs B"),
+            subtitle: subtitle.clone(),
+            series: vec![
+                (format!("A: {name}"), backend_a.clone(), stats_a),
+                (format!("B: {name}"), backend_b.clone(), stats_b),
+            ],
+        };
+        files.extend(render(&chart, dir, &format!("cdf-{}", slug(name)))?);
+    }
+    Ok(files)
+}

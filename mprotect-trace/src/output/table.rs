@@ -74,6 +74,15 @@ pub fn what_was_traced(report: &Report) -> String {
     }
 }
 
+/// A few words for a run in a title: "shared-dirty-toggle on 6.18.44".
+pub fn short_label(report: &Report) -> String {
+    let what = report
+        .workload
+        .as_ref()
+        .map_or_else(|| report.scope.clone(), |w| w.scenario.clone());
+    format!("{what} on {}", report.kernel_release)
+}
+
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let what = what_was_traced(report);
