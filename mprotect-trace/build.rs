@@ -16,8 +16,23 @@ fn embed_plot_font() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The git revision the binary is built from, for reports ("unknown"
+/// outside a git checkout).
+fn record_git_revision() {
+    let revision = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=MPROTECT_TRACE_GIT_REVISION={revision}");
+    println!("cargo:rerun-if-changed=../.git/HEAD");
+}
+
 fn main() -> anyhow::Result<()> {
     embed_plot_font()?;
+    record_git_revision();
     let metadata = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

@@ -86,29 +86,60 @@ pub fn run() -> Result<u64> {
 
     // report.html: every inline image decoded, as the page's own script
     // counted them in the browser after load.
-    let html = url(&dir.join("report.html"))?;
-    let dom = output_of(chromium(&profile).arg("--dump-dom").arg(&html))?;
+    let loaded = check_page(&profile, &dir.join("report.html"), 3)?;
+    println!("report-check passed: report.html decoded {loaded} images in Chromium");
+
+    // A real comparison against a run that differs: its page too.
+    let other = dir.join("private");
+    run_checked(
+        Command::new(release_binary()?)
+            .args(["run", "--scenario", "private-dirty-toggle", "--iterations", "300", "-o"])
+            .arg(&other),
+    )?;
+    let comparison = dir.join("compare");
+    run_checked(
+        Command::new(release_binary()?)
+            .arg("compare")
+            .arg(&dir)
+            .arg(&other)
+            .arg("--force")
+            .arg("-o")
+            .arg(&comparison),
+    )?;
+    let loaded = check_page(&profile, &comparison.join("comparison.html"), 1)?;
+    println!("compare-check passed: comparison.html decoded {loaded} images in Chromium");
+    Ok(6)
+}
+
+/// Opens `page` in Chromium: every image decoded (counted by the page's own
+/// script after load), at least `min_images`, a flame graph embedded; and a
+/// screenshot beside it. Returns "decoded/total".
+fn check_page(profile: &Path, page: &Path, min_images: u32) -> Result<String> {
+    let address = url(page)?;
+    let dom = output_of(chromium(profile).arg("--dump-dom").arg(&address))?;
     let loaded = dom
         .split("data-images-loaded=\"")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
-        .context("report.html did not finish loading in Chromium")?;
+        .with_context(|| format!("{} did not finish loading in Chromium", page.display()))?
+        .to_owned();
     let (decoded, total) = loaded.split_once('/').context("malformed image count")?;
     ensure!(
-        decoded == total && total.parse::<u32>().unwrap_or(0) >= 3,
-        "report.html decoded {loaded} images"
+        decoded == total && total.parse::<u32>().unwrap_or(0) >= min_images,
+        "{} decoded {loaded} images",
+        page.display()
     );
-    ensure!(dom.contains("<object id=\"flame\""), "report.html has no flame graph");
-    let page = dir.join("report.png");
+    ensure!(
+        dom.contains("<object id=\"flame\""),
+        "{} has no flame graph",
+        page.display()
+    );
+    let screenshot = page.with_extension("png");
     run_checked(
-        chromium(&profile)
-            .arg(format!("--screenshot={}", page.display()))
+        chromium(profile)
+            .arg(format!("--screenshot={}", screenshot.display()))
             .arg("--window-size=1200,2400")
-            .arg(&html),
+            .arg(&address),
     )?;
-    println!(
-        "report-check passed: report.html decoded {loaded} images in Chromium; screenshots in {}",
-        dir.display()
-    );
-    Ok(4)
+    Ok(loaded)
 }

@@ -19,6 +19,11 @@ pub const FILE_NAME: &str = "report.json";
 pub struct Report {
     pub schema_version: u32,
     pub tool_version: String,
+    #[serde(default)]
+    pub git_revision: String,
+    /// When tracing started (UTC, RFC 3339).
+    #[serde(default)]
+    pub start_time: String,
     pub kernel_release: String,
     pub arch: String,
     #[serde(default)]

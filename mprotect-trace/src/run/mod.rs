@@ -116,6 +116,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         .set(CONFIG_INDEX, config, 0)
         .context("writing the trace configuration")?;
     let started = Instant::now();
+    let start_time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     target.release().await?;
     let stop = trace_until_stopped(&ebpf, &mut target, &attachments, duration, interval, started).await?;
     let elapsed = started.elapsed();
@@ -152,6 +153,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         workload,
     );
     report.sampling = profile;
+    report.start_time = start_time;
     warn_about_hot_probes(&report);
     if let Some(profile) = &report.sampling {
         let folded = profile.folded();
@@ -320,6 +322,8 @@ fn build_report(
         cpus,
         kernel_cmdline,
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        git_revision: env!("MPROTECT_TRACE_GIT_REVISION").to_owned(),
+        start_time: String::new(),
         kernel_release: caps.kernel_release.clone(),
         arch: caps.arch.clone(),
         scope: scope.name().to_owned(),
