@@ -20,6 +20,7 @@ pub struct DoctorReport {
 }
 
 pub fn diagnose(args: &DoctorArgs) -> Result<DoctorReport> {
+    crate::kernel::privileges::require_tracing()?;
     let mut ebpf = ebpf_object::load()?;
     let capabilities = capabilities::detect(&mut ebpf);
     let targets = plan::plan_targets(&args.probes, &capabilities, BackendChoice::Auto)?;

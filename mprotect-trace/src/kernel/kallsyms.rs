@@ -32,6 +32,21 @@ impl Kallsyms {
         self.functions.contains(name)
     }
 
+    /// Up to `count` function names most like `name` (Jaro-Winkler), best first.
+    pub fn closest(&self, name: &str, count: usize) -> Vec<String> {
+        let mut scored: Vec<(f64, &String)> = self
+            .functions
+            .iter()
+            .map(|symbol| (strsim::jaro_winkler(name, symbol), symbol))
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        scored
+            .into_iter()
+            .take(count)
+            .map(|(_, symbol)| symbol.clone())
+            .collect()
+    }
+
     /// Compiler-made copies such as `name.isra.0` or `name.constprop.0`:
     /// the function exists, but a probe on `name` itself would not fire.
     pub fn variants_of(&self, name: &str) -> Vec<String> {
@@ -67,5 +82,9 @@ ffffffffc0001000 t helper\t[kvm]
         assert!(!symbols.contains("mprotect_fixup"));
         assert_eq!(symbols.variants_of("mprotect_fixup"), ["mprotect_fixup.isra.0"]);
         assert!(symbols.variants_of("change_protection").is_empty());
+        assert_eq!(
+            symbols.closest("change_protectoin", 2),
+            ["change_protection", "change_pte_range"]
+        );
     }
 }

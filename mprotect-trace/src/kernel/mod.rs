@@ -4,3 +4,4 @@ pub mod btf;
 pub mod capabilities;
 pub mod kallsyms;
 pub mod mounts;
+pub mod privileges;

@@ -70,7 +70,16 @@ pub fn plan_targets(user_probes: &[String], caps: &Capabilities, choice: Backend
                     .with_context(|| format!("reading the BTF of {name}"))?,
                 None => None,
             };
-            Ok(plan_target(&name, role, caps, &kallsyms, signature, choice))
+            let plan = plan_target(&name, role, caps, &kallsyms, signature, choice);
+            // A built-in target may be inlined away; a name the user typed
+            // that exists nowhere is most likely a typo.
+            if role == Role::User && !plan.in_kallsyms && !plan.in_btf && plan.kallsyms_variants.is_empty() {
+                anyhow::bail!(
+                    "unknown kernel function {name} (--probe): did you mean {}?",
+                    kallsyms.closest(&name, 3).join(", ")
+                );
+            }
+            Ok(plan)
         })
         .collect()
 }

@@ -70,6 +70,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         Scope::Workload(args.workload.clone())
     };
     // Everything that can be refused is refused before anything is attached.
+    crate::kernel::privileges::require_tracing()?;
     scope.validate()?;
     let output_dir = prepare_output_dir(args.output.clone())?;
     let duration = args.duration.map(Duration::from_secs_f64);
@@ -155,7 +156,8 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     report.sampling = profile;
     report.start_time = start_time;
     warn_about_hot_probes(&report);
-    if let Some(profile) = &report.sampling {
+    // No samples (a target that never ran on a CPU): no flame graph to draw.
+    if let Some(profile) = report.sampling.as_ref().filter(|p| !p.stacks.is_empty()) {
         let folded = profile.folded();
         write_atomically(&output_dir.join(sampling::FOLDED_FILE_NAME), folded.as_bytes())?;
         let title = format!(

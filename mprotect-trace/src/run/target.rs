@@ -198,11 +198,18 @@ impl Target {
         }
     }
 
+    /// A `-p` target has exited: gone, or a zombie its parent has not reaped.
     pub fn pid_exited(&self) -> bool {
-        self.child.is_none()
-            && self
-                .tgid
-                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        let Some(pid) = self.tgid.filter(|_| self.child.is_none()) else {
+            return false;
+        };
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // "pid (comm) S ...": the state follows the last ')'.
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
+            Err(_) => true,
+        }
     }
 
     /// Lets a workload at its exit gate exit, stops a child still running

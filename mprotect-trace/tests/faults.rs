@@ -1,0 +1,201 @@
+//! Signals and faults on the real kernel (root): every probe detached,
+//! the report written and marked, the right exit status. The tests share
+//! the kernel's program list, so they run one at a time.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Names of the programs `run` attaches.
+const OUR_PROGRAMS: [&str; 3] = ["sys_enter_mprotect", "sys_exit_mprotect", "sample_stack"];
+
+/// How many of our programs the kernel holds now, by `bpftool prog show`.
+fn our_programs() -> usize {
+    let output = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .expect("bpftool");
+    let programs: Vec<Value> = serde_json::from_slice(&output.stdout).expect("bpftool JSON");
+    programs
+        .iter()
+        .filter(|p| p["name"].as_str().is_some_and(|n| OUR_PROGRAMS.contains(&n)))
+        .count()
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn out_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mprotect-trace-faults-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Starts `run ARGS -o DIR` and returns once its probes are attached.
+fn start(dir: &std::path::Path, args: &[&str]) -> Child {
+    let before = our_programs();
+    let child = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
+        .args(["run", "-o", dir.to_str().unwrap()])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the probes are attached", || {
+        our_programs() >= before + OUR_PROGRAMS.len()
+    });
+    child
+}
+
+fn signal(child: &Child, signal: i32) {
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+}
+
+fn report(dir: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).expect("report.json written")).unwrap()
+}
+
+#[test]
+fn sigkill_of_the_tracer_leaves_no_program_of_ours_in_the_kernel() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let baseline = our_programs();
+    let dir = out_dir("kill");
+    let mut tracer = start(&dir, &["-a", "--duration", "60"]);
+    signal(&tracer, libc::SIGKILL);
+    tracer.wait().unwrap();
+    wait_until("the kernel dropped our programs", || our_programs() == baseline);
+    assert!(
+        !dir.join("report.json").exists(),
+        "a killed run cannot have written a complete report"
+    );
+}
+
+#[test]
+fn sigint_and_sigterm_detach_write_a_partial_report_and_exit_130_and_143() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let baseline = our_programs();
+    for (sig, code, name) in [(libc::SIGINT, 130, "SIGINT"), (libc::SIGTERM, 143, "SIGTERM")] {
+        let dir = out_dir(name);
+        // A workload far longer than the test: the signal ends it.
+        let mut tracer = start(&dir, &["--iterations", "1000000", "--mapping-mb", "4"]);
+        std::thread::sleep(Duration::from_millis(300));
+        signal(&tracer, sig);
+        let status = tracer.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{name}");
+        let report = report(&dir);
+        assert_eq!(report["partial"], true);
+        assert_eq!(report["stop_reason"], name);
+        assert!(
+            report["syscall"]["latency"]["calls"].as_u64().unwrap() > 0,
+            "what was collected is kept"
+        );
+        // The workload child was stopped too.
+        let tgid = report["tgid"].as_u64().unwrap();
+        wait_until("the workload child is gone", || {
+            !std::path::Path::new(&format!("/proc/{tgid}")).exists()
+        });
+        assert_eq!(our_programs(), baseline, "{name}: programs left attached");
+    }
+}
+
+#[test]
+fn a_killed_workload_is_reported_and_the_exit_is_non_zero() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = out_dir("crash");
+    let tracer = start(&dir, &["--iterations", "1000000", "--mapping-mb", "4"]);
+    // The workload is the tracer's only child process.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", tracer.id())).unwrap();
+    let workload: i32 = children
+        .split_whitespace()
+        .next()
+        .expect("a workload child")
+        .parse()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(unsafe { libc::kill(workload, libc::SIGKILL) }, 0);
+    let output = tracer.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the traced process exited with signal: 9 (SIGKILL)"),
+        "{stderr}"
+    );
+    let report = report(&dir);
+    assert_eq!(report["stop_reason"], "target exited");
+    assert!(report["workload"].is_null(), "a killed workload has no result");
+}
+
+#[test]
+fn a_traced_pid_that_exits_ends_the_run() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sleeper = Command::new("sleep").arg("1").spawn().unwrap();
+    let dir = out_dir("pid");
+    let output = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
+        .args([
+            "run",
+            "-o",
+            dir.to_str().unwrap(),
+            "-p",
+            &sleeper.id().to_string(),
+            "--duration",
+            "30",
+        ])
+        .output()
+        .unwrap();
+    sleeper.wait().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = report(&dir);
+    assert_eq!(report["scope"], "pid");
+    assert_eq!(report["stop_reason"], "target exited");
+    assert!(report["duration_s"].as_f64().unwrap() < 10.0);
+}
+
+/// Runs `command` and returns its one-line error (exit status 1).
+fn one_line_error(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{command:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr).trim_end().to_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+#[test]
+fn bad_input_is_refused_in_one_line_before_anything_is_attached() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tool = || Command::new(env!("CARGO_BIN_EXE_mprotect-trace"));
+    let typo = one_line_error(tool().args(["run", "--probe", "change_protectoin"]));
+    assert!(
+        typo.starts_with("error: unknown kernel function change_protectoin (--probe): did you mean change_protection"),
+        "{typo}"
+    );
+    let unwritable = one_line_error(tool().args(["run", "-o", "/proc/mprotect-trace-out"]));
+    assert!(
+        unwritable
+            .starts_with("error: creating the output directory /proc/mprotect-trace-out (choose another with -o DIR)")
+    );
+    assert_eq!(
+        one_line_error(tool().args(["run", "--sample-hz", "0"])),
+        "error: --sample-hz must be at least 1 (got 0); use --no-sample to turn sampling off"
+    );
+    // Not root: the same binary with no capability at all.
+    for args in [&["run", "-o", "/tmp/mprotect-trace-nobody"][..], &["doctor"][..]] {
+        let mut unprivileged = Command::new("setpriv");
+        unprivileged
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+            .arg(env!("CARGO_BIN_EXE_mprotect-trace"))
+            .args(args);
+        assert_eq!(
+            one_line_error(&mut unprivileged),
+            "error: tracing needs root, or CAP_BPF and CAP_PERFMON (missing CAP_BPF and CAP_PERFMON): run it with sudo"
+        );
+    }
+}
