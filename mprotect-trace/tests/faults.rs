@@ -199,3 +199,44 @@ fn bad_input_is_refused_in_one_line_before_anything_is_attached() {
         );
     }
 }
+
+#[test]
+fn a_full_disk_leaves_no_report_as_if_complete() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = out_dir("full");
+    std::fs::create_dir_all(&dir).unwrap();
+    // 16 KiB: room for the writability probe, not for the outputs.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a small tmpfs");
+    let output = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
+        .args([
+            "run",
+            "--iterations",
+            "20",
+            "--mapping-mb",
+            "4",
+            "-o",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let _ = Command::new("umount").arg(&dir).status();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(
+        !files
+            .iter()
+            .any(|f| f == "report.json" || f.ends_with(".tmp") || f.contains(".tmp.")),
+        "{files:?}"
+    );
+}

@@ -38,12 +38,17 @@ fn render(chart: &impl Chart, dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
     });
     let png = dir.join(format!("{name}.png"));
     let temporary = dir.join(format!(".{name}.tmp.png"));
-    {
+    let drawn = (|| -> Result<()> {
         let area = BitMapBackend::new(&temporary, SIZE).into_drawing_area();
         chart.draw(&area)?;
         area.present().map_err(plot_error)?;
+        drop(area);
+        std::fs::rename(&temporary, &png).map_err(|e| anyhow!("renaming {}: {e}", temporary.display()))
+    })();
+    if drawn.is_err() {
+        let _ = std::fs::remove_file(&temporary);
     }
-    std::fs::rename(&temporary, &png).map_err(|e| anyhow!("renaming {}: {e}", temporary.display()))?;
+    drawn?;
     let mut svg = String::new();
     {
         let area = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
