@@ -72,6 +72,17 @@ pub struct RunArgs {
     /// Do not sample stacks (no flame graph).
     #[arg(long)]
     pub no_sample: bool,
+    /// Do not attach the syscall tracepoints (no syscall latency, lengths or flags).
+    #[arg(long)]
+    pub no_syscall: bool,
+    /// Attach do-nothing programs to the syscall tracepoints instead: the
+    /// floor the overhead benchmark measures against.
+    #[arg(long, hide = true)]
+    pub empty_programs: bool,
+    /// Also run the workload once untraced first, and report how much
+    /// tracing perturbed it.
+    #[arg(long)]
+    pub calibrate: bool,
     /// Directory for report.json [default: ./mprotect-trace-out/<UTC time>/].
     #[arg(short = 'o', long, value_name = "DIR")]
     pub output: Option<PathBuf>,

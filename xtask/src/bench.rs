@@ -10,8 +10,21 @@ use clap::Args;
 
 use crate::command::{cargo, output_of, release_binary, run_checked, workspace_root};
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    /// Both suites.
+    All,
+    /// The workload against the independent C loop.
+    CLoop,
+    /// Tracing overhead, untraced vs each tracing mode.
+    Overhead,
+}
+
 #[derive(Args)]
 pub struct BenchArgs {
+    /// Which benchmarks to run.
+    #[arg(default_value = "all")]
+    suite: Suite,
     /// Interleaved repeats of each program.
     #[arg(long, default_value_t = 9)]
     repeats: usize,
@@ -36,6 +49,12 @@ const METRICS: [&str; 4] = [
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     run_checked(&mut cargo(["build", "--release", "--package", "mprotect-trace"]))?;
+    if args.suite != Suite::CLoop {
+        crate::overhead::run(args.repeats, args.cpu)?;
+    }
+    if args.suite == Suite::Overhead {
+        return Ok(());
+    }
     let tool = release_binary()?;
     let c_loop = build_c_loop()?;
     let (mapping_mb, iterations, warmup, cpu) = (
@@ -108,7 +127,7 @@ fn build_c_loop() -> Result<std::path::PathBuf> {
 }
 
 /// The numeric fields of the `result key=value ...` line.
-fn result_fields(stdout: &str) -> Result<HashMap<String, f64>> {
+pub fn result_fields(stdout: &str) -> Result<HashMap<String, f64>> {
     let Some(line) = stdout.lines().find_map(|line| line.strip_prefix("result ")) else {
         bail!("no result line in {stdout:?}");
     };
@@ -119,7 +138,7 @@ fn result_fields(stdout: &str) -> Result<HashMap<String, f64>> {
         .collect())
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
     if values.len() % 2 == 1 {

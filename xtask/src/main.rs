@@ -3,6 +3,7 @@
 mod bench;
 mod browser;
 mod command;
+mod overhead;
 mod setup;
 mod vm;
 
@@ -30,7 +31,7 @@ enum Task {
     FlameCheck,
     /// Boot Debian's 6.1 kernel in QEMU and prove the fentry and kprobe backends there.
     VmTest,
-    /// Benchmarks (timings, not tests): the workload against an independent C loop.
+    /// Benchmarks (timings, not tests): the workload against an independent C loop, tracing overhead.
     Bench(bench::BenchArgs),
 }
 

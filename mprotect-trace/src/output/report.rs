@@ -51,6 +51,17 @@ pub struct Report {
     pub workload: Option<WorkloadResult>,
     /// Stack sampling: counters, shares, and every sampled stack.
     pub sampling: Option<Profile>,
+    /// `--calibrate`: the same workload untraced, just before.
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Calibration {
+    pub untraced_iteration_ns_per_page: f64,
+    pub traced_iteration_ns_per_page: f64,
+    /// traced / untraced.
+    pub ratio: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

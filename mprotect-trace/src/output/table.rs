@@ -139,6 +139,15 @@ pub fn render(report: &Report) -> String {
     if let Some(profile) = &report.sampling {
         render_profile(&mut out, profile);
     }
+    if let Some(c) = &report.calibration {
+        let _ = writeln!(
+            out,
+            "\ncalibration: untraced {:.2} ns/page, traced {:.2} ns/page: tracing changed it by {:+.1} %",
+            c.untraced_iteration_ns_per_page,
+            c.traced_iteration_ns_per_page,
+            (c.ratio - 1.0) * 100.0
+        );
+    }
     let lost = &report.lost;
     let _ = writeln!(
         out,

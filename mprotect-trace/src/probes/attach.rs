@@ -35,8 +35,16 @@ pub struct Attachment {
     pub pages_source: Option<String>,
 }
 
-pub fn attach_syscall_tracepoints(ebpf: &mut Ebpf) -> Result<()> {
-    for name in ["sys_enter_mprotect", "sys_exit_mprotect"] {
+/// Attaches the syscall tracepoint programs, or with `empty` programs that
+/// do nothing (the floor of the overhead benchmark).
+pub fn attach_syscall_tracepoints(ebpf: &mut Ebpf, empty: bool) -> Result<()> {
+    for tracepoint in ["sys_enter_mprotect", "sys_exit_mprotect"] {
+        let name = if empty {
+            format!("{tracepoint}_empty")
+        } else {
+            tracepoint.to_owned()
+        };
+        let name = name.as_str();
         let program: &mut TracePoint = crate::ebpf_object::program_mut(ebpf, name)?;
         // The capability check may have loaded it already.
         if program.fd().is_err() {
@@ -45,8 +53,8 @@ pub fn attach_syscall_tracepoints(ebpf: &mut Ebpf) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("loading {name}: {}", error_chain(&e)))?;
         }
         program
-            .attach("syscalls", name)
-            .map_err(|e| anyhow::anyhow!("attaching to syscalls:{name}: {}", error_chain(&e)))?;
+            .attach("syscalls", tracepoint)
+            .map_err(|e| anyhow::anyhow!("attaching to syscalls:{tracepoint}: {}", error_chain(&e)))?;
     }
     Ok(())
 }

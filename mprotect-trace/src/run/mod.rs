@@ -84,6 +84,11 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         }
     }
 
+    let untraced = match (&scope, args.calibrate) {
+        (Scope::Workload(workload), true) => Some(target::run_untraced(workload)?),
+        (_, true) => bail!("--calibrate needs the built-in workload (not -p, -a or -- CMD)"),
+        _ => None,
+    };
     mounts::ensure(Mount::Tracefs)?;
     let mut ebpf = ebpf_object::load()?;
     let caps = capabilities::detect(&mut ebpf);
@@ -97,7 +102,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     // mprotect); it is set once the target is parked at its gate, so its
     // start-up (the dynamic loader's mprotect calls) is not counted and
     // every counted call has both its entry and its exit.
-    attach::attach_syscall_tracepoints(&mut ebpf)?;
+    if !args.no_syscall {
+        attach::attach_syscall_tracepoints(&mut ebpf, args.empty_programs)?;
+    }
     let attachments = attach::attach_functions(&mut ebpf, &plans, args.backend != BackendChoice::Fentry)?;
     let sampling_cpus = if args.no_sample {
         None
@@ -154,6 +161,13 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         workload,
     );
     report.sampling = profile;
+    report.calibration = untraced
+        .zip(report.workload.as_ref())
+        .map(|(untraced, traced)| report::Calibration {
+            untraced_iteration_ns_per_page: untraced.iteration_ns_per_page,
+            traced_iteration_ns_per_page: traced.iteration_ns_per_page,
+            ratio: traced.iteration_ns_per_page / untraced.iteration_ns_per_page,
+        });
     report.start_time = start_time;
     warn_about_hot_probes(&report);
     // No samples (a target that never ran on a CPU): no flame graph to draw.
@@ -337,7 +351,12 @@ fn build_report(
         percentile_relative_error: report::percentile_error(),
         capabilities: caps.clone(),
         syscall: SyscallReport {
-            backend: "tracepoint".to_owned(),
+            backend: match (args.no_syscall, args.empty_programs) {
+                (true, _) => "none",
+                (false, true) => "empty",
+                (false, false) => "tracepoint",
+            }
+            .to_owned(),
             latency: LatencySummary::of(&snapshot.syscall.latency_ns),
             latency_ns: snapshot.syscall.latency_ns.clone(),
             pages_per_call: snapshot.syscall.pages.clone(),
@@ -352,6 +371,7 @@ fn build_report(
         lost: snapshot.counters.clone(),
         workload,
         sampling: None,
+        calibration: None,
     }
 }
 

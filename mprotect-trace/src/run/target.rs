@@ -258,6 +258,22 @@ impl Target {
     }
 }
 
+/// Runs the workload once with nothing attached (for `--calibrate`).
+pub fn run_untraced(args: &WorkloadArgs) -> Result<WorkloadResult> {
+    let exe = std::env::current_exe().context("finding this program's own path")?;
+    let output = std::process::Command::new(exe)
+        .arg("workload")
+        .args(args.to_args())
+        .arg("--json")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the untraced calibration workload")?;
+    if !output.status.success() {
+        bail!("the untraced calibration workload failed ({})", output.status);
+    }
+    serde_json::from_slice(&output.stdout).context("parsing the calibration workload's result")
+}
+
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two fresh descriptors, which we then own.

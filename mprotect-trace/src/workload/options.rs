@@ -103,10 +103,24 @@ impl WorkloadArgs {
                 bail!("{flag} must be at least 1 (got 0)");
             }
         }
-        let mapping_bytes = usize::try_from(mapping_mb)
-            .ok()
-            .and_then(|mb| mb.checked_mul(1 << 20))
-            .with_context(|| format!("--mapping-mb {mapping_mb} does not fit in this machine's address space"))?;
+        if let (Some(bytes), Some(_)) = (scenario.fixed_bytes(), self.mapping_mb) {
+            bail!(
+                "--mapping-mb does not apply to {}: it maps exactly {bytes} bytes",
+                scenario.name()
+            );
+        }
+        let mapping_bytes = match scenario.fixed_bytes() {
+            Some(bytes) => bytes,
+            None => usize::try_from(mapping_mb)
+                .ok()
+                .and_then(|mb| mb.checked_mul(1 << 20))
+                .with_context(|| format!("--mapping-mb {mapping_mb} does not fit in this machine's address space"))?,
+        };
+        let mapping_mb = if scenario.fixed_bytes().is_some() {
+            0
+        } else {
+            mapping_mb
+        };
         let available_mb = mem_available_mb()?;
         let needed_mb = mapping_mb.saturating_mul(self.threads);
         if needed_mb > available_mb {

@@ -23,6 +23,8 @@ pub enum Scenario {
     SingleProtect,
     /// A 4 MiB private region toggled read / read-write with a write per page (libMicro mprot_tw4m).
     RegionToggle,
+    /// One private 4 KiB page toggled and written: syscall-bound, for measuring tracing overhead.
+    PageToggle,
 }
 
 /// How the memory behind a scenario is obtained.
@@ -54,15 +56,18 @@ impl Scenario {
             Self::ThpToggle => "thp-toggle",
             Self::SingleProtect => "single-protect",
             Self::RegionToggle => "region-toggle",
+            Self::PageToggle => "page-toggle",
         }
     }
 
     pub fn backing(self) -> Backing {
         match self {
             Self::SharedDirtyToggle | Self::SharedCleanToggle => Backing::SharedAnon,
-            Self::PrivateDirtyToggle | Self::ThpToggle | Self::SingleProtect | Self::RegionToggle => {
-                Backing::PrivateAnon
-            }
+            Self::PrivateDirtyToggle
+            | Self::ThpToggle
+            | Self::SingleProtect
+            | Self::RegionToggle
+            | Self::PageToggle => Backing::PrivateAnon,
             Self::FileToggle => Backing::Memfd,
         }
     }
@@ -106,6 +111,11 @@ impl Scenario {
             Self::RegionToggle => 4,
             _ => 64,
         }
+    }
+
+    /// A fixed mapping size in bytes, for scenarios that ignore --mapping-mb.
+    pub fn fixed_bytes(self) -> Option<usize> {
+        (self == Self::PageToggle).then_some(super::mapping::PAGE_SIZE)
     }
 
     /// Whether the post-toggle touch writes (a clean scenario reads, so it stays clean).
