@@ -67,6 +67,31 @@ fn decades(low: f64, high: f64) -> std::ops::Range<f64> {
     low..high
 }
 
+/// Clears `area`, writes `title` across its top, and returns the rest.
+fn framed<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str) -> Result<DrawingArea<DB, Shift>>
+where
+    DB::ErrorType: 'static,
+{
+    area.fill(&WHITE).map_err(plot_error)?;
+    let (top, rest) = area.split_vertically(40);
+    top.titled(title, (FONT, 22)).map_err(plot_error)?;
+    Ok(rest)
+}
+
+/// The chart layout every plot shares, with `caption` under the title.
+fn chart_builder<'a, 'b, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(caption, (FONT, 15))
+        .margin(10)
+        .x_label_area_size(45)
+        .y_label_area_size(70);
+    builder
+}
+
 /// Subtitle every plot carries, so it stands alone in a mail.
 fn context(report: &Report) -> String {
     format!(
@@ -123,18 +148,12 @@ impl Chart for LatencyHistogram<'_> {
     where
         DB::ErrorType: 'static,
     {
-        area.fill(&WHITE).map_err(plot_error)?;
         let buckets = &self.stats.histogram.buckets;
         let low = buckets.first().map_or(1, |b| b.0).max(1) as f64;
         let high = buckets.last().map_or(2, |b| b.1).max(2) as f64;
         let peak = buckets.iter().map(|b| b.2).max().unwrap_or(1);
-        let (title, subtitle) = area.split_vertically(40);
-        title.titled(&self.title, (FONT, 22)).map_err(plot_error)?;
-        let mut chart = ChartBuilder::on(&subtitle)
-            .caption(&self.subtitle, (FONT, 15))
-            .margin(10)
-            .x_label_area_size(45)
-            .y_label_area_size(70)
+        let rest = framed(area, &self.title)?;
+        let mut chart = chart_builder(&rest, &self.subtitle)
             .build_cartesian_2d(decades(low, high).log_scale(), 0u64..peak + peak / 10 + 1)
             .map_err(plot_error)?;
         chart
@@ -166,17 +185,11 @@ impl Chart for LatencyCdf<'_> {
     where
         DB::ErrorType: 'static,
     {
-        area.fill(&WHITE).map_err(plot_error)?;
         let all = self.series.iter().flat_map(|(_, _, s)| s.histogram.buckets.iter());
         let (low, high) = all.fold((u64::MAX, 1), |(lo, hi), b| (lo.min(b.0.max(1)), hi.max(b.1)));
         let low = if low == u64::MAX { 1 } else { low };
-        let (title, rest) = area.split_vertically(40);
-        title.titled(&self.title, (FONT, 22)).map_err(plot_error)?;
-        let mut chart = ChartBuilder::on(&rest)
-            .caption(&self.subtitle, (FONT, 15))
-            .margin(10)
-            .x_label_area_size(45)
-            .y_label_area_size(60)
+        let rest = framed(area, &self.title)?;
+        let mut chart = chart_builder(&rest, &self.subtitle)
             .build_cartesian_2d(decades(low as f64, high as f64).log_scale(), 0f64..1.0)
             .map_err(plot_error)?;
         chart
@@ -234,15 +247,13 @@ impl Chart for Bars {
     where
         DB::ErrorType: 'static,
     {
-        area.fill(&WHITE).map_err(plot_error)?;
         let peak = self.bars.iter().map(|b| b.2).max().unwrap_or(1);
         let low = self.bars.first().map_or(0, |b| b.0);
         let high = self.bars.last().map_or(1, |b| b.1).max(low + 1);
-        let (title, rest) = area.split_vertically(40);
-        title.titled(&self.title, (FONT, 22)).map_err(plot_error)?;
+        let rest = framed(area, &self.title)?;
         let y = 0u64..peak + peak / 10 + 1;
         if self.log_x {
-            let mut chart = bars_builder(&rest, &self.subtitle)
+            let mut chart = chart_builder(&rest, &self.subtitle)
                 .build_cartesian_2d(decades(low as f64, high as f64).log_scale(), y)
                 .map_err(plot_error)?;
             chart
@@ -258,7 +269,7 @@ impl Chart for Bars {
                 }))
                 .map_err(plot_error)?;
         } else {
-            let mut chart = bars_builder(&rest, &self.subtitle)
+            let mut chart = chart_builder(&rest, &self.subtitle)
                 .build_cartesian_2d(low as f64..high as f64, y)
                 .map_err(plot_error)?;
             chart
@@ -280,19 +291,6 @@ impl Chart for Bars {
     }
 }
 
-fn bars_builder<'a, 'b, DB: DrawingBackend>(
-    area: &'a DrawingArea<DB, Shift>,
-    caption: &str,
-) -> ChartBuilder<'a, 'b, DB> {
-    let mut builder = ChartBuilder::on(area);
-    builder
-        .caption(caption, (FONT, 15))
-        .margin(10)
-        .x_label_area_size(45)
-        .y_label_area_size(70);
-    builder
-}
-
 /// Per measured iteration: protect, restore and post-touch ns per page, stacked.
 struct Timeline {
     title: String,
@@ -305,17 +303,11 @@ impl Chart for Timeline {
     where
         DB::ErrorType: 'static,
     {
-        area.fill(&WHITE).map_err(plot_error)?;
         let n = self.layers[0].1.len();
         let totals: Vec<f64> = (0..n).map(|i| self.layers.iter().map(|(_, v)| v[i]).sum()).collect();
         let peak = totals.iter().copied().fold(1.0, f64::max);
-        let (title, rest) = area.split_vertically(40);
-        title.titled(&self.title, (FONT, 22)).map_err(plot_error)?;
-        let mut chart = ChartBuilder::on(&rest)
-            .caption(&self.subtitle, (FONT, 15))
-            .margin(10)
-            .x_label_area_size(45)
-            .y_label_area_size(60)
+        let rest = framed(area, &self.title)?;
+        let mut chart = chart_builder(&rest, &self.subtitle)
             .build_cartesian_2d(0usize..n.max(1), 0f64..peak * 1.1)
             .map_err(plot_error)?;
         chart
