@@ -54,6 +54,20 @@ fn report(kernel: &str, protect: u64, restore: u64, syscall: Value, pte_range: V
     })
 }
 
+/// Stack-sampling summary with the given self shares of the in-syscall samples.
+fn sampling(shares: &[(&str, f64)]) -> Value {
+    let functions: Vec<Value> = shares
+        .iter()
+        .map(|(name, share)| {
+            let samples = (share * 1000.0).round() as u64;
+            json!({"name": name, "self_samples": samples, "total_samples": samples, "self_share": share, "total_share": share})
+        })
+        .collect();
+    json!({"hz": 999, "cpus": 2, "counters": {"samples": 1000, "samples_other_tasks": 0, "kernel_stack_collisions": 0,
+        "kernel_stack_failed": 0, "user_stack_lost": 0, "sample_map_full": 0}, "in_syscall_samples": 1000,
+        "functions": functions, "inlined_targets": [], "stacks": []})
+}
+
 fn write(name: &str, report: &Value) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mprotect-trace-compare-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -81,26 +95,24 @@ fn close(actual: &Value, expected: f64) {
 fn every_number_of_a_comparison_is_exact() {
     // Syscall: 8 calls of 100000 ns (bucket [98304, 102400)) vs 115000 ns ([114688, 118784)).
     // change_pte_range: 8 calls of 50000 ns ([49152, 51200)) vs 62500 ns ([61440, 63488)).
-    let a = write(
-        "a",
-        &report(
-            "6.16",
-            100_000,
-            100_000,
-            latency(8, 100_000, 98304, 102400),
-            latency(8, 50_000, 49152, 51200),
-        ),
+    let mut a = report(
+        "6.16",
+        100_000,
+        100_000,
+        latency(8, 100_000, 98304, 102400),
+        latency(8, 50_000, 49152, 51200),
     );
-    let b = write(
-        "b",
-        &report(
-            "6.17",
-            130_000,
-            100_000,
-            latency(8, 115_000, 114688, 118784),
-            latency(8, 62_500, 61440, 63488),
-        ),
+    let mut b = report(
+        "6.17",
+        130_000,
+        100_000,
+        latency(8, 115_000, 114688, 118784),
+        latency(8, 62_500, 61440, 63488),
     );
+    // Stack samples: self shares of the in-syscall samples.
+    a["sampling"] = sampling(&[("change_pte_range", 0.5), ("prot_commit_flush_ptes", 0.5)]);
+    b["sampling"] = sampling(&[("change_pte_range", 0.6), ("prot_commit_flush_ptes", 0.4)]);
+    let (a, b) = (write("a", &a), write("b", &b));
     let output = compare(&[a.to_str().unwrap(), b.to_str().unwrap(), "--json"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let c: Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -149,6 +161,19 @@ fn every_number_of_a_comparison_is_exact() {
     close(&pte["mean_ratio"], 1.25);
     close(&pte["p50_ratio"], 62_464.0 / 50_176.0);
     assert_eq!(pte["test"]["significant"], true);
+
+    // Sampled: self share x syscall ns/page (200 in A, 230 in B), largest change first.
+    let sampled = c["sampled"].as_array().unwrap();
+    assert_eq!(sampled.len(), 2);
+    assert_eq!(sampled[0]["name"], "change_pte_range");
+    close(&sampled[0]["a_ns_per_page"], 100.0);
+    close(&sampled[0]["b_ns_per_page"], 138.0);
+    close(&sampled[0]["delta_ns_per_page"], 38.0);
+    close(&sampled[0]["share_of_workload_delta"], 38.0 / 30.0);
+    assert_eq!(sampled[1]["name"], "prot_commit_flush_ptes");
+    close(&sampled[1]["b_ns_per_page"], 92.0);
+    close(&sampled[1]["delta_ns_per_page"], -8.0);
+    close(&sampled[1]["share_of_workload_delta"], -8.0 / 30.0);
 
     let text = compare(&[a.to_str().unwrap(), b.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&text.stdout);
