@@ -18,6 +18,9 @@ const WARMUP: u64 = 2;
 const MAPPING_MB: u64 = 4;
 const PAGES: u64 = MAPPING_MB * 256;
 const BACKENDS: [&str; 2] = ["fentry", "kprobe"];
+/// A 6.1 function with a parameter named `nr` that the workload's munmap
+/// reaches: proves the nr_ptes argument is found by name and read.
+const NR_PROBE: &str = "free_pages_and_swap_cache";
 
 /// Returns how many checks passed (one per backend).
 pub fn run() -> Result<u64> {
@@ -106,7 +109,7 @@ fn init_script() -> String {
         let _ = write!(
             script,
             "/mprotect-trace run --backend {backend} --iterations {ITERATIONS} --warmup {WARMUP} \
-             --mapping-mb {MAPPING_MB} --json -o /tmp/{backend} > /tmp/{backend}.json 2> /tmp/{backend}.err\n\
+             --mapping-mb {MAPPING_MB} --probe {NR_PROBE} --json -o /tmp/{backend} > /tmp/{backend}.json 2> /tmp/{backend}.err\n\
              echo \"{backend} exit status $?\"\n\
              cat /tmp/{backend}.err\n\
              echo ===BEGIN {backend}===\n\
@@ -238,6 +241,35 @@ fn check_report(backend: &str, report: &Value) -> Result<()> {
         "change_pte_range should be reported inlined on 6.1: {reason}"
     );
     ensure!(report["lost"]["exit_without_entry"] == 0, "lost: {}", report["lost"]);
+    // nr_ptes: the `nr` parameter, found by name in BTF, read on every call.
+    let nr = target(report, NR_PROBE)?;
+    ensure!(
+        nr["backend"] == backend,
+        "{NR_PROBE} used {} ({})",
+        nr["backend"],
+        nr["reason"]
+    );
+    ensure!(
+        nr["nr_ptes_source"] == format!("{NR_PROBE}(nr), argument 1").as_str(),
+        "{NR_PROBE} nr_ptes source: {}",
+        nr["nr_ptes_source"]
+    );
+    let calls = nr["latency"]["calls"].as_u64().unwrap_or(0);
+    let steps: u64 = nr["nr_ptes"]["counts"]
+        .as_array()
+        .map_or(0, |c| c.iter().filter_map(|c| c[1].as_u64()).sum());
+    let zero = nr["nr_ptes"]["counts"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c[0] == 0))
+        .map_or(0, |c| c[1].as_u64().unwrap_or(0));
+    ensure!(
+        calls > 0 && steps == calls,
+        "{NR_PROBE}: {calls} calls but {steps} nr values"
+    );
+    ensure!(
+        zero < steps,
+        "{NR_PROBE}: every nr read as 0, the argument was not read"
+    );
     // Stack sampling sees the same path on this kernel.
     let sampled = report["sampling"]["stacks"].as_array().map_or(0, |stacks| {
         stacks
@@ -263,6 +295,13 @@ fn describe(backend: &str, report: &Value) -> String {
         if let Ok(target) = target(report, name) {
             let _ = write!(line, " {name} {} calls,", target["latency"]["calls"]);
         }
+    }
+    if let Ok(target) = target(report, NR_PROBE) {
+        let _ = write!(
+            line,
+            " {NR_PROBE} {} calls with nr {},",
+            target["latency"]["calls"], target["nr_ptes"]["counts"]
+        );
     }
     let _ = write!(
         line,
