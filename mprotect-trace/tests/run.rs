@@ -212,3 +212,36 @@ fn a_traced_command_is_counted_from_its_first_call() {
     assert!(five >= 10, "{five}");
     assert_eq!(seven - five, 4);
 }
+
+#[test]
+fn interval_lines_count_calls_since_the_last_interval() {
+    let dir = out_dir("interval");
+    let output = run(&[
+        "-o",
+        dir.to_str().unwrap(),
+        "--interval",
+        "0.1",
+        "--no-sample",
+        "--iterations",
+        "3000",
+        "--warmup",
+        "0",
+        "--mapping-mb",
+        "4",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let intervals = stdout.lines().filter(|l| l.starts_with("--- ")).count();
+    assert!(intervals >= 2, "no interval lines in:\n{stdout}");
+    let per_interval: Vec<u64> = stdout
+        .lines()
+        .filter(|l| l.starts_with("mprotect (syscall) ") && l.contains(" calls  mean "))
+        .map(|l| l.split_whitespace().nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(per_interval.len(), intervals);
+    // Deltas, not running totals: together at most the run's 6000 calls.
+    let sum: u64 = per_interval.iter().sum();
+    assert!(sum > 0 && sum <= 6000, "{per_interval:?}");
+    let report: Value = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["syscall"]["latency"]["calls"], 6000);
+}
