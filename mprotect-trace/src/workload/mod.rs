@@ -159,7 +159,7 @@ fn run_thread(plan: &Plan, barriers: &Barriers, main: Option<(&ProgressBar, Star
 }
 
 fn prefault(plan: &Plan, mapping: &Mapping) {
-    if plan.scenario.prefault_writes() {
+    if plan.scenario.writes_pages() {
         mapping.write_each_page(1);
     } else {
         std::hint::black_box(mapping.read_each_page());
@@ -171,7 +171,7 @@ fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&Prog
     let mapping = Mapping::create(plan.scenario, plan.mapping_bytes)?;
     prefault(plan, &mapping);
     let before = smaps::read_own(mapping.start())?;
-    let writes = plan.scenario.touch_writes();
+    let writes = plan.scenario.writes_pages();
     for iteration in 0..plan.warmup + plan.iterations {
         let start = Instant::now();
         mapping.protect(libc::PROT_READ)?;

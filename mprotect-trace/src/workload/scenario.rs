@@ -80,8 +80,9 @@ impl Scenario {
         }
     }
 
-    /// Whether prefault (and the post-toggle touch) writes each page.
-    pub fn prefault_writes(self) -> bool {
+    /// Whether prefault and the post-toggle touch write each page (a clean
+    /// scenario reads instead, so its pages stay clean).
+    pub fn writes_pages(self) -> bool {
         self.expected_state() != ExpectedState::CleanBase
     }
 
@@ -116,11 +117,6 @@ impl Scenario {
     /// A fixed mapping size in bytes, for scenarios that ignore --mapping-mb.
     pub fn fixed_bytes(self) -> Option<usize> {
         (self == Self::PageToggle).then_some(super::mapping::PAGE_SIZE)
-    }
-
-    /// Whether the post-toggle touch writes (a clean scenario reads, so it stays clean).
-    pub fn touch_writes(self) -> bool {
-        self.prefault_writes()
     }
 }
 
