@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::cli::DoctorArgs;
 use crate::ebpf_object;
 use crate::kernel::capabilities::{self, Capabilities};
+use crate::kernel::kallsyms::Kallsyms;
 use crate::probes::plan::{self, BackendChoice, TargetPlan};
 
 #[derive(Debug, Serialize)]
@@ -23,7 +24,8 @@ pub fn diagnose(args: &DoctorArgs) -> Result<DoctorReport> {
     crate::kernel::privileges::require_tracing()?;
     let mut ebpf = ebpf_object::load()?;
     let capabilities = capabilities::detect(&mut ebpf);
-    let targets = plan::plan_targets(&args.probes, &capabilities, BackendChoice::Auto)?;
+    let kallsyms = Kallsyms::load()?;
+    let targets = plan::plan_targets(&args.probes, &capabilities, &kallsyms, BackendChoice::Auto)?;
     let usable = capabilities.syscall_tracepoints.available || capabilities.perf_sampling.available;
     Ok(DoctorReport {
         capabilities,

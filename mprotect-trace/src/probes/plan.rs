@@ -54,8 +54,12 @@ pub struct TargetPlan {
 }
 
 /// Plans the built-in targets and the user's `--probe` names on this kernel.
-pub fn plan_targets(user_probes: &[String], caps: &Capabilities, choice: BackendChoice) -> Result<Vec<TargetPlan>> {
-    let kallsyms = Kallsyms::load()?;
+pub fn plan_targets(
+    user_probes: &[String],
+    caps: &Capabilities,
+    kallsyms: &Kallsyms,
+    choice: BackendChoice,
+) -> Result<Vec<TargetPlan>> {
     let btf = if caps.btf.available {
         Some(KernelBtf::load()?)
     } else {
@@ -70,7 +74,7 @@ pub fn plan_targets(user_probes: &[String], caps: &Capabilities, choice: Backend
                     .with_context(|| format!("reading the BTF of {name}"))?,
                 None => None,
             };
-            let plan = plan_target(&name, role, caps, &kallsyms, signature, choice);
+            let plan = plan_target(&name, role, caps, kallsyms, signature, choice);
             // A built-in target may be inlined away; a name the user typed
             // that exists nowhere is most likely a typo.
             if role == Role::User && !plan.in_kallsyms && !plan.in_btf && plan.kallsyms_variants.is_empty() {

@@ -96,7 +96,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         bail!("cannot trace mprotect here: {}", caps.syscall_tracepoints.detail);
     }
     plan::check_choice(args.backend, &caps)?;
-    let plans = plan::plan_targets(&args.probes, &caps, args.backend)?;
+    // Read once: planning needs the names, the profile the inlining parents.
+    let kallsyms = Kallsyms::load()?;
+    let plans = plan::plan_targets(&args.probes, &caps, &kallsyms, args.backend)?;
 
     // Attached while the filter matches nothing (tgid 0 never calls
     // mprotect); it is set once the target is parked at its gate, so its
@@ -136,13 +138,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let profile = match (raw_samples, sampling_cpus) {
         (Some(raw), Some(cpus)) => {
             let stacks = raw.symbolize()?;
-            Some(Profile::new(
-                args.sample_hz,
-                cpus,
-                raw.counters,
-                stacks,
-                &Kallsyms::load()?,
-            ))
+            Some(Profile::new(args.sample_hz, cpus, raw.counters, stacks, &kallsyms))
         }
         _ => None,
     };
