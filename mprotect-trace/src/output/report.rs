@@ -5,7 +5,6 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::collect::histogram::PERCENTILE_RELATIVE_ERROR;
 use crate::collect::{Counters, ExactDistribution, ValueStats};
 use crate::kernel::capabilities::Capabilities;
 use crate::probes::attach::Attachment;
@@ -136,10 +135,6 @@ pub fn machine() -> (String, usize, String) {
         .trim()
         .to_owned();
     (cpu_model, cpus, cmdline)
-}
-
-pub fn percentile_error() -> f64 {
-    PERCENTILE_RELATIVE_ERROR
 }
 
 /// Names a `prot & 7` bucket the way C spells it; bucket 8 is "other bits".

@@ -22,15 +22,19 @@ use crate::kernel::mounts::{self, Mount};
 use crate::output::report::{self, LatencySummary, Report, SyscallReport, TargetReport};
 use crate::output::{flame, table, write_atomically};
 use crate::probes::attach::{self, Attachment};
-use crate::probes::plan::{self, BackendChoice};
+use crate::probes::plan::{self, Backend, BackendChoice};
 use crate::sampling::{self, profile::Profile};
 use target::{Ending, Scope};
 
 /// A probe that fires this often multiplies the cost of what it measures.
 const HOT_PROBE_CALLS_PER_SECOND: f64 = 1e6;
 /// Typical cost of one entry+exit probe pair, for the overhead estimate.
-const PROBE_PAIR_COST_NS: [(BackendLabel, f64); 2] = [("fentry", 100.0), ("kprobe", 300.0)];
-type BackendLabel = &'static str;
+fn probe_pair_cost_ns(backend: Backend) -> f64 {
+    match backend {
+        Backend::Kprobe => 300.0,
+        Backend::Fentry | Backend::None => 100.0,
+    }
+}
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -344,7 +348,7 @@ fn build_report(
         stop_reason: stop.label().to_owned(),
         partial: matches!(stop, Stop::Interrupt | Stop::Terminate),
         duration_s: elapsed.as_secs_f64(),
-        percentile_relative_error: report::percentile_error(),
+        percentile_relative_error: crate::collect::histogram::PERCENTILE_RELATIVE_ERROR,
         capabilities: caps.clone(),
         syscall: SyscallReport {
             backend: match (args.no_syscall, args.empty_programs) {
@@ -382,10 +386,7 @@ fn warn_about_hot_probes(report: &Report) {
             continue;
         }
         let backend = target.attachment.backend.label();
-        let cost = PROBE_PAIR_COST_NS
-            .iter()
-            .find(|(label, _)| *label == backend)
-            .map_or(100.0, |(_, c)| *c);
+        let cost = probe_pair_cost_ns(target.attachment.backend);
         let overhead_s = latency.calls as f64 * cost * 1e-9;
         eprintln!(
             "warning: {} fired {:.1} million times per second; at ~{cost:.0} ns per {backend} entry+exit pair the probes added an estimated {:.2} s ({:.0} % of the {:.2} s run)",
