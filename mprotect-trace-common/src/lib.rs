@@ -26,9 +26,23 @@ pub const NR_PTES_BUCKETS: u32 = NR_PTES_EXACT_MAX as u32 + 2;
 /// bucket for calls with any other bit set.
 pub const PROT_BUCKETS: u32 = 9;
 
-/// Entry timestamps kept at once (task x target); an LRU map, so a task
-/// killed mid-call cannot leak an entry forever.
-pub const MAX_IN_FLIGHT: u32 = 16384;
+/// Slots of the entry-timestamp table (a power of two): a task's entry
+/// into a target lands in slot `entry_index(tid, target)`.
+pub const ENTRY_TIME_SLOTS: u32 = 1 << 16;
+
+/// Where a task's entry timestamp for `slot` is kept. Consecutive thread
+/// ids land apart, so in-flight calls share a slot only when their ids
+/// differ by a multiple of `ENTRY_TIME_SLOTS / VALUE_SLOTS` or so.
+#[inline(always)]
+pub fn entry_index(tid: u32, slot: u32) -> u32 {
+    (tid.wrapping_mul(VALUE_SLOTS).wrapping_add(slot)) & (ENTRY_TIME_SLOTS - 1)
+}
+
+/// Who an entry timestamp belongs to: never 0, which marks a free slot.
+#[inline(always)]
+pub fn entry_owner(tid: u32, slot: u32) -> u64 {
+    ((tid as u64) << 32) | (slot as u64 + 1)
+}
 
 /// Distinct stacks the sampler keeps (kernel and user stacks share the map).
 pub const STACK_MAP_ENTRIES: u32 = 16384;
@@ -87,14 +101,12 @@ pub struct Stats {
     pub max: u64,
 }
 
-/// Key of an entry timestamp: one per task and target, so an exit pairs
-/// with its own entry across CPUs, threads and nested targets.
+/// An entry timestamp: whose it is (`entry_owner`, 0 when free) and when.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EntryKey {
-    pub pid_tgid: u64,
-    pub slot: u32,
-    pub _pad: u32,
+pub struct EntryTime {
+    pub owner: u64,
+    pub start_ns: u64,
 }
 
 #[cfg(feature = "user")]
@@ -102,7 +114,7 @@ mod pod {
     unsafe impl aya::Pod for super::TraceConfig {}
     unsafe impl aya::Pod for super::SlotConfig {}
     unsafe impl aya::Pod for super::Stats {}
-    unsafe impl aya::Pod for super::EntryKey {}
+    unsafe impl aya::Pod for super::EntryTime {}
     unsafe impl aya::Pod for super::SampleKey {}
 }
 
@@ -112,10 +124,11 @@ pub mod counter {
     pub const SYSCALL_ENTER: u32 = 0;
     /// `sys_exit_mprotect` events of the traced task(s).
     pub const SYSCALL_EXIT: u32 = 1;
-    /// Exits whose entry was never seen (attached mid-call, or evicted).
+    /// Exits whose entry was never seen (attached mid-call, or overwritten).
     pub const EXIT_WITHOUT_ENTRY: u32 = 2;
-    /// Entry timestamps that could not be stored.
-    pub const ENTRY_NOT_STORED: u32 = 3;
+    /// Entry timestamps that replaced another call's unpaired one: two
+    /// in-flight calls sharing a table slot, or an exit that was missed.
+    pub const ENTRY_OVERWRITTEN: u32 = 3;
     /// Stack samples counted (of the traced task(s)).
     pub const SAMPLES: u32 = 4;
     /// Samples that hit another task (not traced, so not counted).

@@ -40,7 +40,7 @@ fn report(kernel: &str, protect: u64, restore: u64, syscall: Value, pte_range: V
         "syscall": {"backend": "tracepoint", "latency": {"calls": 0, "total_ns": 0}, "latency_ns": syscall,
             "pages_per_call": {"count": 0, "total": 0, "histogram": {"buckets": []}}, "prot_flags": []},
         "targets": [target("change_pte_range", pte_range)],
-        "lost": {"syscall_enter": 8, "syscall_exit": 8, "exit_without_entry": 0, "entry_not_stored": 0},
+        "lost": {"syscall_enter": 8, "syscall_exit": 8, "exit_without_entry": 0, "entry_overwritten": 0},
         "workload": {"scenario": "shared-dirty-toggle", "pages": PAGES, "mapping_mb": 4, "iterations": ITERATIONS,
             "warmup": 0, "rounds": 1, "threads": 1,
             "protect_ns_per_page": protect as f64 / PAGES as f64, "restore_ns_per_page": restore as f64 / PAGES as f64,

@@ -84,7 +84,7 @@ pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
             syscall_enter: counters[counter::SYSCALL_ENTER as usize],
             syscall_exit: counters[counter::SYSCALL_EXIT as usize],
             exit_without_entry: counters[counter::EXIT_WITHOUT_ENTRY as usize],
-            entry_not_stored: counters[counter::ENTRY_NOT_STORED as usize],
+            entry_overwritten: counters[counter::ENTRY_OVERWRITTEN as usize],
         },
     })
 }

@@ -60,7 +60,7 @@ pub struct Counters {
     pub syscall_enter: u64,
     pub syscall_exit: u64,
     pub exit_without_entry: u64,
-    pub entry_not_stored: u64,
+    pub entry_overwritten: u64,
 }
 
 /// A snapshot of every map.

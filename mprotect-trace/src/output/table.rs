@@ -151,8 +151,8 @@ pub fn render(report: &Report) -> String {
     let lost = &report.lost;
     let _ = writeln!(
         out,
-        "\nlost data: {} exits without their entry, {} entry timestamps not stored",
-        lost.exit_without_entry, lost.entry_not_stored
+        "\nlost data: {} exits without their entry, {} entry timestamps overwritten before their exit",
+        lost.exit_without_entry, lost.entry_overwritten
     );
     out
 }
