@@ -120,26 +120,28 @@ mod pod {
 
 /// Slots of the per-CPU `COUNTERS` array: event counts and lost data.
 pub mod counter {
-    /// `sys_enter_mprotect` events of the traced task(s).
-    pub const SYSCALL_ENTER: u32 = 0;
-    /// `sys_exit_mprotect` events of the traced task(s).
-    pub const SYSCALL_EXIT: u32 = 1;
-    /// Exits whose entry was never seen (attached mid-call, or overwritten).
-    pub const EXIT_WITHOUT_ENTRY: u32 = 2;
+    // The syscall's entry and exit counts are not kept here: every traced
+    // entry records its pages, every paired exit its latency, so those
+    // counts (plus the unpaired exits) are the event counts, for free.
+    /// Syscall exits of traced tasks whose entry was never seen (attached
+    /// mid-call, or the entry was overwritten).
+    pub const SYSCALL_EXIT_WITHOUT_ENTRY: u32 = 0;
+    /// The same for probed functions.
+    pub const FUNCTION_EXIT_WITHOUT_ENTRY: u32 = 1;
     /// Entry timestamps that replaced another call's unpaired one: two
     /// in-flight calls sharing a table slot, or an exit that was missed.
-    pub const ENTRY_OVERWRITTEN: u32 = 3;
+    pub const ENTRY_OVERWRITTEN: u32 = 2;
     /// Stack samples counted (of the traced task(s)).
-    pub const SAMPLES: u32 = 4;
+    pub const SAMPLES: u32 = 3;
     /// Samples that hit another task (not traced, so not counted).
-    pub const SAMPLES_OTHER_TASKS: u32 = 5;
+    pub const SAMPLES_OTHER_TASKS: u32 = 4;
     /// Kernel-mode samples whose kernel stack was lost: a stack-map hash
     /// collision (-EEXIST), a full map (-ENOMEM) or a failed walk.
-    pub const KERNEL_STACK_COLLISION: u32 = 6;
-    pub const KERNEL_STACK_FAILED: u32 = 7;
+    pub const KERNEL_STACK_COLLISION: u32 = 5;
+    pub const KERNEL_STACK_FAILED: u32 = 6;
     /// Samples whose user stack was lost (collision, full map, failed walk).
-    pub const USER_STACK_LOST: u32 = 8;
+    pub const USER_STACK_LOST: u32 = 7;
     /// Samples dropped because the sample-count map was full.
-    pub const SAMPLE_MAP_FULL: u32 = 9;
-    pub const LEN: u32 = 10;
+    pub const SAMPLE_MAP_FULL: u32 = 8;
+    pub const LEN: u32 = 9;
 }

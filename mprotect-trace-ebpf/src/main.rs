@@ -100,20 +100,31 @@ fn on_entry(pid_tgid: u64, slot: u32) {
     }
 }
 
-/// Pairs this exit with its own entry and records the latency.
+/// Pairs an exit with its task's entry and records the latency; false when
+/// this task has no entry for `slot`. Only tasks that passed the filter at
+/// entry have one, so a paired exit needs no filter.
 #[inline(always)]
-fn on_exit(pid_tgid: u64, slot: u32) {
+fn on_exit(pid_tgid: u64, slot: u32) -> bool {
     let tid = pid_tgid as u32;
-    let now = unsafe { bpf_ktime_get_ns() };
     let Some(entry) = ENTRY_TIMES.get_ptr_mut(entry_index(tid, slot)) else {
-        return;
+        return false;
     };
     let entry = unsafe { &mut *entry };
-    if entry.owner == entry_owner(tid, slot) {
-        entry.owner = 0;
-        record(&LATENCY_STATS, &LATENCY_HIST, slot, now.saturating_sub(entry.start_ns));
-    } else {
-        bump(&COUNTERS, counter::EXIT_WITHOUT_ENTRY);
+    if entry.owner != entry_owner(tid, slot) {
+        return false;
+    }
+    // Read the clock only for traced tasks: other tasks' exits stay cheap.
+    let now = unsafe { bpf_ktime_get_ns() };
+    entry.owner = 0;
+    record(&LATENCY_STATS, &LATENCY_HIST, slot, now.saturating_sub(entry.start_ns));
+    true
+}
+
+/// Counts an exit of a traced task that had no entry.
+#[inline(always)]
+fn count_unpaired_exit(pid_tgid: u64, counter: u32) {
+    if is_traced(pid_tgid) {
+        bump(&COUNTERS, counter);
     }
 }
 
@@ -143,7 +154,6 @@ pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
     if !is_traced(pid_tgid) {
         return 0;
     }
-    bump(&COUNTERS, counter::SYSCALL_ENTER);
     // The verifier lets tracepoint programs read their record directly,
     // which is cheaper than a probe-read helper call.
     let record_ptr = ctx.as_ptr() as *const u8;
@@ -159,11 +169,9 @@ pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "syscalls", name = "sys_exit_mprotect")]
 pub fn sys_exit_mprotect(_ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_traced(pid_tgid) {
-        return 0;
+    if !on_exit(pid_tgid, SYSCALL_SLOT) {
+        count_unpaired_exit(pid_tgid, counter::SYSCALL_EXIT_WITHOUT_ENTRY);
     }
-    bump(&COUNTERS, counter::SYSCALL_EXIT);
-    on_exit(pid_tgid, SYSCALL_SLOT);
     0
 }
 
@@ -197,10 +205,10 @@ fn function_entry(slot: u32, nr_ptes: impl FnOnce(u32) -> Option<u64>) {
 #[inline(always)]
 fn function_exit(slot: u32, ret: impl FnOnce() -> Option<i64>) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_traced(pid_tgid) {
+    if !on_exit(pid_tgid, slot) {
+        count_unpaired_exit(pid_tgid, counter::FUNCTION_EXIT_WITHOUT_ENTRY);
         return;
     }
-    on_exit(pid_tgid, slot);
     if slot_config(slot).ret_is_pages != 0 {
         if let Some(pages) = ret() {
             if pages >= 0 {

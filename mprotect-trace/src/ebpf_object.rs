@@ -34,7 +34,7 @@ where
 mod tests {
     use aya::maps::{Array, PerCpuArray};
     use aya::programs::TracePoint;
-    use mprotect_trace_common::{CONFIG_INDEX, PROT_BUCKETS, SYSCALL_SLOT, Stats, TraceConfig, counter, histogram};
+    use mprotect_trace_common::{CONFIG_INDEX, PROT_BUCKETS, SYSCALL_SLOT, Stats, TraceConfig, histogram};
 
     use super::*;
     use crate::kernel::mounts::{self, Mount};
@@ -114,9 +114,11 @@ mod tests {
             let map: PerCpuArray<_, u64> = PerCpuArray::try_from(ebpf.map(map).unwrap()).unwrap();
             map.get(&index, 0).unwrap().iter().sum()
         };
-        assert_eq!(sum("COUNTERS", counter::SYSCALL_ENTER), CALLS as u64);
-        assert_eq!(sum("COUNTERS", counter::SYSCALL_EXIT), CALLS as u64);
-        assert_eq!(sum("COUNTERS", counter::EXIT_WITHOUT_ENTRY), 0);
+        let counters = crate::collect::maps::read(&ebpf).unwrap().counters;
+        assert_eq!(counters.syscall_enter, CALLS as u64);
+        assert_eq!(counters.syscall_exit, CALLS as u64);
+        assert_eq!(counters.exit_without_entry, 0);
+        assert_eq!(counters.entry_overwritten, 0);
         let latency_buckets: u64 = (0..histogram::BUCKETS)
             .map(|bucket| sum("LATENCY_HIST", SYSCALL_SLOT * histogram::BUCKETS + bucket))
             .sum();

@@ -76,15 +76,18 @@ pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
         })
     };
     let counters = summed(&per_cpu::<u64>(ebpf, "COUNTERS")?, 0..counter::LEN)?;
+    let syscall = slot(SYSCALL_SLOT)?;
+    let syscall_unpaired_exits = counters[counter::SYSCALL_EXIT_WITHOUT_ENTRY as usize];
     Ok(Snapshot {
-        syscall: slot(SYSCALL_SLOT)?,
-        functions: (0..FUNCTION_SLOTS).map(slot).collect::<Result<_>>()?,
-        prot_flags: summed(&per_cpu::<u64>(ebpf, "PROT_FLAGS")?, 0..PROT_BUCKETS)?,
         counters: Counters {
-            syscall_enter: counters[counter::SYSCALL_ENTER as usize],
-            syscall_exit: counters[counter::SYSCALL_EXIT as usize],
-            exit_without_entry: counters[counter::EXIT_WITHOUT_ENTRY as usize],
+            // Every traced entry records its pages; every paired exit its latency.
+            syscall_enter: syscall.pages.count,
+            syscall_exit: syscall.latency_ns.count + syscall_unpaired_exits,
+            exit_without_entry: syscall_unpaired_exits + counters[counter::FUNCTION_EXIT_WITHOUT_ENTRY as usize],
             entry_overwritten: counters[counter::ENTRY_OVERWRITTEN as usize],
         },
+        syscall,
+        functions: (0..FUNCTION_SLOTS).map(slot).collect::<Result<_>>()?,
+        prot_flags: summed(&per_cpu::<u64>(ebpf, "PROT_FLAGS")?, 0..PROT_BUCKETS)?,
     })
 }
