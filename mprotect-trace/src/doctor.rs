@@ -62,7 +62,8 @@ impl DoctorReport {
             };
             let btf = match &target.signature {
                 Some(signature) => signature.to_c(),
-                None => "no".to_owned(),
+                None if caps.btf.available => "no".to_owned(),
+                None => "unknown (no BTF here)".to_owned(),
             };
             let _ = writeln!(out, "  {:<24} kallsyms: {kallsyms}; BTF: {btf}", target.name);
         }

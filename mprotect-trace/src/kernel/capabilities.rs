@@ -60,19 +60,25 @@ pub fn detect(ebpf: &mut Ebpf) -> Capabilities {
         Ok(state) => Check::yes(state.describe()),
         Err(err) => Check::no("not mounted", format!("{err:#}")),
     };
+    let btf = btf_check();
     Capabilities {
         kernel_release,
         arch,
-        btf: btf_check(),
         lockdown: lockdown_check(),
         syscall_tracepoints: if tracefs.available {
             tracepoint_check(ebpf)
         } else {
-            Check::no("needs tracefs", "tracefs is not mounted")
+            // aya finds a tracepoint's id in tracefs: no tracefs, no tracepoint.
+            Check::no("needs tracefs", tracefs.detail.clone())
         },
         tracefs,
         perf_sampling: perf_sampling_check(ebpf),
-        fentry: fentry_check(ebpf),
+        fentry: if btf.available {
+            fentry_check(ebpf)
+        } else {
+            Check::no("needs BTF", format!("fentry needs the kernel's BTF: {}", btf.detail))
+        },
+        btf,
         kprobes: kprobe_check(ebpf),
     }
 }
@@ -119,7 +125,7 @@ fn btf_check() -> Check {
         Check::no(
             "no vmlinux BTF",
             format!(
-                "{} missing: kernel built without CONFIG_DEBUG_INFO_BTF",
+                "{} is missing (a kernel built with CONFIG_DEBUG_INFO_BTF=y has it)",
                 super::btf::VMLINUX_BTF
             ),
         )

@@ -65,7 +65,7 @@ pub fn ensure(mount: Mount) -> Result<MountState> {
     let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fs_type.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         bail!(
-            "{} is not mounted and mounting it at {path} failed: {} (run as root, or mount -t {} nodev {path})",
+            "{} is not mounted and mounting it at {path} failed: {} (mount it as root: mount -t {} nodev {path})",
             mount.fs_type(),
             std::io::Error::last_os_error(),
             mount.fs_type()

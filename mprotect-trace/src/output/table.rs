@@ -161,7 +161,15 @@ fn render_distributions(out: &mut String, report: &Report) {
     let _ = writeln!(out, "\nnr_ptes (PTEs handled per step):");
     let sources: Vec<&TargetReport> = report.targets.iter().filter(|t| t.nr_ptes.is_some()).collect();
     if sources.is_empty() {
-        let _ = writeln!(out, "  no source: no probed function here has an nr_ptes/nr parameter");
+        let why = if report.capabilities.btf.available {
+            "no probed function here has an nr_ptes/nr parameter".to_owned()
+        } else {
+            format!(
+                "parameters are found by name in BTF, and {}",
+                report.capabilities.btf.detail
+            )
+        };
+        let _ = writeln!(out, "  no source: {why}");
     }
     for target in sources {
         let (Some(source), Some(nr_ptes)) = (&target.attachment.nr_ptes_source, &target.nr_ptes) else {

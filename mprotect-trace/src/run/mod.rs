@@ -18,7 +18,6 @@ use crate::collect::{Snapshot, maps};
 use crate::ebpf_object;
 use crate::kernel::capabilities::{self, Capabilities};
 use crate::kernel::kallsyms::Kallsyms;
-use crate::kernel::mounts::{self, Mount};
 use crate::output::report::{self, LatencySummary, Report, SyscallReport, TargetReport};
 use crate::output::{flame, table, write_atomically};
 use crate::probes::attach::{self, Attachment};
@@ -93,16 +92,24 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         (_, true) => bail!("--calibrate needs the built-in workload (not -p, -a or -- CMD)"),
         _ => None,
     };
-    mounts::ensure(Mount::Tracefs)?;
     let mut ebpf = ebpf_object::load()?;
     let caps = capabilities::detect(&mut ebpf);
-    if !caps.syscall_tracepoints.available {
-        bail!("cannot trace mprotect here: {}", caps.syscall_tracepoints.detail);
+    if !args.no_syscall && !caps.syscall_tracepoints.available {
+        bail!(
+            "cannot attach the mprotect syscall tracepoints: {}; or pass --no-syscall to sample stacks only",
+            caps.syscall_tracepoints.detail
+        );
     }
     plan::check_choice(args.backend, &caps)?;
     // Read once: planning needs the names, the profile the inlining parents.
     let kallsyms = Kallsyms::load()?;
     let plans = plan::plan_targets(&args.probes, &caps, &kallsyms, args.backend)?;
+    let will_sample = !args.no_sample && caps.perf_sampling.available;
+    if args.no_syscall && !will_sample && plans.iter().all(|plan| plan.backend == Backend::None) {
+        bail!(
+            "nothing to trace: --no-syscall, no stack sampling and no function probe works here (see mprotect-trace doctor)"
+        );
+    }
 
     // Attached while the filter matches nothing (tgid 0 never calls
     // mprotect); it is set once the target is parked at its gate, so its
