@@ -2,7 +2,8 @@
 //! they work. Boots Debian's 6.1 cloud kernel under QEMU (software
 //! emulation) with an initramfs holding busybox and the release binary,
 //! runs `mprotect-trace run` with `--backend fentry` and `--backend kprobe`,
-//! and checks exact counts. Timings under emulation mean nothing; counts do.
+//! and with BTF hidden (the kprobe fallback), and checks exact counts.
+//! Timings under emulation mean nothing; counts do.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,8 +22,10 @@ const BACKENDS: [&str; 2] = ["fentry", "kprobe"];
 /// A 6.1 function with a parameter named `nr` that the workload's munmap
 /// reaches: proves the nr_ptes argument is found by name and read.
 const NR_PROBE: &str = "free_pages_and_swap_cache";
+/// The run with /sys/kernel/btf hidden under an empty tmpfs.
+const NO_BTF: &str = "no-btf";
 
-/// Returns how many checks passed (one per backend).
+/// Returns how many checks passed (one per backend, and the run without BTF).
 pub fn run() -> Result<u64> {
     run_checked(&mut cargo(["build", "--release", "--package", "mprotect-trace"]))?;
     let vm_dir = workspace_root().join("target/vm");
@@ -44,11 +47,14 @@ pub fn run() -> Result<u64> {
         check_report(backend, &report).with_context(|| format!("--backend {backend} on {release}"))?;
         let _ = writeln!(summary, "{}", describe(backend, &report));
     }
+    let report = section(&console, NO_BTF).context("the run without BTF (see target/vm/console.log)")?;
+    check_kprobe_fallback_without_btf(&report).with_context(|| format!("the run without BTF on {release}"))?;
+    let _ = writeln!(summary, "{}", describe("auto, no BTF", &report));
     if let Some(table) = text_section(&console, "table") {
         println!("mprotect-trace run inside the VM:\n{table}");
     }
     println!("vm-test passed on {release}:\n{summary}");
-    Ok(BACKENDS.len() as u64)
+    Ok(BACKENDS.len() as u64 + 1)
 }
 
 /// The newest Debian 6.1 cloud kernel, downloaded and unpacked once.
@@ -124,6 +130,18 @@ fn init_script() -> String {
          /mprotect-trace run --iterations {ITERATIONS} --warmup {WARMUP} --mapping-mb {MAPPING_MB} \
          --probe flush_tlb_mm_range -o /tmp/auto 2>&1\n\
          echo ===END table===\n"
+    );
+    // A kernel whose BTF user space cannot read: fentry must fall back to kprobes.
+    let _ = write!(
+        script,
+        "mount -t tmpfs none /sys/kernel/btf\n\
+         /mprotect-trace run --iterations {ITERATIONS} --warmup {WARMUP} --mapping-mb {MAPPING_MB} \
+         --no-sample --json -o /tmp/{NO_BTF} > /tmp/{NO_BTF}.json 2> /tmp/{NO_BTF}.err\n\
+         echo \"{NO_BTF} exit status $?\"\n\
+         cat /tmp/{NO_BTF}.err\n\
+         echo ===BEGIN {NO_BTF}===\n\
+         cat /tmp/{NO_BTF}.json\n\
+         echo ===END {NO_BTF}===\n"
     );
     script.push_str("poweroff -f\n");
     script
@@ -289,6 +307,29 @@ fn check_report(backend: &str, report: &Value) -> Result<()> {
     Ok(())
 }
 
+/// Without BTF the automatic choice falls back to kprobes, says why, and
+/// counts as exactly as fentry did.
+fn check_kprobe_fallback_without_btf(report: &Value) -> Result<()> {
+    ensure!(
+        report["capabilities"]["btf"]["available"] == false,
+        "BTF was still readable: {}",
+        report["capabilities"]["btf"]
+    );
+    let calls = 2 * (ITERATIONS + WARMUP);
+    for name in ["change_protection", "mprotect_fixup"] {
+        let target = target(report, name)?;
+        ensure!(
+            target["backend"] == "kprobe" && target["reason"] == "kprobe/kretprobe (fentry needs BTF)",
+            "{name} used {} ({})",
+            target["backend"],
+            target["reason"]
+        );
+        let counted = target["latency"]["calls"].as_u64().unwrap_or(0);
+        ensure!(counted == calls, "{name}: {counted} calls, expected exactly {calls}");
+    }
+    Ok(())
+}
+
 fn describe(backend: &str, report: &Value) -> String {
     let mut line = format!("  --backend {backend}:");
     for name in ["change_protection", "mprotect_fixup"] {
@@ -303,12 +344,13 @@ fn describe(backend: &str, report: &Value) -> String {
             target["latency"]["calls"], target["nr_ptes"]["counts"]
         );
     }
-    let _ = write!(
-        line,
-        " syscall {} calls; {} stack samples, {} inside mprotect",
-        report["syscall"]["latency"]["calls"],
-        report["sampling"]["counters"]["samples"],
-        report["sampling"]["in_syscall_samples"]
-    );
+    let _ = write!(line, " syscall {} calls", report["syscall"]["latency"]["calls"]);
+    if !report["sampling"].is_null() {
+        let _ = write!(
+            line,
+            "; {} stack samples, {} inside mprotect",
+            report["sampling"]["counters"]["samples"], report["sampling"]["in_syscall_samples"]
+        );
+    }
     line
 }
