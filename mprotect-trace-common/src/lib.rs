@@ -44,10 +44,10 @@ pub fn entry_owner(tid: u32, slot: u32) -> u64 {
     ((tid as u64) << 32) | (slot as u64 + 1)
 }
 
-/// Distinct stacks the sampler keeps (kernel and user stacks share the map).
+/// Distinct stacks the sampler keeps (kernel and user stacks share the
+/// map), and distinct (task, kernel stack, user stack) keys it counts:
+/// the default of `--max-stacks`, which sets both at load time.
 pub const STACK_MAP_ENTRIES: u32 = 16384;
-/// Distinct (task, kernel stack, user stack) sample keys the sampler keeps.
-pub const SAMPLE_KEYS: u32 = 16384;
 
 /// A sampled stack pair; a stack id below 0 means "none": a user-mode
 /// sample has no kernel stack, a kernel thread no user stack.
@@ -136,12 +136,14 @@ pub mod counter {
     /// Samples that hit another task (not traced, so not counted).
     pub const SAMPLES_OTHER_TASKS: u32 = 4;
     /// Kernel-mode samples whose kernel stack was lost: a stack-map hash
-    /// collision (-EEXIST), a full map (-ENOMEM) or a failed walk.
+    /// collision (-EEXIST), or a failed walk.
     pub const KERNEL_STACK_COLLISION: u32 = 5;
     pub const KERNEL_STACK_FAILED: u32 = 6;
-    /// Samples whose user stack was lost (collision, full map, failed walk).
+    /// Samples whose user stack was lost (collision, failed walk).
     pub const USER_STACK_LOST: u32 = 7;
     /// Samples dropped because the sample-count map was full.
     pub const SAMPLE_MAP_FULL: u32 = 8;
-    pub const LEN: u32 = 9;
+    /// Stacks (kernel or user) not stored because the stack map was full.
+    pub const STACK_MAP_FULL: u32 = 9;
+    pub const LEN: u32 = 10;
 }

@@ -19,8 +19,8 @@ use aya_ebpf::{
 };
 use mprotect_trace_common::{
     CONFIG_INDEX, ENTRY_TIME_SLOTS, EntryTime, FUNCTION_SLOTS, NR_PTES_BUCKETS, NR_PTES_EXACT_MAX, PROT_BUCKETS,
-    SAMPLE_KEYS, STACK_MAP_ENTRIES, SYSCALL_SLOT, SampleKey, SlotConfig, Stats, TraceConfig, VALUE_SLOTS, counter,
-    entry_index, entry_owner, histogram,
+    STACK_MAP_ENTRIES, SYSCALL_SLOT, SampleKey, SlotConfig, Stats, TraceConfig, VALUE_SLOTS, counter, entry_index,
+    entry_owner, histogram,
 };
 
 #[map]
@@ -294,11 +294,12 @@ function_slot_programs! {
 static STACKS: StackTrace = StackTrace::with_max_entries(STACK_MAP_ENTRIES, 0);
 /// Samples per (task, kernel stack, user stack), per CPU.
 #[map]
-static SAMPLE_COUNTS: PerCpuHashMap<SampleKey, u64> = PerCpuHashMap::with_max_entries(SAMPLE_KEYS, 0);
+static SAMPLE_COUNTS: PerCpuHashMap<SampleKey, u64> = PerCpuHashMap::with_max_entries(STACK_MAP_ENTRIES, 0);
 
 const EEXIST: i32 = 17;
+const ENOMEM: i32 = 12;
 
-/// The stack sampler: one program on a cpu-clock event per CPU. It counts
+/// The sampler: one program on a cpu-clock event per CPU. It counts
 /// stack pairs in the kernel; user space reads the counts at the end.
 #[perf_event]
 pub fn sample_stack(ctx: PerfEventContext) -> u32 {
@@ -315,7 +316,9 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
     let kernel_stack_id = match ctx.get_stackid(&STACKS, 0) {
         Ok(id) => id as i32,
         Err(err) => {
-            if in_kernel {
+            if err == -ENOMEM {
+                bump(&COUNTERS, counter::STACK_MAP_FULL);
+            } else if in_kernel {
                 let lost = if err == -EEXIST {
                     counter::KERNEL_STACK_COLLISION
                 } else {
@@ -328,8 +331,13 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
     };
     let user_stack_id = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
         Ok(id) => id as i32,
-        Err(_) => {
-            bump(&COUNTERS, counter::USER_STACK_LOST);
+        Err(err) => {
+            let lost = if err == -ENOMEM {
+                counter::STACK_MAP_FULL
+            } else {
+                counter::USER_STACK_LOST
+            };
+            bump(&COUNTERS, lost);
             -1
         }
     };

@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// Stack samples per second on each CPU.
     #[arg(long, default_value_t = 999, value_name = "HZ")]
     pub sample_hz: u64,
+    /// Distinct stacks (and stack pairs) the sampler keeps; samples past a
+    /// full map are counted as lost, and the table says so.
+    #[arg(long, default_value_t = mprotect_trace_common::STACK_MAP_ENTRIES, value_name = "N")]
+    pub max_stacks: u32,
     /// Do not sample stacks (no flame graph).
     #[arg(long)]
     pub no_sample: bool,

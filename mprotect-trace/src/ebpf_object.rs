@@ -1,7 +1,7 @@
 //! The eBPF object built by `build.rs`, embedded in the binary.
 
 use anyhow::{Context as _, Result};
-use aya::Ebpf;
+use aya::{Ebpf, EbpfLoader};
 
 /// The object's bytes, aligned as aya's ELF parser requires.
 pub static BYTES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mprotect-trace"));
@@ -9,12 +9,22 @@ pub static BYTES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "
 /// Loads the embedded object: parses it and creates its maps in the kernel.
 /// Programs are loaded one by one later, by whoever attaches them.
 pub fn load() -> Result<Ebpf> {
+    load_with_max_stacks(mprotect_trace_common::STACK_MAP_ENTRIES)
+}
+
+/// Loads the object with the stack and sample-count maps sized for
+/// `max_stacks` entries each.
+pub fn load_with_max_stacks(max_stacks: u32) -> Result<Ebpf> {
     if BYTES.is_empty() {
         anyhow::bail!(
             "this binary was built without its eBPF object (AYA_BUILD_SKIP was set): rebuild with `cargo build`"
         );
     }
-    Ebpf::load(BYTES).context("loading the embedded eBPF object into the kernel")
+    EbpfLoader::new()
+        .map_max_entries("STACKS", max_stacks)
+        .map_max_entries("SAMPLE_COUNTS", max_stacks)
+        .load(BYTES)
+        .context("loading the embedded eBPF object into the kernel")
 }
 
 /// The program `name` of the embedded object, as program type `T`.

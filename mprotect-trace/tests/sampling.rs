@@ -109,3 +109,43 @@ fn no_sample_writes_no_flame_graph() {
     assert!(report["sampling"].is_null());
     assert!(!dir.join("flame.svg").exists() && !dir.join("stacks.folded").exists());
 }
+
+#[test]
+fn a_stack_map_too_small_is_counted_and_the_table_names_the_fix() {
+    let dir = std::env::temp_dir().join(format!("mprotect-trace-sampling-{}-full", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // Room for 4 stacks: the toggle's kernel and user stacks are many more.
+    let output = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
+        .args(["run", "--no-syscall", "--max-stacks", "4", "--iterations", "100", "-o"])
+        .arg(&dir)
+        .output()
+        .expect("running mprotect-trace run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    let sampling = &report["sampling"];
+    let counters = &sampling["counters"];
+    assert_eq!(sampling["max_stacks"], 4);
+    // A stack map of 4 is a hash table of 4 buckets: most new stacks collide.
+    let collisions = counters["kernel_stack_collisions"].as_u64().unwrap();
+    assert!(collisions * 100 > counters["samples"].as_u64().unwrap(), "{counters}");
+    // Nothing vanished: every counted sample is in a stored pair or
+    // counted as dropped by the full sample-count map.
+    let stored: u64 = sampling["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        counters["samples"].as_u64().unwrap(),
+        stored + counters["sample_map_full"].as_u64().unwrap(),
+        "{counters}"
+    );
+    let table = String::from_utf8_lossy(&output.stdout);
+    let warning = format!(
+        "warning: the stack maps are too small for this run ({collisions} kernel stacks lost to collisions, {} stacks \
+         and {} samples not stored for lack of room): raise --max-stacks (it was 4)",
+        counters["stack_map_full"], counters["sample_map_full"]
+    );
+    assert!(table.contains(&warning), "{table}");
+}

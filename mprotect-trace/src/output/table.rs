@@ -237,6 +237,15 @@ fn render_profile(out: &mut String, profile: &crate::sampling::profile::Profile)
         c.sample_map_full,
         c.samples_other_tasks
     );
+    // The stack map is a hash table that never evicts: as it fills, new
+    // stacks collide with old ones (-EEXIST) long before it runs out of room.
+    if c.sample_map_full + c.stack_map_full > 0 || c.kernel_stack_collisions * 100 > c.samples {
+        let _ = writeln!(
+            out,
+            "warning: the stack maps are too small for this run ({} kernel stacks lost to collisions, {} stacks and {} samples not stored for lack of room): raise --max-stacks (it was {})",
+            c.kernel_stack_collisions, c.stack_map_full, c.sample_map_full, profile.max_stacks
+        );
+    }
     if profile.in_syscall_samples == 0 {
         return;
     }

@@ -78,6 +78,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let output_dir = prepare_output_dir(args.output.clone())?;
     let duration = args.duration.map(Duration::from_secs_f64);
     let interval = args.interval.map(Duration::from_secs_f64);
+    if args.max_stacks == 0 {
+        bail!("--max-stacks must be at least 1 (got 0)");
+    }
     if args.sample_hz == 0 {
         bail!("--sample-hz must be at least 1 (got 0); use --no-sample to turn sampling off");
     }
@@ -92,7 +95,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         (_, true) => bail!("--calibrate needs the built-in workload (not -p, -a or -- CMD)"),
         _ => None,
     };
-    let mut ebpf = ebpf_object::load()?;
+    let mut ebpf = ebpf_object::load_with_max_stacks(args.max_stacks)?;
     let caps = capabilities::detect(&mut ebpf);
     if !args.no_syscall && !caps.syscall_tracepoints.available {
         bail!(
@@ -149,7 +152,12 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let profile = match (raw_samples, sampling_cpus) {
         (Some(raw), Some(cpus)) => {
             let stacks = raw.symbolize()?;
-            Some(Profile::new(args.sample_hz, cpus, raw.counters, stacks, &kallsyms))
+            Some(Profile::new(
+                (args.sample_hz, cpus, args.max_stacks),
+                raw.counters,
+                stacks,
+                &kallsyms,
+            ))
         }
         _ => None,
     };

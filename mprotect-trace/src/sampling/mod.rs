@@ -35,6 +35,9 @@ pub struct SampleCounters {
     pub kernel_stack_failed: u64,
     pub user_stack_lost: u64,
     pub sample_map_full: u64,
+    /// Kernel or user stacks not stored: the stack map was full.
+    #[serde(default)]
+    pub stack_map_full: u64,
 }
 
 /// Attaches the sampler to the cpu-clock event of every online CPU.
@@ -95,6 +98,7 @@ pub fn read(ebpf: &Ebpf) -> Result<RawSamples> {
         kernel_stack_failed: count(counter::KERNEL_STACK_FAILED)?,
         user_stack_lost: count(counter::USER_STACK_LOST)?,
         sample_map_full: count(counter::SAMPLE_MAP_FULL)?,
+        stack_map_full: count(counter::STACK_MAP_FULL)?,
     };
     Ok(RawSamples {
         pairs,

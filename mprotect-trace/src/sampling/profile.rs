@@ -18,6 +18,9 @@ const TOP_FUNCTIONS: usize = 25;
 pub struct Profile {
     pub hz: u64,
     pub cpus: usize,
+    /// The capacity of the stack and sample-count maps (`--max-stacks`).
+    #[serde(default = "default_max_stacks")]
+    pub max_stacks: u32,
     pub counters: SampleCounters,
     /// Samples whose kernel stack is inside the mprotect syscall.
     pub in_syscall_samples: u64,
@@ -54,8 +57,17 @@ fn in_syscall(stack: &SampledStack) -> bool {
         .any(|frame| SYSCALL_FRAMES.contains(&frame.as_str()))
 }
 
+fn default_max_stacks() -> u32 {
+    mprotect_trace_common::STACK_MAP_ENTRIES
+}
+
 impl Profile {
-    pub fn new(hz: u64, cpus: usize, counters: SampleCounters, stacks: Vec<SampledStack>, kallsyms: &Kallsyms) -> Self {
+    pub fn new(
+        (hz, cpus, max_stacks): (u64, usize, u32),
+        counters: SampleCounters,
+        stacks: Vec<SampledStack>,
+        kallsyms: &Kallsyms,
+    ) -> Self {
         let in_syscall_samples = stacks.iter().filter(|s| in_syscall(s)).map(|s| s.count).sum();
         let functions = shares(&stacks, in_syscall_samples);
         let inlined_targets = targets::BUILTIN
@@ -82,6 +94,7 @@ impl Profile {
         Self {
             hz,
             cpus,
+            max_stacks,
             counters,
             in_syscall_samples,
             functions,
@@ -210,6 +223,7 @@ mod tests {
         let profile = Profile {
             hz: 999,
             cpus: 1,
+            max_stacks: 16,
             counters: SampleCounters::default(),
             in_syscall_samples: 0,
             functions: Vec::new(),
