@@ -14,15 +14,28 @@ fn per_cpu<'a, T: aya::Pod>(ebpf: &'a Ebpf, name: &str) -> Result<PerCpuArray<&'
     PerCpuArray::try_from(map).with_context(|| format!("map {name} is not a per-CPU array"))
 }
 
+/// The sum of one entry's per-CPU values. Each is a 64-bit count that
+/// cannot wrap in any real run (584 years at 10^9 events/s), but their
+/// sum is checked all the same: an overflow is an error, never a small
+/// number.
+pub fn sum_cpus(values: impl IntoIterator<Item = u64>) -> Result<u64> {
+    values
+        .into_iter()
+        .try_fold(0u64, |sum, value| sum.checked_add(value))
+        .context("the per-CPU values of a counter overflow 64 bits")
+}
+
 /// Every entry of a per-CPU u64 array, summed over CPUs.
 fn summed(map: &PerCpuArray<&MapData, u64>, range: std::ops::Range<u32>) -> Result<Vec<u64>> {
     range
         .map(|index| {
-            Ok(map
-                .get(&index, 0)
-                .with_context(|| format!("reading entry {index}"))?
-                .iter()
-                .sum())
+            sum_cpus(
+                map.get(&index, 0)
+                    .with_context(|| format!("reading entry {index}"))?
+                    .iter()
+                    .copied(),
+            )
+            .with_context(|| format!("entry {index}"))
         })
         .collect()
 }
@@ -32,9 +45,9 @@ fn stats_of(stats: &PerCpuArray<&MapData, Stats>, hist: &PerCpuArray<&MapData, u
         .get(&slot, 0)
         .with_context(|| format!("reading stats slot {slot}"))?;
     let mut merged = ValueStats::default();
+    merged.count = sum_cpus(per_cpu.iter().map(|cpu| cpu.count)).with_context(|| format!("slot {slot} count"))?;
+    merged.total = sum_cpus(per_cpu.iter().map(|cpu| cpu.total)).with_context(|| format!("slot {slot} total"))?;
     for cpu in per_cpu.iter() {
-        merged.count += cpu.count;
-        merged.total += cpu.total;
         if cpu.min_plus_one > 0 {
             let min = cpu.min_plus_one - 1;
             merged.min = Some(merged.min.map_or(min, |m| m.min(min)));
@@ -90,4 +103,16 @@ pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
         functions: (0..FUNCTION_SLOTS).map(slot).collect::<Result<_>>()?,
         prot_flags: summed(&per_cpu::<u64>(ebpf, "PROT_FLAGS")?, 0..PROT_BUCKETS)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sum_cpus;
+
+    #[test]
+    fn per_cpu_sums_are_exact_or_an_error_never_wrapped() {
+        assert_eq!(sum_cpus([u64::MAX - 1, 1]).unwrap(), u64::MAX);
+        let err = sum_cpus([u64::MAX, 1]).unwrap_err();
+        assert_eq!(err.to_string(), "the per-CPU values of a counter overflow 64 bits");
+    }
 }

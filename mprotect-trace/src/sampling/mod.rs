@@ -13,6 +13,7 @@ use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, S
 use mprotect_trace_common::{SampleKey, counter};
 use serde::{Deserialize, Serialize};
 
+use crate::collect::maps::sum_cpus;
 use crate::kernel::capabilities::error_chain;
 
 pub const FOLDED_FILE_NAME: &str = "stacks.folded";
@@ -74,7 +75,7 @@ pub fn read(ebpf: &Ebpf) -> Result<RawSamples> {
     let mut pairs = Vec::new();
     for entry in counts.iter() {
         let (key, per_cpu) = entry.context("reading SAMPLE_COUNTS")?;
-        pairs.push((key, per_cpu.iter().sum()));
+        pairs.push((key, sum_cpus(per_cpu.iter().copied())?));
     }
     let stack_map: StackTraceMap<&MapData> = StackTraceMap::try_from(ebpf.map("STACKS").context("no STACKS map")?)?;
     let mut stacks = std::collections::HashMap::new();
@@ -90,7 +91,7 @@ pub fn read(ebpf: &Ebpf) -> Result<RawSamples> {
     }
     let counter_map: PerCpuArray<&MapData, u64> =
         PerCpuArray::try_from(ebpf.map("COUNTERS").context("no COUNTERS map")?)?;
-    let count = |slot: u32| -> Result<u64> { Ok(counter_map.get(&slot, 0)?.iter().sum()) };
+    let count = |slot: u32| -> Result<u64> { sum_cpus(counter_map.get(&slot, 0)?.iter().copied()) };
     let counters = SampleCounters {
         samples: count(counter::SAMPLES)?,
         samples_other_tasks: count(counter::SAMPLES_OTHER_TASKS)?,
