@@ -44,21 +44,18 @@ fn stats_of(stats: &PerCpuArray<&MapData, Stats>, hist: &PerCpuArray<&MapData, u
     let per_cpu = stats
         .get(&slot, 0)
         .with_context(|| format!("reading stats slot {slot}"))?;
-    let mut merged = ValueStats::default();
-    merged.count = sum_cpus(per_cpu.iter().map(|cpu| cpu.count)).with_context(|| format!("slot {slot} count"))?;
-    merged.total = sum_cpus(per_cpu.iter().map(|cpu| cpu.total)).with_context(|| format!("slot {slot} total"))?;
-    for cpu in per_cpu.iter() {
-        if cpu.min_plus_one > 0 {
-            let min = cpu.min_plus_one - 1;
-            merged.min = Some(merged.min.map_or(min, |m| m.min(min)));
-        }
-        if cpu.count > 0 {
-            merged.max = Some(merged.max.map_or(cpu.max, |m| m.max(cpu.max)));
-        }
-    }
+    let cpus = || per_cpu.iter();
     let start = slot * histogram::BUCKETS;
-    merged.histogram = Histogram::from_counts(&summed(hist, start..start + histogram::BUCKETS)?);
-    Ok(merged)
+    Ok(ValueStats {
+        count: sum_cpus(cpus().map(|cpu| cpu.count)).with_context(|| format!("slot {slot} count"))?,
+        total: sum_cpus(cpus().map(|cpu| cpu.total)).with_context(|| format!("slot {slot} total"))?,
+        min: cpus()
+            .filter(|cpu| cpu.min_plus_one > 0)
+            .map(|cpu| cpu.min_plus_one - 1)
+            .min(),
+        max: cpus().filter(|cpu| cpu.count > 0).map(|cpu| cpu.max).max(),
+        histogram: Histogram::from_counts(&summed(hist, start..start + histogram::BUCKETS)?),
+    })
 }
 
 pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
