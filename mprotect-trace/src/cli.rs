@@ -87,6 +87,11 @@ pub struct RunArgs {
     /// tracing perturbed it.
     #[arg(long)]
     pub calibrate: bool,
+    /// Measure what each BPF program costs per run, by the kernel's BPF
+    /// run-time statistics (on for this run only; they add two clock reads
+    /// per program run themselves).
+    #[arg(long)]
+    pub probe_cost: bool,
     /// Directory for report.json [default: ./mprotect-trace-out/<UTC time>/].
     #[arg(short = 'o', long, value_name = "DIR")]
     pub output: Option<PathBuf>,

@@ -245,3 +245,50 @@ fn interval_lines_count_calls_since_the_last_interval() {
     let report: Value = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["syscall"]["latency"]["calls"], 6000);
 }
+
+#[test]
+fn probe_cost_reports_the_kernels_count_of_every_program_run() {
+    const CALLS: u64 = 2 * (20 + 2);
+    let report = traced(
+        "probe-cost",
+        &[
+            "--probe-cost",
+            "--iterations",
+            "20",
+            "--warmup",
+            "2",
+            "--mapping-mb",
+            "4",
+        ],
+    );
+    let costs = report["program_costs"]
+        .as_array()
+        .expect("program_costs with --probe-cost");
+    let cost = |probe: &str| {
+        costs
+            .iter()
+            .find(|c| c["probe"] == probe)
+            .unwrap_or_else(|| panic!("no {probe} in {costs:?}"))
+    };
+    for (probe, program) in [
+        ("syscalls:sys_enter_mprotect", "sys_enter_mprotect"),
+        ("syscalls:sys_exit_mprotect", "sys_exit_mprotect"),
+        ("cpu-clock sampler", "sample_stack"),
+    ] {
+        assert_eq!(cost(probe)["program"], program);
+    }
+    // The programs run on every mprotect in the system, the workload's
+    // (all counted by the filter) and any other process's.
+    for probe in ["syscalls:sys_enter_mprotect", "syscalls:sys_exit_mprotect"] {
+        let runs = cost(probe)["runs"].as_u64().unwrap();
+        assert!(runs >= CALLS, "{probe}: {runs} runs for {CALLS} traced calls");
+        assert!(cost(probe)["total_ns"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(report["syscall"]["latency"]["calls"], CALLS);
+    // Without the flag the kernel's statistics stay off and unreported.
+    let plain = traced(
+        "no-probe-cost",
+        &["--iterations", "2", "--mapping-mb", "4", "--no-sample"],
+    );
+    assert!(plain["program_costs"].is_null());
+}

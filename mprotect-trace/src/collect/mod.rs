@@ -3,6 +3,7 @@
 
 pub mod histogram;
 pub mod maps;
+pub mod program_cost;
 
 use serde::{Deserialize, Serialize};
 

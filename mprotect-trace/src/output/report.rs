@@ -53,6 +53,9 @@ pub struct Report {
     /// `--calibrate`: the same workload untraced, just before.
     #[serde(default)]
     pub calibration: Option<Calibration>,
+    /// `--probe-cost`: runs and time of each BPF program, by the kernel.
+    #[serde(default)]
+    pub program_costs: Option<Vec<crate::collect::program_cost::ProgramCost>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use super::report::{LatencySummary, Report, TargetReport};
 use crate::collect::ValueStats;
+use crate::collect::program_cost::ProgramCost;
 
 /// "850 ns", "1.02 us", "3.40 ms", "1.20 s".
 pub fn format_ns(ns: f64) -> String {
@@ -148,6 +149,9 @@ pub fn render(report: &Report) -> String {
             (c.ratio - 1.0) * 100.0
         );
     }
+    if let Some(costs) = &report.program_costs {
+        render_program_costs(&mut out, report, costs);
+    }
     let lost = &report.lost;
     let _ = writeln!(
         out,
@@ -155,6 +159,32 @@ pub fn render(report: &Report) -> String {
         lost.exit_without_entry, lost.entry_overwritten
     );
     out
+}
+
+fn render_program_costs(out: &mut String, report: &Report, costs: &[ProgramCost]) {
+    let _ = writeln!(out, "\nprobe cost (the kernel's BPF run-time statistics):");
+    let _ = writeln!(out, "{:<40} {:<28} {:>10} {:>10}", "probe", "program", "runs", "ns/run");
+    for cost in costs {
+        let per_run = cost.ns_per_run().map_or("-".to_owned(), |ns| format!("{ns:.0}"));
+        let _ = writeln!(
+            out,
+            "{:<40} {:<28} {:>10} {per_run:>10}",
+            cost.probe, cost.program, cost.runs
+        );
+    }
+    // The syscall pair's cost beside the calls it measured.
+    let syscall_ns: f64 = costs
+        .iter()
+        .filter(|cost| cost.probe.starts_with("syscalls:"))
+        .filter_map(ProgramCost::ns_per_run)
+        .sum();
+    if let (true, Some(mean)) = (syscall_ns > 0.0, report.syscall.latency_ns.mean()) {
+        let _ = writeln!(
+            out,
+            "per mprotect call: {syscall_ns:.0} ns in the two syscall tracepoint programs ({:.1} % of the mean call, {mean:.0} ns)",
+            syscall_ns / mean * 100.0
+        );
+    }
 }
 
 fn render_distributions(out: &mut String, report: &Report) {

@@ -14,6 +14,7 @@ use mprotect_trace_common::{CONFIG_INDEX, TraceConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::RunArgs;
+use crate::collect::program_cost::{self, RunTimeStats};
 use crate::collect::{Snapshot, maps};
 use crate::ebpf_object;
 use crate::kernel::capabilities::{self, Capabilities};
@@ -96,6 +97,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         _ => None,
     };
     let mut ebpf = ebpf_object::load_with_max_stacks(args.max_stacks)?;
+    let run_time_stats = args.probe_cost.then(RunTimeStats::enable).transpose()?;
     let caps = capabilities::detect(&mut ebpf);
     if !args.no_syscall && !caps.syscall_tracepoints.available {
         bail!(
@@ -145,6 +147,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let stop = trace_until_stopped(&ebpf, &mut target, &attachments, duration, interval, started).await?;
     let elapsed = started.elapsed();
     let snapshot = maps::read(&ebpf)?;
+    let program_costs = run_time_stats
+        .map(|_stats| program_cost::read(&ebpf, &attachments))
+        .transpose()?;
     let raw_samples = sampling_cpus.map(|_| sampling::read(&ebpf)).transpose()?;
     // Detach everything before waiting on anything else.
     drop(ebpf);
@@ -176,6 +181,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         workload,
     );
     report.sampling = profile;
+    report.program_costs = program_costs;
     report.calibration = untraced
         .zip(report.workload.as_ref())
         .map(|(untraced, traced)| report::Calibration {
@@ -387,6 +393,7 @@ fn build_report(
         workload,
         sampling: None,
         calibration: None,
+        program_costs: None,
     }
 }
 
