@@ -30,9 +30,10 @@ pub const PROT_BUCKETS: u32 = 9;
 /// into a target lands in slot `entry_index(tid, target)`.
 pub const ENTRY_TIME_SLOTS: u32 = 1 << 16;
 
-/// Where a task's entry timestamp for `slot` is kept. Consecutive thread
-/// ids land apart, so in-flight calls share a slot only when their ids
-/// differ by a multiple of `ENTRY_TIME_SLOTS / VALUE_SLOTS` or so.
+/// Where a task's entry timestamp for `slot` is kept. Two in-flight calls
+/// share a table slot only when their thread ids differ by a multiple of
+/// 65536 (same target) or by one of a few fixed amounts of 7281 or more
+/// (different targets: 9 * difference = slot difference, mod 65536).
 #[inline(always)]
 pub fn entry_index(tid: u32, slot: u32) -> u32 {
     (tid.wrapping_mul(VALUE_SLOTS).wrapping_add(slot)) & (ENTRY_TIME_SLOTS - 1)
