@@ -22,6 +22,9 @@ const BACKENDS: [&str; 2] = ["fentry", "kprobe"];
 /// A 6.1 function with a parameter named `nr` that the workload's munmap
 /// reaches: proves the nr_ptes argument is found by name and read.
 const NR_PROBE: &str = "free_pages_and_swap_cache";
+/// A function in /proc/kallsyms that neither fentry nor a kprobe may
+/// attach to: `noinstr` (no ftrace call site, on the kprobe blacklist).
+const UNTRACEABLE_PROBE: &str = "exc_page_fault";
 /// The run with /sys/kernel/btf hidden under an empty tmpfs.
 const NO_BTF: &str = "no-btf";
 
@@ -115,7 +118,8 @@ fn init_script() -> String {
         let _ = write!(
             script,
             "/mprotect-trace run --backend {backend} --iterations {ITERATIONS} --warmup {WARMUP} \
-             --mapping-mb {MAPPING_MB} --probe {NR_PROBE} --json -o /tmp/{backend} > /tmp/{backend}.json 2> /tmp/{backend}.err\n\
+             --mapping-mb {MAPPING_MB} --probe {NR_PROBE} --probe {UNTRACEABLE_PROBE} --json -o /tmp/{backend} \
+             > /tmp/{backend}.json 2> /tmp/{backend}.err\n\
              echo \"{backend} exit status $?\"\n\
              cat /tmp/{backend}.err\n\
              echo ===BEGIN {backend}===\n\
@@ -259,6 +263,14 @@ fn check_report(backend: &str, report: &Value) -> Result<()> {
         "change_pte_range should be reported inlined on 6.1: {reason}"
     );
     ensure!(report["lost"]["exit_without_entry"] == 0, "lost: {}", report["lost"]);
+    // A function that cannot be traced: reported with the kernel's refusal, the run goes on.
+    let untraceable = target(report, UNTRACEABLE_PROBE)?;
+    let reason = untraceable["reason"].as_str().unwrap_or("");
+    ensure!(
+        untraceable["backend"] == "none" && reason.starts_with("no function probe: attaching failed: "),
+        "{UNTRACEABLE_PROBE} should fail to attach: {} ({reason})",
+        untraceable["backend"]
+    );
     // nr_ptes: the `nr` parameter, found by name in BTF, read on every call.
     let nr = target(report, NR_PROBE)?;
     ensure!(

@@ -117,7 +117,11 @@ pub fn attach_functions(ebpf: &mut Ebpf, plans: &[TargetPlan], kprobe_fallback: 
             Err(err) => {
                 attachment.backend = Backend::None;
                 attachment.slot = None;
-                attachment.reason = format!("no function probe: attaching failed: {err:#}");
+                attachment.reason = format!(
+                    "no function probe: attaching failed: {err:#} ({} is likely notrace, noinstr or on the \
+                     kprobe blacklist)",
+                    plan.name
+                );
             }
         }
         attachments.push(attachment);
