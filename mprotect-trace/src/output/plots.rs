@@ -7,6 +7,7 @@ use std::sync::Once;
 
 use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 
 use super::report::Report;
@@ -137,6 +138,25 @@ fn latency_series(report: &Report) -> Vec<(String, String, &ValueStats)> {
     series
 }
 
+/// The grid and labels of a chart with latency on a log x axis; the y
+/// axis (counts or shares) is the caller's.
+fn draw_latency_mesh<DB, Y>(chart: &mut ChartContext<'_, DB, Cartesian2d<LogCoord<f64>, Y>>, y_desc: &str) -> Result<()>
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+    Y: Ranged + ValueFormatter<<Y as Ranged>::ValueType>,
+{
+    chart
+        .configure_mesh()
+        .x_desc("latency (log scale)")
+        .x_labels(10)
+        .x_label_formatter(&|ns| super::table::format_ns(*ns))
+        .y_desc(y_desc)
+        .label_style((FONT, 14))
+        .draw()
+        .map_err(plot_error)
+}
+
 struct LatencyHistogram<'a> {
     title: String,
     subtitle: String,
@@ -156,15 +176,7 @@ impl Chart for LatencyHistogram<'_> {
         let mut chart = chart_builder(&rest, &self.subtitle)
             .build_cartesian_2d(decades(low, high).log_scale(), 0u64..peak + peak / 10 + 1)
             .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .x_desc("latency (log scale)")
-            .x_labels(10)
-            .x_label_formatter(&|ns| super::table::format_ns(*ns))
-            .y_desc("calls")
-            .label_style((FONT, 14))
-            .draw()
-            .map_err(plot_error)?;
+        draw_latency_mesh(&mut chart, "calls")?;
         chart
             .draw_series(buckets.iter().map(|&(low, high, count)| {
                 Rectangle::new([(low.max(1) as f64, 0), (high as f64, count)], color(0).filled())
@@ -192,15 +204,7 @@ impl Chart for LatencyCdf<'_> {
         let mut chart = chart_builder(&rest, &self.subtitle)
             .build_cartesian_2d(decades(low as f64, high as f64).log_scale(), 0f64..1.0)
             .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .x_desc("latency (log scale)")
-            .x_labels(10)
-            .x_label_formatter(&|ns| super::table::format_ns(*ns))
-            .y_desc("share of calls at or below")
-            .label_style((FONT, 14))
-            .draw()
-            .map_err(plot_error)?;
+        draw_latency_mesh(&mut chart, "share of calls at or below")?;
         for (index, (name, backend, stats)) in self.series.iter().enumerate() {
             let total = stats.histogram.total().max(1) as f64;
             let mut seen = 0u64;
