@@ -6,7 +6,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn traced(name: &str, args: &[&str]) -> (Value, std::path::PathBuf) {
+/// Runs `run ARGS` into a fresh directory: its report, the directory, and
+/// the table it printed.
+fn traced(name: &str, args: &[&str]) -> (Value, std::path::PathBuf, String) {
     let dir = std::env::temp_dir().join(format!("mprotect-trace-sampling-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let output = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
@@ -16,7 +18,7 @@ fn traced(name: &str, args: &[&str]) -> (Value, std::path::PathBuf) {
         .expect("running mprotect-trace run");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
-    (report, dir)
+    (report, dir, String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 fn kallsyms_functions() -> HashSet<String> {
@@ -32,7 +34,7 @@ fn kallsyms_functions() -> HashSet<String> {
 
 #[test]
 fn samples_of_the_toggle_hold_the_change_protection_path_with_real_symbols() {
-    let (report, dir) = traced("path", &["--iterations", "300", "--sample-hz", "999"]);
+    let (report, dir, _) = traced("path", &["--iterations", "300", "--sample-hz", "999"]);
     let sampling = &report["sampling"];
     let stacks = sampling["stacks"].as_array().expect("sampling ran");
     let folded = std::fs::read_to_string(dir.join("stacks.folded")).expect("stacks.folded written");
@@ -85,7 +87,7 @@ fn samples_of_the_toggle_hold_the_change_protection_path_with_real_symbols() {
 
 #[test]
 fn inlined_targets_are_attributed_to_their_nearest_symbol() {
-    let (report, _) = traced("inlined", &["--iterations", "100"]);
+    let (report, _, _) = traced("inlined", &["--iterations", "100"]);
     let kallsyms = kallsyms_functions();
     let inlined = report["sampling"]["inlined_targets"].as_array().unwrap();
     let names: Vec<&str> = inlined.iter().map(|t| t["target"].as_str().unwrap()).collect();
@@ -105,23 +107,15 @@ fn inlined_targets_are_attributed_to_their_nearest_symbol() {
 
 #[test]
 fn no_sample_writes_no_flame_graph() {
-    let (report, dir) = traced("off", &["--iterations", "3", "--no-sample"]);
+    let (report, dir, _) = traced("off", &["--iterations", "3", "--no-sample"]);
     assert!(report["sampling"].is_null());
     assert!(!dir.join("flame.svg").exists() && !dir.join("stacks.folded").exists());
 }
 
 #[test]
 fn a_stack_map_too_small_is_counted_and_the_table_names_the_fix() {
-    let dir = std::env::temp_dir().join(format!("mprotect-trace-sampling-{}-full", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     // Room for 4 stacks: the toggle's kernel and user stacks are many more.
-    let output = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
-        .args(["run", "--no-syscall", "--max-stacks", "4", "--iterations", "100", "-o"])
-        .arg(&dir)
-        .output()
-        .expect("running mprotect-trace run");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let report: Value = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    let (report, _, table) = traced("full", &["--no-syscall", "--max-stacks", "4", "--iterations", "100"]);
     let sampling = &report["sampling"];
     let counters = &sampling["counters"];
     assert_eq!(sampling["max_stacks"], 4);
@@ -141,7 +135,6 @@ fn a_stack_map_too_small_is_counted_and_the_table_names_the_fix() {
         stored + counters["sample_map_full"].as_u64().unwrap(),
         "{counters}"
     );
-    let table = String::from_utf8_lossy(&output.stdout);
     let warning = format!(
         "warning: the stack maps are too small for this run ({collisions} kernel stacks lost to collisions, {} stacks \
          and {} samples not stored for lack of room): raise --max-stacks (it was 4)",

@@ -158,7 +158,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         (Some(raw), Some(cpus)) => {
             let stacks = raw.symbolize()?;
             Some(Profile::new(
-                (args.sample_hz, cpus, args.max_stacks),
+                args.sample_hz,
+                cpus,
+                args.max_stacks,
                 raw.counters,
                 stacks,
                 &kallsyms,

@@ -63,7 +63,9 @@ fn default_max_stacks() -> u32 {
 
 impl Profile {
     pub fn new(
-        (hz, cpus, max_stacks): (u64, usize, u32),
+        hz: u64,
+        cpus: usize,
+        max_stacks: u32,
         counters: SampleCounters,
         stacks: Vec<SampledStack>,
         kallsyms: &Kallsyms,
