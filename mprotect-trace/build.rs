@@ -33,6 +33,13 @@ fn record_git_revision() {
 fn main() -> anyhow::Result<()> {
     embed_plot_font()?;
     record_git_revision();
+    if std::env::var_os("CARGO_FEATURE_EBPF").is_none() {
+        // The library without its eBPF object (xtask): an empty object,
+        // which `ebpf_object::load` refuses with a clear error.
+        let out_dir = std::env::var_os("OUT_DIR").ok_or_else(|| anyhow!("OUT_DIR not set"))?;
+        std::fs::write(std::path::Path::new(&out_dir).join("mprotect-trace"), b"")?;
+        return Ok(());
+    }
     let metadata = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

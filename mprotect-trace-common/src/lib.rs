@@ -146,5 +146,81 @@ pub mod counter {
     pub const SAMPLE_MAP_FULL: u32 = 8;
     /// Stacks (kernel or user) not stored because the stack map was full.
     pub const STACK_MAP_FULL: u32 = 9;
-    pub const LEN: u32 = 10;
+    /// Map lookups that found no entry, so a value went unrecorded.
+    pub const MAP_LOOKUP_FAILED: u32 = 10;
+    pub const LEN: u32 = 11;
+}
+
+/// The eBPF object's program names, as user space loads and attaches
+/// them. The eBPF crate's function names must match: a test loads the
+/// object and checks every one.
+pub mod programs {
+    pub const SYS_ENTER_MPROTECT: &str = "sys_enter_mprotect";
+    pub const SYS_EXIT_MPROTECT: &str = "sys_exit_mprotect";
+    /// Do-nothing programs on the same tracepoints (the overhead floor).
+    pub const SYS_ENTER_MPROTECT_EMPTY: &str = "sys_enter_mprotect_empty";
+    pub const SYS_EXIT_MPROTECT_EMPTY: &str = "sys_exit_mprotect_empty";
+    pub const SAMPLE_STACK: &str = "sample_stack";
+    pub const FENTRY_CAPABILITY_CHECK: &str = "fentry_capability_check";
+    pub const KPROBE_CAPABILITY_CHECK: &str = "kprobe_capability_check";
+    pub const SAMPLER_CAPABILITY_CHECK: &str = "sampler_capability_check";
+
+    /// One program per function slot and probe kind.
+    pub const FENTRY_SLOTS: [&str; super::FUNCTION_SLOTS as usize] = [
+        "fentry_slot_0",
+        "fentry_slot_1",
+        "fentry_slot_2",
+        "fentry_slot_3",
+        "fentry_slot_4",
+        "fentry_slot_5",
+        "fentry_slot_6",
+        "fentry_slot_7",
+    ];
+    pub const FEXIT_SLOTS: [&str; super::FUNCTION_SLOTS as usize] = [
+        "fexit_slot_0",
+        "fexit_slot_1",
+        "fexit_slot_2",
+        "fexit_slot_3",
+        "fexit_slot_4",
+        "fexit_slot_5",
+        "fexit_slot_6",
+        "fexit_slot_7",
+    ];
+    pub const KPROBE_SLOTS: [&str; super::FUNCTION_SLOTS as usize] = [
+        "kprobe_slot_0",
+        "kprobe_slot_1",
+        "kprobe_slot_2",
+        "kprobe_slot_3",
+        "kprobe_slot_4",
+        "kprobe_slot_5",
+        "kprobe_slot_6",
+        "kprobe_slot_7",
+    ];
+    pub const KRETPROBE_SLOTS: [&str; super::FUNCTION_SLOTS as usize] = [
+        "kretprobe_slot_0",
+        "kretprobe_slot_1",
+        "kretprobe_slot_2",
+        "kretprobe_slot_3",
+        "kretprobe_slot_4",
+        "kretprobe_slot_5",
+        "kretprobe_slot_6",
+        "kretprobe_slot_7",
+    ];
+}
+
+/// The eBPF object's map names (the eBPF crate's statics, checked by the
+/// same test).
+pub mod maps {
+    pub const CONFIG: &str = "CONFIG";
+    pub const SLOT_CONFIG: &str = "SLOT_CONFIG";
+    pub const ENTRY_TIMES: &str = "ENTRY_TIMES";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const LATENCY_STATS: &str = "LATENCY_STATS";
+    pub const LATENCY_HIST: &str = "LATENCY_HIST";
+    pub const PAGES_STATS: &str = "PAGES_STATS";
+    pub const PAGES_HIST: &str = "PAGES_HIST";
+    pub const NR_PTES_HIST: &str = "NR_PTES_HIST";
+    pub const PROT_FLAGS: &str = "PROT_FLAGS";
+    pub const STACKS: &str = "STACKS";
+    pub const SAMPLE_COUNTS: &str = "SAMPLE_COUNTS";
 }

@@ -55,6 +55,7 @@ static PROT_FLAGS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROT_BUCKETS
 #[inline(always)]
 fn is_traced(pid_tgid: u64) -> bool {
     let Some(config) = CONFIG.get(CONFIG_INDEX) else {
+        lookup_failed();
         return false;
     };
     config.trace_all != 0 || (pid_tgid >> 32) as u32 == config.target_tgid
@@ -62,8 +63,18 @@ fn is_traced(pid_tgid: u64) -> bool {
 
 #[inline(always)]
 fn bump(map: &PerCpuArray<u64>, index: u32) {
-    if let Some(count) = map.get_ptr_mut(index) {
+    match map.get_ptr_mut(index) {
         // Per-CPU slot: no other CPU writes it, so a plain add is exact.
+        Some(count) => unsafe { *count += 1 },
+        None => lookup_failed(),
+    }
+}
+
+/// Counts a map lookup that found no entry: a value went unrecorded.
+/// (If COUNTERS itself cannot be looked up there is nowhere to count it.)
+#[inline(always)]
+fn lookup_failed() {
+    if let Some(count) = COUNTERS.get_ptr_mut(counter::MAP_LOOKUP_FAILED) {
         unsafe { *count += 1 };
     }
 }
@@ -71,16 +82,18 @@ fn bump(map: &PerCpuArray<u64>, index: u32) {
 /// Adds `value` to slot `slot`'s summary and histogram.
 #[inline(always)]
 fn record(stats: &PerCpuArray<Stats>, hist: &PerCpuArray<u64>, slot: u32, value: u64) {
-    if let Some(stats) = stats.get_ptr_mut(slot) {
-        let stats = unsafe { &mut *stats };
-        stats.count += 1;
-        stats.total += value;
-        if stats.min_plus_one == 0 || value < stats.min_plus_one - 1 {
-            stats.min_plus_one = value + 1;
-        }
-        if value > stats.max {
-            stats.max = value;
-        }
+    let Some(stats) = stats.get_ptr_mut(slot) else {
+        lookup_failed();
+        return;
+    };
+    let stats = unsafe { &mut *stats };
+    stats.count += 1;
+    stats.total += value;
+    if stats.min_plus_one == 0 || value < stats.min_plus_one - 1 {
+        stats.min_plus_one = value + 1;
+    }
+    if value > stats.max {
+        stats.max = value;
     }
     bump(hist, slot * histogram::BUCKETS + histogram::bucket(value));
 }
@@ -89,15 +102,17 @@ fn record(stats: &PerCpuArray<Stats>, hist: &PerCpuArray<u64>, slot: u32, value:
 fn on_entry(pid_tgid: u64, slot: u32) {
     let tid = pid_tgid as u32;
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(entry) = ENTRY_TIMES.get_ptr_mut(entry_index(tid, slot)) {
-        let entry = unsafe { &mut *entry };
-        let owner = entry_owner(tid, slot);
-        if entry.owner != 0 && entry.owner != owner {
-            bump(&COUNTERS, counter::ENTRY_OVERWRITTEN);
-        }
-        entry.owner = owner;
-        entry.start_ns = now;
+    let Some(entry) = ENTRY_TIMES.get_ptr_mut(entry_index(tid, slot)) else {
+        lookup_failed();
+        return;
+    };
+    let entry = unsafe { &mut *entry };
+    let owner = entry_owner(tid, slot);
+    if entry.owner != 0 && entry.owner != owner {
+        bump(&COUNTERS, counter::ENTRY_OVERWRITTEN);
     }
+    entry.owner = owner;
+    entry.start_ns = now;
 }
 
 /// Pairs an exit with its task's entry and records the latency; false when
@@ -107,6 +122,7 @@ fn on_entry(pid_tgid: u64, slot: u32) {
 fn on_exit(pid_tgid: u64, slot: u32) -> bool {
     let tid = pid_tgid as u32;
     let Some(entry) = ENTRY_TIMES.get_ptr_mut(entry_index(tid, slot)) else {
+        lookup_failed();
         return false;
     };
     let entry = unsafe { &mut *entry };
@@ -140,7 +156,13 @@ fn record_nr_ptes(slot: u32, nr_ptes: u64) {
 
 #[inline(always)]
 fn slot_config(slot: u32) -> SlotConfig {
-    SLOT_CONFIG.get(slot).copied().unwrap_or_default()
+    match SLOT_CONFIG.get(slot) {
+        Some(config) => *config,
+        None => {
+            lookup_failed();
+            SlotConfig::default()
+        }
+    }
 }
 
 // sys_enter_mprotect: start at 16, len at 24, prot at 32 (tracefs format).

@@ -1,11 +1,20 @@
-//! Command-line arguments.
+//! Command-line arguments, and their conversion into the library's plain
+//! option structs (done once, here; the library never sees clap).
 
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::{Result, anyhow};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand};
-
-use crate::probes::plan::BackendChoice;
-use crate::workload::WorkloadArgs;
+use mprotect_trace::commands;
+use mprotect_trace::options::{
+    CompareOptions, DoctorOptions, RunOptions, SyscallTracing, TraceTarget, WorkloadCommandOptions,
+};
+use mprotect_trace::probes::backend;
+use mprotect_trace::probes::plan::BackendChoice;
+use mprotect_trace::workload::{Scenario, WorkloadOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -15,18 +24,18 @@ use crate::workload::WorkloadArgs;
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+enum Command {
     /// Trace mprotect (default: the built-in workload), print the table, write report.json.
     Run(RunArgs),
     /// Run the mprotect toggle workload and print its timings (no BPF, no root).
-    Workload(WorkloadArgs),
+    Workload(WorkloadCommandArgs),
     /// Print the summary of a saved run (no root needed).
     Report(ReportArgs),
-    /// Redraw the plots and report.html of a saved run from its report.json.
+    /// Redraw the plots, flame graph and report.html of a saved run from its report.json.
     Plot(ReportArgs),
     /// Compare two saved runs (e.g. two kernels) function by function.
     Compare(CompareArgs),
@@ -34,92 +43,236 @@ pub enum Command {
     Doctor(DoctorArgs),
 }
 
-#[derive(Args, Debug)]
-pub struct DoctorArgs {
-    /// Another kernel function to check, besides the built-in targets (repeatable).
-    #[arg(long = "probe", value_name = "NAME")]
-    pub probes: Vec<String>,
-    /// Print the findings as JSON.
+impl Cli {
+    pub fn dispatch(self) -> Result<ExitCode> {
+        match self.command {
+            Command::Run(args) => commands::run(args.into_options()?),
+            Command::Workload(args) => commands::workload(&WorkloadCommandOptions {
+                workload: args.workload.into_options(),
+                json: args.json,
+                wait_for_start: args.wait_for_start,
+            }),
+            Command::Report(args) => commands::report(&args.dir),
+            Command::Plot(args) => commands::plot(&args.dir),
+            Command::Compare(args) => commands::compare(&CompareOptions {
+                a: args.a,
+                b: args.b,
+                force: args.force,
+                json: args.json,
+                output: args.output,
+            }),
+            Command::Doctor(args) => commands::doctor(&DoctorOptions {
+                probes: args.probes,
+                json: args.json,
+            }),
+        }
+    }
+}
+
+/// `--scenario`: every scenario by its name, with its one-line help.
+fn scenario_parser() -> impl clap::builder::TypedValueParser<Value = Scenario> {
+    let values = Scenario::ALL.map(|scenario| PossibleValue::new(scenario.name()).help(scenario.help()));
+    PossibleValuesParser::new(values)
+        .try_map(|name| Scenario::from_name(&name).ok_or_else(|| format!("unknown scenario {name}")))
+}
+
+/// `--backend`: auto, or one of the function-probe backends by name.
+fn backend_parser() -> impl clap::builder::TypedValueParser<Value = BackendChoice> {
+    let names = std::iter::once("auto").chain(backend::ALL.iter().map(|b| b.kind().label()));
+    PossibleValuesParser::new(names).try_map(|name| match name.as_str() {
+        "auto" => Ok(BackendChoice::Auto),
+        name => backend::named(name)
+            .map(|b| BackendChoice::Only(b.kind()))
+            .ok_or_else(|| format!("unknown backend {name}")),
+    })
+}
+
+/// The workload's options, shared by `workload` and `run`.
+#[derive(Args, Clone, Debug)]
+struct WorkloadArgs {
+    /// Shape of the workload.
+    #[arg(long, value_parser = scenario_parser(), default_value = "shared-dirty-toggle")]
+    scenario: Scenario,
+    /// Size of each mapping in MiB [default: 64; 4 for region-toggle].
     #[arg(long)]
-    pub json: bool,
+    mapping_mb: Option<u64>,
+    /// Measured iterations per round.
+    #[arg(long, default_value_t = 200)]
+    iterations: u64,
+    /// Unmeasured iterations before the measured ones, each round.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// Rounds, each on a freshly mapped and prefaulted range.
+    #[arg(long, default_value_t = 1)]
+    rounds: u64,
+    /// Pin every workload thread to this CPU.
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// Threads, each toggling its own mapping.
+    #[arg(long, default_value_t = 1)]
+    threads: u64,
+    /// Do not touch the pages after each toggle.
+    #[arg(long)]
+    no_touch: bool,
+}
+
+impl WorkloadArgs {
+    fn into_options(self) -> WorkloadOptions {
+        WorkloadOptions {
+            scenario: self.scenario,
+            mapping_mb: self.mapping_mb,
+            iterations: self.iterations,
+            warmup: self.warmup,
+            rounds: self.rounds,
+            cpu: self.cpu,
+            threads: self.threads,
+            touch: !self.no_touch,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
-pub struct RunArgs {
+struct WorkloadCommandArgs {
     #[command(flatten)]
-    pub workload: WorkloadArgs,
+    workload: WorkloadArgs,
+    /// Print the result as JSON instead of the `result` line.
+    #[arg(long)]
+    json: bool,
+    /// Set everything up, then wait for a byte on stdin before the first
+    /// measured call: a tracer attaches in between, so it counts exactly
+    /// the workload's own mprotect() calls.
+    #[arg(long, hide = true)]
+    wait_for_start: bool,
+}
+
+#[derive(Args, Debug)]
+struct DoctorArgs {
+    /// Another kernel function to check, besides the built-in targets (repeatable).
+    #[arg(long = "probe", value_name = "NAME")]
+    probes: Vec<String>,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    /// Print the whole report as JSON instead of the table.
+    #[arg(long)]
+    json: bool,
     /// Another kernel function to probe (repeatable), e.g. prot_commit_flush_ptes.
     #[arg(long = "probe", value_name = "NAME")]
-    pub probes: Vec<String>,
+    probes: Vec<String>,
     /// Function probe backend.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
+    #[arg(long, value_parser = backend_parser(), default_value = "auto")]
+    backend: BackendChoice,
     /// Trace a running process instead of the workload.
     #[arg(short = 'p', long, conflicts_with_all = ["all", "command"])]
-    pub pid: Option<u32>,
+    pid: Option<u32>,
     /// Trace every task on the system.
     #[arg(short = 'a', long, conflicts_with = "command")]
-    pub all: bool,
+    all: bool,
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECONDS")]
-    pub duration: Option<f64>,
+    duration: Option<f64>,
     /// Print calls and latency per target every SECONDS.
     #[arg(long, value_name = "SECONDS")]
-    pub interval: Option<f64>,
+    interval: Option<f64>,
     /// Stack samples per second on each CPU.
     #[arg(long, default_value_t = 999, value_name = "HZ")]
-    pub sample_hz: u64,
+    sample_hz: u64,
     /// Distinct stacks (and stack pairs) the sampler keeps; samples past a
     /// full map are counted as lost, and the table says so.
     #[arg(long, default_value_t = mprotect_trace_common::STACK_MAP_ENTRIES, value_name = "N")]
-    pub max_stacks: u32,
+    max_stacks: u32,
     /// Do not sample stacks (no flame graph).
     #[arg(long)]
-    pub no_sample: bool,
+    no_sample: bool,
     /// Do not attach the syscall tracepoints (no syscall latency, lengths or flags).
     #[arg(long)]
-    pub no_syscall: bool,
+    no_syscall: bool,
     /// Attach do-nothing programs to the syscall tracepoints instead: the
     /// floor the overhead benchmark measures against.
     #[arg(long, hide = true)]
-    pub empty_programs: bool,
+    empty_programs: bool,
     /// Also run the workload once untraced first, and report how much
     /// tracing perturbed it.
     #[arg(long)]
-    pub calibrate: bool,
+    calibrate: bool,
     /// Measure what each BPF program costs per run, by the kernel's BPF
     /// run-time statistics (on for this run only; they add two clock reads
     /// per program run themselves).
     #[arg(long)]
-    pub probe_cost: bool,
+    probe_cost: bool,
     /// Directory for report.json [default: ./mprotect-trace-out/<UTC time>/].
     #[arg(short = 'o', long, value_name = "DIR")]
-    pub output: Option<PathBuf>,
+    output: Option<PathBuf>,
     /// Trace this command instead of the workload.
     #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    command: Vec<String>,
+}
+
+/// Seconds as a duration; what no duration can be is an error naming the flag.
+fn seconds(flag: &str, value: Option<f64>) -> Result<Option<Duration>> {
+    value
+        .map(|s| Duration::try_from_secs_f64(s).map_err(|_| anyhow!("{flag} must be a number of seconds (got {s})")))
+        .transpose()
+}
+
+impl RunArgs {
+    fn into_options(self) -> Result<RunOptions> {
+        let target = if !self.command.is_empty() {
+            TraceTarget::Command(self.command)
+        } else if let Some(pid) = self.pid {
+            TraceTarget::Pid(pid)
+        } else if self.all {
+            TraceTarget::All
+        } else {
+            TraceTarget::Workload(self.workload.into_options())
+        };
+        Ok(RunOptions {
+            target,
+            probes: self.probes,
+            backend: self.backend,
+            duration: seconds("--duration", self.duration)?,
+            interval: seconds("--interval", self.interval)?,
+            sample_hz: (!self.no_sample).then_some(self.sample_hz),
+            max_stacks: self.max_stacks,
+            syscall: match (self.no_syscall, self.empty_programs) {
+                (true, _) => SyscallTracing::Off,
+                (false, true) => SyscallTracing::EmptyPrograms,
+                (false, false) => SyscallTracing::Tracepoints,
+            },
+            calibrate: self.calibrate,
+            probe_cost: self.probe_cost,
+            output: self.output,
+            json: self.json,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
-pub struct ReportArgs {
+struct ReportArgs {
     /// A run's output directory (or its report.json).
-    pub dir: PathBuf,
+    dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
-pub struct CompareArgs {
+struct CompareArgs {
     /// The baseline run's directory (e.g. the older kernel).
-    pub a: PathBuf,
+    a: PathBuf,
     /// The run compared against it.
-    pub b: PathBuf,
+    b: PathBuf,
     /// Compare even when the workloads differ.
     #[arg(long)]
-    pub force: bool,
+    force: bool,
     /// Print the comparison as JSON.
     #[arg(long)]
-    pub json: bool,
+    json: bool,
     /// Also write comparison.txt, .json and .html, the A/B latency CDFs
     /// and, when both runs sampled stacks, diff-flame.svg here.
     #[arg(short = 'o', long, value_name = "DIR")]
-    pub output: Option<PathBuf>,
+    output: Option<PathBuf>,
 }

@@ -6,8 +6,7 @@ use std::fmt::Write as _;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::collect::{Histogram, ValueStats};
-use crate::output::report::{LatencySummary, Report};
+use crate::model::{Histogram, LatencySummary, Profile, Report, ValueStats, WorkloadResult};
 
 /// Two-sided significance level of the Mann-Whitney U tests.
 pub const ALPHA: f64 = 0.05;
@@ -54,7 +53,7 @@ fn sampled_deltas(a: &Report, b: &Report, targets: &[TargetDelta], workload_delt
     ) else {
         return Vec::new();
     };
-    let self_share = |profile: &crate::sampling::profile::Profile, name: &str| {
+    let self_share = |profile: &Profile, name: &str| {
         profile
             .functions
             .iter()
@@ -138,7 +137,7 @@ pub fn compare(a: &Report, b: &Report, a_name: &str, b_name: &str, force: bool) 
     let mut notes = Vec::new();
     match (&a.workload, &b.workload) {
         (Some(wa), Some(wb)) => {
-            let shape = |w: &crate::workload::WorkloadResult| {
+            let shape = |w: &WorkloadResult| {
                 (
                     w.scenario.clone(),
                     w.mapping_mb,
@@ -149,7 +148,7 @@ pub fn compare(a: &Report, b: &Report, a_name: &str, b_name: &str, force: bool) 
                 )
             };
             if shape(wa) != shape(wb) {
-                let describe = |w: &crate::workload::WorkloadResult| {
+                let describe = |w: &WorkloadResult| {
                     format!(
                         "{} {} MiB, {} iterations + {} warmup, {} rounds, {} threads",
                         w.scenario, w.mapping_mb, w.iterations, w.warmup, w.rounds, w.threads
@@ -185,7 +184,7 @@ pub fn compare(a: &Report, b: &Report, a_name: &str, b_name: &str, force: bool) 
 
     let workload = match (&a.workload, &b.workload) {
         (Some(wa), Some(wb)) => {
-            let per_page = |w: &crate::workload::WorkloadResult| -> Vec<f64> {
+            let per_page = |w: &WorkloadResult| -> Vec<f64> {
                 let p = &w.per_iteration_ns;
                 (0..p.protect.len())
                     .map(|i| (p.protect[i] + p.restore[i] + p.post_touch[i]) as f64 / w.pages as f64)
@@ -263,7 +262,10 @@ pub fn compare(a: &Report, b: &Report, a_name: &str, b_name: &str, force: bool) 
 /// The latency numbers of `name` in `report`, if it was measured there.
 fn side<'a>(report: &'a Report, name: &str) -> (Option<Side>, Option<&'a ValueStats>) {
     let (backend, stats) = if name == "mprotect (syscall)" {
-        (report.syscall.backend.clone(), Some(&report.syscall.latency_ns))
+        (
+            report.syscall.backend.label().to_owned(),
+            Some(&report.syscall.latency_ns),
+        )
     } else {
         match report.targets.iter().find(|t| t.attachment.name == name) {
             Some(target) => (target.attachment.backend.label().to_owned(), target.latency_ns.as_ref()),
@@ -388,20 +390,25 @@ fn normal_upper_tail(z: f64) -> f64 {
 /// both runs sampled stacks, the differential flame graph into `dir`.
 pub fn write_outputs(a: &Report, b: &Report, text: &str, json: &str, dir: &std::path::Path) -> Result<()> {
     use anyhow::Context as _;
+
+    use crate::output::{self, Artifact};
     std::fs::create_dir_all(dir).with_context(|| format!("creating {} (choose another with -o DIR)", dir.display()))?;
-    crate::output::write_atomically(&dir.join("comparison.txt"), text.as_bytes())?;
-    crate::output::write_atomically(&dir.join("comparison.json"), json.as_bytes())?;
+    let mut artifacts = vec![
+        Artifact::new("comparison.txt", text),
+        Artifact::new("comparison.json", json),
+    ];
     if let (Some(pa), Some(pb)) = (&a.sampling, &b.sampling) {
         let title = format!(
             "compare: {} vs {}",
-            crate::output::table::short_label(a),
-            crate::output::table::short_label(b)
+            output::table::short_label(a),
+            output::table::short_label(b)
         );
-        crate::output::flame::write_differential(&pa.folded(), &pb.folded(), &title, dir)?;
+        artifacts.push(output::flame::differential(&pa.folded(), &pb.folded(), &title)?);
     }
-    let cdfs = crate::output::plots::render_comparison_cdfs(a, b, dir)?;
+    artifacts.extend(output::plots::render_comparison_cdfs(a, b)?);
     let title = format!("mprotect-trace compare: {} vs {}", a.kernel_release, b.kernel_release);
-    crate::output::html::write_comparison(&title, text, &cdfs, dir)?;
+    artifacts.push(output::html::comparison(&title, text, &artifacts));
+    output::write_artifacts(&artifacts, dir)?;
     Ok(())
 }
 

@@ -6,10 +6,11 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::cli::DoctorArgs;
 use crate::ebpf_object;
-use crate::kernel::capabilities::{self, Capabilities};
+use crate::kernel::capabilities;
 use crate::kernel::kallsyms::Kallsyms;
+use crate::model::Capabilities;
+use crate::options::DoctorOptions;
 use crate::probes::plan::{self, BackendChoice, TargetPlan};
 
 #[derive(Debug, Serialize)]
@@ -20,12 +21,12 @@ pub struct DoctorReport {
     pub usable: bool,
 }
 
-pub fn diagnose(args: &DoctorArgs) -> Result<DoctorReport> {
+pub fn diagnose(options: &DoctorOptions) -> Result<DoctorReport> {
     crate::kernel::privileges::require_tracing()?;
     let mut ebpf = ebpf_object::load()?;
     let capabilities = capabilities::detect(&mut ebpf);
     let kallsyms = Kallsyms::load()?;
-    let targets = plan::plan_targets(&args.probes, &capabilities, &kallsyms, BackendChoice::Auto)?;
+    let targets = plan::plan_targets(&options.probes, &capabilities, &kallsyms, BackendChoice::Auto)?;
     let usable = capabilities.syscall_tracepoints.available || capabilities.perf_sampling.available;
     Ok(DoctorReport {
         capabilities,
@@ -45,9 +46,10 @@ impl DoctorReport {
             ("tracefs", &caps.tracefs),
             ("syscall tracepoints", &caps.syscall_tracepoints),
             ("perf sampling", &caps.perf_sampling),
-            ("fentry", &caps.fentry),
-            ("kprobes", &caps.kprobes),
-        ] {
+        ]
+        .into_iter()
+        .chain(caps.function_backends.iter().map(|(key, check)| (key.as_str(), check)))
+        {
             let _ = writeln!(out, "{label:<20} {:<4} {}", yes_no(check.available), check.detail);
         }
         let _ = writeln!(out, "{:<20} {}", "lockdown", caps.lockdown.detail);

@@ -2,6 +2,7 @@
 
 use anyhow::{Context as _, Result};
 use aya::{Ebpf, EbpfLoader};
+use mprotect_trace_common::maps;
 
 /// The object's bytes, aligned as aya's ELF parser requires.
 pub static BYTES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mprotect-trace"));
@@ -17,12 +18,12 @@ pub fn load() -> Result<Ebpf> {
 pub fn load_with_max_stacks(max_stacks: u32) -> Result<Ebpf> {
     if BYTES.is_empty() {
         anyhow::bail!(
-            "this binary was built without its eBPF object (AYA_BUILD_SKIP was set): rebuild with `cargo build`"
+            "this binary was built without its eBPF object (the `ebpf` feature was off): rebuild with `cargo build`"
         );
     }
     EbpfLoader::new()
-        .map_max_entries("STACKS", max_stacks)
-        .map_max_entries("SAMPLE_COUNTS", max_stacks)
+        .map_max_entries(maps::STACKS, max_stacks)
+        .map_max_entries(maps::SAMPLE_COUNTS, max_stacks)
         .load(BYTES)
         .context("loading the embedded eBPF object into the kernel")
 }
@@ -44,7 +45,7 @@ where
 mod tests {
     use aya::maps::{Array, PerCpuArray};
     use aya::programs::TracePoint;
-    use mprotect_trace_common::{CONFIG_INDEX, PROT_BUCKETS, SYSCALL_SLOT, Stats, TraceConfig, histogram};
+    use mprotect_trace_common::{CONFIG_INDEX, PROT_BUCKETS, SYSCALL_SLOT, Stats, TraceConfig, histogram, programs};
 
     use super::*;
     use crate::kernel::mounts::{self, Mount};
@@ -90,17 +91,52 @@ mod tests {
         const CALLS: usize = 37;
         mounts::ensure(Mount::Tracefs).unwrap();
         let mut ebpf = load().unwrap();
-        let names: Vec<&str> = ebpf.programs().map(|(name, _)| name).collect();
-        for expected in [
-            "sys_enter_mprotect",
-            "sys_exit_mprotect",
-            "fentry_capability_check",
-            "kprobe_capability_check",
-        ] {
-            assert!(names.contains(&expected), "{expected} missing from {names:?}");
-        }
+        // Every name user space uses is in the object, and nothing else is.
+        let mut names: Vec<&str> = ebpf.programs().map(|(name, _)| name).collect();
+        let mut expected: Vec<&str> = [
+            programs::SYS_ENTER_MPROTECT,
+            programs::SYS_EXIT_MPROTECT,
+            programs::SYS_ENTER_MPROTECT_EMPTY,
+            programs::SYS_EXIT_MPROTECT_EMPTY,
+            programs::SAMPLE_STACK,
+            programs::FENTRY_CAPABILITY_CHECK,
+            programs::KPROBE_CAPABILITY_CHECK,
+            programs::SAMPLER_CAPABILITY_CHECK,
+        ]
+        .into_iter()
+        .chain(programs::FENTRY_SLOTS)
+        .chain(programs::FEXIT_SLOTS)
+        .chain(programs::KPROBE_SLOTS)
+        .chain(programs::KRETPROBE_SLOTS)
+        .collect();
+        names.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        // Sections the compiler made (.rodata.*) are maps too; they are not ours to name.
+        let mut map_names: Vec<&str> = ebpf
+            .maps()
+            .map(|(name, _)| name)
+            .filter(|name| !name.starts_with('.'))
+            .collect();
+        let mut expected_maps = vec![
+            maps::CONFIG,
+            maps::SLOT_CONFIG,
+            maps::ENTRY_TIMES,
+            maps::COUNTERS,
+            maps::LATENCY_STATS,
+            maps::LATENCY_HIST,
+            maps::PAGES_STATS,
+            maps::PAGES_HIST,
+            maps::NR_PTES_HIST,
+            maps::PROT_FLAGS,
+            maps::STACKS,
+            maps::SAMPLE_COUNTS,
+        ];
+        map_names.sort_unstable();
+        expected_maps.sort_unstable();
+        assert_eq!(map_names, expected_maps);
         let (pid, go) = fork_mprotect_child(CALLS);
-        let mut config: Array<_, TraceConfig> = Array::try_from(ebpf.map_mut("CONFIG").unwrap()).unwrap();
+        let mut config: Array<_, TraceConfig> = Array::try_from(ebpf.map_mut(maps::CONFIG).unwrap()).unwrap();
         config
             .set(
                 CONFIG_INDEX,
@@ -111,7 +147,7 @@ mod tests {
                 0,
             )
             .unwrap();
-        for name in ["sys_enter_mprotect", "sys_exit_mprotect"] {
+        for name in [programs::SYS_ENTER_MPROTECT, programs::SYS_EXIT_MPROTECT] {
             let program: &mut TracePoint = ebpf.program_mut(name).unwrap().try_into().unwrap();
             program.load().unwrap();
             program.attach("syscalls", name).unwrap();

@@ -3,9 +3,12 @@
 use anyhow::{Context as _, Result};
 use aya::Ebpf;
 use aya::maps::{MapData, PerCpuArray};
-use mprotect_trace_common::{FUNCTION_SLOTS, NR_PTES_BUCKETS, PROT_BUCKETS, SYSCALL_SLOT, Stats, counter, histogram};
+use mprotect_trace_common::{
+    FUNCTION_SLOTS, NR_PTES_BUCKETS, PROT_BUCKETS, SYSCALL_SLOT, Stats, counter, histogram, maps,
+};
 
-use super::{Counters, ExactDistribution, Histogram, SlotData, Snapshot, ValueStats};
+use super::{SlotData, Snapshot};
+use crate::model::{Counters, ExactDistribution, Histogram, ValueStats};
 
 fn per_cpu<'a, T: aya::Pod>(ebpf: &'a Ebpf, name: &str) -> Result<PerCpuArray<&'a MapData, T>> {
     let map = ebpf
@@ -59,11 +62,11 @@ fn stats_of(stats: &PerCpuArray<&MapData, Stats>, hist: &PerCpuArray<&MapData, u
 }
 
 pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
-    let latency_stats = per_cpu::<Stats>(ebpf, "LATENCY_STATS")?;
-    let latency_hist = per_cpu::<u64>(ebpf, "LATENCY_HIST")?;
-    let pages_stats = per_cpu::<Stats>(ebpf, "PAGES_STATS")?;
-    let pages_hist = per_cpu::<u64>(ebpf, "PAGES_HIST")?;
-    let nr_ptes = per_cpu::<u64>(ebpf, "NR_PTES_HIST")?;
+    let latency_stats = per_cpu::<Stats>(ebpf, maps::LATENCY_STATS)?;
+    let latency_hist = per_cpu::<u64>(ebpf, maps::LATENCY_HIST)?;
+    let pages_stats = per_cpu::<Stats>(ebpf, maps::PAGES_STATS)?;
+    let pages_hist = per_cpu::<u64>(ebpf, maps::PAGES_HIST)?;
+    let nr_ptes = per_cpu::<u64>(ebpf, maps::NR_PTES_HIST)?;
     let slot = |slot: u32| -> Result<SlotData> {
         let nr_ptes = if slot < FUNCTION_SLOTS {
             let start = slot * NR_PTES_BUCKETS;
@@ -85,7 +88,7 @@ pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
             nr_ptes,
         })
     };
-    let counters = summed(&per_cpu::<u64>(ebpf, "COUNTERS")?, 0..counter::LEN)?;
+    let counters = summed(&per_cpu::<u64>(ebpf, maps::COUNTERS)?, 0..counter::LEN)?;
     let syscall = slot(SYSCALL_SLOT)?;
     let syscall_unpaired_exits = counters[counter::SYSCALL_EXIT_WITHOUT_ENTRY as usize];
     Ok(Snapshot {
@@ -95,10 +98,11 @@ pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
             syscall_exit: syscall.latency_ns.count + syscall_unpaired_exits,
             exit_without_entry: syscall_unpaired_exits + counters[counter::FUNCTION_EXIT_WITHOUT_ENTRY as usize],
             entry_overwritten: counters[counter::ENTRY_OVERWRITTEN as usize],
+            map_lookup_failed: counters[counter::MAP_LOOKUP_FAILED as usize],
         },
         syscall,
         functions: (0..FUNCTION_SLOTS).map(slot).collect::<Result<_>>()?,
-        prot_flags: summed(&per_cpu::<u64>(ebpf, "PROT_FLAGS")?, 0..PROT_BUCKETS)?,
+        prot_flags: summed(&per_cpu::<u64>(ebpf, maps::PROT_FLAGS)?, 0..PROT_BUCKETS)?,
     })
 }
 

@@ -10,9 +10,9 @@ use anyhow::{Context as _, Result};
 use aya::Ebpf;
 use aya::sys::{Stats, enable_stats};
 use mprotect_trace_common::FUNCTION_SLOTS;
-use serde::{Deserialize, Serialize};
+use mprotect_trace_common::programs::SAMPLE_STACK;
 
-use crate::probes::attach::Attachment;
+use crate::model::{Attachment, ProgramCost};
 
 /// The kernel's BPF run-time statistics, on while this value lives (the
 /// kernel turns them off when the last holder closes its descriptor, so a
@@ -27,23 +27,6 @@ impl RunTimeStats {
             "--probe-cost: enabling the kernel's BPF run-time statistics failed (needs Linux 5.8 and CAP_SYS_ADMIN)",
         )?;
         Ok(Self { _enabled: fd })
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProgramCost {
-    /// The program's name in the eBPF object.
-    pub program: String,
-    /// What it runs on: a tracepoint, a function target's entry or exit,
-    /// the stack sampler.
-    pub probe: String,
-    pub runs: u64,
-    pub total_ns: u64,
-}
-
-impl ProgramCost {
-    pub fn ns_per_run(&self) -> Option<f64> {
-        (self.runs > 0).then(|| self.total_ns as f64 / self.runs as f64)
     }
 }
 
@@ -75,7 +58,7 @@ fn probe_of(program: &str, attachments: &[Attachment]) -> String {
     if let Some(tracepoint) = program.strip_prefix("sys_") {
         return format!("syscalls:sys_{}", tracepoint.trim_end_matches("_empty"));
     }
-    if program == "sample_stack" {
+    if program == SAMPLE_STACK {
         return "cpu-clock sampler".to_owned();
     }
     // fentry_slot_3, kretprobe_slot_0, ...: the target attached in that slot.
@@ -94,8 +77,7 @@ fn probe_of(program: &str, attachments: &[Attachment]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probes::plan::Backend;
-    use crate::probes::targets::Role;
+    use crate::model::{Backend, Role};
 
     #[test]
     fn programs_are_named_by_what_they_run_on() {

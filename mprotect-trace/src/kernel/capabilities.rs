@@ -3,52 +3,14 @@
 
 use std::path::Path;
 
+use aya::Ebpf;
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
-use aya::programs::{FEntry, KProbe, PerfEvent, TracePoint};
-use aya::{Btf, Ebpf};
-use serde::{Deserialize, Serialize};
+use aya::programs::{PerfEvent, TracePoint};
+use mprotect_trace_common::programs::{SAMPLER_CAPABILITY_CHECK, SYS_ENTER_MPROTECT};
 
 use super::mounts::{self, Mount};
-
-/// The outcome of one check: whether it works, and what showed it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Check {
-    pub available: bool,
-    /// A few words, for plans and tables: "refused (EPERM)".
-    pub summary: String,
-    /// The whole finding, with the error the kernel gave.
-    pub detail: String,
-}
-
-impl Check {
-    fn yes(detail: impl Into<String>) -> Self {
-        Self {
-            available: true,
-            summary: "works".into(),
-            detail: detail.into(),
-        }
-    }
-    fn no(summary: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self {
-            available: false,
-            summary: summary.into(),
-            detail: detail.into(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Capabilities {
-    pub kernel_release: String,
-    pub arch: String,
-    pub btf: Check,
-    pub lockdown: Check,
-    pub tracefs: Check,
-    pub syscall_tracepoints: Check,
-    pub perf_sampling: Check,
-    pub fentry: Check,
-    pub kprobes: Check,
-}
+use crate::model::{Capabilities, Check};
+use crate::probes::backend::{self, CheckContext};
 
 /// The function `doctor` loads a fentry program on and attaches a kprobe to.
 pub const PROBE_CHECK_FUNCTION: &str = "change_protection";
@@ -61,6 +23,13 @@ pub fn detect(ebpf: &mut Ebpf) -> Capabilities {
         Err(err) => Check::no("not mounted", format!("{err:#}")),
     };
     let btf = btf_check();
+    let function_backends = backend::ALL
+        .iter()
+        .map(|backend| {
+            let mut context = CheckContext { ebpf, btf: &btf };
+            (backend.capability().to_owned(), backend.check(&mut context))
+        })
+        .collect();
     Capabilities {
         kernel_release,
         arch,
@@ -73,13 +42,8 @@ pub fn detect(ebpf: &mut Ebpf) -> Capabilities {
         },
         tracefs,
         perf_sampling: perf_sampling_check(ebpf),
-        fentry: if btf.available {
-            fentry_check(ebpf)
-        } else {
-            Check::no("needs BTF", format!("fentry needs the kernel's BTF: {}", btf.detail))
-        },
         btf,
-        kprobes: kprobe_check(ebpf),
+        function_backends,
     }
 }
 
@@ -165,7 +129,7 @@ fn lockdown_check() -> Check {
 fn tracepoint_check(ebpf: &mut Ebpf) -> Check {
     let mut attempt = || -> Result<(), String> {
         let program: &mut TracePoint =
-            crate::ebpf_object::program_mut(ebpf, "sys_enter_mprotect").map_err(|e| format!("{e:#}"))?;
+            crate::ebpf_object::program_mut(ebpf, SYS_ENTER_MPROTECT).map_err(|e| format!("{e:#}"))?;
         program.load().map_err(|e| error_chain(&e))?;
         let link = program
             .attach("syscalls", "sys_enter_mprotect")
@@ -185,7 +149,7 @@ fn tracepoint_check(ebpf: &mut Ebpf) -> Check {
 fn perf_sampling_check(ebpf: &mut Ebpf) -> Check {
     let mut attempt = || -> Result<(), String> {
         let program: &mut PerfEvent =
-            crate::ebpf_object::program_mut(ebpf, "sampler_capability_check").map_err(|e| format!("{e:#}"))?;
+            crate::ebpf_object::program_mut(ebpf, SAMPLER_CAPABILITY_CHECK).map_err(|e| format!("{e:#}"))?;
         program.load().map_err(|e| error_chain(&e))?;
         let link = program
             .attach(
@@ -203,61 +167,6 @@ fn perf_sampling_check(ebpf: &mut Ebpf) -> Check {
         Err(err) => Check::no(
             "attach failed",
             format!("attaching to the cpu-clock event failed: {err}"),
-        ),
-    }
-}
-
-fn fentry_check(ebpf: &mut Ebpf) -> Check {
-    let mut attempt = || -> Result<(), String> {
-        let btf = Btf::from_sys_fs().map_err(|e| error_chain(&e))?;
-        let program: &mut FEntry =
-            crate::ebpf_object::program_mut(ebpf, "fentry_capability_check").map_err(|e| format!("{e:#}"))?;
-        program.load(PROBE_CHECK_FUNCTION, &btf).map_err(|e| error_chain(&e))?;
-        let link = program.attach().map_err(|e| error_chain(&e))?;
-        program.detach(link).map_err(|e| error_chain(&e))?;
-        Ok(())
-    };
-    match attempt() {
-        Ok(()) => Check::yes(format!(
-            "a fentry program loaded and attached on {PROBE_CHECK_FUNCTION}"
-        )),
-        Err(err) => {
-            let eperm = err.contains("Operation not permitted");
-            Check::no(
-                if eperm { "refused (EPERM)" } else { "refused" },
-                format!(
-                    "the kernel refused a fentry program on {PROBE_CHECK_FUNCTION}: {err}{}",
-                    if eperm {
-                        " (BPF trampolines are disabled on this kernel)"
-                    } else {
-                        ""
-                    }
-                ),
-            )
-        }
-    }
-}
-
-fn kprobe_check(ebpf: &mut Ebpf) -> Check {
-    let pmu = Path::new("/sys/bus/event_source/devices/kprobe").exists();
-    let events = Path::new(mounts::TRACEFS).join("kprobe_events").exists();
-    let mut attempt = || -> Result<(), String> {
-        let program: &mut KProbe =
-            crate::ebpf_object::program_mut(ebpf, "kprobe_capability_check").map_err(|e| format!("{e:#}"))?;
-        program.load().map_err(|e| error_chain(&e))?;
-        let link = program.attach(PROBE_CHECK_FUNCTION, 0).map_err(|e| error_chain(&e))?;
-        program.detach(link).map_err(|e| error_chain(&e))?;
-        Ok(())
-    };
-    match attempt() {
-        Ok(()) => Check::yes(format!("a kprobe attached on {PROBE_CHECK_FUNCTION}")),
-        Err(_) if !pmu && !events => Check::no(
-            "not built (no CONFIG_KPROBES)",
-            "kernel built without CONFIG_KPROBES: no kprobe PMU in /sys/bus/event_source/devices and no kprobe_events in tracefs",
-        ),
-        Err(err) => Check::no(
-            "attach failed",
-            format!("attaching a kprobe on {PROBE_CHECK_FUNCTION} failed: {err}"),
         ),
     }
 }

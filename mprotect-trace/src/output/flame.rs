@@ -1,30 +1,53 @@
 //! `flame.svg`: an interactive flame graph (search, zoom) drawn by inferno
-//! from the folded stacks.
-
-use std::path::{Path, PathBuf};
+//! from the folded stacks; and the differential one `compare` draws.
 
 use anyhow::{Context as _, Result};
 use inferno::flamegraph::{self, Options};
 
-pub const FILE_NAME: &str = "flame.svg";
+use super::{Artifact, Format};
+use crate::model::Report;
 
-pub fn write(folded: &str, title: &str, subtitle: &str, dir: &Path) -> Result<PathBuf> {
+pub const FILE_NAME: &str = "flame.svg";
+pub const DIFFERENTIAL_FILE_NAME: &str = "diff-flame.svg";
+
+pub struct FlameGraph;
+
+impl Format for FlameGraph {
+    fn render(&self, report: &Report, _earlier: &[Artifact]) -> Result<Vec<Artifact>> {
+        let Some(profile) = report.sampling.as_ref().filter(|p| !p.stacks.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let title = format!(
+            "mprotect-trace: {} on {}",
+            super::table::what_was_traced(report),
+            report.kernel_release
+        );
+        let subtitle = format!(
+            "{} samples at {} Hz on {} CPUs, {} inside mprotect()",
+            profile.counters.samples, profile.hz, profile.cpus, profile.in_syscall_samples
+        );
+        Ok(vec![Artifact::new(
+            FILE_NAME,
+            draw(&profile.folded(), &title, &subtitle)?,
+        )])
+    }
+}
+
+fn draw(folded: &str, title: &str, subtitle: &str) -> Result<Vec<u8>> {
     let mut options = Options::default();
     options.title = title.to_owned();
     options.subtitle = Some(subtitle.to_owned());
     options.count_name = "samples".to_owned();
     let mut svg = Vec::new();
     flamegraph::from_lines(&mut options, folded.lines(), &mut svg).context("drawing the flame graph")?;
-    super::write_atomically(&dir.join(FILE_NAME), &svg)
+    Ok(svg)
 }
-
-pub const DIFFERENTIAL_FILE_NAME: &str = "diff-flame.svg";
 
 /// A differential flame graph of B against A (inferno's differential
 /// mode): frame widths are B's samples, red frames grew and blue ones
 /// shrank. A's counts are normalized to B's total so a longer run does
 /// not paint everything red.
-pub fn write_differential(a_folded: &str, b_folded: &str, title: &str, dir: &Path) -> Result<PathBuf> {
+pub fn differential(a_folded: &str, b_folded: &str, title: &str) -> Result<Artifact> {
     let mut diff = Vec::new();
     let options = inferno::differential::Options {
         normalize: true,
@@ -33,11 +56,10 @@ pub fn write_differential(a_folded: &str, b_folded: &str, title: &str, dir: &Pat
     inferno::differential::from_readers(options, a_folded.as_bytes(), b_folded.as_bytes(), &mut diff)
         .context("diffing the folded stacks")?;
     let diff = String::from_utf8(diff).context("the differential stacks are not UTF-8")?;
-    let mut options = Options::default();
-    options.title = title.to_owned();
-    options.subtitle = Some("width: B's samples; red: more in B than in A, blue: fewer".to_owned());
-    options.count_name = "samples".to_owned();
-    let mut svg = Vec::new();
-    flamegraph::from_lines(&mut options, diff.lines(), &mut svg).context("drawing the differential flame graph")?;
-    super::write_atomically(&dir.join(DIFFERENTIAL_FILE_NAME), &svg)
+    let svg = draw(
+        &diff,
+        title,
+        "width: B's samples; red: more in B than in A, blue: fewer",
+    )?;
+    Ok(Artifact::new(DIFFERENTIAL_FILE_NAME, svg))
 }

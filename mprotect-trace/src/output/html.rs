@@ -2,14 +2,13 @@
 //! every plot inline and the interactive flame graph.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use super::report::Report;
-use super::table;
+use super::{Artifact, Format, table};
+use crate::model::Report;
 
 pub const FILE_NAME: &str = "report.html";
 
@@ -17,35 +16,32 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// Inline `<figure>`s of the PNG files among `plots`.
-fn figures(plots: &[PathBuf]) -> Result<String> {
+/// Inline `<figure>`s of the PNG plots among `artifacts`.
+fn figures(artifacts: &[Artifact]) -> String {
     let mut html = String::new();
-    for plot in plots.iter().filter(|p| p.extension().is_some_and(|e| e == "png")) {
-        let bytes = std::fs::read(plot).with_context(|| format!("reading {}", plot.display()))?;
-        let name = plot
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    for plot in artifacts.iter().filter(|a| a.file_name.ends_with(".png")) {
+        let name = plot.file_name.trim_end_matches(".png");
         let _ = writeln!(
             html,
             "<figure><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption>{}</figcaption></figure>",
-            escape(&name),
-            STANDARD.encode(bytes),
-            escape(&name)
+            escape(name),
+            STANDARD.encode(&plot.bytes),
+            escape(name)
         );
     }
-    Ok(html)
+    html
 }
 
-/// An interactive SVG (a flame graph) embedded so its script runs.
-fn embedded_svg(path: &Path, heading: &str) -> String {
-    match std::fs::read(path) {
-        Ok(svg) => format!(
+/// The interactive SVG `file_name` (a flame graph) among `artifacts`,
+/// embedded so its script runs; nothing when there is none.
+fn embedded_svg(artifacts: &[Artifact], file_name: &str, heading: &str) -> String {
+    match super::find(artifacts, file_name) {
+        Some(svg) => format!(
             "<h2>{heading}</h2>\n<p>Click a frame to zoom, Ctrl-F to search.</p>\n\
              <object id=\"flame\" type=\"image/svg+xml\" data=\"data:image/svg+xml;base64,{}\" width=\"1100\"></object>\n",
-            STANDARD.encode(svg)
+            STANDARD.encode(&svg.bytes)
         ),
-        Err(_) => String::new(),
+        None => String::new(),
     }
 }
 
@@ -64,51 +60,58 @@ fn page_head(title: &str) -> String {
     )
 }
 
+pub const COMPARISON_FILE_NAME: &str = "comparison.html";
+
 /// `comparison.html`: the comparison text, the A/B CDFs and the
-/// differential flame graph, in one self-contained file.
-pub fn write_comparison(title: &str, text: &str, plots: &[PathBuf], dir: &Path) -> Result<PathBuf> {
+/// differential flame graph among `artifacts`, in one self-contained file.
+pub fn comparison(title: &str, text: &str, artifacts: &[Artifact]) -> Artifact {
     let mut html = page_head(title);
     let _ = write!(
         html,
         "<pre>{}</pre>\n<h2>Latency CDFs</h2>\n{}",
         escape(text),
-        figures(plots)?
+        figures(artifacts)
     );
     html.push_str(&embedded_svg(
-        &dir.join(super::flame::DIFFERENTIAL_FILE_NAME),
+        artifacts,
+        super::flame::DIFFERENTIAL_FILE_NAME,
         "Differential flame graph (red: more in B)",
     ));
     html.push_str(IMAGE_COUNT_SCRIPT);
     html.push_str("</body></html>\n");
-    super::write_atomically(&dir.join("comparison.html"), html.as_bytes())
+    Artifact::new(COMPARISON_FILE_NAME, html)
 }
 
-/// Builds `report.html` from the report and the PNG plots in `plots`;
-/// embeds `dir/flame.svg` when the run sampled stacks.
-pub fn write(report: &Report, plots: &[PathBuf], dir: &Path) -> Result<PathBuf> {
-    let title = format!(
-        "mprotect-trace: {} on {}",
-        table::what_was_traced(report),
-        report.kernel_release
-    );
-    let mut html = page_head(&title);
-    let _ = writeln!(
-        html,
-        "<p>{} {}, {} CPUs ({}); kernel command line: <code>{}</code>; mprotect-trace {}</p>",
-        escape(&report.kernel_release),
-        escape(&report.arch),
-        report.cpus,
-        escape(&report.cpu_model),
-        escape(&report.kernel_cmdline),
-        escape(&report.tool_version)
-    );
-    let _ = write!(html, "<h2>Summary</h2>\n<pre>{}", escape(&table::render(report)));
-    if let Some(workload) = &report.workload {
-        let _ = write!(html, "{}", escape(&workload.result_line()));
+/// `report.html`: the summary, the plots and the flame graph the formats
+/// before it rendered.
+pub struct Html;
+
+impl Format for Html {
+    fn render(&self, report: &Report, earlier: &[Artifact]) -> Result<Vec<Artifact>> {
+        let title = format!(
+            "mprotect-trace: {} on {}",
+            table::what_was_traced(report),
+            report.kernel_release
+        );
+        let mut html = page_head(&title);
+        let _ = writeln!(
+            html,
+            "<p>{} {}, {} CPUs ({}); kernel command line: <code>{}</code>; mprotect-trace {}</p>",
+            escape(&report.kernel_release),
+            escape(&report.arch),
+            report.cpus,
+            escape(&report.cpu_model),
+            escape(&report.kernel_cmdline),
+            escape(&report.tool_version)
+        );
+        let _ = write!(html, "<h2>Summary</h2>\n<pre>{}", escape(&table::render(report)));
+        if let Some(workload) = &report.workload {
+            let _ = write!(html, "{}", escape(&workload.result_line()));
+        }
+        let _ = write!(html, "</pre>\n<h2>Plots</h2>\n{}", figures(earlier));
+        html.push_str(&embedded_svg(earlier, super::flame::FILE_NAME, "Flame graph"));
+        html.push_str(IMAGE_COUNT_SCRIPT);
+        html.push_str("</body></html>\n");
+        Ok(vec![Artifact::new(FILE_NAME, html)])
     }
-    let _ = write!(html, "</pre>\n<h2>Plots</h2>\n{}", figures(plots)?);
-    html.push_str(&embedded_svg(&dir.join(super::flame::FILE_NAME), "Flame graph"));
-    html.push_str(IMAGE_COUNT_SCRIPT);
-    html.push_str("</body></html>\n");
-    super::write_atomically(&dir.join(FILE_NAME), html.as_bytes())
 }

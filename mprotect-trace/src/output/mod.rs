@@ -1,9 +1,14 @@
-//! Everything a run writes or prints; reads only the run model.
+//! Everything a run writes: one pipeline of formats, each a module behind
+//! [`Format`], that read only the run model. Every file is rendered in
+//! memory first (the HTML embeds the plots and the flame graph from
+//! there), then each is written atomically, `report.json` last, so a run
+//! that fails to write leaves no report that looks complete.
 
 pub mod flame;
+pub mod folded;
 pub mod html;
+pub mod json;
 pub mod plots;
-pub mod report;
 pub mod table;
 
 use std::io::Write as _;
@@ -11,10 +16,77 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
-/// Draws the plots of `report` and writes `report.html` into `dir`.
-pub fn write_plots_and_html(report: &report::Report, dir: &Path) -> Result<PathBuf> {
-    let plots = plots::render_all(report, dir)?;
-    html::write(report, &plots, dir)
+use crate::model::Report;
+
+/// One file a format produced, not yet written.
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Artifact {
+    pub fn new(file_name: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
+        Self {
+            file_name: file_name.into(),
+            bytes: bytes.into(),
+        }
+    }
+}
+
+/// An output format: the files it makes of a run, given those the formats
+/// before it made (which it may embed).
+pub trait Format: Sync {
+    fn render(&self, report: &Report, earlier: &[Artifact]) -> Result<Vec<Artifact>>;
+}
+
+/// Every format, in rendering order. Adding one: its module, and a line here.
+static FORMATS: &[&dyn Format] = &[
+    &folded::FoldedStacks,
+    &flame::FlameGraph,
+    &plots::Plots,
+    &html::Html,
+    &json::ReportJson,
+];
+
+/// Which formats to render.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Formats {
+    /// Everything a run writes.
+    Run,
+    /// Everything but report.json, which is the input (`plot DIR`).
+    Redraw,
+}
+
+/// Renders every file of `report` in memory.
+pub fn render(report: &Report, formats: Formats) -> Result<Vec<Artifact>> {
+    let mut artifacts: Vec<Artifact> = Vec::new();
+    for format in FORMATS {
+        let made = format.render(report, &artifacts)?;
+        artifacts.extend(made);
+    }
+    if formats == Formats::Redraw {
+        artifacts.retain(|artifact| artifact.file_name != json::FILE_NAME);
+    }
+    Ok(artifacts)
+}
+
+/// Renders and writes every file of `report` into `dir`; returns their paths.
+pub fn write(report: &Report, formats: Formats, dir: &Path) -> Result<Vec<PathBuf>> {
+    write_artifacts(&render(report, formats)?, dir)
+}
+
+/// Writes each artifact into `dir`, atomically, in order.
+pub fn write_artifacts(artifacts: &[Artifact], dir: &Path) -> Result<Vec<PathBuf>> {
+    artifacts
+        .iter()
+        .map(|artifact| write_atomically(&dir.join(&artifact.file_name), &artifact.bytes))
+        .collect()
+}
+
+/// The artifact named `file_name` among `artifacts`.
+pub fn find<'a>(artifacts: &'a [Artifact], file_name: &str) -> Option<&'a Artifact> {
+    artifacts.iter().find(|artifact| artifact.file_name == file_name)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a
@@ -28,8 +100,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let result = (|| -> Result<()> {
         let mut file =
             std::fs::File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
-        file.write_all(bytes)?;
-        file.sync_all()
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
             .with_context(|| format!("writing {}", temporary.display()))?;
         std::fs::rename(&temporary, path).with_context(|| format!("renaming to {}", path.display()))
     })();

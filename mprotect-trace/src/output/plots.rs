@@ -2,17 +2,17 @@
 //! log time axis, every target's CDF in one chart, the nr_ptes and
 //! pages-per-call distributions, and the workload's per-iteration timeline.
 
-use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context as _, Result, anyhow};
+use image::ImageEncoder as _;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 
-use super::report::Report;
 use super::table::what_was_traced;
-use crate::collect::{ExactDistribution, ValueStats};
+use super::{Artifact, Format};
+use crate::model::{ExactDistribution, Report, ValueStats};
 
 const SIZE: (u32, u32) = (1000, 560);
 const FONT: &str = "sans-serif";
@@ -30,34 +30,33 @@ fn plot_error<E: std::fmt::Debug>(err: E) -> anyhow::Error {
     anyhow!("drawing a plot: {err:?}")
 }
 
-/// Draws `chart` into `dir/name.png` and `dir/name.svg`, each written
-/// under a temporary name and renamed, so no half-drawn plot is left.
-fn render(chart: &impl Chart, dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
+/// Draws `chart` as `name.png` and `name.svg`, in memory.
+fn render(chart: &impl Chart, name: &str) -> Result<Vec<Artifact>> {
     REGISTER_FONT.call_once(|| {
         // The embedded font is valid by construction; a failure only shows as missing text.
         let _ = plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES);
     });
-    let png = dir.join(format!("{name}.png"));
-    let temporary = dir.join(format!(".{name}.tmp.png"));
-    let drawn = (|| -> Result<()> {
-        let area = BitMapBackend::new(&temporary, SIZE).into_drawing_area();
+    let (width, height) = SIZE;
+    let mut rgb = vec![0u8; width as usize * height as usize * 3];
+    {
+        let area = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
         chart.draw(&area)?;
         area.present().map_err(plot_error)?;
-        drop(area);
-        std::fs::rename(&temporary, &png).map_err(|e| anyhow!("renaming {}: {e}", temporary.display()))
-    })();
-    if drawn.is_err() {
-        let _ = std::fs::remove_file(&temporary);
     }
-    drawn?;
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&rgb, width, height, image::ColorType::Rgb8)
+        .with_context(|| format!("encoding {name}.png"))?;
     let mut svg = String::new();
     {
         let area = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         chart.draw(&area)?;
         area.present().map_err(plot_error)?;
     }
-    let svg_path = super::write_atomically(&dir.join(format!("{name}.svg")), svg.as_bytes())?;
-    Ok(vec![png, svg_path])
+    Ok(vec![
+        Artifact::new(format!("{name}.png"), png),
+        Artifact::new(format!("{name}.svg"), svg),
+    ])
 }
 
 /// `[low, high]` widened to whole decades, so a log axis has labelled ticks
@@ -122,7 +121,7 @@ fn color(index: usize) -> RGBColor {
 fn latency_series(report: &Report) -> Vec<(String, String, &ValueStats)> {
     let mut series = vec![(
         "mprotect (syscall)".to_owned(),
-        report.syscall.backend.clone(),
+        report.syscall.backend.label().to_owned(),
         &report.syscall.latency_ns,
     )];
     for target in &report.targets {
@@ -360,8 +359,16 @@ fn exact_bars(distribution: &ExactDistribution) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
-/// Draws every plot of `report` into `dir`; returns the files written.
-pub fn render_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
+/// Every plot of a run, PNG and SVG.
+pub struct Plots;
+
+impl Format for Plots {
+    fn render(&self, report: &Report, _earlier: &[Artifact]) -> Result<Vec<Artifact>> {
+        render_all(report)
+    }
+}
+
+fn render_all(report: &Report) -> Result<Vec<Artifact>> {
     let context = context(report);
     let mut files = Vec::new();
     let series = latency_series(report);
@@ -371,7 +378,7 @@ pub fn render_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
             subtitle: context.clone(),
             stats,
         };
-        files.extend(render(&chart, dir, &format!("latency-{}", slug(name)))?);
+        files.extend(render(&chart, &format!("latency-{}", slug(name)))?);
     }
     if !series.is_empty() {
         let chart = LatencyCdf {
@@ -379,7 +386,7 @@ pub fn render_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
             subtitle: context.clone(),
             series,
         };
-        files.extend(render(&chart, dir, "latency-cdf")?);
+        files.extend(render(&chart, "latency-cdf")?);
     }
     for target in &report.targets {
         if let (Some(source), Some(nr_ptes)) = (&target.attachment.nr_ptes_source, &target.nr_ptes)
@@ -392,11 +399,7 @@ pub fn render_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
                 bars: exact_bars(nr_ptes),
                 log_x: false,
             };
-            files.extend(render(
-                &chart,
-                dir,
-                &format!("nr-ptes-{}", slug(&target.attachment.name)),
-            )?);
+            files.extend(render(&chart, &format!("nr-ptes-{}", slug(&target.attachment.name)))?);
         }
         if let (Some(source), Some(pages)) = (&target.attachment.pages_source, &target.pages_per_call)
             && pages.count > 0
@@ -408,11 +411,7 @@ pub fn render_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
                 bars: pages.histogram.buckets.clone(),
                 log_x: true,
             };
-            files.extend(render(
-                &chart,
-                dir,
-                &format!("pages-{}", slug(&target.attachment.name)),
-            )?);
+            files.extend(render(&chart, &format!("pages-{}", slug(&target.attachment.name)))?);
         }
     }
     if report.syscall.pages_per_call.count > 0 {
@@ -423,7 +422,7 @@ pub fn render_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
             bars: report.syscall.pages_per_call.histogram.buckets.clone(),
             log_x: true,
         };
-        files.extend(render(&chart, dir, "pages-syscall")?);
+        files.extend(render(&chart, "pages-syscall")?);
     }
     if let Some(workload) = &report.workload
         && !workload.per_iteration_ns.protect.is_empty()
@@ -439,13 +438,13 @@ pub fn render_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
                 ("post-touch".to_owned(), per_page(&p.post_touch)),
             ],
         };
-        files.extend(render(&chart, dir, "timeline")?);
+        files.extend(render(&chart, "timeline")?);
     }
     Ok(files)
 }
 
 /// One CDF chart per target measured in both runs, A and B overlaid.
-pub fn render_comparison_cdfs(a: &Report, b: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn render_comparison_cdfs(a: &Report, b: &Report) -> Result<Vec<Artifact>> {
     let (series_a, series_b) = (latency_series(a), latency_series(b));
     let subtitle = format!(
         "A: {}    B: {}",
@@ -465,7 +464,7 @@ pub fn render_comparison_cdfs(a: &Report, b: &Report, dir: &Path) -> Result<Vec<
                 (format!("B: {name}"), backend_b.clone(), stats_b),
             ],
         };
-        files.extend(render(&chart, dir, &format!("cdf-{}", slug(name)))?);
+        files.extend(render(&chart, &format!("cdf-{}", slug(name)))?);
     }
     Ok(files)
 }

@@ -2,9 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{LatencySummary, Report, TargetReport};
-use crate::collect::ValueStats;
-use crate::collect::program_cost::ProgramCost;
+use crate::model::{LatencySummary, Profile, ProgramCost, Report, Scope, TargetReport, ValueStats};
 
 /// "850 ns", "1.02 us", "3.40 ms", "1.20 s".
 pub fn format_ns(ns: f64) -> String {
@@ -64,14 +62,14 @@ fn pages_line(out: &mut String, label: &str, pages: &ValueStats) {
 
 /// "shared-dirty-toggle 64 MiB x 50 iterations (+5 warmup)", "command `ls`", ...
 pub fn what_was_traced(report: &Report) -> String {
-    match (&report.workload, report.scope.as_str()) {
+    match (&report.workload, report.scope) {
         (Some(w), _) => format!(
             "{} {} MiB x {} iterations (+{} warmup)",
             w.scenario, w.mapping_mb, w.iterations, w.warmup
         ),
-        (None, "command") => format!("command `{}`", report.command.join(" ")),
-        (None, "all") => "every task".to_owned(),
-        (None, scope) => scope.to_owned(),
+        (None, Scope::Command) => format!("command `{}`", report.command.join(" ")),
+        (None, Scope::All) => "every task".to_owned(),
+        (None, scope) => scope.name().to_owned(),
     }
 }
 
@@ -80,7 +78,7 @@ pub fn short_label(report: &Report) -> String {
     let what = report
         .workload
         .as_ref()
-        .map_or_else(|| report.scope.clone(), |w| w.scenario.clone());
+        .map_or_else(|| report.scope.name().to_owned(), |w| w.scenario.clone());
     format!("{what} on {}", report.kernel_release)
 }
 
@@ -96,7 +94,10 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(
         out,
         "mprotect-trace: {what}{tgid} on {} {}, {:.2} s, stopped: {}{partial}\n",
-        report.kernel_release, report.arch, report.duration_s, report.stop_reason
+        report.kernel_release,
+        report.arch,
+        report.duration_s,
+        report.stop_reason.label()
     );
     let _ = writeln!(
         out,
@@ -107,7 +108,7 @@ pub fn render(report: &Report) -> String {
     latency_row(
         &mut out,
         "mprotect (syscall)",
-        &report.syscall.backend,
+        report.syscall.backend.label(),
         &report.syscall.latency,
         per,
         Some(1.0),
@@ -252,7 +253,7 @@ fn render_distributions(out: &mut String, report: &Report) {
     );
 }
 
-fn render_profile(out: &mut String, profile: &crate::sampling::profile::Profile) {
+fn render_profile(out: &mut String, profile: &Profile) {
     let c = &profile.counters;
     let _ = writeln!(
         out,

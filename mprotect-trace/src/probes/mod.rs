@@ -1,5 +1,6 @@
-//! Probe targets, the choice of backend for each, and attaching them.
+//! Probe targets: the choice of backend for each, the backends, and
+//! attaching them.
 
 pub mod attach;
+pub mod backend;
 pub mod plan;
-pub mod targets;

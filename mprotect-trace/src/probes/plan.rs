@@ -1,41 +1,31 @@
-//! Which backend traces each target on this kernel, and why: fentry/fexit
-//! when it loads, else kprobe/kretprobe, else no function probe (the
-//! syscall tracepoints and stack sampling still cover it).
-
-use clap::ValueEnum;
-use serde::{Deserialize, Serialize};
+//! Which backend traces each target on this kernel, and why: the first
+//! backend in preference order that this kernel takes and that can probe
+//! the function, else no function probe (the syscall tracepoints and
+//! stack sampling still cover it).
 
 use anyhow::{Context as _, Result};
+use serde::Serialize;
 
-use super::targets::{self, Role};
+use super::backend::{self, FunctionBackend, TargetFacts};
 use crate::kernel::btf::{FunctionSignature, KernelBtf};
-use crate::kernel::capabilities::Capabilities;
 use crate::kernel::kallsyms::Kallsyms;
+use crate::model::{Backend, Capabilities, Role};
+use crate::targets::{self, Target};
 
 /// `--backend`: let the tool choose, or insist on one.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// fentry/fexit, else kprobe/kretprobe, per target.
+    /// The first backend that works, per target.
     #[default]
     Auto,
-    Fentry,
-    Kprobe,
+    Only(Backend),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Backend {
-    Fentry,
-    Kprobe,
-    None,
-}
-
-impl Backend {
-    pub fn label(self) -> &'static str {
+impl BackendChoice {
+    fn allows(self, backend: Backend) -> bool {
         match self {
-            Self::Fentry => "fentry",
-            Self::Kprobe => "kprobe",
-            Self::None => "none",
+            Self::Auto => true,
+            Self::Only(only) => only == backend,
         }
     }
 }
@@ -44,6 +34,8 @@ impl Backend {
 pub struct TargetPlan {
     pub name: String,
     pub role: Role,
+    #[serde(skip)]
+    pub target: Target,
     pub in_kallsyms: bool,
     /// Compiler copies such as `name.isra.0`, which a probe on `name` misses.
     pub kallsyms_variants: Vec<String>,
@@ -51,6 +43,17 @@ pub struct TargetPlan {
     pub signature: Option<FunctionSignature>,
     pub backend: Backend,
     pub reason: String,
+}
+
+impl TargetPlan {
+    pub fn facts(&self) -> TargetFacts<'_> {
+        TargetFacts {
+            name: &self.name,
+            in_kallsyms: self.in_kallsyms,
+            in_btf: self.in_btf,
+            signature: self.signature.as_ref(),
+        }
+    }
 }
 
 /// Plans the built-in targets and the user's `--probe` names on this kernel.
@@ -67,20 +70,21 @@ pub fn plan_targets(
     };
     targets::with_user_probes(user_probes)
         .into_iter()
-        .map(|(name, role)| {
+        .map(|target| {
             let signature = match &btf {
                 Some(btf) => btf
-                    .function(&name)
-                    .with_context(|| format!("reading the BTF of {name}"))?,
+                    .function(&target.name)
+                    .with_context(|| format!("reading the BTF of {}", target.name))?,
                 None => None,
             };
-            let plan = plan_target(&name, role, caps, kallsyms, signature, choice);
+            let plan = plan_target(target, caps, kallsyms, signature, choice);
             // A built-in target may be inlined away; a name the user typed
             // that exists nowhere is most likely a typo.
-            if role == Role::User && !plan.in_kallsyms && !plan.in_btf && plan.kallsyms_variants.is_empty() {
+            if plan.role == Role::User && !plan.in_kallsyms && !plan.in_btf && plan.kallsyms_variants.is_empty() {
                 anyhow::bail!(
-                    "unknown kernel function {name} (--probe): did you mean {}?",
-                    kallsyms.closest(&name, 3).join(", ")
+                    "unknown kernel function {} (--probe): did you mean {}?",
+                    plan.name,
+                    kallsyms.closest(&plan.name, 3).join(", ")
                 );
             }
             Ok(plan)
@@ -90,36 +94,75 @@ pub fn plan_targets(
 
 /// Refuses a forced backend that cannot work on this kernel at all.
 pub fn check_choice(choice: BackendChoice, caps: &Capabilities) -> Result<()> {
-    match choice {
-        BackendChoice::Fentry if !caps.fentry.available => {
-            anyhow::bail!(
-                "--backend fentry cannot work here: {} (try --backend auto)",
-                caps.fentry.detail
-            )
-        }
-        BackendChoice::Kprobe if !caps.kprobes.available => {
-            anyhow::bail!(
-                "--backend kprobe cannot work here: {} (try --backend auto)",
-                caps.kprobes.detail
-            )
-        }
-        _ => Ok(()),
+    let BackendChoice::Only(kind) = choice else {
+        return Ok(());
+    };
+    let check = backend::of_kind(kind).map(|b| caps.backend(b.capability()));
+    match check {
+        Some(check) if check.available => Ok(()),
+        Some(check) => anyhow::bail!(
+            "--backend {} cannot work here: {} (try --backend auto)",
+            kind.label(),
+            check.detail
+        ),
+        None => anyhow::bail!("--backend {} is not a function-probe backend", kind.label()),
     }
 }
 
+/// The first backend that `choice` allows, this kernel takes and that can
+/// probe `facts`, after `after` (a planned backend whose attach failed);
+/// with the reasons the ones before it were passed over.
+pub fn choose(
+    facts: &TargetFacts,
+    caps: &Capabilities,
+    choice: BackendChoice,
+    after: Option<Backend>,
+) -> (Option<&'static dyn FunctionBackend>, Vec<String>) {
+    let mut passed_over = Vec::new();
+    let candidates = backend::ALL
+        .iter()
+        .copied()
+        .skip_while(|b| after.is_some_and(|after| b.kind() != after))
+        .skip(usize::from(after.is_some()));
+    for candidate in candidates {
+        let kind = candidate.kind();
+        if !choice.allows(kind) {
+            if let BackendChoice::Only(only) = choice {
+                passed_over.push(format!("--backend {}", only.label()));
+            }
+            continue;
+        }
+        let check = caps.backend(candidate.capability());
+        if !check.available {
+            passed_over.push(format!("{} {}", kind.label(), check.summary));
+            continue;
+        }
+        if let Some(why) = candidate.cannot_probe(facts) {
+            passed_over.push(why.to_owned());
+            continue;
+        }
+        return (Some(candidate), passed_over);
+    }
+    (None, passed_over)
+}
+
 pub fn plan_target(
-    name: &str,
-    role: Role,
+    target: Target,
     caps: &Capabilities,
     kallsyms: &Kallsyms,
     signature: Option<FunctionSignature>,
     choice: BackendChoice,
 ) -> TargetPlan {
-    let in_kallsyms = kallsyms.contains(name);
-    let variants = kallsyms.variants_of(name);
+    let name = target.name.to_string();
+    let in_kallsyms = kallsyms.contains(&name);
+    let variants = kallsyms.variants_of(&name);
     let in_btf = signature.is_some();
-    let fentry_allowed = choice != BackendChoice::Kprobe;
-    let kprobe_allowed = choice != BackendChoice::Fentry;
+    let facts = TargetFacts {
+        name: &name,
+        in_kallsyms,
+        in_btf,
+        signature: signature.as_ref(),
+    };
     let (backend, reason) = if !in_kallsyms && !in_btf {
         let copies = if variants.is_empty() {
             String::new()
@@ -132,48 +175,22 @@ pub fn plan_target(
                 "no function probe: {name} is in neither /proc/kallsyms nor BTF (inlined or absent in this kernel){copies}"
             ),
         )
-    } else if fentry_allowed && caps.fentry.available && in_btf && in_kallsyms {
-        (
-            Backend::Fentry,
-            "fentry/fexit: fentry programs load here and BTF has the signature".to_owned(),
-        )
-    } else if kprobe_allowed && caps.kprobes.available && in_kallsyms {
-        let why_not_fentry = if !fentry_allowed {
-            "--backend kprobe".to_owned()
-        } else if caps.fentry.available {
-            "not in BTF".to_owned()
-        } else {
-            format!("fentry {}", caps.fentry.summary)
-        };
-        (Backend::Kprobe, format!("kprobe/kretprobe ({why_not_fentry})"))
-    } else if !fentry_allowed || !kprobe_allowed {
-        let forced = if fentry_allowed { "kprobe" } else { "fentry" };
-        let missing = if fentry_allowed {
-            "/proc/kallsyms"
-        } else {
-            "BTF and /proc/kallsyms"
-        };
-        (
-            Backend::None,
-            format!("no function probe: --backend {forced} needs {name} in {missing}"),
-        )
-    } else if !in_kallsyms {
-        (
-            Backend::None,
-            format!("no function probe: {name} is in BTF but not in /proc/kallsyms (inlined everywhere)"),
-        )
     } else {
-        (
-            Backend::None,
-            format!(
-                "no function probe: fentry {}, kprobes {}",
-                caps.fentry.summary, caps.kprobes.summary
-            ),
-        )
+        match choose(&facts, caps, choice, None) {
+            (Some(chosen), passed_over) => {
+                let reason = match passed_over.first() {
+                    None => chosen.first_choice_reason().to_owned(),
+                    Some(why) => format!("{} ({why})", chosen.pair()),
+                };
+                (chosen.kind(), reason)
+            }
+            (None, _) => (Backend::None, no_backend_reason(&name, in_kallsyms, caps, choice)),
+        }
     };
     TargetPlan {
-        name: name.to_owned(),
-        role,
+        name,
+        role: target.role,
+        target,
         in_kallsyms,
         kallsyms_variants: variants,
         in_btf,
@@ -181,4 +198,20 @@ pub fn plan_target(
         backend,
         reason,
     }
+}
+
+/// Why no backend can probe a function that exists.
+fn no_backend_reason(name: &str, in_kallsyms: bool, caps: &Capabilities, choice: BackendChoice) -> String {
+    if let BackendChoice::Only(only) = choice {
+        let needs = backend::of_kind(only).map_or("", |b| b.needs());
+        return format!("no function probe: --backend {} needs {name} in {needs}", only.label());
+    }
+    if !in_kallsyms {
+        return format!("no function probe: {name} is in BTF but not in /proc/kallsyms (inlined everywhere)");
+    }
+    let findings: Vec<String> = backend::ALL
+        .iter()
+        .map(|b| format!("{} {}", b.capability(), caps.backend(b.capability()).summary))
+        .collect();
+    format!("no function probe: {}", findings.join(", "))
 }

@@ -10,120 +10,113 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::task::JoinHandle;
 
-use crate::workload::{READY_LINE, WorkloadArgs, WorkloadResult};
+use crate::model::{Scope, WorkloadResult};
+use crate::options::TraceTarget;
+use crate::workload::{READY_LINE, WorkloadOptions};
 
-/// What the user asked to trace, validated before anything is attached.
-pub enum Scope {
-    Workload(WorkloadArgs),
-    Command(Vec<String>),
-    Pid(u32),
-    All,
+/// The model's name for what `target` traces.
+pub fn scope(target: &TraceTarget) -> Scope {
+    match target {
+        TraceTarget::Workload(_) => Scope::Workload,
+        TraceTarget::Command(_) => Scope::Command,
+        TraceTarget::Pid(_) => Scope::Pid,
+        TraceTarget::All => Scope::All,
+    }
 }
 
-impl Scope {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Workload(_) => "workload",
-            Self::Command(_) => "command",
-            Self::Pid(_) => "pid",
-            Self::All => "all",
-        }
-    }
-
-    /// Checks what can be checked before attaching anything.
-    pub fn validate(&self) -> Result<()> {
-        match self {
-            Self::Workload(args) => args.plan().map(drop),
-            Self::Command(command) => find_in_path(&command[0]).map(drop),
-            Self::Pid(pid) => {
-                if !Path::new(&format!("/proc/{pid}")).exists() {
-                    bail!("-p {pid}: no such process");
-                }
-                Ok(())
+/// Checks what can be checked before attaching anything.
+pub fn validate(target: &TraceTarget) -> Result<()> {
+    match target {
+        TraceTarget::Workload(options) => options.plan().map(drop),
+        TraceTarget::Command(command) => find_in_path(&command[0]).map(drop),
+        TraceTarget::Pid(pid) => {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                bail!("-p {pid}: no such process");
             }
-            Self::All => Ok(()),
+            Ok(())
         }
+        TraceTarget::All => Ok(()),
     }
+}
 
-    /// Starts the target and returns once it is parked at its gate.
-    pub async fn start(&self) -> Result<Target> {
-        match self {
-            Self::Workload(args) => {
-                let exe = std::env::current_exe().context("finding this program's own path")?;
-                let mut child = Command::new(exe)
-                    .arg("workload")
-                    .args(args.to_args())
-                    .args(["--json", "--wait-for-start"])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .context("starting the workload")?;
-                let stdin = child.stdin.take().context("the workload has no stdin")?;
-                let mut stdout = BufReader::new(child.stdout.take().context("the workload has no stdout")?);
-                let mut ready = String::new();
-                stdout
-                    .read_line(&mut ready)
-                    .await
-                    .context("waiting for the workload to be ready")?;
-                if ready.trim_end() != READY_LINE {
-                    let status = child.wait().await?;
-                    bail!("the workload did not start ({status})");
-                }
-                let output = tokio::spawn(async move {
-                    let mut bytes = Vec::new();
-                    stdout.read_to_end(&mut bytes).await.map(|_| bytes)
+/// Starts the target and returns once it is parked at its gate.
+pub async fn start(target: &TraceTarget) -> Result<Target> {
+    match target {
+        TraceTarget::Workload(options) => {
+            let exe = std::env::current_exe().context("finding this program's own path")?;
+            let mut child = Command::new(exe)
+                .arg("workload")
+                .args(options.to_args())
+                .args(["--json", "--wait-for-start"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting the workload")?;
+            let stdin = child.stdin.take().context("the workload has no stdin")?;
+            let mut stdout = BufReader::new(child.stdout.take().context("the workload has no stdout")?);
+            let mut ready = String::new();
+            stdout
+                .read_line(&mut ready)
+                .await
+                .context("waiting for the workload to be ready")?;
+            if ready.trim_end() != READY_LINE {
+                let status = child.wait().await?;
+                bail!("the workload did not start ({status})");
+            }
+            let output = tokio::spawn(async move {
+                let mut bytes = Vec::new();
+                stdout.read_to_end(&mut bytes).await.map(|_| bytes)
+            });
+            Ok(Target {
+                tgid: child.id(),
+                child: Some(child),
+                gate: Gate::Stdin(stdin),
+                exit_gate: None,
+                output: Some(output),
+                output_bytes: None,
+            })
+        }
+        TraceTarget::Command(command) => {
+            let (gate_read, gate_write) = pipe()?;
+            let (ready_read, ready_write) = pipe()?;
+            let program = find_in_path(&command[0])?;
+            let (gate_fd, ready_fd) = (gate_read.as_raw_fd(), ready_write.as_raw_fd());
+            let mut child = Command::new("/bin/sh");
+            // sh says ready on fd 4, waits on fd 3 for the gate, then
+            // becomes the command (same pid, so the traced tgid is right
+            // from the command's first call).
+            child
+                .args([
+                    "-c",
+                    "echo >&4; exec 4>&-; read -r _ <&3; exec 3<&-; exec \"$@\"",
+                    "mprotect-trace-gate",
+                ])
+                .arg(program)
+                .args(&command[1..])
+                .kill_on_drop(true);
+            // SAFETY: dup2 is async-signal-safe.
+            unsafe {
+                child.pre_exec(move || {
+                    if libc::dup2(gate_fd, 3) < 0 || libc::dup2(ready_fd, 4) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
                 });
-                Ok(Target {
-                    tgid: child.id(),
-                    child: Some(child),
-                    gate: Gate::Stdin(stdin),
-                    exit_gate: None,
-                    output: Some(output),
-                    output_bytes: None,
-                })
             }
-            Self::Command(command) => {
-                let (gate_read, gate_write) = pipe()?;
-                let (ready_read, ready_write) = pipe()?;
-                let program = find_in_path(&command[0])?;
-                let (gate_fd, ready_fd) = (gate_read.as_raw_fd(), ready_write.as_raw_fd());
-                let mut child = Command::new("/bin/sh");
-                // sh says ready on fd 4, waits on fd 3 for the gate, then
-                // becomes the command (same pid, so the traced tgid is right
-                // from the command's first call).
-                child
-                    .args([
-                        "-c",
-                        "echo >&4; exec 4>&-; read -r _ <&3; exec 3<&-; exec \"$@\"",
-                        "mprotect-trace-gate",
-                    ])
-                    .arg(program)
-                    .args(&command[1..])
-                    .kill_on_drop(true);
-                // SAFETY: dup2 is async-signal-safe.
-                unsafe {
-                    child.pre_exec(move || {
-                        if libc::dup2(gate_fd, 3) < 0 || libc::dup2(ready_fd, 4) < 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                        Ok(())
-                    });
-                }
-                let child = child.spawn().with_context(|| format!("starting {}", command[0]))?;
-                drop((gate_read, ready_write));
-                // One byte, or end of file if sh died first.
-                tokio::task::spawn_blocking(move || {
-                    let mut byte = [0u8; 1];
-                    std::io::Read::read(&mut std::fs::File::from(ready_read), &mut byte)
-                })
-                .await?
-                .context("waiting for the command to be ready")?;
-                Ok(Target::new(child.id(), Some(child), Gate::Pipe(gate_write)))
-            }
-            Self::Pid(pid) => Ok(Target::new(Some(*pid), None, Gate::None)),
-            Self::All => Ok(Target::new(None, None, Gate::None)),
+            let child = child.spawn().with_context(|| format!("starting {}", command[0]))?;
+            drop((gate_read, ready_write));
+            // One byte, or end of file if sh died first.
+            tokio::task::spawn_blocking(move || {
+                let mut byte = [0u8; 1];
+                std::io::Read::read(&mut std::fs::File::from(ready_read), &mut byte)
+            })
+            .await?
+            .context("waiting for the command to be ready")?;
+            Ok(Target::new(child.id(), Some(child), Gate::Pipe(gate_write)))
         }
+        TraceTarget::Pid(pid) => Ok(Target::new(Some(*pid), None, Gate::None)),
+        TraceTarget::All => Ok(Target::new(None, None, Gate::None)),
     }
 }
 
@@ -259,11 +252,11 @@ impl Target {
 }
 
 /// Runs the workload once with nothing attached (for `--calibrate`).
-pub fn run_untraced(args: &WorkloadArgs) -> Result<WorkloadResult> {
+pub fn run_untraced(options: &WorkloadOptions) -> Result<WorkloadResult> {
     let exe = std::env::current_exe().context("finding this program's own path")?;
     let output = std::process::Command::new(exe)
         .arg("workload")
-        .args(args.to_args())
+        .args(options.to_args())
         .arg("--json")
         .stderr(Stdio::inherit())
         .output()

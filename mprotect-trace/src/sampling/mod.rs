@@ -10,40 +10,18 @@ use aya::Ebpf;
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, StackTraceMap};
 use aya::programs::PerfEvent;
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
-use mprotect_trace_common::{SampleKey, counter};
-use serde::{Deserialize, Serialize};
+use mprotect_trace_common::programs::SAMPLE_STACK;
+use mprotect_trace_common::{SampleKey, counter, maps};
 
 use crate::collect::maps::sum_cpus;
 use crate::kernel::capabilities::error_chain;
+use crate::model::{SampleCounters, SampledStack};
 
 pub const FOLDED_FILE_NAME: &str = "stacks.folded";
 
-/// One distinct stack pair and how often it was sampled. Frames are
-/// root first: the user stack, then the kernel stack.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SampledStack {
-    pub user: Vec<String>,
-    pub kernel: Vec<String>,
-    pub count: u64,
-}
-
-/// Everything sampling lost, counted, never silent.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SampleCounters {
-    pub samples: u64,
-    pub samples_other_tasks: u64,
-    pub kernel_stack_collisions: u64,
-    pub kernel_stack_failed: u64,
-    pub user_stack_lost: u64,
-    pub sample_map_full: u64,
-    /// Kernel or user stacks not stored: the stack map was full.
-    #[serde(default)]
-    pub stack_map_full: u64,
-}
-
 /// Attaches the sampler to the cpu-clock event of every online CPU.
 pub fn attach(ebpf: &mut Ebpf, hz: u64) -> Result<usize> {
-    let program: &mut PerfEvent = crate::ebpf_object::program_mut(ebpf, "sample_stack")?;
+    let program: &mut PerfEvent = crate::ebpf_object::program_mut(ebpf, SAMPLE_STACK)?;
     program
         .load()
         .map_err(|e| anyhow::anyhow!("loading the sampler: {}", error_chain(&e)))?;
@@ -71,13 +49,13 @@ pub struct RawSamples {
 /// Reads the sample counts (summed over CPUs), their stacks and counters.
 pub fn read(ebpf: &Ebpf) -> Result<RawSamples> {
     let counts: PerCpuHashMap<&MapData, SampleKey, u64> =
-        PerCpuHashMap::try_from(ebpf.map("SAMPLE_COUNTS").context("no SAMPLE_COUNTS map")?)?;
+        PerCpuHashMap::try_from(ebpf.map(maps::SAMPLE_COUNTS).context("no SAMPLE_COUNTS map")?)?;
     let mut pairs = Vec::new();
     for entry in counts.iter() {
         let (key, per_cpu) = entry.context("reading SAMPLE_COUNTS")?;
         pairs.push((key, sum_cpus(per_cpu.iter().copied())?));
     }
-    let stack_map: StackTraceMap<&MapData> = StackTraceMap::try_from(ebpf.map("STACKS").context("no STACKS map")?)?;
+    let stack_map: StackTraceMap<&MapData> = StackTraceMap::try_from(ebpf.map(maps::STACKS).context("no STACKS map")?)?;
     let mut stacks = std::collections::HashMap::new();
     for (key, _) in &pairs {
         for id in [key.kernel_stack_id, key.user_stack_id] {
@@ -90,7 +68,7 @@ pub fn read(ebpf: &Ebpf) -> Result<RawSamples> {
         }
     }
     let counter_map: PerCpuArray<&MapData, u64> =
-        PerCpuArray::try_from(ebpf.map("COUNTERS").context("no COUNTERS map")?)?;
+        PerCpuArray::try_from(ebpf.map(maps::COUNTERS).context("no COUNTERS map")?)?;
     let count = |slot: u32| -> Result<u64> { sum_cpus(counter_map.get(&slot, 0)?.iter().copied()) };
     let counters = SampleCounters {
         samples: count(counter::SAMPLES)?,

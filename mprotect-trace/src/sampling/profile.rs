@@ -1,247 +1,26 @@
-//! What the samples say: folded stacks, and each kernel function's share
-//! of the samples taken inside the mprotect syscall.
+//! The run model's profile of a run's samples, with the built-in targets
+//! that have no symbol of their own attributed to their nearest caller.
 
-use std::collections::{HashMap, HashSet};
-
-use serde::{Deserialize, Serialize};
-
-use super::{SampleCounters, SampledStack};
 use crate::kernel::kallsyms::Kallsyms;
-use crate::probes::targets;
+use crate::model::{Profile, SampleCounters, SampledStack};
+use crate::targets;
 
-/// A kernel stack holding one of these frames was sampled inside mprotect().
-const SYSCALL_FRAMES: [&str; 3] = ["__x64_sys_mprotect", "__do_sys_mprotect", "do_mprotect_pkey"];
-/// Functions listed in the share table.
-const TOP_FUNCTIONS: usize = 25;
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Profile {
-    pub hz: u64,
-    pub cpus: usize,
-    /// The capacity of the stack and sample-count maps (`--max-stacks`).
-    #[serde(default = "default_max_stacks")]
-    pub max_stacks: u32,
-    pub counters: SampleCounters,
-    /// Samples whose kernel stack is inside the mprotect syscall.
-    pub in_syscall_samples: u64,
-    /// Kernel functions by total share of the in-syscall samples.
-    pub functions: Vec<FunctionShare>,
-    /// Named targets with no symbol of their own, and where their time went.
-    pub inlined_targets: Vec<InlinedTarget>,
-    pub stacks: Vec<SampledStack>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FunctionShare {
-    pub name: String,
-    /// Samples where it was the leaf (its own code, inlined code included).
-    pub self_samples: u64,
-    /// Samples where it was anywhere on the stack.
-    pub total_samples: u64,
-    pub self_share: f64,
-    pub total_share: f64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct InlinedTarget {
-    pub target: String,
-    /// The nearest caller in the kernel source that has a symbol here.
-    pub inlined_into: Option<String>,
-    pub inlined_into_share: Option<FunctionShare>,
-}
-
-fn in_syscall(stack: &SampledStack) -> bool {
-    stack
-        .kernel
+/// Builds the profile; `kallsyms` says which targets are inlined here.
+pub fn profile(
+    hz: u64,
+    cpus: usize,
+    max_stacks: u32,
+    counters: SampleCounters,
+    stacks: Vec<SampledStack>,
+    kallsyms: &Kallsyms,
+) -> Profile {
+    let inlined = targets::BUILTIN
         .iter()
-        .any(|frame| SYSCALL_FRAMES.contains(&frame.as_str()))
-}
-
-fn default_max_stacks() -> u32 {
-    mprotect_trace_common::STACK_MAP_ENTRIES
-}
-
-impl Profile {
-    pub fn new(
-        hz: u64,
-        cpus: usize,
-        max_stacks: u32,
-        counters: SampleCounters,
-        stacks: Vec<SampledStack>,
-        kallsyms: &Kallsyms,
-    ) -> Self {
-        let in_syscall_samples = stacks.iter().filter(|s| in_syscall(s)).map(|s| s.count).sum();
-        let functions = shares(&stacks, in_syscall_samples);
-        let inlined_targets = targets::BUILTIN
-            .iter()
-            .filter(|target| !kallsyms.contains(target.name))
-            .map(|target| {
-                let inlined_into = target
-                    .callers
-                    .iter()
-                    .find(|caller| kallsyms.contains(caller))
-                    .map(|c| c.to_string());
-                let inlined_into_share = inlined_into
-                    .as_ref()
-                    .and_then(|name| functions.iter().find(|f| &f.name == name).cloned());
-                InlinedTarget {
-                    target: target.name.to_owned(),
-                    inlined_into,
-                    inlined_into_share,
-                }
-            })
-            .collect();
-        let mut functions = functions;
-        functions.truncate(TOP_FUNCTIONS);
-        Self {
-            hz,
-            cpus,
-            max_stacks,
-            counters,
-            in_syscall_samples,
-            functions,
-            inlined_targets,
-            stacks,
-        }
-    }
-
-    /// Brendan Gregg's folded format: `root;...;leaf count`, one stack a line.
-    pub fn folded(&self) -> String {
-        let mut out = String::new();
-        for stack in &self.stacks {
-            let frames: Vec<String> = stack
-                .user
-                .iter()
-                .chain(&stack.kernel)
-                .map(|frame| frame.replace(';', ":"))
-                .collect();
-            let line = if frames.is_empty() {
-                "[no stack]".to_owned()
-            } else {
-                frames.join(";")
-            };
-            out.push_str(&format!("{line} {}\n", stack.count));
-        }
-        out
-    }
-}
-
-/// Self and total samples of every kernel function in in-syscall stacks.
-fn shares(stacks: &[SampledStack], in_syscall_samples: u64) -> Vec<FunctionShare> {
-    let mut self_samples: HashMap<&str, u64> = HashMap::new();
-    let mut total_samples: HashMap<&str, u64> = HashMap::new();
-    for stack in stacks.iter().filter(|s| in_syscall(s)) {
-        if let Some(leaf) = stack.kernel.last() {
-            *self_samples.entry(leaf).or_default() += stack.count;
-        }
-        // A recursive function counts once per stack.
-        let unique: HashSet<&str> = stack.kernel.iter().map(String::as_str).collect();
-        for frame in unique {
-            *total_samples.entry(frame).or_default() += stack.count;
-        }
-    }
-    let share = |n: u64| {
-        if in_syscall_samples == 0 {
-            0.0
-        } else {
-            n as f64 / in_syscall_samples as f64
-        }
-    };
-    let mut functions: Vec<FunctionShare> = total_samples
-        .into_iter()
-        .map(|(name, total)| {
-            let own = self_samples.get(name).copied().unwrap_or(0);
-            FunctionShare {
-                name: name.to_owned(),
-                self_samples: own,
-                total_samples: total,
-                self_share: share(own),
-                total_share: share(total),
-            }
+        .filter(|target| !kallsyms.contains(&target.name))
+        .map(|target| {
+            let caller = target.callers.iter().find(|caller| kallsyms.contains(caller));
+            (target.name.to_string(), caller.map(|c| c.to_string()))
         })
         .collect();
-    functions.sort_by(|a, b| {
-        b.total_samples
-            .cmp(&a.total_samples)
-            .then(b.self_samples.cmp(&a.self_samples))
-            .then(a.name.cmp(&b.name))
-    });
-    functions
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stack(kernel: &[&str], count: u64) -> SampledStack {
-        SampledStack {
-            user: vec!["main".into()],
-            kernel: kernel.iter().map(|s| s.to_string()).collect(),
-            count,
-        }
-    }
-
-    #[test]
-    fn shares_count_only_samples_inside_the_syscall() {
-        let stacks = vec![
-            stack(
-                &[
-                    "entry_SYSCALL_64",
-                    "__x64_sys_mprotect",
-                    "change_protection",
-                    "change_pte_range",
-                ],
-                6,
-            ),
-            stack(&["entry_SYSCALL_64", "__x64_sys_mprotect", "change_protection"], 2),
-            stack(&["entry_SYSCALL_64", "__x64_sys_mprotect", "flush_tlb_mm_range"], 2),
-            stack(&["asm_exc_page_fault", "handle_mm_fault"], 5),
-            stack(&[], 3),
-        ];
-        let functions = shares(&stacks, 10);
-        let get = |name: &str| functions.iter().find(|f| f.name == name).unwrap();
-        assert_eq!(
-            (
-                get("change_pte_range").self_samples,
-                get("change_pte_range").total_samples
-            ),
-            (6, 6)
-        );
-        assert_eq!(
-            (
-                get("change_protection").self_samples,
-                get("change_protection").total_samples
-            ),
-            (2, 8)
-        );
-        assert_eq!(get("__x64_sys_mprotect").total_share, 1.0);
-        assert_eq!(get("change_protection").total_share, 0.8);
-        assert!(functions.iter().all(|f| f.name != "handle_mm_fault"));
-        assert_eq!(functions[0].name, "__x64_sys_mprotect");
-    }
-
-    #[test]
-    fn folded_lines_are_root_first_user_then_kernel() {
-        let profile = Profile {
-            hz: 999,
-            cpus: 1,
-            max_stacks: 16,
-            counters: SampleCounters::default(),
-            in_syscall_samples: 0,
-            functions: Vec::new(),
-            inlined_targets: Vec::new(),
-            stacks: vec![
-                stack(&["__x64_sys_mprotect", "change_protection"], 4),
-                SampledStack {
-                    user: vec![],
-                    kernel: vec![],
-                    count: 1,
-                },
-            ],
-        };
-        assert_eq!(
-            profile.folded(),
-            "main;__x64_sys_mprotect;change_protection 4\n[no stack] 1\n"
-        );
-    }
+    Profile::new(hz, cpus, max_stacks, counters, stacks, inlined)
 }

@@ -15,9 +15,10 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use mapping::Mapping;
-pub use options::{Plan, WorkloadArgs};
-pub use result::WorkloadResult;
-use smaps::SmapsEntry;
+pub use options::{Plan, WorkloadOptions};
+pub use scenario::Scenario;
+
+use crate::model::{SmapsEntry, WorkloadResult};
 
 /// Nanoseconds of each measured iteration, per phase.
 #[derive(Default)]
@@ -106,7 +107,7 @@ pub fn run(plan: &Plan, start_gate: StartGate, gated: bool) -> Result<WorkloadRe
     });
     progress.finish_and_clear();
     let outcomes = outcomes.into_iter().collect::<Result<Vec<_>>>()?;
-    let mut result = WorkloadResult::from_outcomes(plan, outcomes);
+    let mut result = result::summarize(plan, outcomes);
     result.cpu_time_s = process_cpu_time() - cpu_before;
     Ok(result)
 }

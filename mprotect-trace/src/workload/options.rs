@@ -1,46 +1,39 @@
-//! The workload's options (shared by `workload` and, later, `run`) and
+//! The workload's options (shared by `workload` and `run`) and
 //! their validation into a [`Plan`] that cannot describe an impossible run.
 
 use anyhow::{Context as _, Result, bail};
-use clap::Args;
 
 use super::mapping::PAGE_SIZE;
 use super::scenario::Scenario;
 
-#[derive(Args, Clone, Debug)]
-pub struct WorkloadArgs {
-    /// Shape of the workload.
-    #[arg(long, value_enum, default_value_t = Scenario::SharedDirtyToggle)]
+/// The workload's options, as plain data (the CLI fills them in).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadOptions {
     pub scenario: Scenario,
-    /// Size of each mapping in MiB [default: 64; 4 for region-toggle].
-    #[arg(long)]
+    /// `None`: the scenario's default (64 MiB; 4 for region-toggle).
     pub mapping_mb: Option<u64>,
-    /// Measured iterations per round.
-    #[arg(long, default_value_t = 200)]
     pub iterations: u64,
-    /// Unmeasured iterations before the measured ones, each round.
-    #[arg(long, default_value_t = 5)]
     pub warmup: u64,
-    /// Rounds, each on a freshly mapped and prefaulted range.
-    #[arg(long, default_value_t = 1)]
     pub rounds: u64,
-    /// Pin every workload thread to this CPU.
-    #[arg(long)]
     pub cpu: Option<usize>,
-    /// Threads, each toggling its own mapping.
-    #[arg(long, default_value_t = 1)]
     pub threads: u64,
-    /// Do not touch the pages after each toggle.
-    #[arg(long)]
-    pub no_touch: bool,
-    /// Print the result as JSON instead of the `result` line.
-    #[arg(long)]
-    pub json: bool,
-    /// Set everything up, then wait for a byte on stdin before the first
-    /// measured call: a tracer attaches in between, so it counts exactly
-    /// the workload's own mprotect() calls.
-    #[arg(long, hide = true)]
-    pub wait_for_start: bool,
+    /// Write (or read) each page after each toggle.
+    pub touch: bool,
+}
+
+impl Default for WorkloadOptions {
+    fn default() -> Self {
+        Self {
+            scenario: Scenario::SharedDirtyToggle,
+            mapping_mb: None,
+            iterations: 200,
+            warmup: 5,
+            rounds: 1,
+            cpu: None,
+            threads: 1,
+            touch: true,
+        }
+    }
 }
 
 /// A validated workload.
@@ -58,7 +51,7 @@ pub struct Plan {
     pub touch: bool,
 }
 
-impl WorkloadArgs {
+impl WorkloadOptions {
     /// The arguments that make `mprotect-trace workload` run this workload
     /// (without `--json`/`--wait-for-start`, which the caller decides).
     pub fn to_args(&self) -> Vec<String> {
@@ -77,7 +70,7 @@ impl WorkloadArgs {
         if let Some(cpu) = self.cpu {
             args.extend(["--cpu".to_owned(), cpu.to_string()]);
         }
-        if self.no_touch {
+        if !self.touch {
             args.push("--no-touch".to_owned());
         }
         args
@@ -151,7 +144,7 @@ impl WorkloadArgs {
             rounds: self.rounds,
             threads: self.threads,
             cpu: self.cpu,
-            touch: !self.no_touch,
+            touch: self.touch,
         })
     }
 }

@@ -1,180 +1,66 @@
-//! The workload's measured result, printed as the reproducers print it:
-//! one `result key=value ...` line, or JSON.
+//! Summarizes the workload's threads into its result.
 
-use std::fmt::Write as _;
-
-use serde::{Deserialize, Serialize};
-
-use super::smaps::SmapsEntry;
 use super::{Plan, Samples, ThreadOutcome};
+use crate::model::workload::{mean, median};
+use crate::model::{PerIteration, SmapsEntry, WorkloadResult};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct WorkloadResult {
-    pub scenario: String,
-    pub pages: u64,
-    pub mapping_mb: u64,
-    pub iterations: u64,
-    pub warmup: u64,
-    pub rounds: u64,
-    pub threads: u64,
-    /// Means over every measured iteration of every thread and round.
-    pub protect_ns_per_page: f64,
-    pub restore_ns_per_page: f64,
-    pub post_touch_ns_per_page: f64,
-    pub iteration_ns_per_page: f64,
-    /// Medians of the per-iteration values.
-    pub protect_ns_per_page_median: f64,
-    pub restore_ns_per_page_median: f64,
-    pub post_touch_ns_per_page_median: f64,
-    pub iteration_ns_per_page_median: f64,
-    /// State audit of the mapping that matched the scenario least, at the end.
-    pub kernel_page_kb: u64,
-    pub mmu_page_kb: u64,
-    pub anon_huge_kb: u64,
-    pub thpeligible: u64,
-    /// Lowest share (percent) of a mapping in the scenario's intended page
-    /// state, before or after the measured iterations.
-    pub expected_match_ratio: u64,
-    pub mprotect_calls: u64,
-    /// CPU seconds (user + system, all threads) the workload used from the
-    /// start gate to the end: how busy it kept the CPUs.
-    #[serde(default)]
-    pub cpu_time_s: f64,
-    pub smaps_before: SmapsEntry,
-    pub smaps_after: SmapsEntry,
-    /// Per measured iteration, in order (threads and rounds concatenated).
-    pub per_iteration_ns: PerIteration,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct PerIteration {
-    pub protect: Vec<u64>,
-    pub restore: Vec<u64>,
-    pub post_touch: Vec<u64>,
-}
-
-impl WorkloadResult {
-    pub(super) fn from_outcomes(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> Self {
-        let mut samples = Samples::default();
-        let mut mprotect_calls = 0;
-        let mut worst: Option<(u64, SmapsEntry, SmapsEntry)> = None;
-        for outcome in outcomes {
-            mprotect_calls += outcome.mprotect_calls;
-            samples.protect.extend(outcome.samples.protect);
-            samples.restore.extend(outcome.samples.restore);
-            samples.post_touch.extend(outcome.samples.post_touch);
-            for audit in outcome.audits {
-                let scenario = plan.scenario;
-                let ratio = scenario
-                    .expected_match_percent(&audit.before)
-                    .min(scenario.expected_match_percent(&audit.after));
-                if worst.as_ref().is_none_or(|(lowest, _, _)| ratio < *lowest) {
-                    worst = Some((ratio, audit.before, audit.after));
-                }
+/// The result of every thread's measured iterations, and the audit of
+/// the mapping that matched the scenario least.
+pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadResult {
+    let mut samples = Samples::default();
+    let mut mprotect_calls = 0;
+    let mut worst: Option<(u64, SmapsEntry, SmapsEntry)> = None;
+    for outcome in outcomes {
+        mprotect_calls += outcome.mprotect_calls;
+        samples.protect.extend(outcome.samples.protect);
+        samples.restore.extend(outcome.samples.restore);
+        samples.post_touch.extend(outcome.samples.post_touch);
+        for audit in outcome.audits {
+            let scenario = plan.scenario;
+            let ratio = scenario
+                .expected_match_percent(&audit.before)
+                .min(scenario.expected_match_percent(&audit.after));
+            if worst.as_ref().is_none_or(|(lowest, _, _)| ratio < *lowest) {
+                worst = Some((ratio, audit.before, audit.after));
             }
         }
-        let (expected_match_ratio, smaps_before, smaps_after) = worst.unwrap_or_default();
-        let iteration: Vec<u64> = (0..samples.protect.len())
-            .map(|i| samples.protect[i] + samples.restore[i] + samples.post_touch[i])
-            .collect();
-        let pages = plan.pages as f64;
-        let per_page_mean = |values: &[u64]| mean(values) / pages;
-        let per_page_median = |values: &[u64]| median(values) / pages;
-        WorkloadResult {
-            scenario: plan.scenario.name().to_owned(),
-            pages: plan.pages as u64,
-            mapping_mb: plan.mapping_mb,
-            iterations: plan.iterations,
-            warmup: plan.warmup,
-            rounds: plan.rounds,
-            threads: plan.threads,
-            protect_ns_per_page: per_page_mean(&samples.protect),
-            restore_ns_per_page: per_page_mean(&samples.restore),
-            post_touch_ns_per_page: per_page_mean(&samples.post_touch),
-            iteration_ns_per_page: per_page_mean(&iteration),
-            protect_ns_per_page_median: per_page_median(&samples.protect),
-            restore_ns_per_page_median: per_page_median(&samples.restore),
-            post_touch_ns_per_page_median: per_page_median(&samples.post_touch),
-            iteration_ns_per_page_median: per_page_median(&iteration),
-            kernel_page_kb: smaps_after.kernel_page_kb,
-            mmu_page_kb: smaps_after.mmu_page_kb,
-            anon_huge_kb: smaps_after.huge_kb,
-            thpeligible: smaps_after.thp_eligible,
-            expected_match_ratio,
-            mprotect_calls,
-            cpu_time_s: 0.0,
-            smaps_before,
-            smaps_after,
-            per_iteration_ns: PerIteration {
-                protect: samples.protect,
-                restore: samples.restore,
-                post_touch: samples.post_touch,
-            },
-        }
     }
-
-    /// The one-line summary, with the reproducer's field names.
-    pub fn result_line(&self) -> String {
-        let mut line = format!(
-            "result scenario={} pages={} mapping_mb={} iterations={} warmup={} rounds={} threads={}",
-            self.scenario, self.pages, self.mapping_mb, self.iterations, self.warmup, self.rounds, self.threads
-        );
-        for (key, value) in [
-            ("protect_ns_per_page", self.protect_ns_per_page),
-            ("restore_ns_per_page", self.restore_ns_per_page),
-            ("post_touch_ns_per_page", self.post_touch_ns_per_page),
-            ("iteration_ns_per_page", self.iteration_ns_per_page),
-            ("protect_ns_per_page_median", self.protect_ns_per_page_median),
-            ("restore_ns_per_page_median", self.restore_ns_per_page_median),
-            ("post_touch_ns_per_page_median", self.post_touch_ns_per_page_median),
-            ("iteration_ns_per_page_median", self.iteration_ns_per_page_median),
-        ] {
-            let _ = write!(line, " {key}={value:.2}");
-        }
-        let _ = write!(
-            line,
-            " kernel_page_kb={} mmu_page_kb={} anon_huge_kb={} thpeligible={} expected_match_ratio={} mprotect_calls={}",
-            self.kernel_page_kb,
-            self.mmu_page_kb,
-            self.anon_huge_kb,
-            self.thpeligible,
-            self.expected_match_ratio,
-            self.mprotect_calls
-        );
-        line
-    }
-}
-
-fn mean(values: &[u64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64
-}
-
-/// Median; the mean of the two middle values for an even count.
-pub fn median(values: &[u64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 1 {
-        sorted[mid] as f64
-    } else {
-        (sorted[mid - 1] as f64 + sorted[mid] as f64) / 2.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&[5, 1, 3]), 3.0);
-        assert_eq!(median(&[4, 1, 3, 2]), 2.5);
-        assert_eq!(median(&[]), 0.0);
+    let (expected_match_ratio, smaps_before, smaps_after) = worst.unwrap_or_default();
+    let iteration: Vec<u64> = (0..samples.protect.len())
+        .map(|i| samples.protect[i] + samples.restore[i] + samples.post_touch[i])
+        .collect();
+    let pages = plan.pages as f64;
+    let per_page_mean = |values: &[u64]| mean(values) / pages;
+    let per_page_median = |values: &[u64]| median(values) / pages;
+    WorkloadResult {
+        scenario: plan.scenario.name().to_owned(),
+        pages: plan.pages as u64,
+        mapping_mb: plan.mapping_mb,
+        iterations: plan.iterations,
+        warmup: plan.warmup,
+        rounds: plan.rounds,
+        threads: plan.threads,
+        protect_ns_per_page: per_page_mean(&samples.protect),
+        restore_ns_per_page: per_page_mean(&samples.restore),
+        post_touch_ns_per_page: per_page_mean(&samples.post_touch),
+        iteration_ns_per_page: per_page_mean(&iteration),
+        protect_ns_per_page_median: per_page_median(&samples.protect),
+        restore_ns_per_page_median: per_page_median(&samples.restore),
+        post_touch_ns_per_page_median: per_page_median(&samples.post_touch),
+        iteration_ns_per_page_median: per_page_median(&iteration),
+        kernel_page_kb: smaps_after.kernel_page_kb,
+        mmu_page_kb: smaps_after.mmu_page_kb,
+        anon_huge_kb: smaps_after.huge_kb,
+        thpeligible: smaps_after.thp_eligible,
+        expected_match_ratio,
+        mprotect_calls,
+        cpu_time_s: 0.0,
+        smaps_before,
+        smaps_after,
+        per_iteration_ns: PerIteration {
+            protect: samples.protect,
+            restore: samples.restore,
+            post_touch: samples.post_touch,
+        },
     }
 }

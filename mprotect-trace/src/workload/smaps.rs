@@ -2,29 +2,8 @@
 //! prove it measured the page state it meant to (base pages, dirty, ...).
 
 use anyhow::{Context as _, Result, anyhow};
-use serde::{Deserialize, Serialize};
 
-/// The smaps fields of the VMA holding one mapping, in kB.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SmapsEntry {
-    pub size_kb: u64,
-    pub kernel_page_kb: u64,
-    pub mmu_page_kb: u64,
-    pub rss_kb: u64,
-    pub dirty_kb: u64,
-    /// PMD-mapped (huge) kB of any kind: `AnonHugePages`, `ShmemPmdMapped`
-    /// and `FilePmdMapped` added up.
-    pub huge_kb: u64,
-    pub thp_eligible: u64,
-    /// `VmFlags`, e.g. `rd wr sh mr mw me ms`.
-    pub vm_flags: String,
-}
-
-impl SmapsEntry {
-    pub fn is_shared(&self) -> bool {
-        self.vm_flags.split_whitespace().any(|flag| flag == "sh")
-    }
-}
+use crate::model::SmapsEntry;
 
 /// The entry of the VMA that starts at `start` in this process.
 pub fn read_own(start: usize) -> Result<SmapsEntry> {

@@ -1,5 +1,5 @@
-//! A log-linear histogram read back from the kernel, and what is computed
-//! from it. The bucket layout is `mprotect_trace_common::histogram`.
+//! Value streams as the kernel aggregated them: summaries, log-linear
+//! histograms and exact distributions, and what is computed from them.
 
 use mprotect_trace_common::histogram::{self, MIDPOINT_RELATIVE_ERROR};
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,89 @@ impl Histogram {
             })
             .collect();
         Histogram { buckets }
+    }
+}
+
+/// Summary and histogram of one value stream (latency in ns, or pages).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ValueStats {
+    pub count: u64,
+    pub total: u64,
+    pub min: Option<u64>,
+    pub max: Option<u64>,
+    pub histogram: Histogram,
+}
+
+impl ValueStats {
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.total as f64 / self.count as f64)
+    }
+
+    pub fn since(&self, earlier: &ValueStats) -> ValueStats {
+        // min/max cannot be split by interval; they stay run-wide.
+        ValueStats {
+            count: self.count.saturating_sub(earlier.count),
+            total: self.total.saturating_sub(earlier.total),
+            min: self.min,
+            max: self.max,
+            histogram: self.histogram.since(&earlier.histogram),
+        }
+    }
+}
+
+/// Exact counts of `nr_ptes` values: `(value, count)`, `value` 513 meaning "more than 512".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExactDistribution {
+    pub counts: Vec<(u64, u64)>,
+}
+
+impl ExactDistribution {
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|(_, count)| count).sum()
+    }
+}
+
+/// Event counts and lost data, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    pub syscall_enter: u64,
+    pub syscall_exit: u64,
+    pub exit_without_entry: u64,
+    pub entry_overwritten: u64,
+    /// Map lookups in the BPF programs that found no entry: each one is a
+    /// value that was not recorded. Always 0 unless a map is mis-sized.
+    #[serde(default)]
+    pub map_lookup_failed: u64,
+}
+
+/// What a table shows of a latency stream.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub calls: u64,
+    pub total_ns: u64,
+    pub mean_ns: Option<f64>,
+    pub min_ns: Option<u64>,
+    pub max_ns: Option<u64>,
+    pub p50_ns: Option<f64>,
+    pub p90_ns: Option<f64>,
+    pub p99_ns: Option<f64>,
+    pub p999_ns: Option<f64>,
+}
+
+impl LatencySummary {
+    pub fn of(stats: &ValueStats) -> Self {
+        let h = &stats.histogram;
+        Self {
+            calls: stats.count,
+            total_ns: stats.total,
+            mean_ns: stats.mean(),
+            min_ns: stats.min,
+            max_ns: stats.max,
+            p50_ns: h.quantile(0.5),
+            p90_ns: h.quantile(0.9),
+            p99_ns: h.quantile(0.99),
+            p999_ns: h.quantile(0.999),
+        }
     }
 }
 

@@ -1,0 +1,100 @@
+//! One function per subcommand: what the binary calls once the flags are
+//! parsed. Each returns the process's exit code or a one-line error.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::model::Report;
+use crate::options::{CompareOptions, DoctorOptions, RunOptions, WorkloadCommandOptions};
+use crate::{compare, doctor, output, workload};
+
+/// `run`: trace, print the table, write the run's directory.
+pub fn run(options: RunOptions) -> Result<ExitCode> {
+    crate::run::run(options)
+}
+
+/// `report DIR`: the table of a saved run.
+pub fn report(path: &Path) -> Result<ExitCode> {
+    let report = Report::load(path)?;
+    print!("{}", output::table::render(&report));
+    if let Some(workload) = &report.workload {
+        println!("{}", workload.result_line());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `plot DIR`: everything `run` drew, drawn again from report.json.
+pub fn plot(path: &Path) -> Result<ExitCode> {
+    let report = Report::load(path)?;
+    let dir = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(Path::new("."))
+    };
+    let written = output::write(&report, output::Formats::Redraw, dir)?;
+    let html = written
+        .iter()
+        .find(|path| path.ends_with(output::html::FILE_NAME))
+        .map_or_else(|| dir.display().to_string(), |path| path.display().to_string());
+    println!("wrote the plots and {html}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `compare A B`.
+pub fn compare(options: &CompareOptions) -> Result<ExitCode> {
+    let (a, b) = (Report::load(&options.a)?, Report::load(&options.b)?);
+    let comparison = compare::compare(
+        &a,
+        &b,
+        &options.a.display().to_string(),
+        &options.b.display().to_string(),
+        options.force,
+    )?;
+    let (text, json) = (comparison.to_text(), serde_json::to_string_pretty(&comparison)?);
+    if let Some(dir) = &options.output {
+        compare::write_outputs(&a, &b, &text, &json, dir)?;
+    }
+    if options.json {
+        println!("{json}");
+    } else {
+        print!("{text}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `workload`: the toggle loop alone, no BPF.
+pub fn workload(options: &WorkloadCommandOptions) -> Result<ExitCode> {
+    let plan = options.workload.plan()?;
+    let start_gate: workload::StartGate = if options.wait_for_start {
+        &workload::wait_for_stdin
+    } else {
+        &|| Ok(())
+    };
+    let result = workload::run(&plan, start_gate, options.wait_for_start)?;
+    if options.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!("{}", result.result_line());
+    }
+    if options.wait_for_start {
+        workload::wait_for_exit_gate()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `doctor`: what this kernel supports, and the plan for each target.
+pub fn doctor(options: &DoctorOptions) -> Result<ExitCode> {
+    let report = doctor::diagnose(options)?;
+    if options.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(if report.usable {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

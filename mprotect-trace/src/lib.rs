@@ -1,0 +1,23 @@
+//! mprotect-trace: where the time of `mprotect()` goes inside Linux mm.
+//!
+//! The binary only parses flags into the plain option structs of
+//! [`options`] and calls [`commands`]. Data flows one way:
+//! `probes` and `sampling` attach and read the kernel side, `collect`
+//! and `run` turn what was read into the [`model`], and `output` and
+//! `compare` read only the model, so saved runs work without root.
+
+pub mod collect;
+pub mod commands;
+pub mod compare;
+pub mod doctor;
+pub mod ebpf_object;
+pub mod kernel;
+pub mod model;
+pub mod options;
+pub mod output;
+pub mod probes;
+pub mod run;
+pub mod sampling;
+pub mod targets;
+
+pub mod workload;

@@ -1,0 +1,287 @@
+//! `report.json`: one run, everything the outputs need, versioned.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use super::capabilities::Capabilities;
+use super::profile::Profile;
+use super::stats::{Counters, ExactDistribution, LatencySummary, ValueStats};
+use super::workload::WorkloadResult;
+
+/// 2: lost data counts failed map lookups (`lost.map_lookup_failed`).
+/// Every older version still loads: what it lacks reads as zero or absent.
+pub const SCHEMA_VERSION: u32 = 2;
+pub const FILE_NAME: &str = "report.json";
+
+/// What was traced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The built-in workload, in a child process.
+    Workload,
+    /// `-- CMD`, from its first instruction.
+    Command,
+    /// `-p PID`.
+    Pid,
+    /// `-a`: every task.
+    All,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Workload => "workload",
+            Self::Command => "command",
+            Self::Pid => "pid",
+            Self::All => "all",
+        }
+    }
+}
+
+/// Why tracing stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopReason {
+    #[serde(rename = "target exited")]
+    TargetExited,
+    #[serde(rename = "duration")]
+    Duration,
+    #[serde(rename = "SIGINT")]
+    Interrupt,
+    #[serde(rename = "SIGTERM")]
+    Terminate,
+}
+
+impl StopReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::TargetExited => "target exited",
+            Self::Duration => "duration",
+            Self::Interrupt => "SIGINT",
+            Self::Terminate => "SIGTERM",
+        }
+    }
+
+    /// Stopped by a signal before the target finished.
+    pub fn is_partial(self) -> bool {
+        matches!(self, Self::Interrupt | Self::Terminate)
+    }
+}
+
+/// How a function target was probed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    Fentry,
+    Kprobe,
+    None,
+}
+
+impl Backend {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Fentry => "fentry",
+            Self::Kprobe => "kprobe",
+            Self::None => "none",
+        }
+    }
+}
+
+/// How the mprotect syscall itself was traced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyscallProbe {
+    Tracepoint,
+    /// Do-nothing programs on the tracepoints: the overhead floor.
+    Empty,
+    None,
+}
+
+impl SyscallProbe {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Tracepoint => "tracepoint",
+            Self::Empty => "empty",
+            Self::None => "none",
+        }
+    }
+}
+
+/// Why a target is traced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// One of the functions a regression is attributed to.
+    Headline,
+    /// Around the headline functions; gives their share a denominator.
+    Context,
+    /// Added with `--probe NAME`.
+    User,
+}
+
+/// What was attached for one target, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub name: String,
+    pub role: Role,
+    pub backend: Backend,
+    pub reason: String,
+    pub slot: Option<u32>,
+    /// e.g. "prot_commit_flush_ptes(nr_ptes), argument 5".
+    pub nr_ptes_source: Option<String>,
+    /// e.g. "change_protection return value".
+    pub pages_source: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool_version: String,
+    #[serde(default)]
+    pub git_revision: String,
+    /// When tracing started (UTC, RFC 3339).
+    #[serde(default)]
+    pub start_time: String,
+    pub kernel_release: String,
+    pub arch: String,
+    #[serde(default)]
+    pub kernel_cmdline: String,
+    #[serde(default)]
+    pub cpu_model: String,
+    #[serde(default)]
+    pub cpus: usize,
+    pub scope: Scope,
+    /// The traced process, when one was.
+    pub tgid: Option<u32>,
+    pub command: Vec<String>,
+    pub stop_reason: StopReason,
+    /// True when the run was interrupted before its target finished.
+    pub partial: bool,
+    pub duration_s: f64,
+    /// Percentiles are bucket midpoints: exact below 16, else within this relative error.
+    pub percentile_relative_error: f64,
+    pub capabilities: Capabilities,
+    pub syscall: SyscallReport,
+    pub targets: Vec<TargetReport>,
+    pub lost: Counters,
+    pub workload: Option<WorkloadResult>,
+    /// Stack sampling: counters, shares, and every sampled stack.
+    pub sampling: Option<Profile>,
+    /// `--calibrate`: the same workload untraced, just before.
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
+    /// `--probe-cost`: runs and time of each BPF program, by the kernel.
+    #[serde(default)]
+    pub program_costs: Option<Vec<ProgramCost>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Calibration {
+    pub untraced_iteration_ns_per_page: f64,
+    pub traced_iteration_ns_per_page: f64,
+    /// traced / untraced.
+    pub ratio: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyscallReport {
+    pub backend: SyscallProbe,
+    pub latency: LatencySummary,
+    pub latency_ns: ValueStats,
+    /// `len` of each call, in pages (rounded up).
+    pub pages_per_call: ValueStats,
+    /// Calls by protection: "PROT_READ|PROT_WRITE" -> count.
+    pub prot_flags: Vec<(String, u64)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TargetReport {
+    #[serde(flatten)]
+    pub attachment: Attachment,
+    pub latency: Option<LatencySummary>,
+    pub latency_ns: Option<ValueStats>,
+    pub pages_per_call: Option<ValueStats>,
+    pub nr_ptes: Option<ExactDistribution>,
+    /// This target's time as a share (0-1) of the traced mprotect syscall time.
+    pub share_of_syscall_time: Option<f64>,
+}
+
+/// What one of our BPF programs cost, by the kernel's run-time statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProgramCost {
+    /// The program's name in the eBPF object.
+    pub program: String,
+    /// What it runs on: a tracepoint, a function target's entry or exit,
+    /// the stack sampler.
+    pub probe: String,
+    pub runs: u64,
+    pub total_ns: u64,
+}
+
+impl ProgramCost {
+    pub fn ns_per_run(&self) -> Option<f64> {
+        (self.runs > 0).then(|| self.total_ns as f64 / self.runs as f64)
+    }
+}
+
+/// Names a `prot & 7` bucket the way C spells it; bucket 8 is "other bits".
+pub fn prot_name(bucket: usize) -> String {
+    if bucket >= 8 {
+        return "other (PROT_SEM, PROT_GROWS*, pkey bits)".into();
+    }
+    let names: Vec<&str> = [(1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")]
+        .iter()
+        .filter(|(bit, _)| bucket & bit != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    if names.is_empty() {
+        "PROT_NONE".into()
+    } else {
+        names.join("|")
+    }
+}
+
+impl Report {
+    /// Reads a saved run: `DIR` (holding report.json) or the file itself.
+    /// Every way it can be wrong gets a one-line error naming the fix.
+    pub fn load(path: &Path) -> Result<Report> {
+        let file = if path.is_dir() {
+            path.join(FILE_NAME)
+        } else {
+            path.to_path_buf()
+        };
+        let bytes = match std::fs::read(&file) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                "{} does not exist: give a directory written by `mprotect-trace run -o DIR`",
+                file.display()
+            ),
+            Err(err) => return Err(err).with_context(|| format!("reading {}", file.display())),
+        };
+        Self::parse(&bytes, &file.display().to_string())
+    }
+
+    /// Parses a report; `name` says where it came from in the errors.
+    pub fn parse(bytes: &[u8], name: &str) -> Result<Report> {
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|err| anyhow::anyhow!("{name} is not valid JSON ({err}): truncated? re-run mprotect-trace run"))?;
+        let Some(version) = value.get("schema_version").and_then(serde_json::Value::as_u64) else {
+            anyhow::bail!("{name} is not an mprotect-trace report (no schema_version)");
+        };
+        if version > u64::from(SCHEMA_VERSION) {
+            anyhow::bail!(
+                "{name} has report schema {version}, newer than the {SCHEMA_VERSION} this mprotect-trace reads: upgrade mprotect-trace"
+            );
+        }
+        serde_json::from_value(value)
+            .map_err(|err| anyhow::anyhow!("{name} is not a valid schema-{version} report: {err}"))
+    }
+
+    /// The report as `report.json` holds it.
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        let mut json = serde_json::to_vec_pretty(self).context("serializing the report")?;
+        json.push(b'\n');
+        Ok(json)
+    }
+}

@@ -1,0 +1,122 @@
+//! What each subcommand is asked to do, as plain data: the command line
+//! is parsed into these once, and the library never sees the parser.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::probes::plan::BackendChoice;
+use crate::workload::WorkloadOptions;
+
+/// What a run traces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TraceTarget {
+    /// The built-in workload, in a child process.
+    Workload(WorkloadOptions),
+    /// A command, from its first instruction.
+    Command(Vec<String>),
+    /// A running process.
+    Pid(u32),
+    /// Every task on the system.
+    All,
+}
+
+/// How the mprotect syscall itself is traced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyscallTracing {
+    Tracepoints,
+    /// Do-nothing programs on the same tracepoints: the overhead floor.
+    EmptyPrograms,
+    Off,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub target: TraceTarget,
+    /// Kernel functions to probe besides the built-in targets.
+    pub probes: Vec<String>,
+    pub backend: BackendChoice,
+    pub duration: Option<Duration>,
+    /// Print calls and latency per target this often.
+    pub interval: Option<Duration>,
+    /// Stack samples per second on each CPU; `None`: no sampling.
+    pub sample_hz: Option<u64>,
+    /// Capacity of the stack and sample-count maps.
+    pub max_stacks: u32,
+    pub syscall: SyscallTracing,
+    /// Run the workload once untraced first.
+    pub calibrate: bool,
+    /// Report each BPF program's cost by the kernel's statistics.
+    pub probe_cost: bool,
+    /// `None`: `./mprotect-trace-out/<UTC time>/`.
+    pub output: Option<PathBuf>,
+    /// Print the report as JSON instead of the table.
+    pub json: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            target: TraceTarget::Workload(WorkloadOptions::default()),
+            probes: Vec::new(),
+            backend: BackendChoice::Auto,
+            duration: None,
+            interval: None,
+            sample_hz: Some(999),
+            max_stacks: mprotect_trace_common::STACK_MAP_ENTRIES,
+            syscall: SyscallTracing::Tracepoints,
+            calibrate: false,
+            probe_cost: false,
+            output: None,
+            json: false,
+        }
+    }
+}
+
+impl RunOptions {
+    /// Refuses what no run can do, before anything is created or attached.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.max_stacks == 0 {
+            anyhow::bail!("--max-stacks must be at least 1 (got 0)");
+        }
+        if self.sample_hz == Some(0) {
+            anyhow::bail!("--sample-hz must be at least 1 (got 0); use --no-sample to turn sampling off");
+        }
+        for (flag, value) in [("--duration", self.duration), ("--interval", self.interval)] {
+            if value.is_some_and(|d| d.is_zero()) {
+                anyhow::bail!("{flag} must be more than 0 seconds");
+            }
+        }
+        if self.calibrate && !matches!(self.target, TraceTarget::Workload(_)) {
+            anyhow::bail!("--calibrate needs the built-in workload (not -p, -a or -- CMD)");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DoctorOptions {
+    /// Kernel functions to check besides the built-in targets.
+    pub probes: Vec<String>,
+    pub json: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct WorkloadCommandOptions {
+    pub workload: WorkloadOptions,
+    pub json: bool,
+    /// Wait for a byte on stdin before the first measured call (a tracer
+    /// attaches in between), and for stdin to close before exiting.
+    pub wait_for_start: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct CompareOptions {
+    /// The baseline run.
+    pub a: PathBuf,
+    pub b: PathBuf,
+    /// Compare even when the workloads differ.
+    pub force: bool,
+    pub json: bool,
+    /// Where to write comparison.txt, .json, .html and the plots.
+    pub output: Option<PathBuf>,
+}

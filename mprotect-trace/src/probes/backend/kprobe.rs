@@ -1,0 +1,84 @@
+//! kprobe/kretprobe: works on any function in /proc/kallsyms that is not
+//! notrace or blacklisted; arguments come from the registers.
+
+use anyhow::{Result, anyhow};
+use aya::programs::KProbe;
+use mprotect_trace_common::programs::{KPROBE_CAPABILITY_CHECK, KPROBE_SLOTS, KRETPROBE_SLOTS};
+
+use super::{AttachContext, CheckContext, FunctionBackend, TargetFacts};
+use crate::ebpf_object::program_mut;
+use crate::kernel::capabilities::{PROBE_CHECK_FUNCTION, error_chain};
+use crate::kernel::mounts;
+use crate::model::{Backend, Check};
+
+pub struct Kprobe;
+
+/// x86-64 passes the first six arguments in registers, all a kprobe can read.
+const REGISTER_ARGUMENTS: usize = 6;
+
+impl FunctionBackend for Kprobe {
+    fn kind(&self) -> Backend {
+        Backend::Kprobe
+    }
+
+    fn capability(&self) -> &'static str {
+        "kprobes"
+    }
+
+    fn pair(&self) -> &'static str {
+        "kprobe/kretprobe"
+    }
+
+    fn needs(&self) -> &'static str {
+        "/proc/kallsyms"
+    }
+
+    fn first_choice_reason(&self) -> &'static str {
+        "kprobe/kretprobe: kprobes attach here and the function is in /proc/kallsyms"
+    }
+
+    fn check(&self, context: &mut CheckContext) -> Check {
+        let pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+        let events = std::path::Path::new(mounts::TRACEFS).join("kprobe_events").exists();
+        let mut attempt = || -> Result<(), String> {
+            let program: &mut KProbe =
+                program_mut(context.ebpf, KPROBE_CAPABILITY_CHECK).map_err(|e| format!("{e:#}"))?;
+            program.load().map_err(|e| error_chain(&e))?;
+            let link = program.attach(PROBE_CHECK_FUNCTION, 0).map_err(|e| error_chain(&e))?;
+            program.detach(link).map_err(|e| error_chain(&e))?;
+            Ok(())
+        };
+        match attempt() {
+            Ok(()) => Check::yes(format!("a kprobe attached on {PROBE_CHECK_FUNCTION}")),
+            Err(_) if !pmu && !events => Check::no(
+                "not built (no CONFIG_KPROBES)",
+                "kernel built without CONFIG_KPROBES: no kprobe PMU in /sys/bus/event_source/devices and no kprobe_events in tracefs",
+            ),
+            Err(err) => Check::no(
+                "attach failed",
+                format!("attaching a kprobe on {PROBE_CHECK_FUNCTION} failed: {err}"),
+            ),
+        }
+    }
+
+    fn cannot_probe(&self, target: &TargetFacts) -> Option<&'static str> {
+        (!target.in_kallsyms).then_some("not in /proc/kallsyms")
+    }
+
+    fn reads_argument(&self, index: usize) -> bool {
+        index < REGISTER_ARGUMENTS
+    }
+
+    fn programs(&self, slot: u32) -> [&'static str; 2] {
+        [KPROBE_SLOTS[slot as usize], KRETPROBE_SLOTS[slot as usize]]
+    }
+
+    fn attach(&self, context: &mut AttachContext, slot: u32, function: &str) -> Result<()> {
+        for name in self.programs(slot) {
+            let probe: &mut KProbe = program_mut(context.ebpf, name)?;
+            probe.load().map_err(|e| anyhow!("{}", error_chain(&e)))?;
+            probe.attach(function, 0).map_err(|e| anyhow!("{}", error_chain(&e)))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! Builds the run model in one step from what a run collected.
+
+use std::time::Duration;
+
+use crate::collect::Snapshot;
+use crate::model::report::{SCHEMA_VERSION, prot_name};
+use crate::model::stats::PERCENTILE_RELATIVE_ERROR;
+use crate::model::{
+    Attachment, Calibration, Capabilities, LatencySummary, Profile, ProgramCost, Report, Scope, StopReason,
+    SyscallProbe, SyscallReport, TargetReport, WorkloadResult,
+};
+
+/// Everything a run found out, read back from the kernel and the target.
+pub struct Collected {
+    pub scope: Scope,
+    pub command: Vec<String>,
+    pub syscall_probe: SyscallProbe,
+    pub capabilities: Capabilities,
+    pub attachments: Vec<Attachment>,
+    pub snapshot: Snapshot,
+    pub stop: StopReason,
+    pub elapsed: Duration,
+    /// When tracing started (UTC, RFC 3339).
+    pub start_time: String,
+    pub tgid: Option<u32>,
+    pub workload: Option<WorkloadResult>,
+    /// `--calibrate`: the same workload, untraced, just before.
+    pub untraced: Option<WorkloadResult>,
+    pub profile: Option<Profile>,
+    pub program_costs: Option<Vec<ProgramCost>>,
+}
+
+/// The machine a run happened on: CPU model, CPU count, kernel command line.
+fn machine() -> (String, usize, String) {
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|line| {
+                line.strip_prefix("model name")
+                    .and_then(|rest| rest.split_once(':'))
+                    .map(|(_, m)| m.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let cmdline = std::fs::read_to_string("/proc/cmdline")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    (cpu_model, cpus, cmdline)
+}
+
+pub fn report(collected: Collected) -> Report {
+    let snapshot = &collected.snapshot;
+    let syscall_ns = snapshot.syscall.latency_ns.total;
+    let targets = collected
+        .attachments
+        .into_iter()
+        .map(|attachment| {
+            let data = attachment.slot.and_then(|slot| snapshot.functions.get(slot as usize));
+            TargetReport {
+                latency: data.map(|d| LatencySummary::of(&d.latency_ns)),
+                latency_ns: data.map(|d| d.latency_ns.clone()),
+                pages_per_call: data
+                    .filter(|_| attachment.pages_source.is_some())
+                    .map(|d| d.pages.clone()),
+                nr_ptes: data
+                    .filter(|_| attachment.nr_ptes_source.is_some())
+                    .map(|d| d.nr_ptes.clone()),
+                share_of_syscall_time: data
+                    .filter(|_| syscall_ns > 0)
+                    .map(|d| d.latency_ns.total as f64 / syscall_ns as f64),
+                attachment,
+            }
+        })
+        .collect();
+    let calibration = collected
+        .untraced
+        .as_ref()
+        .zip(collected.workload.as_ref())
+        .map(|(untraced, traced)| Calibration {
+            untraced_iteration_ns_per_page: untraced.iteration_ns_per_page,
+            traced_iteration_ns_per_page: traced.iteration_ns_per_page,
+            ratio: traced.iteration_ns_per_page / untraced.iteration_ns_per_page,
+        });
+    let (cpu_model, cpus, kernel_cmdline) = machine();
+    Report {
+        schema_version: SCHEMA_VERSION,
+        cpu_model,
+        cpus,
+        kernel_cmdline,
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        git_revision: env!("MPROTECT_TRACE_GIT_REVISION").to_owned(),
+        start_time: collected.start_time,
+        kernel_release: collected.capabilities.kernel_release.clone(),
+        arch: collected.capabilities.arch.clone(),
+        scope: collected.scope,
+        tgid: collected.tgid,
+        command: collected.command,
+        stop_reason: collected.stop,
+        partial: collected.stop.is_partial(),
+        duration_s: collected.elapsed.as_secs_f64(),
+        percentile_relative_error: PERCENTILE_RELATIVE_ERROR,
+        capabilities: collected.capabilities,
+        syscall: SyscallReport {
+            backend: collected.syscall_probe,
+            latency: LatencySummary::of(&snapshot.syscall.latency_ns),
+            latency_ns: snapshot.syscall.latency_ns.clone(),
+            pages_per_call: snapshot.syscall.pages.clone(),
+            prot_flags: snapshot
+                .prot_flags
+                .iter()
+                .enumerate()
+                .map(|(bucket, &count)| (prot_name(bucket), count))
+                .collect(),
+        },
+        targets,
+        lost: snapshot.counters.clone(),
+        workload: collected.workload,
+        sampling: collected.profile,
+        calibration,
+        program_costs: collected.program_costs,
+    }
+}

@@ -1,0 +1,105 @@
+//! The kernel functions the tool exists for. A target is data: what it
+//! is called, why it is traced, where its time shows when it is inlined,
+//! which parameter to distribute and what its return value means. Adding
+//! one is one entry in [`BUILTIN`].
+
+use std::borrow::Cow;
+
+use crate::model::Role;
+
+/// Parameter names that carry "PTEs handled in this step", looked up by
+/// name in the function's BTF signature, never by position.
+pub const NR_PTES_PARAMETERS: &[&str] = &["nr_ptes", "nr"];
+
+/// What a target's return value means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Returns {
+    /// The number of pages it changed: recorded as pages per call.
+    Pages,
+    /// Nothing the tool records.
+    Nothing,
+}
+
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub name: Cow<'static, str>,
+    pub role: Role,
+    /// Its callers in the kernel source, nearest first: where it is
+    /// inlined, its time shows under the first of these with a symbol.
+    pub callers: &'static [&'static str],
+    /// The parameter whose values are distributed: the first of these
+    /// names its signature has.
+    pub distribute: &'static [&'static str],
+    pub returns: Returns,
+}
+
+/// change_pte_range's callers; the page-table walk above it is often inlined.
+const PTE_RANGE_CALLERS: &[&str] = &[
+    "change_pmd_range",
+    "change_pud_range",
+    "change_p4d_range",
+    "change_protection_range",
+    "change_protection",
+];
+
+pub const BUILTIN: &[Target] = &[
+    Target {
+        name: Cow::Borrowed("change_protection"),
+        role: Role::Headline,
+        callers: &["mprotect_fixup"],
+        distribute: NR_PTES_PARAMETERS,
+        returns: Returns::Pages,
+    },
+    Target {
+        name: Cow::Borrowed("change_pte_range"),
+        role: Role::Headline,
+        callers: PTE_RANGE_CALLERS,
+        distribute: NR_PTES_PARAMETERS,
+        returns: Returns::Pages,
+    },
+    Target {
+        name: Cow::Borrowed("modify_prot_start_ptes"),
+        role: Role::Headline,
+        callers: &[
+            "change_pte_range",
+            "change_pmd_range",
+            "change_pud_range",
+            "change_p4d_range",
+            "change_protection_range",
+            "change_protection",
+        ],
+        distribute: NR_PTES_PARAMETERS,
+        returns: Returns::Nothing,
+    },
+    Target {
+        name: Cow::Borrowed("mprotect_fixup"),
+        role: Role::Context,
+        callers: &["do_mprotect_pkey"],
+        distribute: NR_PTES_PARAMETERS,
+        returns: Returns::Nothing,
+    },
+];
+
+impl Target {
+    /// A function added with `--probe NAME`.
+    pub fn user(name: &str) -> Self {
+        Self {
+            name: Cow::Owned(name.to_owned()),
+            role: Role::User,
+            callers: &[],
+            distribute: NR_PTES_PARAMETERS,
+            returns: Returns::Nothing,
+        }
+    }
+}
+
+/// The built-in targets followed by the user's, each name once.
+pub fn with_user_probes(user: &[String]) -> Vec<Target> {
+    let mut targets: Vec<Target> = BUILTIN.to_vec();
+    for name in user {
+        if !targets.iter().any(|existing| existing.name == name.as_str()) {
+            targets.push(Target::user(name));
+        }
+    }
+    targets
+}
