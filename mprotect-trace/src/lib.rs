@@ -19,5 +19,5 @@ pub mod probes;
 pub mod run;
 pub mod sampling;
 pub mod targets;
-
+pub mod vm;
 pub mod workload;

@@ -2,10 +2,13 @@
 //! the report written and marked, the right exit status. The tests share
 //! the kernel's program list, so they run one at a time.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::{Tracer, binary, report};
 use serde_json::Value;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -26,7 +29,10 @@ fn our_programs() -> usize {
         .count()
 }
 
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+/// Polls a condition that only the kernel can make true in its own time
+/// (programs are freed after their last reference closes): there is no
+/// event to wait on, so it is checked until a deadline.
+fn poll_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
@@ -35,33 +41,17 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 fn out_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("mprotect-trace-faults-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::out_dir("faults", name)
 }
 
-/// Starts `run ARGS -o DIR` and returns once its probes are attached.
-fn start(dir: &std::path::Path, args: &[&str]) -> Child {
-    let before = our_programs();
-    let child = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
-        .args(["run", "-o", dir.to_str().unwrap()])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until("the probes are attached", || {
-        our_programs() >= before + OUR_PROGRAMS.len()
-    });
-    child
-}
-
-fn signal(child: &Child, signal: i32) {
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-}
-
-fn report(dir: &std::path::Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join("report.json")).expect("report.json written")).unwrap()
+/// A line of `--interval` output that shows the syscall counted.
+fn counted_calls(line: &str) -> bool {
+    line.starts_with("mprotect (syscall) ")
+        && line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|calls| calls.parse::<u64>().ok())
+            .is_some_and(|calls| calls > 0)
 }
 
 #[test]
@@ -69,10 +59,15 @@ fn sigkill_of_the_tracer_leaves_no_program_of_ours_in_the_kernel() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let baseline = our_programs();
     let dir = out_dir("kill");
-    let mut tracer = start(&dir, &["-a", "--duration", "60"]);
-    signal(&tracer, libc::SIGKILL);
-    tracer.wait().unwrap();
-    wait_until("the kernel dropped our programs", || our_programs() == baseline);
+    let tracer = Tracer::start(&dir, &["-a", "--duration", "60"]);
+    assert_eq!(
+        our_programs(),
+        baseline + OUR_PROGRAMS.len(),
+        "attached before the line"
+    );
+    tracer.signal(libc::SIGKILL);
+    tracer.finish();
+    poll_until("the kernel dropped our programs", || our_programs() == baseline);
     assert!(
         !dir.join("report.json").exists(),
         "a killed run cannot have written a complete report"
@@ -85,24 +80,26 @@ fn sigint_and_sigterm_detach_write_a_partial_report_and_exit_130_and_143() {
     let baseline = our_programs();
     for (sig, code, name) in [(libc::SIGINT, 130, "SIGINT"), (libc::SIGTERM, 143, "SIGTERM")] {
         let dir = out_dir(name);
-        // A workload far longer than the test: the signal ends it.
-        let mut tracer = start(&dir, &["--iterations", "1000000", "--mapping-mb", "4"]);
-        std::thread::sleep(Duration::from_millis(300));
-        signal(&tracer, sig);
-        let status = tracer.wait().unwrap();
+        // A workload far longer than the test: the signal ends it, once an
+        // interval line shows calls were counted.
+        let mut tracer = Tracer::start(
+            &dir,
+            &["--iterations", "1000000", "--mapping-mb", "4", "--interval", "0.05"],
+        );
+        tracer.wait_for_stdout("an interval with counted calls", counted_calls);
+        tracer.signal(sig);
+        let (status, _) = tracer.finish();
         assert_eq!(status.code(), Some(code), "{name}");
         let report = report(&dir);
-        assert_eq!(report["partial"], true);
-        assert_eq!(report["stop_reason"], name);
+        assert!(report.partial);
+        assert_eq!(report.stop_reason.label(), name);
+        assert!(report.syscall.latency.calls > 0, "what was collected is kept");
+        // The workload child was stopped, and reaped, before the tracer exited.
+        let tgid = report.tgid.expect("the workload's pid");
         assert!(
-            report["syscall"]["latency"]["calls"].as_u64().unwrap() > 0,
-            "what was collected is kept"
+            !std::path::Path::new(&format!("/proc/{tgid}")).exists(),
+            "the workload {tgid} outlived the tracer"
         );
-        // The workload child was stopped too.
-        let tgid = report["tgid"].as_u64().unwrap();
-        wait_until("the workload child is gone", || {
-            !std::path::Path::new(&format!("/proc/{tgid}")).exists()
-        });
         assert_eq!(our_programs(), baseline, "{name}: programs left attached");
     }
 }
@@ -111,27 +108,21 @@ fn sigint_and_sigterm_detach_write_a_partial_report_and_exit_130_and_143() {
 fn a_killed_workload_is_reported_and_the_exit_is_non_zero() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = out_dir("crash");
-    let tracer = start(&dir, &["--iterations", "1000000", "--mapping-mb", "4"]);
-    // The workload is the tracer's only child process.
-    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", tracer.id())).unwrap();
-    let workload: i32 = children
-        .split_whitespace()
-        .next()
-        .expect("a workload child")
-        .parse()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let tracer = Tracer::start(&dir, &["--iterations", "1000000", "--mapping-mb", "4"]);
+    // The attached line names the workload, released and running.
+    let workload = tracer.target_pid.expect("the attached line names the workload's pid");
     assert_eq!(unsafe { libc::kill(workload, libc::SIGKILL) }, 0);
-    let output = tracer.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (status, stderr) = tracer.finish();
+    assert_eq!(status.code(), Some(1));
     assert!(
-        stderr.contains("the traced process exited with signal: 9 (SIGKILL)"),
-        "{stderr}"
+        stderr
+            .iter()
+            .any(|line| line.contains("the traced process exited with signal: 9 (SIGKILL)")),
+        "{stderr:?}"
     );
     let report = report(&dir);
-    assert_eq!(report["stop_reason"], "target exited");
-    assert!(report["workload"].is_null(), "a killed workload has no result");
+    assert_eq!(report.stop_reason.label(), "target exited");
+    assert!(report.workload.is_none(), "a killed workload has no result");
 }
 
 #[test]
@@ -139,7 +130,7 @@ fn a_traced_pid_that_exits_ends_the_run() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut sleeper = Command::new("sleep").arg("1").spawn().unwrap();
     let dir = out_dir("pid");
-    let output = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
+    let output = binary()
         .args([
             "run",
             "-o",
@@ -154,9 +145,9 @@ fn a_traced_pid_that_exits_ends_the_run() {
     sleeper.wait().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report = report(&dir);
-    assert_eq!(report["scope"], "pid");
-    assert_eq!(report["stop_reason"], "target exited");
-    assert!(report["duration_s"].as_f64().unwrap() < 10.0);
+    assert_eq!(report.scope.name(), "pid");
+    assert_eq!(report.stop_reason.label(), "target exited");
+    assert!(report.duration_s < 10.0);
 }
 
 /// Runs `command` and returns its one-line error (exit status 1).
@@ -171,7 +162,7 @@ fn one_line_error(command: &mut Command) -> String {
 #[test]
 fn bad_input_is_refused_in_one_line_before_anything_is_attached() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tool = || Command::new(env!("CARGO_BIN_EXE_mprotect-trace"));
+    let tool = binary;
     let typo = one_line_error(tool().args(["run", "--probe", "change_protectoin"]));
     assert!(
         typo.starts_with("error: unknown kernel function change_protectoin (--probe): did you mean change_protection"),
@@ -212,7 +203,7 @@ fn a_full_disk_leaves_no_report_as_if_complete() {
         .status()
         .unwrap();
     assert!(mounted.success(), "mounting a small tmpfs");
-    let output = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
+    let output = binary()
         .args([
             "run",
             "--iterations",

@@ -46,8 +46,8 @@ pub fn output_of(command: &mut Command) -> Result<String> {
 }
 
 /// Runs `command`, echoing its stdout line by line as it comes, and
-/// returns that stdout.
-pub fn run_tee(command: &mut Command) -> Result<String> {
+/// returns its exit status and that stdout.
+pub fn run_tee(command: &mut Command) -> Result<(std::process::ExitStatus, String)> {
     use std::io::BufRead as _;
     eprintln!("+ {}", describe(command));
     let mut child = command
@@ -63,11 +63,7 @@ pub fn run_tee(command: &mut Command) -> Result<String> {
             captured.push('\n');
         }
     }
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("{} failed: {status}", describe(command));
-    }
-    Ok(captured)
+    Ok((child.wait()?, captured))
 }
 
 /// Whether `command` runs and exits 0 (its output discarded).

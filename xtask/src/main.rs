@@ -47,17 +47,27 @@ fn main() -> Result<()> {
         }
         Task::Test => {
             setup::run()?;
-            run_checked(&mut cargo(["fmt", "--all", "--", "--check"]))?;
-            run_checked(&mut cargo(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
-            let cargo_test = run_tee(&mut cargo(["test"]))?;
+            let mut tally = Tally::default();
+            tally.step("cargo fmt --check", || {
+                run_checked(&mut cargo(["fmt", "--all", "--", "--check"])).map(|()| 1)
+            });
+            tally.step("cargo clippy", || {
+                run_checked(&mut cargo(["clippy", "--all-targets", "--", "-D", "warnings"])).map(|()| 1)
+            });
+            let (status, cargo_test) = run_tee(&mut cargo(["test"]))?;
             let (passed, failed) = count_results(&cargo_test);
-            let vm_checks = vm::run()?;
-            let browser_checks = browser::run()?;
-            // One closing line for CI: every cargo test, VM and browser check.
-            println!(
-                "summary: {} passed, {failed} failed",
-                passed + vm_checks + browser_checks
-            );
+            tally.passed += passed;
+            tally.failed += failed;
+            if !status.success() && failed == 0 {
+                // It failed before running a test (a build error): one failure.
+                eprintln!("cargo test failed: {status}");
+                tally.failed += 1;
+            }
+            tally.step("vm-test", vm::run);
+            tally.step("flame-check", browser::run);
+            // One closing line for CI: every check of every step.
+            println!("summary: {} passed, {} failed", tally.passed, tally.failed);
+            anyhow::ensure!(tally.failed == 0, "{} checks failed", tally.failed);
             Ok(())
         }
         Task::FlameCheck => {
@@ -71,6 +81,27 @@ fn main() -> Result<()> {
         Task::Bench(args) => {
             setup::run()?;
             bench::run(&args)
+        }
+    }
+}
+
+/// Passed and failed checks over steps that all run, whatever failed before.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+impl Tally {
+    /// Runs `step`, which returns how many checks passed; a failed step
+    /// counts as one failure, and the next step still runs.
+    fn step(&mut self, name: &str, step: impl FnOnce() -> Result<u64>) {
+        match step() {
+            Ok(passed) => self.passed += passed,
+            Err(err) => {
+                eprintln!("FAILED: {name}: {err:#}");
+                self.failed += 1;
+            }
         }
     }
 }

@@ -16,3 +16,39 @@ pub use report::{
 };
 pub use stats::{Counters, ExactDistribution, Histogram, LatencySummary, ValueStats};
 pub use workload::{PerIteration, SmapsEntry, WorkloadResult};
+
+#[cfg(test)]
+mod tests {
+    /// The model's sources, read as text: the boundary is checked on what
+    /// the files say, not on what happens to compile today.
+    const SOURCES: [(&str, &str); 6] = [
+        ("mod.rs", include_str!("mod.rs")),
+        ("capabilities.rs", include_str!("capabilities.rs")),
+        ("profile.rs", include_str!("profile.rs")),
+        ("report.rs", include_str!("report.rs")),
+        ("stats.rs", include_str!("stats.rs")),
+        ("workload.rs", include_str!("workload.rs")),
+    ];
+
+    #[test]
+    fn the_model_imports_nothing_from_the_kernel_side() {
+        let forbidden = [
+            concat!("crate::", "kernel"),
+            concat!("crate::", "probes"),
+            concat!("crate::", "sampling"),
+            concat!("crate::", "ebpf_object"),
+            concat!("crate::", "collect"),
+            concat!("crate::", "run"),
+            concat!("aya", "::"),
+        ];
+        for (file, source) in SOURCES {
+            for path in forbidden {
+                assert!(!source.contains(path), "model/{file} uses {path}");
+            }
+        }
+        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/model"))
+            .unwrap()
+            .count();
+        assert_eq!(files, SOURCES.len(), "a model file is not checked here");
+    }
+}

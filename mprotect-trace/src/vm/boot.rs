@@ -1,0 +1,69 @@
+//! Boots a kernel and an initramfs under QEMU and returns what the guest
+//! printed on its serial console.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+
+use super::{Console, Initramfs, KernelImage};
+
+/// How QEMU runs the guest's instructions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Software emulation, multi-threaded: probes work, timings are emulated.
+    Tcg,
+}
+
+/// The guest machine.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    pub accel: Accel,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// QEMU is stopped after this long.
+    pub timeout: Duration,
+}
+
+impl Default for Machine {
+    fn default() -> Self {
+        Self {
+            accel: Accel::Tcg,
+            memory_mib: 2048,
+            cpus: 2,
+            timeout: Duration::from_secs(900),
+        }
+    }
+}
+
+impl Machine {
+    /// Boots `kernel` with `initramfs` (x86_64); the console, once the
+    /// guest has powered off.
+    pub fn boot(&self, kernel: &KernelImage, initramfs: &Initramfs) -> Result<Console> {
+        let accel = match self.accel {
+            Accel::Tcg => "tcg,thread=multi",
+        };
+        let output = Command::new("timeout")
+            .arg(self.timeout.as_secs().to_string())
+            .arg("qemu-system-x86_64")
+            .args(["-accel", accel, "-cpu", "max"])
+            .args(["-m", &self.memory_mib.to_string(), "-smp", &self.cpus.to_string()])
+            .args(["-nographic", "-no-reboot", "-kernel"])
+            .arg(&kernel.path)
+            .arg("-initrd")
+            .arg(&initramfs.path)
+            .args(["-append", "console=ttyS0 quiet loglevel=1 panic=-1"])
+            .stdin(Stdio::null())
+            .output()
+            .context("starting qemu-system-x86_64 (Debian package qemu-system-x86)")?;
+        let console = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+        if !output.status.success() {
+            bail!(
+                "QEMU failed ({}) booting {}; console:\n{console}",
+                output.status,
+                kernel.path.display()
+            );
+        }
+        Ok(Console { text: console })
+    }
+}

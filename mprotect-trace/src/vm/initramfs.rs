@@ -1,0 +1,50 @@
+//! The initramfs a VM boots into: static busybox, the tracer binary with
+//! the shared libraries it needs, and an `/init` script.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result};
+
+use super::{output_of, run_checked};
+
+/// Where the tracer sits inside the guest.
+pub const GUEST_TRACER: &str = "/mprotect-trace";
+
+pub struct Initramfs {
+    pub path: PathBuf,
+}
+
+impl Initramfs {
+    /// Packs `tracer` and `init` (the script's text) into
+    /// `work_dir/initramfs.cpio.gz`, staging the tree in `work_dir/initramfs`.
+    pub fn build(work_dir: &Path, tracer: &Path, init: &str) -> Result<Self> {
+        let root = work_dir.join("initramfs");
+        if root.exists() {
+            std::fs::remove_dir_all(&root).with_context(|| format!("clearing {}", root.display()))?;
+        }
+        for dir in ["bin", "proc", "sys", "dev", "tmp"] {
+            std::fs::create_dir_all(root.join(dir)).with_context(|| format!("creating {}", root.display()))?;
+        }
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).context("copying /bin/busybox (busybox-static)")?;
+        std::fs::copy(tracer, root.join(GUEST_TRACER.trim_start_matches('/')))
+            .with_context(|| format!("copying {}", tracer.display()))?;
+        // The shared libraries the binary needs, at the paths ldd names.
+        for library in output_of(Command::new("ldd").arg(tracer))?
+            .lines()
+            .filter_map(|line| line.split_whitespace().find(|word| word.starts_with('/')))
+        {
+            let target = root.join(library.trim_start_matches('/'));
+            std::fs::create_dir_all(target.parent().context("library path has no parent")?)?;
+            std::fs::copy(library, &target).with_context(|| format!("copying {library}"))?;
+        }
+        let init_path = root.join("init");
+        std::fs::write(&init_path, init).with_context(|| format!("writing {}", init_path.display()))?;
+        std::fs::set_permissions(&init_path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .with_context(|| format!("making {} executable", init_path.display()))?;
+        let path = work_dir.join("initramfs.cpio.gz");
+        let pack = format!("find . | cpio -o -H newc --quiet | gzip -1 > {}", path.display());
+        run_checked(Command::new("sh").args(["-c", &pack]).current_dir(&root))?;
+        Ok(Self { path })
+    }
+}

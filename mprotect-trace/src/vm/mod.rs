@@ -1,0 +1,40 @@
+//! Kernels booted under QEMU with the tracer inside: the kernel image
+//! (a file, or a Debian package fetched and unpacked once), the initramfs
+//! holding the tracer and a script of what to run, the boot, and the
+//! serial console that brings typed reports back out. `cargo xtask
+//! vm-test` drives it; a subcommand can too.
+
+pub mod boot;
+pub mod console;
+pub mod initramfs;
+pub mod kernel;
+
+pub use boot::{Accel, Machine};
+pub use console::{Console, GuestScript};
+pub use initramfs::Initramfs;
+pub use kernel::KernelImage;
+
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+/// Runs `command` and returns its stdout; its stderr passes through.
+fn output_of(command: &mut Command) -> Result<String> {
+    let output = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("starting {command:?}"))?;
+    if !output.status.success() {
+        bail!("{command:?} failed: {}", output.status);
+    }
+    String::from_utf8(output.stdout).with_context(|| format!("{command:?} printed non-UTF-8"))
+}
+
+/// Runs `command`, its output passed through; an error unless it exits 0.
+fn run_checked(command: &mut Command) -> Result<()> {
+    let status = command.status().with_context(|| format!("starting {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(())
+}
