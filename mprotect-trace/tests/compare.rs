@@ -1,8 +1,9 @@
 //! `compare` on two hand-made reports of known values: every number checked.
 #![recursion_limit = "256"]
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Command;
 
 use serde_json::{Value, json};
 
@@ -69,18 +70,14 @@ fn sampling(shares: &[(&str, f64)]) -> Value {
 }
 
 fn write(name: &str, report: &Value) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mprotect-trace-compare-{}-{name}", std::process::id()));
+    let dir = common::out_dir("compare", name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("report.json"), serde_json::to_vec(report).unwrap()).unwrap();
     dir
 }
 
 fn compare(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
-        .arg("compare")
-        .args(args)
-        .output()
-        .unwrap()
+    common::binary().arg("compare").args(args).output().unwrap()
 }
 
 fn close(actual: &Value, expected: f64) {
@@ -216,11 +213,7 @@ fn different_workloads_are_refused_unless_forced() {
 #[test]
 fn bad_report_files_get_one_line_errors() {
     let error = |path: &std::path::Path| {
-        let output = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
-            .arg("report")
-            .arg(path)
-            .output()
-            .unwrap();
+        let output = common::binary().arg("report").arg(path).output().unwrap();
         assert_eq!(output.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&output.stderr).trim_end().to_owned();
         assert_eq!(stderr.lines().count(), 1, "{stderr}");

@@ -1,6 +1,8 @@
 //! `doctor` against the real kernel, its findings checked against
 //! `/proc/kallsyms` and `bpftool`'s BTF dump read independently.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
@@ -16,7 +18,7 @@ const TARGETS: [&str; 4] = [
 const EXTRA: &str = "prot_commit_flush_ptes";
 
 fn doctor_json(extra: &[&str]) -> Value {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"));
+    let mut command = common::binary();
     command.args(["doctor", "--json"]);
     for name in extra {
         command.args(["--probe", name]);
@@ -155,10 +157,7 @@ fn reports_the_probe_backends_this_kernel_refuses_with_the_reason() {
 
 #[test]
 fn text_output_names_every_target_and_the_plan() {
-    let output = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
-        .arg("doctor")
-        .output()
-        .unwrap();
+    let output = common::binary().arg("doctor").output().unwrap();
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);
     for line in [

@@ -3,6 +3,8 @@
 //! tracefs and no right to mount it (root without CAP_SYS_ADMIN, as in a
 //! container). The kernel underneath, and everything attached, is real.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -37,9 +39,7 @@ fn in_namespace(prepare: &str, without_sys_admin: bool, args: &[&str]) -> Output
 }
 
 fn out_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mprotect-trace-env-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::out_dir("env", name)
 }
 
 fn one_line_error(output: &Output) -> String {

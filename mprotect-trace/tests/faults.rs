@@ -128,22 +128,20 @@ fn a_killed_workload_is_reported_and_the_exit_is_non_zero() {
 #[test]
 fn a_traced_pid_that_exits_ends_the_run() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sleeper = Command::new("sleep").arg("1").spawn().unwrap();
-    let dir = out_dir("pid");
-    let output = binary()
-        .args([
-            "run",
-            "-o",
-            dir.to_str().unwrap(),
-            "-p",
-            &sleeper.id().to_string(),
-            "--duration",
-            "30",
-        ])
-        .output()
+    // A process that runs until its stdin closes: it exits when the test
+    // says so, after the tracer is attached.
+    let mut target = Command::new("cat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
         .unwrap();
-    sleeper.wait().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let dir = out_dir("pid");
+    let tracer = Tracer::start(&dir, &["-p", &target.id().to_string(), "--duration", "30"]);
+    assert_eq!(tracer.target_pid, Some(target.id() as i32));
+    drop(target.stdin.take());
+    let (status, stderr) = tracer.finish();
+    target.wait().unwrap();
+    assert!(status.success(), "{stderr:?}");
     let report = report(&dir);
     assert_eq!(report.scope.name(), "pid");
     assert_eq!(report.stop_reason.label(), "target exited");

@@ -1,16 +1,13 @@
 //! Plots and report.html of a real run, and `plot DIR` redrawing them from
 //! report.json alone.
 
-use std::process::Command;
+mod common;
 
-fn binary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
-}
+use common::binary;
 
 #[test]
 fn a_run_writes_every_plot_and_plot_redraws_them_from_the_report() {
-    let dir = std::env::temp_dir().join(format!("mprotect-trace-plots-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::out_dir("plots", "run");
     let output = binary()
         .args(["run", "--iterations", "20", "--warmup", "3", "--mapping-mb", "8", "-o"])
         .arg(&dir)
@@ -38,15 +35,45 @@ fn a_run_writes_every_plot_and_plot_redraws_them_from_the_report() {
         "report.html must need no network"
     );
 
-    // Redraw from report.json alone.
-    for name in names {
-        std::fs::remove_file(dir.join(format!("{name}.png"))).unwrap();
+    // Redraw from report.json alone: every file run wrote, byte for byte.
+    let written: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| !path.ends_with("report.json"))
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    for name in ["flame.svg", "stacks.folded", "report.html"] {
+        assert!(written.iter().any(|(path, _)| path.ends_with(name)), "run wrote {name}");
     }
-    std::fs::remove_file(dir.join("report.html")).unwrap();
+    for (path, _) in &written {
+        std::fs::remove_file(path).unwrap();
+    }
     let output = binary().arg("plot").arg(&dir).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    for name in names {
-        assert!(dir.join(format!("{name}.png")).exists(), "plot redrew {name}.png");
+    for (path, bytes) in &written {
+        let redrawn = std::fs::read(path).unwrap_or_else(|_| panic!("plot did not redraw {}", path.display()));
+        assert!(&redrawn == bytes, "{} differs from what run drew", path.display());
     }
+}
+
+/// A report written before the library split (schema 1, by the
+/// mprotect-trace of git revision 8b50048) still loads: `report` prints
+/// it and `plot` redraws it.
+#[test]
+fn a_schema_1_report_still_reads_and_redraws() {
+    let saved = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/schema-1-command");
+    let dir = common::out_dir("plots", "schema1");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(saved.join("report.json"), dir.join("report.json")).unwrap();
+    let report = binary().arg("report").arg(&dir).output().unwrap();
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    let table = String::from_utf8_lossy(&report.stdout);
+    assert!(table.contains("change_protection"), "{table}");
+    let plot = binary().arg("plot").arg(&dir).output().unwrap();
+    assert!(plot.status.success(), "{}", String::from_utf8_lossy(&plot.stderr));
     assert!(dir.join("report.html").exists());
+    assert!(dir.join("latency-mprotect--syscall.png").exists());
 }

@@ -3,7 +3,7 @@
 //! backend or the reason it has none.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -144,10 +144,7 @@ fn every_function_target_is_reported_with_its_backend_or_reason() {
 
 #[test]
 fn forcing_a_backend_that_cannot_work_is_a_clear_error_and_writes_nothing() {
-    let doctor = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
-        .args(["doctor", "--json"])
-        .output()
-        .unwrap();
+    let doctor = common::binary().args(["doctor", "--json"]).output().unwrap();
     let caps: Value = serde_json::from_slice(&doctor.stdout).unwrap();
     for backend in ["fentry", "kprobe"] {
         let key = if backend == "fentry" { "fentry" } else { "kprobes" };

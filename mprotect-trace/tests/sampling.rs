@@ -1,17 +1,17 @@
 //! Stack sampling on this machine's real kernel (root): the flame graph's
 //! stacks hold the mprotect path, with names /proc/kallsyms knows.
 
+mod common;
+
 use std::collections::HashSet;
-use std::process::Command;
 
 use serde_json::Value;
 
 /// Runs `run ARGS` into a fresh directory: its report, the directory, and
 /// the table it printed.
 fn traced(name: &str, args: &[&str]) -> (Value, std::path::PathBuf, String) {
-    let dir = std::env::temp_dir().join(format!("mprotect-trace-sampling-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let output = Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
+    let dir = common::out_dir("sampling", name);
+    let output = common::binary()
         .args(["run", "-o", dir.to_str().unwrap()])
         .args(args)
         .output()

@@ -1,10 +1,12 @@
 //! The workload, run as a user runs it: the real binary on this machine's kernel.
 
+mod common;
+
 use std::collections::HashMap;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn workload(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mprotect-trace"))
+    common::binary()
         .arg("workload")
         .args(args)
         .output()

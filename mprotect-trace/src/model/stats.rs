@@ -115,6 +115,8 @@ pub struct Counters {
     pub syscall_enter: u64,
     pub syscall_exit: u64,
     pub exit_without_entry: u64,
+    /// Not counted by the earliest schema-1 reports (it reads as 0 there).
+    #[serde(default)]
     pub entry_overwritten: u64,
     /// Map lookups in the BPF programs that found no entry: each one is a
     /// value that was not recorded. Always 0 unless a map is mis-sized.

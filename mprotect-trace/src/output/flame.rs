@@ -38,6 +38,9 @@ fn draw(folded: &str, title: &str, subtitle: &str) -> Result<Vec<u8>> {
     options.title = title.to_owned();
     options.subtitle = Some(subtitle.to_owned());
     options.count_name = "samples".to_owned();
+    // Colours from the function names, not at random: the same stacks
+    // draw the same picture, so `plot DIR` redraws what `run` drew.
+    options.deterministic = true;
     let mut svg = Vec::new();
     flamegraph::from_lines(&mut options, folded.lines(), &mut svg).context("drawing the flame graph")?;
     Ok(svg)
