@@ -77,15 +77,16 @@ pub struct TraceConfig {
 pub struct SlotConfig {
     /// Index of the parameter whose value is an `nr_ptes` count, or -1.
     pub nr_ptes_arg: i32,
-    /// 1 when the return value is a count of pages changed.
-    pub ret_is_pages: u32,
+    /// 1 when the return value is recorded (pages changed, or a count
+    /// such as a batch length; user space knows which).
+    pub records_return: u32,
 }
 
 impl Default for SlotConfig {
     fn default() -> Self {
         Self {
             nr_ptes_arg: -1,
-            ret_is_pages: 0,
+            records_return: 0,
         }
     }
 }
@@ -196,6 +197,17 @@ pub mod programs {
         "kprobe_slot_6",
         "kprobe_slot_7",
     ];
+    /// Kprobes placed on the call instructions that call a target.
+    pub const CALL_SITE_SLOTS: [&str; super::FUNCTION_SLOTS as usize] = [
+        "call_site_slot_0",
+        "call_site_slot_1",
+        "call_site_slot_2",
+        "call_site_slot_3",
+        "call_site_slot_4",
+        "call_site_slot_5",
+        "call_site_slot_6",
+        "call_site_slot_7",
+    ];
     pub const KRETPROBE_SLOTS: [&str; super::FUNCTION_SLOTS as usize] = [
         "kretprobe_slot_0",
         "kretprobe_slot_1",
@@ -220,6 +232,7 @@ pub mod maps {
     pub const PAGES_STATS: &str = "PAGES_STATS";
     pub const PAGES_HIST: &str = "PAGES_HIST";
     pub const NR_PTES_HIST: &str = "NR_PTES_HIST";
+    pub const CALLS: &str = "CALLS";
     pub const PROT_FLAGS: &str = "PROT_FLAGS";
     pub const STACKS: &str = "STACKS";
     pub const SAMPLE_COUNTS: &str = "SAMPLE_COUNTS";

@@ -50,6 +50,9 @@ static PAGES_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(VALUE_SLOTS 
 static NR_PTES_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(FUNCTION_SLOTS * NR_PTES_BUCKETS, 0);
 #[map]
 static PROT_FLAGS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROT_BUCKETS, 0);
+/// Calls per function slot seen at call sites (no exit there, so no latency).
+#[map]
+static CALLS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FUNCTION_SLOTS, 0);
 
 /// True when the current task belongs to what user space asked to trace.
 #[inline(always)]
@@ -231,11 +234,28 @@ fn function_exit(slot: u32, ret: impl FnOnce() -> Option<i64>) {
         count_unpaired_exit(pid_tgid, counter::FUNCTION_EXIT_WITHOUT_ENTRY);
         return;
     }
-    if slot_config(slot).ret_is_pages != 0 {
-        if let Some(pages) = ret() {
-            if pages >= 0 {
-                record(&PAGES_STATS, &PAGES_HIST, slot, pages as u64);
+    if slot_config(slot).records_return != 0 {
+        if let Some(value) = ret() {
+            if value >= 0 {
+                record(&PAGES_STATS, &PAGES_HIST, slot, value as u64);
             }
+        }
+    }
+}
+
+/// A call instruction that calls slot `slot`'s target was reached: the
+/// arguments are in their registers already.
+#[inline(always)]
+fn call_site(slot: u32, nr_ptes: impl FnOnce(u32) -> Option<u64>) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_traced(pid_tgid) {
+        return;
+    }
+    bump(&CALLS, slot);
+    let config = slot_config(slot);
+    if config.nr_ptes_arg >= 0 {
+        if let Some(nr) = nr_ptes(config.nr_ptes_arg as u32) {
+            record_nr_ptes(slot, nr);
         }
     }
 }
@@ -270,11 +290,11 @@ fn fexit_ret(ctx: &FExitContext) -> Option<i64> {
     (unsafe { bpf_get_func_ret(ctx.as_ptr(), &mut value) } == 0).then_some(value as i64)
 }
 
-/// One fentry/fexit and one kprobe/kretprobe program per function slot:
-/// the slot is a constant of the program, so no address lookup is needed
-/// to know which target fired.
+/// One fentry/fexit, one kprobe/kretprobe and one call-site kprobe
+/// program per function slot: the slot is a constant of the program, so no
+/// address lookup is needed to know which target fired.
 macro_rules! function_slot_programs {
-    ($($slot:literal: $fentry:ident, $fexit:ident, $kprobe:ident, $kretprobe:ident;)*) => {$(
+    ($($slot:literal: $fentry:ident, $fexit:ident, $kprobe:ident, $kretprobe:ident, $call_site:ident;)*) => {$(
         #[fentry]
         pub fn $fentry(ctx: FEntryContext) -> u32 {
             function_entry($slot, |index| fentry_arg(&ctx, index));
@@ -298,18 +318,24 @@ macro_rules! function_slot_programs {
             function_exit($slot, || Some(ctx.ret::<i64>()));
             0
         }
+
+        #[kprobe]
+        pub fn $call_site(ctx: ProbeContext) -> u32 {
+            call_site($slot, |index| kprobe_arg(&ctx, index));
+            0
+        }
     )*};
 }
 
 function_slot_programs! {
-    0: fentry_slot_0, fexit_slot_0, kprobe_slot_0, kretprobe_slot_0;
-    1: fentry_slot_1, fexit_slot_1, kprobe_slot_1, kretprobe_slot_1;
-    2: fentry_slot_2, fexit_slot_2, kprobe_slot_2, kretprobe_slot_2;
-    3: fentry_slot_3, fexit_slot_3, kprobe_slot_3, kretprobe_slot_3;
-    4: fentry_slot_4, fexit_slot_4, kprobe_slot_4, kretprobe_slot_4;
-    5: fentry_slot_5, fexit_slot_5, kprobe_slot_5, kretprobe_slot_5;
-    6: fentry_slot_6, fexit_slot_6, kprobe_slot_6, kretprobe_slot_6;
-    7: fentry_slot_7, fexit_slot_7, kprobe_slot_7, kretprobe_slot_7;
+    0: fentry_slot_0, fexit_slot_0, kprobe_slot_0, kretprobe_slot_0, call_site_slot_0;
+    1: fentry_slot_1, fexit_slot_1, kprobe_slot_1, kretprobe_slot_1, call_site_slot_1;
+    2: fentry_slot_2, fexit_slot_2, kprobe_slot_2, kretprobe_slot_2, call_site_slot_2;
+    3: fentry_slot_3, fexit_slot_3, kprobe_slot_3, kretprobe_slot_3, call_site_slot_3;
+    4: fentry_slot_4, fexit_slot_4, kprobe_slot_4, kretprobe_slot_4, call_site_slot_4;
+    5: fentry_slot_5, fexit_slot_5, kprobe_slot_5, kretprobe_slot_5, call_site_slot_5;
+    6: fentry_slot_6, fexit_slot_6, kprobe_slot_6, kretprobe_slot_6, call_site_slot_6;
+    7: fentry_slot_7, fexit_slot_7, kprobe_slot_7, kretprobe_slot_7, call_site_slot_7;
 }
 
 #[map]

@@ -108,6 +108,7 @@ mod tests {
         .chain(programs::FEXIT_SLOTS)
         .chain(programs::KPROBE_SLOTS)
         .chain(programs::KRETPROBE_SLOTS)
+        .chain(programs::CALL_SITE_SLOTS)
         .collect();
         names.sort_unstable();
         expected.sort_unstable();
@@ -128,6 +129,7 @@ mod tests {
             maps::PAGES_STATS,
             maps::PAGES_HIST,
             maps::NR_PTES_HIST,
+            maps::CALLS,
             maps::PROT_FLAGS,
             maps::STACKS,
             maps::SAMPLE_COUNTS,

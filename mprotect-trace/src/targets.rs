@@ -16,7 +16,10 @@ pub const NR_PTES_PARAMETERS: &[&str] = &["nr_ptes", "nr"];
 pub enum Returns {
     /// The number of pages it changed: recorded as pages per call.
     Pages,
-    /// Nothing the tool records.
+    /// A count (a batch length, say): its distribution is recorded when
+    /// BTF says the function returns an integer.
+    Count,
+    /// Nothing worth recording (an error code, a struct).
     Nothing,
 }
 
@@ -76,19 +79,37 @@ pub const BUILTIN: &[Target] = &[
         role: Role::Context,
         callers: &["do_mprotect_pkey"],
         distribute: NR_PTES_PARAMETERS,
+        returns: Returns::Count,
+    },
+    // v6.17+: commits `nr` PTEs of one batch. An out-of-line copy of a
+    // static inline on x86 (notrace): probed at its call sites there.
+    Target {
+        name: Cow::Borrowed("modify_prot_commit_ptes"),
+        role: Role::Context,
+        callers: &["change_pte_range"],
+        distribute: NR_PTES_PARAMETERS,
         returns: Returns::Nothing,
+    },
+    // v6.17+: the length of the PTE batch that starts at a large folio.
+    Target {
+        name: Cow::Borrowed("folio_pte_batch"),
+        role: Role::Context,
+        callers: &["change_pte_range"],
+        distribute: &[],
+        returns: Returns::Count,
     },
 ];
 
 impl Target {
-    /// A function added with `--probe NAME`.
+    /// A function added with `--probe NAME`: its `nr_ptes`/`nr` parameter
+    /// and its integer return value are distributed.
     pub fn user(name: &str) -> Self {
         Self {
             name: Cow::Owned(name.to_owned()),
             role: Role::User,
             callers: &[],
             distribute: NR_PTES_PARAMETERS,
-            returns: Returns::Nothing,
+            returns: Returns::Count,
         }
     }
 }

@@ -9,11 +9,13 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const TARGETS: [&str; 4] = [
+const TARGETS: [&str; 6] = [
     "change_protection",
     "change_pte_range",
     "modify_prot_start_ptes",
     "mprotect_fixup",
+    "modify_prot_commit_ptes",
+    "folio_pte_batch",
 ];
 const EXTRA: &str = "prot_commit_flush_ptes";
 

@@ -116,6 +116,8 @@ fn every_function_target_is_reported_with_its_backend_or_reason() {
             "change_pte_range",
             "modify_prot_start_ptes",
             "mprotect_fixup",
+            "modify_prot_commit_ptes",
+            "folio_pte_batch",
             "prot_commit_flush_ptes"
         ]
     );

@@ -1,11 +1,15 @@
-//! `cargo xtask vm-test`: proves the function probes in a real kernel where
-//! they work. Boots Debian's 6.1 cloud kernel under QEMU (software
-//! emulation) through the library's `vm` machinery, runs `mprotect-trace
-//! run` with `--backend fentry` and `--backend kprobe`, and with BTF hidden
-//! (the kprobe fallback), and checks exact counts on the typed reports.
+//! `cargo xtask vm-test`: proves the function probes in real kernels where
+//! they work. Boots Debian's cloud kernels under QEMU (software emulation)
+//! through the library's `vm` machinery: 6.1, where everything below
+//! change_protection is inlined, and the newest 7.x, where change_pte_range
+//! is a function and the PTE batching code passes `nr` along. In each it
+//! runs `mprotect-trace run` with `--backend fentry`, `--backend kprobe` and
+//! the automatic choice, and checks exact counts on the typed reports,
+//! which are kept at `target/vm/<arch>-<release>/<run>/report.json`.
 //! Timings under emulation mean nothing; counts do.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use anyhow::{Context as _, Result, ensure};
 use mprotect_trace::model::{Backend, Report, TargetReport};
@@ -17,6 +21,8 @@ const ITERATIONS: u64 = 10;
 const WARMUP: u64 = 2;
 const MAPPING_MB: u64 = 4;
 const PAGES: u64 = MAPPING_MB * 256;
+/// Two mprotect calls per iteration, warmup included.
+const CALLS: u64 = 2 * (ITERATIONS + WARMUP);
 const BACKENDS: [Backend; 2] = [Backend::Fentry, Backend::Kprobe];
 /// A 6.1 function with a parameter named `nr` that the workload's munmap
 /// reaches: proves the nr_ptes argument is found by name and read.
@@ -26,66 +32,116 @@ const NR_PROBE: &str = "free_pages_and_swap_cache";
 const UNTRACEABLE_PROBE: &str = "exc_page_fault";
 /// The run with /sys/kernel/btf hidden under an empty tmpfs.
 const NO_BTF: &str = "no-btf";
+/// The run with the automatic backend choice.
+const AUTO: &str = "auto";
 
-fn guest_script() -> String {
-    let workload = format!("--iterations {ITERATIONS} --warmup {WARMUP} --mapping-mb {MAPPING_MB}");
+/// What a kernel is booted to prove.
+#[derive(Clone, Copy)]
+enum Generation {
+    /// 6.1: change_pte_range inlined, no PTE batching.
+    Inlined,
+    /// 7.x: change_pte_range a function, modify_prot_commit_ptes(nr) notrace.
+    Batched,
+}
+
+const KERNELS: [(&str, Generation); 2] = [("6.1", Generation::Inlined), ("7", Generation::Batched)];
+
+fn workload() -> String {
+    format!("--iterations {ITERATIONS} --warmup {WARMUP} --mapping-mb {MAPPING_MB}")
+}
+
+fn guest_script(generation: Generation) -> String {
+    let workload = workload();
     let mut script = GuestScript::new();
     script.text("doctor", "doctor");
+    let extra = match generation {
+        Generation::Inlined => format!("--probe {NR_PROBE} --probe {UNTRACEABLE_PROBE}"),
+        Generation::Batched => String::new(),
+    };
     for backend in BACKENDS {
         let name = backend.label();
-        script.run(
-            name,
-            &format!("--backend {name} {workload} --probe {NR_PROBE} --probe {UNTRACEABLE_PROBE}"),
-        );
+        script.run(name, &format!("--backend {name} {workload} {extra}"));
     }
-    // The table a user sees, with the default backend choice.
-    script.text(
-        "table",
-        &format!("run {workload} --probe flush_tlb_mm_range -o /tmp/auto"),
-    );
-    // A kernel whose BTF user space cannot read: fentry must fall back to kprobes.
-    script
-        .shell("mount -t tmpfs none /sys/kernel/btf")
-        .run(NO_BTF, &format!("{workload} --no-sample"));
+    script.run(AUTO, &format!("{workload} --probe flush_tlb_mm_range"));
+    // The table a user sees, from the automatic run's report.
+    script.text("table", &format!("report /tmp/{AUTO}"));
+    if let Generation::Inlined = generation {
+        // A kernel whose BTF user space cannot read: fentry must fall back to kprobes.
+        script
+            .shell("mount -t tmpfs none /sys/kernel/btf")
+            .run(NO_BTF, &format!("{workload} --no-sample"));
+    }
     script.finish()
 }
 
-/// Returns how many checks passed (one per backend, and the run without BTF).
+/// Returns how many checks passed.
 pub fn run() -> Result<u64> {
     run_checked(&mut cargo(["build", "--release", "--package", "mprotect-trace"]))?;
     let vm_dir = workspace_root().join("target/vm");
-    std::fs::create_dir_all(&vm_dir)?;
-    let kernel = KernelImage::debian_cloud("6.1", &vm_dir)?;
-    let initramfs = Initramfs::build(&vm_dir, &release_binary()?, &guest_script())?;
-    eprintln!("vm-test: booting {} under QEMU (TCG)", kernel.source);
-    let console = Machine::default().boot(&kernel, &initramfs)?;
-    std::fs::write(vm_dir.join("console.log"), &console.text)?;
-    let mut summary = String::new();
-    let mut release = String::from("?");
-    for backend in BACKENDS {
-        let report = report(&console, backend.label())?;
-        release.clone_from(&report.kernel_release);
-        check_report(backend, &report).with_context(|| format!("--backend {} on {release}", backend.label()))?;
-        let _ = writeln!(
-            summary,
-            "{}",
-            describe(&format!("--backend {}", backend.label()), &report)
-        );
+    let mut passed = 0;
+    for (series, generation) in KERNELS {
+        let kernel = KernelImage::debian_cloud(series, &vm_dir.join("kernels"))?;
+        let work = vm_dir.join(format!("debian-{series}"));
+        std::fs::create_dir_all(&work)?;
+        let initramfs = Initramfs::build(&work, &release_binary()?, &guest_script(generation))?;
+        eprintln!("vm-test: booting {} under QEMU (TCG)", kernel.source);
+        let console = Machine::default().boot(&kernel, &initramfs)?;
+        let log = work.join("console.log");
+        std::fs::write(&log, &console.text)?;
+        let reports = Reports::read(&console, &log, generation)?;
+        let release = reports.auto.kernel_release.clone();
+        let summary = match generation {
+            Generation::Inlined => check_inlined(&reports),
+            Generation::Batched => check_batched(&reports),
+        }
+        .with_context(|| format!("on {release} (console: {})", log.display()))?;
+        if let Some(table) = console.section("table") {
+            println!("mprotect-trace run inside the VM ({release}):\n{table}");
+        }
+        println!("vm-test passed on {release} ({}):\n{summary}", kernel.source);
+        passed += reports.count();
     }
-    let report = report(&console, NO_BTF)?;
-    check_kprobe_fallback_without_btf(&report).with_context(|| format!("the run without BTF on {release}"))?;
-    let _ = writeln!(summary, "{}", describe("--backend auto, no BTF", &report));
-    if let Some(table) = console.section("table") {
-        println!("mprotect-trace run inside the VM:\n{table}");
-    }
-    println!("vm-test passed on {release}:\n{summary}");
-    Ok(BACKENDS.len() as u64 + 1)
+    Ok(passed)
 }
 
-fn report(console: &Console, name: &str) -> Result<Report> {
-    console
-        .report(name)
-        .with_context(|| format!("the {name} run (see target/vm/console.log)"))
+/// The reports one boot brought back, each also saved under
+/// `target/vm/<arch>-<release>/<run>/report.json`.
+struct Reports {
+    forced: Vec<(Backend, Report)>,
+    auto: Report,
+    no_btf: Option<Report>,
+}
+
+impl Reports {
+    fn read(console: &Console, log: &Path, generation: Generation) -> Result<Self> {
+        let report = |name: &str| -> Result<Report> {
+            let report = console
+                .report(name)
+                .with_context(|| format!("the {name} run (console: {})", log.display()))?;
+            let dir = workspace_root()
+                .join("target/vm")
+                .join(format!("{}-{}", report.arch, report.kernel_release))
+                .join(name);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("report.json"), report.to_json()?)?;
+            Ok(report)
+        };
+        Ok(Self {
+            forced: BACKENDS
+                .iter()
+                .map(|backend| Ok((*backend, report(backend.label())?)))
+                .collect::<Result<_>>()?,
+            auto: report(AUTO)?,
+            no_btf: match generation {
+                Generation::Inlined => Some(report(NO_BTF)?),
+                Generation::Batched => None,
+            },
+        })
+    }
+
+    fn count(&self) -> u64 {
+        (self.forced.len() + 1 + usize::from(self.no_btf.is_some())) as u64
+    }
 }
 
 fn target<'a>(report: &'a Report, name: &str) -> Result<&'a TargetReport> {
@@ -97,45 +153,86 @@ fn target<'a>(report: &'a Report, name: &str) -> Result<&'a TargetReport> {
 }
 
 fn calls(target: &TargetReport) -> u64 {
-    target.latency.as_ref().map_or(0, |latency| latency.calls)
+    target.calls.unwrap_or(0)
 }
 
-fn check_report(backend: Backend, report: &Report) -> Result<()> {
-    let expected = 2 * (ITERATIONS + WARMUP);
-    let workload_calls = report.workload.as_ref().map(|w| w.mprotect_calls);
+/// The workload made exactly its calls, and the syscall tracepoints saw them.
+fn check_workload(report: &Report) -> Result<()> {
+    let made = report.workload.as_ref().map(|w| w.mprotect_calls);
+    ensure!(made == Some(CALLS), "workload made {made:?} calls");
     ensure!(
-        workload_calls == Some(expected),
-        "workload made {workload_calls:?} calls"
-    );
-    ensure!(
-        report.syscall.latency.calls == expected,
+        report.syscall.latency.calls == CALLS,
         "syscall calls {}",
         report.syscall.latency.calls
     );
+    ensure!(report.lost.exit_without_entry == 0, "lost: {:?}", report.lost);
+    ensure!(report.lost.map_lookup_failed == 0, "lost: {:?}", report.lost);
+    Ok(())
+}
+
+/// `name` was probed with `backend` and counted exactly `expected` calls,
+/// each with its latency.
+fn check_counted(report: &Report, name: &str, backend: Backend, expected: u64) -> Result<()> {
+    let target = target(report, name)?;
+    let attachment = &target.attachment;
+    ensure!(
+        attachment.backend == backend,
+        "{name} used {:?} ({})",
+        attachment.backend,
+        attachment.reason
+    );
+    ensure!(
+        calls(target) == expected,
+        "{name}: {} calls, expected exactly {expected}",
+        calls(target)
+    );
+    let timed = target.latency_ns.as_ref().map_or(0, |stats| stats.histogram.total());
+    ensure!(timed == expected, "{name}: {timed} latencies for {expected} calls");
+    Ok(())
+}
+
+/// Stack sampling saw `frame` on this kernel.
+fn check_sampled(report: &Report, frame: &str) -> Result<()> {
+    let profile = report.sampling.as_ref().context("the run sampled no stacks")?;
+    let sampled = profile
+        .stacks
+        .iter()
+        .filter(|stack| stack.kernel.iter().any(|f| f == frame))
+        .count();
+    ensure!(sampled > 0, "no sampled stack holds {frame}: {:?}", profile.counters);
+    Ok(())
+}
+
+fn check_inlined(reports: &Reports) -> Result<String> {
+    let mut summary = String::new();
+    for (backend, report) in &reports.forced {
+        check_inlined_run(*backend, report).with_context(|| format!("--backend {}", backend.label()))?;
+        let _ = writeln!(
+            summary,
+            "{}",
+            describe(&format!("--backend {}", backend.label()), report)
+        );
+    }
+    check_workload(&reports.auto)?;
+    if let Some(report) = &reports.no_btf {
+        check_kprobe_fallback_without_btf(report).context("the run without BTF")?;
+        let _ = writeln!(summary, "{}", describe("--backend auto, no BTF", report));
+    }
+    Ok(summary)
+}
+
+fn check_inlined_run(backend: Backend, report: &Report) -> Result<()> {
+    check_workload(report)?;
     for name in ["change_protection", "mprotect_fixup"] {
-        let target = target(report, name)?;
-        let attachment = &target.attachment;
-        ensure!(
-            attachment.backend == backend,
-            "{name} used {:?} ({})",
-            attachment.backend,
-            attachment.reason
-        );
-        ensure!(
-            calls(target) == expected,
-            "{name}: {} calls, expected exactly {expected}",
-            calls(target)
-        );
-        let total = target.latency_ns.as_ref().map_or(0, |stats| stats.histogram.total());
-        ensure!(total == expected, "{name}: histogram sums to {total}, calls {expected}");
+        check_counted(report, name, backend, CALLS)?;
     }
     let pages = target(report, "change_protection")?
         .pages_per_call
         .as_ref()
         .context("change_protection has no pages per call")?;
     ensure!(
-        pages.count == expected && pages.min == Some(PAGES) && pages.max == Some(PAGES),
-        "change_protection pages per call should be {PAGES} on all {expected} calls: {pages:?}"
+        pages.count == CALLS && pages.min == Some(PAGES) && pages.max == Some(PAGES),
+        "change_protection pages per call should be {PAGES} on all {CALLS} calls: {pages:?}"
     );
     let pte_range = &target(report, "change_pte_range")?.attachment;
     ensure!(
@@ -143,12 +240,15 @@ fn check_report(backend: Backend, report: &Report) -> Result<()> {
         "change_pte_range should be reported inlined on 6.1: {}",
         pte_range.reason
     );
-    ensure!(report.lost.exit_without_entry == 0, "lost: {:?}", report.lost);
-    ensure!(report.lost.map_lookup_failed == 0, "lost: {:?}", report.lost);
-    // A function that cannot be traced: reported with the kernel's refusal, the run goes on.
+    // A function that cannot be traced: ftrace does not list it, so no
+    // backend is tried, each says why, and the run goes on.
     let untraceable = &target(report, UNTRACEABLE_PROBE)?.attachment;
     ensure!(
-        untraceable.backend == Backend::None && untraceable.reason.starts_with("no function probe: attaching failed: "),
+        untraceable.backend == Backend::None
+            && untraceable.reason.starts_with("no function probe: ")
+            && untraceable
+                .reason
+                .contains("notrace: not in available_filter_functions"),
         "{UNTRACEABLE_PROBE} should fail to attach: {:?} ({})",
         untraceable.backend,
         untraceable.reason
@@ -183,18 +283,97 @@ fn check_report(backend: Backend, report: &Report) -> Result<()> {
         "{NR_PROBE}: every nr read as 0, the argument was not read"
     );
     // Stack sampling sees the same path on this kernel.
-    let profile = report.sampling.as_ref().context("the run sampled no stacks")?;
-    let sampled = profile
-        .stacks
+    check_sampled(report, "change_protection")
+}
+
+/// On 7.x: change_pte_range is counted exactly, its returned pages add up
+/// to every page of every call, and modify_prot_commit_ptes, notrace here,
+/// is counted at its call sites with an `nr` that adds up to the same.
+fn check_batched(reports: &Reports) -> Result<String> {
+    let mut summary = String::new();
+    for (backend, report) in reports
+        .forced
         .iter()
-        .filter(|stack| stack.kernel.iter().any(|f| f == "change_protection"))
-        .count();
+        .map(|(b, r)| (Some(*b), r))
+        .chain([(None, &reports.auto)])
+    {
+        let label = backend.map_or_else(|| "--backend auto".to_owned(), |b| format!("--backend {}", b.label()));
+        check_batched_run(backend, report).with_context(|| label.clone())?;
+        let _ = writeln!(summary, "{}", describe(&label, report));
+    }
+    let report = &reports.auto;
+    let commit = target(report, "modify_prot_commit_ptes")?;
+    let attachment = &commit.attachment;
     ensure!(
-        sampled > 0,
-        "no sampled stack holds change_protection: {:?}",
-        profile.counters
+        attachment.backend == Backend::CallSite && attachment.reason.starts_with("call sites in change_pte_range ("),
+        "modify_prot_commit_ptes used {:?} ({})",
+        attachment.backend,
+        attachment.reason
     );
-    Ok(())
+    // Base pages: one PTE per batch, so one call per page per mprotect.
+    ensure!(
+        calls(commit) == PAGES * CALLS,
+        "modify_prot_commit_ptes: {} calls at its call sites, expected {PAGES} pages x {CALLS} calls",
+        calls(commit)
+    );
+    let nr = commit.nr_ptes.clone().unwrap_or_default();
+    ensure!(
+        nr.counts == [(1, PAGES * CALLS)],
+        "modify_prot_commit_ptes nr should be 1 on every call: {:?}",
+        nr.counts
+    );
+    let changed = target(report, "change_pte_range")?
+        .pages_per_call
+        .as_ref()
+        .map_or(0, |pages| pages.total);
+    let committed: u64 = nr.counts.iter().map(|(value, count)| value * count).sum();
+    ensure!(
+        committed == changed,
+        "nr summed over modify_prot_commit_ptes calls is {committed}, change_pte_range changed {changed} pages"
+    );
+    let _ = writeln!(
+        summary,
+        "  modify_prot_commit_ptes ({}): {} calls, nr {:?}, sum {committed} = pages change_pte_range changed",
+        attachment.reason,
+        calls(commit),
+        nr.counts
+    );
+    Ok(summary)
+}
+
+/// One 7.x run: `backend` (None: the automatic choice) probed
+/// change_protection, change_pte_range and mprotect_fixup exactly.
+fn check_batched_run(backend: Option<Backend>, report: &Report) -> Result<()> {
+    check_workload(report)?;
+    let backend = backend.unwrap_or(Backend::Fentry);
+    let walks = report.workload.as_ref().map_or(0, |w| w.pte_table_walks);
+    ensure!(walks >= 2 * CALLS, "the workload walked {walks} PTE tables");
+    for (name, expected) in [
+        ("change_protection", CALLS),
+        ("mprotect_fixup", CALLS),
+        ("change_pte_range", walks),
+    ] {
+        check_counted(report, name, backend, expected)?;
+    }
+    let pages = target(report, "change_pte_range")?
+        .pages_per_call
+        .as_ref()
+        .context("change_pte_range has no pages per call")?;
+    ensure!(
+        pages.total == PAGES * CALLS,
+        "change_pte_range returned {} pages in all, expected {PAGES} pages x {CALLS} calls",
+        pages.total
+    );
+    let fixup = target(report, "mprotect_fixup")?;
+    let returned = fixup
+        .return_values
+        .as_ref()
+        .context("mprotect_fixup has no return values")?;
+    ensure!(
+        returned.count == CALLS && returned.max == Some(0),
+        "mprotect_fixup should return 0 on all {CALLS} calls: {returned:?}"
+    );
+    check_sampled(report, "change_pte_range")
 }
 
 /// Without BTF the automatic choice falls back to kprobes, says why, and
@@ -205,35 +384,28 @@ fn check_kprobe_fallback_without_btf(report: &Report) -> Result<()> {
         "BTF was still readable: {:?}",
         report.capabilities.btf
     );
-    let expected = 2 * (ITERATIONS + WARMUP);
     for name in ["change_protection", "mprotect_fixup"] {
-        let target = target(report, name)?;
-        let attachment = &target.attachment;
+        let attachment = &target(report, name)?.attachment;
         ensure!(
-            attachment.backend == Backend::Kprobe && attachment.reason == "kprobe/kretprobe (fentry needs BTF)",
-            "{name} used {:?} ({})",
-            attachment.backend,
+            attachment.reason == "kprobe/kretprobe (fentry needs BTF)",
+            "{name}: {}",
             attachment.reason
         );
-        ensure!(
-            calls(target) == expected,
-            "{name}: {} calls, expected exactly {expected}",
-            calls(target)
-        );
+        check_counted(report, name, Backend::Kprobe, CALLS)?;
     }
     Ok(())
 }
 
 fn describe(label: &str, report: &Report) -> String {
     let mut line = format!("  {label}:");
-    for name in ["change_protection", "mprotect_fixup"] {
-        if let Ok(target) = target(report, name) {
-            let _ = write!(line, " {name} {} calls,", calls(target));
-        }
-    }
-    if let Ok(target) = target(report, NR_PROBE) {
-        let counts = target.nr_ptes.as_ref().map(|d| d.counts.clone()).unwrap_or_default();
-        let _ = write!(line, " {NR_PROBE} {} calls with nr {counts:?},", calls(target));
+    for target in report.targets.iter().filter(|t| t.calls.is_some()) {
+        let _ = write!(
+            line,
+            " {} {} calls ({}),",
+            target.attachment.name,
+            calls(target),
+            target.attachment.backend.label()
+        );
     }
     let _ = write!(line, " syscall {} calls", report.syscall.latency.calls);
     if let Some(profile) = &report.sampling {

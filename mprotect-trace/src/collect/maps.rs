@@ -67,6 +67,7 @@ pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
     let pages_stats = per_cpu::<Stats>(ebpf, maps::PAGES_STATS)?;
     let pages_hist = per_cpu::<u64>(ebpf, maps::PAGES_HIST)?;
     let nr_ptes = per_cpu::<u64>(ebpf, maps::NR_PTES_HIST)?;
+    let calls = summed(&per_cpu::<u64>(ebpf, maps::CALLS)?, 0..FUNCTION_SLOTS)?;
     let slot = |slot: u32| -> Result<SlotData> {
         let nr_ptes = if slot < FUNCTION_SLOTS {
             let start = slot * NR_PTES_BUCKETS;
@@ -83,6 +84,7 @@ pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
             ExactDistribution::default()
         };
         Ok(SlotData {
+            call_site_calls: calls.get(slot as usize).copied().unwrap_or(0),
             latency_ns: stats_of(&latency_stats, &latency_hist, slot)?,
             pages: stats_of(&pages_stats, &pages_hist, slot)?,
             nr_ptes,

@@ -9,7 +9,10 @@ use crate::model::{Counters, ExactDistribution, ValueStats};
 /// What the kernel aggregated for one function slot or the syscall.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SlotData {
+    /// Calls seen at call sites (call-site probes only).
+    pub call_site_calls: u64,
     pub latency_ns: ValueStats,
+    /// Pages per call, or any other returned value the slot records.
     pub pages: ValueStats,
     pub nr_ptes: ExactDistribution,
 }

@@ -89,6 +89,7 @@ mod tests {
             slot: Some(2),
             nr_ptes_source: None,
             pages_source: None,
+            return_source: None,
         };
         let attachments = [attachment];
         assert_eq!(

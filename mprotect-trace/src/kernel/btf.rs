@@ -11,6 +11,10 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 pub struct FunctionSignature {
     pub name: String,
     pub return_type: String,
+    /// Whether the return type is an integer (through typedefs): a value
+    /// worth a distribution.
+    #[serde(default)]
+    pub returns_integer: bool,
     pub parameters: Vec<Parameter>,
 }
 
@@ -60,6 +64,7 @@ impl KernelBtf {
             anyhow::bail!("BTF function {name} has no prototype");
         };
         let return_type = self.type_name_by_id(proto.return_type_id(), 0)?;
+        let returns_integer = self.is_integer(proto.return_type_id())?;
         let parameters = proto
             .parameters
             .iter()
@@ -74,8 +79,27 @@ impl KernelBtf {
         Ok(Some(FunctionSignature {
             name: name.to_owned(),
             return_type,
+            returns_integer,
             parameters,
         }))
+    }
+
+    /// Whether type `id` is an integer or an enum, through typedefs and qualifiers.
+    fn is_integer(&self, mut id: u32) -> Result<bool> {
+        // Bounded: malformed BTF could chain typedefs in a cycle.
+        for _ in 0..16 {
+            if id == 0 {
+                return Ok(false);
+            }
+            match self.btf.resolve_type_by_id(id)? {
+                Type::Int(_) | Type::Enum(_) | Type::Enum64(_) => return Ok(true),
+                Type::Typedef(t) => id = t.get_type_id()?,
+                Type::Const(t) => id = t.get_type_id()?,
+                Type::Volatile(t) => id = t.get_type_id()?,
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 
     fn type_name_by_id(&self, id: u32, depth: usize) -> Result<String> {

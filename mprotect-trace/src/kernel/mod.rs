@@ -1,7 +1,10 @@
 //! Facts about the running kernel: symbols, BTF, and what it lets us attach.
 
 pub mod btf;
+pub mod call_sites;
 pub mod capabilities;
+pub mod ftrace;
 pub mod kallsyms;
+pub mod kcore;
 pub mod mounts;
 pub mod privileges;

@@ -10,7 +10,9 @@ use super::profile::Profile;
 use super::stats::{Counters, ExactDistribution, LatencySummary, ValueStats};
 use super::workload::WorkloadResult;
 
-/// 2: lost data counts failed map lookups (`lost.map_lookup_failed`).
+/// 2: lost data counts failed map lookups (`lost.map_lookup_failed`);
+/// targets carry `calls` whatever the backend, `call-site` probes, and
+/// return-value distributions (`return_values`, `return_source`).
 /// Every older version still loads: what it lacks reads as zero or absent.
 pub const SCHEMA_VERSION: u32 = 2;
 pub const FILE_NAME: &str = "report.json";
@@ -75,6 +77,8 @@ impl StopReason {
 pub enum Backend {
     Fentry,
     Kprobe,
+    /// Kprobes on the call instructions that call the target (no latency).
+    CallSite,
     None,
 }
 
@@ -83,6 +87,7 @@ impl Backend {
         match self {
             Self::Fentry => "fentry",
             Self::Kprobe => "kprobe",
+            Self::CallSite => "call-site",
             Self::None => "none",
         }
     }
@@ -132,6 +137,9 @@ pub struct Attachment {
     pub nr_ptes_source: Option<String>,
     /// e.g. "change_protection return value".
     pub pages_source: Option<String>,
+    /// A return value that is not pages, e.g. "folio_pte_batch return value".
+    #[serde(default)]
+    pub return_source: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -199,10 +207,17 @@ pub struct SyscallReport {
 pub struct TargetReport {
     #[serde(flatten)]
     pub attachment: Attachment,
+    /// Calls counted, whatever the backend (call sites count calls but
+    /// time nothing, so `latency` is absent there).
+    #[serde(default)]
+    pub calls: Option<u64>,
     pub latency: Option<LatencySummary>,
     pub latency_ns: Option<ValueStats>,
     pub pages_per_call: Option<ValueStats>,
     pub nr_ptes: Option<ExactDistribution>,
+    /// Distribution of the return value named by `return_source`.
+    #[serde(default)]
+    pub return_values: Option<ValueStats>,
     /// This target's time as a share (0-1) of the traced mprotect syscall time.
     pub share_of_syscall_time: Option<f64>,
 }

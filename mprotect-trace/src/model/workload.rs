@@ -33,6 +33,10 @@ pub struct WorkloadResult {
     /// state, before or after the measured iterations.
     pub expected_match_ratio: u64,
     pub mprotect_calls: u64,
+    /// Page-table walks the calls made: each call times the PTE tables
+    /// (2 MiB ranges) its range spans. change_pte_range runs once per walk.
+    #[serde(default)]
+    pub pte_table_walks: u64,
     /// CPU seconds (user + system, all threads) the workload used from the
     /// start gate to the end: how busy it kept the CPUs.
     #[serde(default)]

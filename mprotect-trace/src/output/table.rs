@@ -46,7 +46,7 @@ fn latency_row(
     );
 }
 
-fn pages_line(out: &mut String, label: &str, pages: &ValueStats) {
+fn value_line(out: &mut String, label: &str, pages: &ValueStats) {
     if pages.count == 0 {
         return;
     }
@@ -123,13 +123,31 @@ pub fn render(report: &Report) -> String {
                 per,
                 target.share_of_syscall_time,
             ),
-            None => {
-                let _ = writeln!(
-                    out,
-                    "{:<26} {:<10} {}",
-                    target.attachment.name, "none", target.attachment.reason
-                );
-            }
+            // Call sites count calls but time nothing.
+            None => match target.calls {
+                Some(calls) => {
+                    let per_iteration =
+                        per.map_or_else(|| "-".to_owned(), |n| format!("{:.2}", calls as f64 / n as f64));
+                    let _ = writeln!(
+                        out,
+                        "{:<26} {:<10} {calls:>9} {per_iteration:>10} {:>10} {:>10} {:>10} {:>7}",
+                        target.attachment.name,
+                        target.attachment.backend.label(),
+                        "-",
+                        "-",
+                        "-",
+                        "-"
+                    );
+                    let _ = writeln!(out, "{:<26} {}", "", target.attachment.reason);
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "{:<26} {:<10} {}",
+                        target.attachment.name, "none", target.attachment.reason
+                    );
+                }
+            },
         }
     }
     let _ = writeln!(
@@ -156,8 +174,8 @@ pub fn render(report: &Report) -> String {
     let lost = &report.lost;
     let _ = writeln!(
         out,
-        "\nlost data: {} exits without their entry, {} entry timestamps overwritten before their exit",
-        lost.exit_without_entry, lost.entry_overwritten
+        "\nlost data: {} exits without their entry, {} entry timestamps overwritten before their exit, {} failed map lookups",
+        lost.exit_without_entry, lost.entry_overwritten, lost.map_lookup_failed
     );
     out
 }
@@ -229,10 +247,21 @@ fn render_distributions(out: &mut String, report: &Report) {
         );
     }
     let _ = writeln!(out, "\npages per call:");
-    pages_line(out, "mprotect len", &report.syscall.pages_per_call);
+    value_line(out, "mprotect len", &report.syscall.pages_per_call);
     for target in &report.targets {
         if let (Some(source), Some(pages)) = (&target.attachment.pages_source, &target.pages_per_call) {
-            pages_line(out, source, pages);
+            value_line(out, source, pages);
+        }
+    }
+    let returns: Vec<(&String, &ValueStats)> = report
+        .targets
+        .iter()
+        .filter_map(|t| t.attachment.return_source.as_ref().zip(t.return_values.as_ref()))
+        .collect();
+    if !returns.is_empty() {
+        let _ = writeln!(out, "\nreturn values:");
+        for (source, values) in returns {
+            value_line(out, source, values);
         }
     }
     let flags: Vec<String> = report

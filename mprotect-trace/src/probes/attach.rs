@@ -18,6 +18,7 @@ use super::backend::{self, AttachContext, FunctionBackend};
 use super::plan::{self, BackendChoice, TargetPlan};
 use crate::kernel::btf::FunctionSignature;
 use crate::kernel::capabilities::error_chain;
+use crate::kernel::kallsyms::Kallsyms;
 use crate::model::{Attachment, Backend, Capabilities};
 use crate::targets::Returns;
 
@@ -49,6 +50,7 @@ pub fn attach_syscall_tracepoints(ebpf: &mut Ebpf, empty: bool) -> Result<()> {
 /// next backend `choice` allows.
 pub fn attach_functions(
     ebpf: &mut Ebpf,
+    kallsyms: &Kallsyms,
     plans: &[TargetPlan],
     caps: &Capabilities,
     choice: BackendChoice,
@@ -59,6 +61,7 @@ pub fn attach_functions(
     }
     let mut context = AttachContext {
         ebpf,
+        kallsyms,
         btf: OnceCell::new(),
     };
     let mut next_slot = 0;
@@ -72,6 +75,7 @@ pub fn attach_functions(
             slot: None,
             nr_ptes_source: None,
             pages_source: None,
+            return_source: None,
         };
         let Some(planned) = backend::of_kind(plan.backend) else {
             attachments.push(attachment);
@@ -80,15 +84,24 @@ pub fn attach_functions(
         let slot = next_slot;
         next_slot += 1;
         match attach_with_fallback(&mut context, slot, plan, planned, caps, choice) {
-            Ok(used) => {
-                if used.kind() != planned.kind() {
-                    attachment.reason = format!(
-                        "{} (the {} attach failed on {})",
-                        used.pair(),
-                        planned.kind().label(),
+            Ok(Attached {
+                backend: used,
+                description,
+                refused,
+            }) => {
+                attachment.reason = if !refused.is_empty() {
+                    let refused: Vec<&str> = refused.iter().map(|kind| kind.label()).collect();
+                    format!(
+                        "{description} (the {} attach failed on {})",
+                        refused.join(" and "),
                         plan.name
-                    );
-                }
+                    )
+                } else if description != used.pair() {
+                    // "call-site kprobes (notrace: ...)" -> "call sites in X (7) (notrace: ...)".
+                    plan.reason.replacen(used.pair(), &description, 1)
+                } else {
+                    plan.reason.clone()
+                };
                 attachment.backend = used.kind();
                 attachment.slot = Some(slot);
                 let config = slot_config(plan, used, &mut attachment);
@@ -114,6 +127,15 @@ pub fn attach_functions(
     Ok(attachments)
 }
 
+/// What attaching one target did.
+struct Attached {
+    backend: &'static dyn FunctionBackend,
+    /// What the backend says it attached: "call sites in change_pte_range (7)".
+    description: String,
+    /// The backends the kernel refused before it.
+    refused: Vec<Backend>,
+}
+
 /// Attaches `plan` with its planned backend, then with each later one
 /// that could probe it; the error names every backend's refusal.
 fn attach_with_fallback(
@@ -123,12 +145,18 @@ fn attach_with_fallback(
     planned: &'static dyn FunctionBackend,
     caps: &Capabilities,
     choice: BackendChoice,
-) -> Result<&'static dyn FunctionBackend> {
+) -> Result<Attached> {
     let mut refusals = Vec::new();
     let mut candidate = Some(planned);
     while let Some(backend) = candidate {
-        match backend.attach(context, slot, &plan.name) {
-            Ok(()) => return Ok(backend),
+        match backend.attach(context, slot, &plan.facts()) {
+            Ok(description) => {
+                return Ok(Attached {
+                    backend,
+                    description,
+                    refused: refusals.iter().map(|(kind, _)| *kind).collect(),
+                });
+            }
             Err(err) => refusals.push((backend.kind(), err)),
         }
         candidate = plan::choose(&plan.facts(), caps, choice, Some(backend.kind())).0;
@@ -156,11 +184,23 @@ fn slot_config(plan: &TargetPlan, backend: &dyn FunctionBackend, attachment: &mu
         .filter(|(index, _)| backend.reads_argument(*index))
     {
         config.nr_ptes_arg = index as i32;
-        attachment.nr_ptes_source = Some(format!("{}({parameter}), argument {index}", plan.name));
+        let at = if backend.kind() == Backend::CallSite {
+            ", read at its call sites"
+        } else {
+            ""
+        };
+        attachment.nr_ptes_source = Some(format!("{}({parameter}), argument {index}{at}", plan.name));
     }
-    if plan.target.returns == Returns::Pages {
-        config.ret_is_pages = 1;
-        attachment.pages_source = Some(format!("{} return value", plan.name));
+    // Call sites see no return; an integer return needs the signature to say so.
+    let returns_integer = plan.signature.as_ref().is_none_or(|s| s.returns_integer);
+    if backend.kind() != Backend::CallSite && returns_integer {
+        let source = Some(format!("{} return value", plan.name));
+        match plan.target.returns {
+            Returns::Pages => attachment.pages_source = source,
+            Returns::Count => attachment.return_source = source,
+            Returns::Nothing => return config,
+        }
+        config.records_return = 1;
     }
     config
 }

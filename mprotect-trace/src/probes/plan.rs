@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::backend::{self, FunctionBackend, TargetFacts};
 use crate::kernel::btf::{FunctionSignature, KernelBtf};
+use crate::kernel::ftrace::TraceableFunctions;
 use crate::kernel::kallsyms::Kallsyms;
 use crate::model::{Backend, Capabilities, Role};
 use crate::targets::{self, Target};
@@ -40,6 +41,8 @@ pub struct TargetPlan {
     /// Compiler copies such as `name.isra.0`, which a probe on `name` misses.
     pub kallsyms_variants: Vec<String>,
     pub in_btf: bool,
+    /// Whether ftrace can trace it (`None`: tracefs did not say).
+    pub traceable: Option<bool>,
     pub signature: Option<FunctionSignature>,
     pub backend: Backend,
     pub reason: String,
@@ -49,8 +52,10 @@ impl TargetPlan {
     pub fn facts(&self) -> TargetFacts<'_> {
         TargetFacts {
             name: &self.name,
+            callers: self.target.callers,
             in_kallsyms: self.in_kallsyms,
             in_btf: self.in_btf,
+            traceable: self.traceable,
             signature: self.signature.as_ref(),
         }
     }
@@ -68,6 +73,7 @@ pub fn plan_targets(
     } else {
         None
     };
+    let traceable = TraceableFunctions::load();
     targets::with_user_probes(user_probes)
         .into_iter()
         .map(|target| {
@@ -77,7 +83,7 @@ pub fn plan_targets(
                     .with_context(|| format!("reading the BTF of {}", target.name))?,
                 None => None,
             };
-            let plan = plan_target(target, caps, kallsyms, signature, choice);
+            let plan = plan_target(target, caps, kallsyms, traceable.as_ref(), signature, choice);
             // A built-in target may be inlined away; a name the user typed
             // that exists nowhere is most likely a typo.
             if plan.role == Role::User && !plan.in_kallsyms && !plan.in_btf && plan.kallsyms_variants.is_empty() {
@@ -150,6 +156,7 @@ pub fn plan_target(
     target: Target,
     caps: &Capabilities,
     kallsyms: &Kallsyms,
+    traceable: Option<&TraceableFunctions>,
     signature: Option<FunctionSignature>,
     choice: BackendChoice,
 ) -> TargetPlan {
@@ -157,10 +164,13 @@ pub fn plan_target(
     let in_kallsyms = kallsyms.contains(&name);
     let variants = kallsyms.variants_of(&name);
     let in_btf = signature.is_some();
+    let traceable = traceable.map(|list| list.contains(&name));
     let facts = TargetFacts {
         name: &name,
+        callers: target.callers,
         in_kallsyms,
         in_btf,
+        traceable,
         signature: signature.as_ref(),
     };
     let (backend, reason) = if !in_kallsyms && !in_btf {
@@ -184,7 +194,7 @@ pub fn plan_target(
                 };
                 (chosen.kind(), reason)
             }
-            (None, _) => (Backend::None, no_backend_reason(&name, in_kallsyms, caps, choice)),
+            (None, _) => (Backend::None, no_backend_reason(&facts, caps, choice)),
         }
     };
     TargetPlan {
@@ -194,24 +204,43 @@ pub fn plan_target(
         in_kallsyms,
         kallsyms_variants: variants,
         in_btf,
+        traceable,
         signature,
         backend,
         reason,
     }
 }
 
-/// Why no backend can probe a function that exists.
-fn no_backend_reason(name: &str, in_kallsyms: bool, caps: &Capabilities, choice: BackendChoice) -> String {
+/// Why no backend can probe a function that exists: each backend's
+/// reason, the kernel's ("fentry refused (EPERM)") or the function's
+/// ("kprobe: notrace").
+fn no_backend_reason(facts: &TargetFacts, caps: &Capabilities, choice: BackendChoice) -> String {
+    let name = facts.name;
     if let BackendChoice::Only(only) = choice {
         let needs = backend::of_kind(only).map_or("", |b| b.needs());
-        return format!("no function probe: --backend {} needs {name} in {needs}", only.label());
+        let notrace = if facts.traceable == Some(false) {
+            " (it is notrace: not in available_filter_functions)"
+        } else {
+            ""
+        };
+        return format!(
+            "no function probe: --backend {} needs {name} in {needs}{notrace}",
+            only.label()
+        );
     }
-    if !in_kallsyms {
+    if !facts.in_kallsyms {
         return format!("no function probe: {name} is in BTF but not in /proc/kallsyms (inlined everywhere)");
     }
     let findings: Vec<String> = backend::ALL
         .iter()
-        .map(|b| format!("{} {}", b.capability(), caps.backend(b.capability()).summary))
+        .map(|b| {
+            let check = caps.backend(b.capability());
+            match b.cannot_probe(facts) {
+                _ if !check.available => format!("{} {}", b.capability(), check.summary),
+                Some(why) => format!("{}: {why}", b.kind().label()),
+                None => format!("{}: usable", b.kind().label()),
+            }
+        })
         .collect();
     format!("no function probe: {}", findings.join(", "))
 }

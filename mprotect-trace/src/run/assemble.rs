@@ -6,7 +6,7 @@ use crate::collect::Snapshot;
 use crate::model::report::{SCHEMA_VERSION, prot_name};
 use crate::model::stats::PERCENTILE_RELATIVE_ERROR;
 use crate::model::{
-    Attachment, Calibration, Capabilities, LatencySummary, Profile, ProgramCost, Report, Scope, StopReason,
+    Attachment, Backend, Calibration, Capabilities, LatencySummary, Profile, ProgramCost, Report, Scope, StopReason,
     SyscallProbe, SyscallReport, TargetReport, WorkloadResult,
 };
 
@@ -58,17 +58,28 @@ pub fn report(collected: Collected) -> Report {
         .into_iter()
         .map(|attachment| {
             let data = attachment.slot.and_then(|slot| snapshot.functions.get(slot as usize));
+            let call_site = attachment.backend == Backend::CallSite;
             TargetReport {
-                latency: data.map(|d| LatencySummary::of(&d.latency_ns)),
-                latency_ns: data.map(|d| d.latency_ns.clone()),
+                calls: data.map(|d| {
+                    if call_site {
+                        d.call_site_calls
+                    } else {
+                        d.latency_ns.count
+                    }
+                }),
+                latency: data.filter(|_| !call_site).map(|d| LatencySummary::of(&d.latency_ns)),
+                latency_ns: data.filter(|_| !call_site).map(|d| d.latency_ns.clone()),
                 pages_per_call: data
                     .filter(|_| attachment.pages_source.is_some())
                     .map(|d| d.pages.clone()),
                 nr_ptes: data
                     .filter(|_| attachment.nr_ptes_source.is_some())
                     .map(|d| d.nr_ptes.clone()),
+                return_values: data
+                    .filter(|_| attachment.return_source.is_some())
+                    .map(|d| d.pages.clone()),
                 share_of_syscall_time: data
-                    .filter(|_| syscall_ns > 0)
+                    .filter(|_| syscall_ns > 0 && !call_site)
                     .map(|d| d.latency_ns.total as f64 / syscall_ns as f64),
                 attachment,
             }

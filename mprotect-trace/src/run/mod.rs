@@ -38,7 +38,7 @@ const HOT_PROBE_CALLS_PER_SECOND: f64 = 1e6;
 /// Typical cost of one entry+exit probe pair, for the overhead estimate.
 fn probe_pair_cost_ns(backend: Backend) -> f64 {
     match backend {
-        Backend::Kprobe => 300.0,
+        Backend::Kprobe | Backend::CallSite => 300.0,
         Backend::Fentry | Backend::None => 100.0,
     }
 }
@@ -123,7 +123,7 @@ async fn trace(options: RunOptions) -> Result<ExitCode> {
     if syscall_probe != SyscallProbe::None {
         attach::attach_syscall_tracepoints(&mut ebpf, syscall_probe == SyscallProbe::Empty)?;
     }
-    let attachments = attach::attach_functions(&mut ebpf, &plans, &caps, options.backend)?;
+    let attachments = attach::attach_functions(&mut ebpf, &kallsyms, &plans, &caps, options.backend)?;
     if options.sample_hz.is_some() && sample_hz.is_none() {
         eprintln!("note: no stack sampling: {}", caps.perf_sampling.detail);
     }

@@ -1,5 +1,6 @@
-//! The kernel a VM boots: an image file, or Debian's cloud kernel of a
-//! series, downloaded with apt and unpacked once into a cache directory.
+//! The kernel a VM boots: an image file, or Debian's newest cloud kernel
+//! of a series, fetched with apt through a private apt state (the
+//! machine's own sources stay as they are) and unpacked once into a cache.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,6 +8,12 @@ use std::process::Command;
 use anyhow::{Context as _, Result, bail};
 
 use super::{output_of, run_checked};
+
+/// The suites searched, oldest first: bookworm has 6.1, trixie 6.12,
+/// trixie-backports 7.x.
+const SUITES: &str = "bookworm trixie trixie-backports";
+const ARCHIVE: &str = "http://deb.debian.org/debian";
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelImage {
@@ -31,24 +38,36 @@ impl KernelImage {
         })
     }
 
-    /// The newest of Debian's `linux-image-<series>.*-cloud-amd64-unsigned`
-    /// packages apt knows, unpacked under `cache`; reused when present.
+    /// The newest x86_64 Debian cloud kernel of `series` ("6.1", "7",
+    /// "7.3"), unpacked under `cache`; reused when already there.
     pub fn debian_cloud(series: &str, cache: &Path) -> Result<Self> {
-        let unpacked = cache.join(format!("debian-{series}"));
-        if let Some(image) = find_vmlinuz(&unpacked) {
-            return Ok(Self {
-                source: format!("Debian cloud kernel {series} (cached in {})", unpacked.display()),
-                path: image,
-            });
+        let apt = PrivateApt::new(&cache.join("apt"))?;
+        let escaped = series.replace('.', "\\.");
+        // 6.x ships the image as linux-image-*-unsigned; 7.x as linux-binary-*.
+        let patterns = [
+            format!("^linux-image-{escaped}[.-].*-cloud-amd64-unsigned$"),
+            format!("^linux-binary-{escaped}[.-].*-cloud-amd64$"),
+        ];
+        let mut candidates = Vec::new();
+        for pattern in &patterns {
+            let found = output_of(apt.command("apt-cache").args(["search", "--names-only", pattern]))?;
+            candidates.extend(
+                found
+                    .lines()
+                    .filter_map(|l| l.split_whitespace().next())
+                    .map(str::to_owned),
+            );
         }
-        let pattern = format!("^linux-image-{}\\..*-cloud-amd64-unsigned$", series.replace('.', "\\."));
-        let search = output_of(Command::new("apt-cache").args(["search", "--names-only", &pattern]))?;
-        let package = newest_package(&search)
-            .with_context(|| format!("apt-cache knows no package matching {pattern} (run apt-get update)"))?;
+        let package = newest(&candidates)
+            .with_context(|| format!("Debian ({SUITES}) has no cloud kernel of series {series} for amd64"))?;
+        let unpacked = cache.join(&package);
+        if let Some(path) = find_image(&unpacked) {
+            return Ok(Self { path, source: package });
+        }
         let download = cache.join("download");
         std::fs::create_dir_all(&download).with_context(|| format!("creating {}", download.display()))?;
         run_checked(
-            Command::new("apt-get")
+            apt.command("apt-get")
                 .args(["download", &package])
                 .current_dir(&download),
         )?;
@@ -56,33 +75,86 @@ impl KernelImage {
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .find(|path| {
                 path.file_name()
-                    .is_some_and(|name| name.to_string_lossy().starts_with(&package))
+                    .is_some_and(|name| name.to_string_lossy().starts_with(&format!("{package}_")))
             })
             .context("apt-get download left no .deb")?;
         run_checked(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
-        let path = find_vmlinuz(&unpacked).with_context(|| format!("{package} has no boot/vmlinuz-*"))?;
+        let path = find_image(&unpacked).with_context(|| format!("{package} holds no vmlinuz"))?;
         Ok(Self { path, source: package })
     }
 }
 
-/// The package with the highest ABI number among `apt-cache search` lines
-/// such as `linux-image-6.1.0-41-cloud-amd64-unsigned - Linux 6.1 ...`.
-fn newest_package(search: &str) -> Option<String> {
-    search
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .max_by_key(|name| name.split('-').nth(3).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0))
-        .map(str::to_owned)
+/// apt with its own state, cache and sources under one directory.
+struct PrivateApt {
+    dir: PathBuf,
 }
 
-fn find_vmlinuz(unpacked: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(unpacked.join("boot"))
-        .ok()?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .find(|path| {
+impl PrivateApt {
+    /// Sets up the directory and fetches the package lists once.
+    fn new(dir: &Path) -> Result<Self> {
+        let apt = Self { dir: dir.to_path_buf() };
+        let lists = dir.join("state/lists");
+        let fetched = std::fs::read_dir(&lists).is_ok_and(|mut entries| {
+            entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with("InRelease")))
+        });
+        if !fetched {
+            for sub in ["state/lists/partial", "cache/archives/partial"] {
+                std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let sources: String = SUITES
+                .split(' ')
+                .map(|suite| format!("deb [arch=amd64 signed-by={KEYRING}] {ARCHIVE} {suite} main\n"))
+                .collect();
+            std::fs::write(dir.join("sources.list"), sources)?;
+            run_checked(apt.command("apt-get").args(["update", "-qq"]))?;
+        }
+        Ok(apt)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let option = |key: &str, value: PathBuf| format!("{key}={}", value.display());
+        let mut command = Command::new(program);
+        command
+            .arg("-o")
+            .arg(option("Dir::State", self.dir.join("state")))
+            .arg("-o")
+            .arg(option("Dir::Cache", self.dir.join("cache")))
+            .arg("-o")
+            .arg(option("Dir::Etc::SourceList", self.dir.join("sources.list")))
+            .args(["-o", "Dir::Etc::SourceParts=/dev/null", "-o", "APT::Architecture=amd64"]);
+        command
+    }
+}
+
+/// The numbers in a kernel package's name, for ordering:
+/// `linux-binary-7.3.4+deb13-cloud-amd64` -> [7, 3, 4, 13].
+fn version_of(package: &str) -> Vec<u64> {
+    package
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|part| part.parse().ok())
+        .collect()
+}
+
+/// The package with the highest version among `packages`.
+fn newest(packages: &[String]) -> Option<String> {
+    packages.iter().max_by_key(|name| version_of(name)).cloned()
+}
+
+/// The image inside an unpacked kernel package: `boot/vmlinuz-*` (6.x)
+/// or `usr/lib/modules/*/vmlinuz` (7.x).
+fn find_image(unpacked: &Path) -> Option<PathBuf> {
+    let in_boot = std::fs::read_dir(unpacked.join("boot")).ok().and_then(|entries| {
+        entries.filter_map(|e| e.ok().map(|e| e.path())).find(|path| {
             path.file_name()
                 .is_some_and(|name| name.to_string_lossy().starts_with("vmlinuz-"))
         })
+    });
+    in_boot.or_else(|| {
+        std::fs::read_dir(unpacked.join("usr/lib/modules"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("vmlinuz")))
+            .find(|path| path.is_file())
+    })
 }
 
 #[cfg(test)]
@@ -90,15 +162,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_newest_abi_wins() {
-        let search = "linux-image-6.1.0-9-cloud-amd64-unsigned - Linux 6.1 for x86-64 cloud\n\
-                      linux-image-6.1.0-41-cloud-amd64-unsigned - Linux 6.1 for x86-64 cloud\n\
-                      linux-image-6.1.0-40-cloud-amd64-unsigned - Linux 6.1 for x86-64 cloud\n";
+    fn the_newest_version_wins() {
+        let packages: Vec<String> = [
+            "linux-image-6.1.0-9-cloud-amd64-unsigned",
+            "linux-image-6.1.0-41-cloud-amd64-unsigned",
+            "linux-binary-7.1.13+deb13-cloud-amd64",
+            "linux-binary-7.3.4+deb13-cloud-amd64",
+            "linux-binary-7.3.10+deb13-cloud-amd64",
+        ]
+        .map(str::to_owned)
+        .into();
         assert_eq!(
-            newest_package(search).as_deref(),
+            newest(&packages[..2]).as_deref(),
             Some("linux-image-6.1.0-41-cloud-amd64-unsigned")
         );
-        assert_eq!(newest_package(""), None);
+        assert_eq!(
+            newest(&packages[2..]).as_deref(),
+            Some("linux-binary-7.3.10+deb13-cloud-amd64")
+        );
+        assert_eq!(newest(&[]), None);
     }
 
     #[test]

@@ -110,6 +110,13 @@ impl Mapping {
         self.len / PAGE_SIZE
     }
 
+    /// The page tables (2 MiB-aligned ranges, one PTE table each on
+    /// x86-64 and 4 kB arm64) the mapping spans: an mprotect of all of
+    /// it walks each once (change_pte_range runs once per table).
+    pub fn pte_tables(&self) -> u64 {
+        pte_tables_spanned(self.start as u64, self.len as u64)
+    }
+
     /// Changes the protection of the whole mapping: the call being measured.
     #[inline(always)]
     pub fn protect(&self, prot: libc::c_int) -> Result<()> {
@@ -149,5 +156,29 @@ impl Drop for Mapping {
             // SAFETY: the memfd is ours and closed once.
             unsafe { libc::close(fd) };
         }
+    }
+}
+
+/// The 2 MiB-aligned ranges that `len` bytes from `start` touch.
+fn pte_tables_spanned(start: u64, len: u64) -> u64 {
+    const PTE_TABLE_SPAN: u64 = 2 << 20;
+    if len == 0 {
+        return 0;
+    }
+    (start + len - 1) / PTE_TABLE_SPAN - start / PTE_TABLE_SPAN + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pte_tables_spanned;
+
+    #[test]
+    fn a_range_spans_every_2_mib_table_it_touches() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(pte_tables_spanned(0x7f00_0000_0000, 4 * MIB), 2);
+        assert_eq!(pte_tables_spanned(0x7f00_0000_0000 + 4096, 4 * MIB), 3);
+        assert_eq!(pte_tables_spanned(0x7f00_0000_0000, 4096), 1);
+        assert_eq!(pte_tables_spanned(0x7f00_001f_f000, 8192), 2);
+        assert_eq!(pte_tables_spanned(0x7f00_0000_0000, 0), 0);
     }
 }

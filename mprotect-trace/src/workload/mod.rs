@@ -38,6 +38,8 @@ struct ThreadOutcome {
     samples: Samples,
     audits: Vec<Audit>,
     mprotect_calls: u64,
+    /// PTE tables walked: each mprotect call times the tables it spans.
+    pte_table_walks: u64,
 }
 
 /// Called once every thread exists and before the first measured call.
@@ -148,6 +150,7 @@ fn run_thread(plan: &Plan, barriers: &Barriers, main: Option<(&ProgressBar, Star
         samples: Samples::default(),
         audits: Vec::new(),
         mprotect_calls: 0,
+        pte_table_walks: 0,
     };
     for _ in 0..plan.rounds {
         if plan.scenario.is_single_protect() {
@@ -188,6 +191,7 @@ fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&Prog
         }
         let touched = Instant::now();
         outcome.mprotect_calls += 2;
+        outcome.pte_table_walks += 2 * mapping.pte_tables();
         if iteration >= plan.warmup {
             let samples = &mut outcome.samples;
             samples.protect.push(nanos(protected - start));
@@ -217,6 +221,7 @@ fn single_protect_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Opti
         mapping.protect(libc::PROT_READ)?;
         let protected = Instant::now();
         outcome.mprotect_calls += 1;
+        outcome.pte_table_walks += mapping.pte_tables();
         if iteration >= plan.warmup {
             outcome.samples.protect.push(nanos(protected - start));
             outcome.samples.restore.push(0);

@@ -9,9 +9,11 @@ use crate::model::{PerIteration, SmapsEntry, WorkloadResult};
 pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadResult {
     let mut samples = Samples::default();
     let mut mprotect_calls = 0;
+    let mut pte_table_walks = 0;
     let mut worst: Option<(u64, SmapsEntry, SmapsEntry)> = None;
     for outcome in outcomes {
         mprotect_calls += outcome.mprotect_calls;
+        pte_table_walks += outcome.pte_table_walks;
         samples.protect.extend(outcome.samples.protect);
         samples.restore.extend(outcome.samples.restore);
         samples.post_touch.extend(outcome.samples.post_touch);
@@ -54,6 +56,7 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadRe
         thpeligible: smaps_after.thp_eligible,
         expected_match_ratio,
         mprotect_calls,
+        pte_table_walks,
         cpu_time_s: 0.0,
         smaps_before,
         smaps_after,

@@ -87,6 +87,8 @@ impl FunctionBackend for Fentry {
             Some("not in BTF")
         } else if !target.in_kallsyms {
             Some("not in /proc/kallsyms")
+        } else if target.traceable == Some(false) {
+            Some("notrace: not in available_filter_functions")
         } else {
             None
         }
@@ -96,12 +98,13 @@ impl FunctionBackend for Fentry {
         index < MAX_ARGUMENTS
     }
 
-    fn programs(&self, slot: u32) -> [&'static str; 2] {
-        [FENTRY_SLOTS[slot as usize], FEXIT_SLOTS[slot as usize]]
+    fn programs(&self, slot: u32) -> Vec<&'static str> {
+        vec![FENTRY_SLOTS[slot as usize], FEXIT_SLOTS[slot as usize]]
     }
 
-    fn attach(&self, context: &mut AttachContext, slot: u32, function: &str) -> Result<()> {
-        let [entry_name, exit_name] = self.programs(slot);
+    fn attach(&self, context: &mut AttachContext, slot: u32, target: &TargetFacts) -> Result<String> {
+        let (entry_name, exit_name) = (FENTRY_SLOTS[slot as usize], FEXIT_SLOTS[slot as usize]);
+        let function = target.name;
         let btf = kernel_btf(&context.btf)?;
         let entry: &mut FEntry = program_mut(context.ebpf, entry_name)?;
         entry.load(function, btf).map_err(|e| anyhow!("{}", error_chain(&e)))?;
@@ -109,6 +112,6 @@ impl FunctionBackend for Fentry {
         let exit: &mut FExit = program_mut(context.ebpf, exit_name)?;
         exit.load(function, btf).map_err(|e| anyhow!("{}", error_chain(&e)))?;
         exit.attach().map_err(|e| anyhow!("{}", error_chain(&e)))?;
-        Ok(())
+        Ok(self.pair().to_owned())
     }
 }

@@ -62,23 +62,31 @@ impl FunctionBackend for Kprobe {
     }
 
     fn cannot_probe(&self, target: &TargetFacts) -> Option<&'static str> {
-        (!target.in_kallsyms).then_some("not in /proc/kallsyms")
+        if !target.in_kallsyms {
+            Some("not in /proc/kallsyms")
+        } else if target.traceable == Some(false) {
+            Some("notrace: not in available_filter_functions")
+        } else {
+            None
+        }
     }
 
     fn reads_argument(&self, index: usize) -> bool {
         index < REGISTER_ARGUMENTS
     }
 
-    fn programs(&self, slot: u32) -> [&'static str; 2] {
-        [KPROBE_SLOTS[slot as usize], KRETPROBE_SLOTS[slot as usize]]
+    fn programs(&self, slot: u32) -> Vec<&'static str> {
+        vec![KPROBE_SLOTS[slot as usize], KRETPROBE_SLOTS[slot as usize]]
     }
 
-    fn attach(&self, context: &mut AttachContext, slot: u32, function: &str) -> Result<()> {
+    fn attach(&self, context: &mut AttachContext, slot: u32, target: &TargetFacts) -> Result<String> {
         for name in self.programs(slot) {
             let probe: &mut KProbe = program_mut(context.ebpf, name)?;
             probe.load().map_err(|e| anyhow!("{}", error_chain(&e)))?;
-            probe.attach(function, 0).map_err(|e| anyhow!("{}", error_chain(&e)))?;
+            probe
+                .attach(target.name, 0)
+                .map_err(|e| anyhow!("{}", error_chain(&e)))?;
         }
-        Ok(())
+        Ok(self.pair().to_owned())
     }
 }

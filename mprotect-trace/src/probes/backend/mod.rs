@@ -1,6 +1,7 @@
 //! Function-probe backends: each one a module behind [`FunctionBackend`],
 //! listed once in [`ALL`], in the order the planner prefers them.
 
+mod call_site;
 mod fentry;
 mod kprobe;
 
@@ -10,16 +11,22 @@ use anyhow::Result;
 use aya::Ebpf;
 
 use crate::kernel::btf::FunctionSignature;
+use crate::kernel::kallsyms::Kallsyms;
 use crate::model::{Backend, Check};
 
 /// Every backend, most preferred first. Adding one: its module, and a line here.
-pub static ALL: &[&dyn FunctionBackend] = &[&fentry::Fentry, &kprobe::Kprobe];
+pub static ALL: &[&dyn FunctionBackend] = &[&fentry::Fentry, &kprobe::Kprobe, &call_site::CallSite];
 
 /// What planning found out about a target on this kernel.
 pub struct TargetFacts<'a> {
     pub name: &'a str,
+    /// Its callers in the kernel source (the target table's), nearest first.
+    pub callers: &'a [&'static str],
     pub in_kallsyms: bool,
     pub in_btf: bool,
+    /// Whether ftrace lists it (`None`: tracefs did not say): fentry and
+    /// kprobes cannot attach to a function it does not.
+    pub traceable: Option<bool>,
     pub signature: Option<&'a FunctionSignature>,
 }
 
@@ -30,10 +37,11 @@ pub struct CheckContext<'a> {
     pub btf: &'a Check,
 }
 
-/// What attaching may use: the object, and the kernel's BTF, read the
-/// first time a backend asks for it.
+/// What attaching may use: the object, the kernel's symbols, and its BTF,
+/// read the first time a backend asks for it.
 pub struct AttachContext<'a> {
     pub ebpf: &'a mut Ebpf,
+    pub kallsyms: &'a Kallsyms,
     pub btf: OnceCell<aya::Btf>,
 }
 
@@ -54,10 +62,12 @@ pub trait FunctionBackend: Sync {
     fn cannot_probe(&self, target: &TargetFacts) -> Option<&'static str>;
     /// Whether its entry program can read argument `index`.
     fn reads_argument(&self, index: usize) -> bool;
-    /// Function slot `slot`'s entry and exit programs in the eBPF object.
-    fn programs(&self, slot: u32) -> [&'static str; 2];
-    /// Loads and attaches slot `slot`'s programs on `function`.
-    fn attach(&self, context: &mut AttachContext, slot: u32, function: &str) -> Result<()>;
+    /// Function slot `slot`'s programs in the eBPF object.
+    fn programs(&self, slot: u32) -> Vec<&'static str>;
+    /// Loads and attaches slot `slot`'s programs for `target`; says what
+    /// was attached, as the plan's reason reads: "fentry/fexit",
+    /// "call sites in change_pte_range (7)".
+    fn attach(&self, context: &mut AttachContext, slot: u32, target: &TargetFacts) -> Result<String>;
 }
 
 /// The backend reports call `kind`.
