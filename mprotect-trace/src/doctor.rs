@@ -11,6 +11,7 @@ use crate::kernel::capabilities;
 use crate::kernel::kallsyms::Kallsyms;
 use crate::model::Capabilities;
 use crate::options::DoctorOptions;
+use crate::probes::backend;
 use crate::probes::plan::{self, BackendChoice, TargetPlan};
 
 #[derive(Debug, Serialize)]
@@ -41,15 +42,17 @@ impl DoctorReport {
         let mut out = String::new();
         let yes_no = |available: bool| if available { "yes" } else { "no" };
         let _ = writeln!(out, "kernel               {} ({})", caps.kernel_release, caps.arch);
-        for (label, check) in [
+        let function_backends = backend::ALL
+            .iter()
+            .map(|b| (b.capability().replace('_', " "), caps.backend(b.capability())));
+        let checks = [
             ("BTF", &caps.btf),
             ("tracefs", &caps.tracefs),
             ("syscall tracepoints", &caps.syscall_tracepoints),
             ("perf sampling", &caps.perf_sampling),
         ]
-        .into_iter()
-        .chain(caps.function_backends.iter().map(|(key, check)| (key.as_str(), check)))
-        {
+        .map(|(label, check)| (label.to_owned(), check.clone()));
+        for (label, check) in checks.into_iter().chain(function_backends) {
             let _ = writeln!(out, "{label:<20} {:<4} {}", yes_no(check.available), check.detail);
         }
         let _ = writeln!(out, "{:<20} {}", "lockdown", caps.lockdown.detail);

@@ -8,8 +8,11 @@
 //! which are kept at `target/vm/<arch>-<release>/<run>/report.json`.
 //! Timings under emulation mean nothing; counts do.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, ensure};
 use mprotect_trace::model::{Backend, Report, TargetReport};
@@ -34,6 +37,8 @@ const UNTRACEABLE_PROBE: &str = "exc_page_fault";
 const NO_BTF: &str = "no-btf";
 /// The run with the automatic backend choice.
 const AUTO: &str = "auto";
+/// The console section with the guest's function names (gzip, base64).
+const FUNCTIONS: &str = "functions";
 
 /// What a kernel is booted to prove.
 #[derive(Clone, Copy)]
@@ -63,6 +68,12 @@ fn guest_script(generation: Generation) -> String {
         script.run(name, &format!("--backend {name} {workload} {extra}"));
     }
     script.run(AUTO, &format!("{workload} --probe flush_tlb_mm_range"));
+    // The guest's function names, for checking every sampled frame.
+    script.shell(&format!(
+        "echo ===BEGIN {FUNCTIONS}===\n\
+         awk '$2 == \"t\" || $2 == \"T\" {{ print $3 }}' /proc/kallsyms | gzip -1 | base64\n\
+         echo ===END {FUNCTIONS}==="
+    ));
     // The table a user sees, from the automatic run's report.
     script.text("table", &format!("report /tmp/{AUTO}"));
     if let Generation::Inlined = generation {
@@ -89,11 +100,13 @@ pub fn run() -> Result<u64> {
         let log = work.join("console.log");
         std::fs::write(&log, &console.text)?;
         let reports = Reports::read(&console, &log, generation)?;
+        let functions = guest_functions(&console).context("the guest's function names")?;
         let release = reports.auto.kernel_release.clone();
         let summary = match generation {
             Generation::Inlined => check_inlined(&reports),
             Generation::Batched => check_batched(&reports),
         }
+        .and_then(|summary| Ok(summary + &check_frames(&reports, &functions)?))
         .with_context(|| format!("on {release} (console: {})", log.display()))?;
         if let Some(table) = console.section("table") {
             println!("mprotect-trace run inside the VM ({release}):\n{table}");
@@ -191,15 +204,26 @@ fn check_counted(report: &Report, name: &str, backend: Backend, expected: u64) -
     Ok(())
 }
 
-/// Stack sampling saw `frame` on this kernel.
-fn check_sampled(report: &Report, frame: &str) -> Result<()> {
-    let profile = report.sampling.as_ref().context("the run sampled no stacks")?;
-    let sampled = profile
-        .stacks
-        .iter()
-        .filter(|stack| stack.kernel.iter().any(|f| f == frame))
-        .count();
-    ensure!(sampled > 0, "no sampled stack holds {frame}: {:?}", profile.counters);
+/// Stack sampling saw `frame` on this kernel. Under emulation only a few
+/// samples of a run land inside mprotect (0 to 10 of ~80 here), so the
+/// runs of one boot are taken together: ~15 in all.
+fn check_sampled(reports: &Reports, frame: &str) -> Result<()> {
+    let mut in_syscall = 0;
+    let mut holding = 0;
+    for report in reports.forced.iter().map(|(_, r)| r).chain([&reports.auto]) {
+        let profile = report.sampling.as_ref().context("a run sampled no stacks")?;
+        in_syscall += profile.in_syscall_samples;
+        holding += profile
+            .stacks
+            .iter()
+            .filter(|stack| stack.kernel.iter().any(|f| f == frame))
+            .map(|stack| stack.count)
+            .sum::<u64>();
+    }
+    ensure!(
+        holding > 0,
+        "no sampled stack holds {frame} ({in_syscall} samples inside mprotect in all runs)"
+    );
     Ok(())
 }
 
@@ -214,6 +238,8 @@ fn check_inlined(reports: &Reports) -> Result<String> {
         );
     }
     check_workload(&reports.auto)?;
+    // Stack sampling sees the same path on this kernel.
+    check_sampled(reports, "change_protection")?;
     if let Some(report) = &reports.no_btf {
         check_kprobe_fallback_without_btf(report).context("the run without BTF")?;
         let _ = writeln!(summary, "{}", describe("--backend auto, no BTF", report));
@@ -282,8 +308,7 @@ fn check_inlined_run(backend: Backend, report: &Report) -> Result<()> {
         zero < steps,
         "{NR_PROBE}: every nr read as 0, the argument was not read"
     );
-    // Stack sampling sees the same path on this kernel.
-    check_sampled(report, "change_protection")
+    Ok(())
 }
 
 /// On 7.x: change_pte_range is counted exactly, its returned pages add up
@@ -301,6 +326,7 @@ fn check_batched(reports: &Reports) -> Result<String> {
         check_batched_run(backend, report).with_context(|| label.clone())?;
         let _ = writeln!(summary, "{}", describe(&label, report));
     }
+    check_sampled(reports, "change_pte_range")?;
     let report = &reports.auto;
     let commit = target(report, "modify_prot_commit_ptes")?;
     let attachment = &commit.attachment;
@@ -373,7 +399,7 @@ fn check_batched_run(backend: Option<Backend>, report: &Report) -> Result<()> {
         returned.count == CALLS && returned.max == Some(0),
         "mprotect_fixup should return 0 on all {CALLS} calls: {returned:?}"
     );
-    check_sampled(report, "change_pte_range")
+    Ok(())
 }
 
 /// Without BTF the automatic choice falls back to kprobes, says why, and
@@ -394,6 +420,53 @@ fn check_kprobe_fallback_without_btf(report: &Report) -> Result<()> {
         check_counted(report, name, Backend::Kprobe, CALLS)?;
     }
     Ok(())
+}
+
+/// The names of the guest's functions, decoded from the console.
+fn guest_functions(console: &Console) -> Result<HashSet<String>> {
+    let encoded = console.section(FUNCTIONS).context("no function names on the console")?;
+    let mut decode = Command::new("sh")
+        .args(["-c", "base64 -d | gzip -dc"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting base64 and gzip")?;
+    let mut stdin = decode.stdin.take().context("no stdin")?;
+    let input = encoded.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = decode.wait_with_output()?;
+    writer.join().map_err(|_| anyhow::anyhow!("the writer panicked"))??;
+    ensure!(output.status.success(), "decoding the function names failed");
+    let names: HashSet<String> = String::from_utf8(output.stdout)?.lines().map(str::to_owned).collect();
+    ensure!(names.len() > 10_000, "only {} function names came back", names.len());
+    Ok(names)
+}
+
+/// Every kernel frame of every sampled stack of every run is a function
+/// of the guest's kallsyms, a BPF program or trampoline, or unknown.
+fn check_frames(reports: &Reports, functions: &HashSet<String>) -> Result<String> {
+    let mut frames = 0;
+    let mut bpf = 0;
+    let mut unknown = 0;
+    let runs = reports.forced.iter().map(|(_, r)| r).chain([&reports.auto]);
+    for report in runs {
+        for stack in report.sampling.iter().flat_map(|profile| &profile.stacks) {
+            for frame in &stack.kernel {
+                frames += 1;
+                if frame.starts_with("[bpf] ") {
+                    bpf += 1;
+                } else if frame == "[unknown kernel]" {
+                    unknown += 1;
+                } else {
+                    ensure!(functions.contains(frame), "the sampled frame {frame} is not a function");
+                }
+            }
+        }
+    }
+    ensure!(frames > 0, "no kernel frame was sampled");
+    Ok(format!(
+        "  sampled kernel frames: {frames}, every one a function ({bpf} BPF programs or trampolines, {unknown} unknown)\n"
+    ))
 }
 
 fn describe(label: &str, report: &Report) -> String {

@@ -5,13 +5,37 @@ use std::ops::Range;
 
 use anyhow::{Context as _, Result};
 
-/// The kernel's text symbols (functions), modules included.
+/// The kernel's text symbols (functions), modules and BPF included.
 pub struct Kallsyms {
-    /// Each name's start addresses: static functions may share a name.
+    /// Each function name's start addresses: static functions may share a name.
     functions: BTreeMap<String, Vec<u64>>,
-    /// Every text symbol's start, sorted: a function ends where the next
-    /// symbol starts.
-    starts: Vec<u64>,
+    /// Every symbol, text or not, sorted by start: a symbol ends where the
+    /// next one starts.
+    symbols: Vec<Symbol>,
+}
+
+struct Symbol {
+    start: u64,
+    kind: SymbolKind,
+    name: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SymbolKind {
+    Function,
+    /// A BPF program or trampoline (kallsyms' `[bpf]` entries).
+    Bpf,
+    /// Data, or anything else that is not code.
+    Other,
+}
+
+/// What a kernel text address is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CodeAt<'a> {
+    Function(&'a str),
+    Bpf(&'a str),
+    /// Not inside any function kallsyms knows.
+    Unknown,
 }
 
 impl Kallsyms {
@@ -20,25 +44,55 @@ impl Kallsyms {
         Ok(Self::parse(&text))
     }
 
-    /// Parses lines of `address type name [module]`, keeping `t`/`T` symbols.
+    /// Parses lines of `address type name [module]`.
     pub fn parse(text: &str) -> Self {
         let mut functions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        let mut starts = Vec::new();
+        let mut symbols = Vec::new();
         for line in text.lines() {
             let mut fields = line.split_whitespace();
             let (Some(address), Some(kind), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
                 continue;
             };
-            if !matches!(kind, "t" | "T") {
-                continue;
+            let start = u64::from_str_radix(address, 16).unwrap_or(0);
+            let kind = match (kind, fields.next()) {
+                (_, Some("[bpf]")) => SymbolKind::Bpf,
+                ("t" | "T", _) => SymbolKind::Function,
+                _ => SymbolKind::Other,
+            };
+            if kind == SymbolKind::Function {
+                functions.entry(name.to_owned()).or_default().push(start);
             }
-            let address = u64::from_str_radix(address, 16).unwrap_or(0);
-            functions.entry(name.to_owned()).or_default().push(address);
-            starts.push(address);
+            symbols.push(Symbol {
+                start,
+                kind,
+                name: name.to_owned(),
+            });
         }
-        starts.sort_unstable();
-        starts.dedup();
-        Self { functions, starts }
+        symbols.sort_by_key(|symbol| symbol.start);
+        Self { functions, symbols }
+    }
+
+    /// What the code at `address` is: the symbol it falls in, when that
+    /// is a function or a BPF program; never the name of data.
+    pub fn code_at(&self, address: u64) -> CodeAt<'_> {
+        let index = self.symbols.partition_point(|symbol| symbol.start <= address);
+        let Some(start) = index.checked_sub(1).map(|last| self.symbols[last].start) else {
+            return CodeAt::Unknown;
+        };
+        // Several symbols may share a start: any function among them names it.
+        let at_start = self.symbols[..index]
+            .iter()
+            .rev()
+            .take_while(|symbol| symbol.start == start);
+        let mut best = CodeAt::Unknown;
+        for symbol in at_start {
+            match symbol.kind {
+                SymbolKind::Function => return CodeAt::Function(&symbol.name),
+                SymbolKind::Bpf => best = CodeAt::Bpf(&symbol.name),
+                SymbolKind::Other => {}
+            }
+        }
+        best
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -54,9 +108,10 @@ impl Kallsyms {
 
     /// The text of the function that starts at `start`: up to the next symbol.
     pub fn extent(&self, start: u64) -> Option<Range<u64>> {
-        let index = self.starts.binary_search(&start).ok()?;
-        let end = *self.starts.get(index + 1)?;
-        Some(start..end)
+        let next = self.symbols.partition_point(|symbol| symbol.start <= start);
+        (next > 0 && self.symbols[next - 1].start == start)
+            .then(|| self.symbols.get(next).map(|symbol| start..symbol.start))
+            .flatten()
     }
 
     /// Up to `count` function names most like `name` (Jaro-Winkler), best first.
@@ -98,6 +153,8 @@ ffffffff81234900 T change_protection
 ffffffff81234a00 t mprotect_fixup.isra.0
 ffffffff82000000 D some_data
 ffffffffc0001000 t helper\t[kvm]
+ffffffffc0002000 t bpf_trampoline_6442491234\t[bpf]
+ffffffffc0003000 t bpf_prog_6deef7357e7b4530_sample_stack\t[bpf]
 ";
 
     #[test]
@@ -116,6 +173,18 @@ ffffffffc0001000 t helper\t[kvm]
             Some(0xffffffff81234560..0xffffffff81234900)
         );
         assert_eq!(symbols.extent(0xffffffff81234561), None);
+        assert_eq!(
+            symbols.code_at(0xffffffff81234569),
+            CodeAt::Function("change_pte_range")
+        );
+        // Past the last function, inside data: never named after the data.
+        assert_eq!(symbols.code_at(0xffffffff82000010), CodeAt::Unknown);
+        assert_eq!(symbols.code_at(0xffffffff80000000), CodeAt::Unknown);
+        assert_eq!(
+            symbols.code_at(0xffffffffc0002040),
+            CodeAt::Bpf("bpf_trampoline_6442491234")
+        );
+        assert!(!symbols.contains("bpf_trampoline_6442491234"));
         assert_eq!(
             symbols.closest("change_protectoin", 2),
             ["change_protection", "change_pte_range"]

@@ -163,12 +163,15 @@ async fn trace(options: RunOptions) -> Result<ExitCode> {
         .map(|_stats| program_cost::read(&ebpf, &attachments))
         .transpose()?;
     let raw_samples = sampling_cpus.map(|_| sampling::read(&ebpf)).transpose()?;
+    // Read again while our programs and trampolines are loaded: their
+    // addresses are on the sampled stacks, and kallsyms names them only now.
+    let code_symbols = raw_samples.as_ref().map(|_| Kallsyms::load()).transpose()?;
     // Detach everything before waiting on anything else.
     drop(ebpf);
     // The workload waits at its exit gate: its user stacks resolve now.
-    let profile = match (raw_samples, sampling_cpus, sample_hz) {
-        (Some(raw), Some(cpus), Some(hz)) => {
-            let stacks = raw.symbolize()?;
+    let profile = match (raw_samples, code_symbols, sampling_cpus, sample_hz) {
+        (Some(raw), Some(code_symbols), Some(cpus), Some(hz)) => {
+            let stacks = raw.symbolize(&code_symbols)?;
             Some(sampling::profile::profile(
                 hz,
                 cpus,

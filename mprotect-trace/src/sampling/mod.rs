@@ -15,6 +15,7 @@ use mprotect_trace_common::{SampleKey, counter, maps};
 
 use crate::collect::maps::sum_cpus;
 use crate::kernel::capabilities::error_chain;
+use crate::kernel::kallsyms::Kallsyms;
 use crate::model::{SampleCounters, SampledStack};
 
 pub const FOLDED_FILE_NAME: &str = "stacks.folded";
@@ -89,14 +90,16 @@ pub fn read(ebpf: &Ebpf) -> Result<RawSamples> {
 impl RawSamples {
     /// Symbolizes every stack: kernel frames from kallsyms, user frames
     /// from the process's binaries (while it is still alive).
-    pub fn symbolize(&self) -> Result<Vec<SampledStack>> {
+    /// `kallsyms`: read while the programs were loaded, so their BPF
+    /// entries (programs, trampolines) are in it.
+    pub fn symbolize(&self, kallsyms: &Kallsyms) -> Result<Vec<SampledStack>> {
         let symbolizer = symbolize::Symbolizer::new();
         // Different addresses in the same functions are one stack by name.
         let mut merged: std::collections::HashMap<(Vec<String>, Vec<String>), u64> = std::collections::HashMap::new();
         for (key, count) in &self.pairs {
             let frames = |id: i32| self.stacks.get(&(id as u32)).filter(|_| id >= 0);
             let mut kernel = match frames(key.kernel_stack_id) {
-                Some(ips) => symbolizer.kernel(ips)?,
+                Some(ips) => symbolizer.kernel(ips, kallsyms)?,
                 None => Vec::new(),
             };
             let mut user = match frames(key.user_stack_id) {

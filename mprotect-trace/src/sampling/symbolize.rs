@@ -6,6 +6,11 @@ use blazesym::symbolize::source::{Kernel, Process, Source};
 use blazesym::symbolize::{Input, Symbolized};
 use blazesym::{MaybeDefault, Pid};
 
+use crate::kernel::kallsyms::{CodeAt, Kallsyms};
+
+/// A kernel address in no function kallsyms knows.
+pub const UNKNOWN_KERNEL: &str = "[unknown kernel]";
+
 pub struct Symbolizer {
     inner: blazesym::symbolize::Symbolizer,
     kernel: Source<'static>,
@@ -26,12 +31,28 @@ impl Symbolizer {
         }
     }
 
-    pub fn kernel(&self, ips: &[u64]) -> Result<Vec<String>> {
+    /// Kernel frames by name. blazesym names an address after the
+    /// nearest symbol before it, data included; `kallsyms` (read while our
+    /// programs were loaded) says what the code there really is, so a
+    /// frame is a function, `[bpf] name` (a BPF program or trampoline) or
+    /// `[unknown kernel]`, never the name of data.
+    pub fn kernel(&self, ips: &[u64], kallsyms: &Kallsyms) -> Result<Vec<String>> {
         let symbols = self
             .inner
             .symbolize(&self.kernel, Input::AbsAddr(ips))
             .context("symbolizing kernel addresses")?;
-        Ok(symbols.iter().map(|s| name_of(s, "[unknown kernel]")).collect())
+        Ok(ips
+            .iter()
+            .zip(&symbols)
+            .map(|(&ip, symbol)| match kallsyms.code_at(ip) {
+                CodeAt::Function(name) => match symbol {
+                    Symbolized::Sym(sym) => sym.name.to_string(),
+                    Symbolized::Unknown(_) => name.to_owned(),
+                },
+                CodeAt::Bpf(name) => format!("[bpf] {name}"),
+                CodeAt::Unknown => UNKNOWN_KERNEL.to_owned(),
+            })
+            .collect())
     }
 
     /// User frames of `tgid`; `[unknown]` for each when the process is gone.
