@@ -114,6 +114,11 @@ struct WorkloadArgs {
     /// Do not touch the pages after each toggle.
     #[arg(long)]
     no_touch: bool,
+    /// Back the mapping with large folios of this size (multi-size THP,
+    /// e.g. 16, 64): sets that size's knob to always and the others to
+    /// never for the run (root), restored after. Shared or private dirty toggle.
+    #[arg(long, value_name = "KB")]
+    folio_kb: Option<u64>,
 }
 
 impl WorkloadArgs {
@@ -127,6 +132,7 @@ impl WorkloadArgs {
             cpu: self.cpu,
             threads: self.threads,
             touch: !self.no_touch,
+            folio_kb: self.folio_kb,
         }
     }
 }

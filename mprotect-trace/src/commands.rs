@@ -67,6 +67,14 @@ pub fn compare(options: &CompareOptions) -> Result<ExitCode> {
 /// `workload`: the toggle loop alone, no BPF.
 pub fn workload(options: &WorkloadCommandOptions) -> Result<ExitCode> {
     let plan = options.workload.plan()?;
+    // Set before any thread starts, so every thread inherits the blocked signals.
+    let _knobs = match plan.folio_kb {
+        Some(folio_kb) => {
+            let shared = plan.scenario == workload::Scenario::SharedDirtyToggle;
+            Some(workload::mthp::Knobs::set(folio_kb, shared)?.restored_on_signal()?)
+        }
+        None => None,
+    };
     let start_gate: workload::StartGate = if options.wait_for_start {
         &workload::wait_for_stdin
     } else {

@@ -39,6 +39,12 @@ const NO_BTF: &str = "no-btf";
 const AUTO: &str = "auto";
 /// The console section with the guest's function names (gzip, base64).
 const FUNCTIONS: &str = "functions";
+/// The large-folio runs on 7.x: 64 kB multi-size THP, private and shared.
+const FOLIO_KB: u64 = 64;
+const FOLIO_RUNS: [(&str, &str); 2] = [
+    ("mthp-private", "private-dirty-toggle"),
+    ("mthp-shared", "shared-dirty-toggle"),
+];
 
 /// What a kernel is booted to prove.
 #[derive(Clone, Copy)]
@@ -76,6 +82,14 @@ fn guest_script(generation: Generation) -> String {
     ));
     // The table a user sees, from the automatic run's report.
     script.text("table", &format!("report /tmp/{AUTO}"));
+    if let Generation::Batched = generation {
+        for (name, scenario) in FOLIO_RUNS {
+            script.run(
+                name,
+                &format!("{workload} --scenario {scenario} --folio-kb {FOLIO_KB} --no-sample"),
+            );
+        }
+    }
     if let Generation::Inlined = generation {
         // A kernel whose BTF user space cannot read: fentry must fall back to kprobes.
         script
@@ -123,6 +137,8 @@ struct Reports {
     forced: Vec<(Backend, Report)>,
     auto: Report,
     no_btf: Option<Report>,
+    /// 7.x: the large-folio runs, by name.
+    folios: Vec<(&'static str, Report)>,
 }
 
 impl Reports {
@@ -149,11 +165,18 @@ impl Reports {
                 Generation::Inlined => Some(report(NO_BTF)?),
                 Generation::Batched => None,
             },
+            folios: match generation {
+                Generation::Inlined => Vec::new(),
+                Generation::Batched => FOLIO_RUNS
+                    .iter()
+                    .map(|(name, _)| Ok((*name, report(name)?)))
+                    .collect::<Result<_>>()?,
+            },
         })
     }
 
     fn count(&self) -> u64 {
-        (self.forced.len() + 1 + usize::from(self.no_btf.is_some())) as u64
+        (self.forced.len() + 1 + usize::from(self.no_btf.is_some()) + self.folios.len()) as u64
     }
 }
 
@@ -364,7 +387,68 @@ fn check_batched(reports: &Reports) -> Result<String> {
         calls(commit),
         nr.counts
     );
+    for (name, report) in &reports.folios {
+        let line = check_large_folios(report).with_context(|| format!("the {name} run"))?;
+        let _ = writeln!(summary, "  {name}: {line}");
+    }
     Ok(summary)
+}
+
+/// With 64 kB folios every PTE batch is 16 PTEs: the mapping is backed by
+/// 64 kB folios only, and modify_prot_commit_ptes is called once per folio
+/// per mprotect with `nr` 16.
+fn check_large_folios(report: &Report) -> Result<String> {
+    check_batched_run(None, report)?;
+    let workload = report.workload.as_ref().context("no workload result")?;
+    let folios = PAGES * 4 / FOLIO_KB;
+    ensure!(
+        workload.folio_sizes == [(FOLIO_KB, folios)] && workload.expected_match_ratio == 100,
+        "the mapping was backed by {:?} (kB, folios), expected {folios} folios of {FOLIO_KB} kB",
+        workload.folio_sizes
+    );
+    let batch = FOLIO_KB / 4;
+    let commit = target(report, "modify_prot_commit_ptes")?;
+    let nr = commit.nr_ptes.clone().unwrap_or_default();
+    ensure!(
+        commit.attachment.backend == Backend::CallSite && nr.counts == [(batch, folios * CALLS)],
+        "modify_prot_commit_ptes ({:?}) nr should be {batch} on all {} calls: {:?}",
+        commit.attachment.backend,
+        folios * CALLS,
+        nr.counts
+    );
+    ensure!(
+        calls(commit) == folios * CALLS,
+        "modify_prot_commit_ptes: {} calls",
+        calls(commit)
+    );
+    let changed = target(report, "change_pte_range")?
+        .pages_per_call
+        .as_ref()
+        .map_or(0, |pages| pages.total);
+    ensure!(changed == PAGES * CALLS, "change_pte_range changed {changed} pages");
+    // folio_pte_batch is not what batches mprotect here (change_pte_range
+    // inlines folio_pte_batch_flags): its calls come from other paths,
+    // unmapping among them. Every one of its returns is recorded.
+    let batcher = target(report, "folio_pte_batch")?;
+    let returned = batcher.return_values.clone().unwrap_or_default();
+    ensure!(
+        returned.count == calls(batcher),
+        "folio_pte_batch: {} returns recorded for {} calls",
+        returned.count,
+        calls(batcher)
+    );
+    Ok(format!(
+        "{folios} folios of {FOLIO_KB} kB; modify_prot_commit_ptes {} calls, nr {:?}; folio_pte_batch (outside the mprotect path) {} calls returning {:?}",
+        calls(commit),
+        nr.counts,
+        calls(batcher),
+        returned
+            .histogram
+            .buckets
+            .iter()
+            .map(|(low, _, count)| (*low, *count))
+            .collect::<Vec<_>>()
+    ))
 }
 
 /// One 7.x run: `backend` (None: the automatic choice) probed

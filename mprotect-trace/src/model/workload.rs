@@ -37,6 +37,13 @@ pub struct WorkloadResult {
     /// (2 MiB ranges) its range spans. change_pte_range runs once per walk.
     #[serde(default)]
     pub pte_table_walks: u64,
+    /// `--folio-kb`: the folio size asked for (multi-size THP).
+    #[serde(default)]
+    pub folio_kb: Option<u64>,
+    /// With `--folio-kb`: `[size_kb, folios]` backing the mapping at the
+    /// end, by /proc/self/pagemap and /proc/kpageflags.
+    #[serde(default)]
+    pub folio_sizes: Vec<(u64, u64)>,
     /// CPU seconds (user + system, all threads) the workload used from the
     /// start gate to the end: how busy it kept the CPUs.
     #[serde(default)]
@@ -83,6 +90,9 @@ impl WorkloadResult {
             "result scenario={} pages={} mapping_mb={} iterations={} warmup={} rounds={} threads={}",
             self.scenario, self.pages, self.mapping_mb, self.iterations, self.warmup, self.rounds, self.threads
         );
+        if let Some(kb) = self.folio_kb {
+            let _ = write!(line, " folio_kb={kb}");
+        }
         for (key, value) in [
             ("protect_ns_per_page", self.protect_ns_per_page),
             ("restore_ns_per_page", self.restore_ns_per_page),

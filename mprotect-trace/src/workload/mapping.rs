@@ -5,7 +5,8 @@ use std::ptr;
 
 use anyhow::{Result, bail};
 
-use super::scenario::{Backing, Scenario};
+use super::Plan;
+use super::scenario::Backing;
 
 pub const PAGE_SIZE: usize = 4096;
 const HUGE_PAGE_SIZE: usize = 2 << 20;
@@ -30,12 +31,14 @@ fn last_os_error(what: &str) -> anyhow::Error {
 }
 
 impl Mapping {
-    /// Maps `len` bytes as `scenario` wants them (not yet faulted in).
-    pub fn create(scenario: Scenario, len: usize) -> Result<Self> {
-        let align = if scenario.wants_huge_pages() {
-            HUGE_PAGE_SIZE
-        } else {
-            PAGE_SIZE
+    /// Maps the plan's `mapping_bytes` as its scenario wants them (not yet
+    /// faulted in), aligned for its huge pages or large folios.
+    pub fn create(plan: &Plan) -> Result<Self> {
+        let (scenario, len) = (plan.scenario, plan.mapping_bytes);
+        let align = match plan.folio_kb {
+            _ if scenario.wants_huge_pages() => HUGE_PAGE_SIZE,
+            Some(kb) => kb as usize * 1024,
+            None => PAGE_SIZE,
         };
         let reservation_len = len + align + 2 * PAGE_SIZE;
         // SAFETY: a fresh anonymous reservation; nothing else refers to it.

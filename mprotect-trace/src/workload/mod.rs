@@ -1,12 +1,15 @@
 //! The toggle workload: the same shapes and metrics as the public mprotect
 //! regression reproducers, with an audit of the page state it ran in.
 
+mod folios;
 mod mapping;
+pub mod mthp;
 mod options;
 mod result;
 mod scenario;
 mod smaps;
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::sync::Barrier;
 use std::time::Instant;
@@ -28,10 +31,21 @@ struct Samples {
     post_touch: Vec<u64>,
 }
 
-/// The smaps state of one mapping right after prefault, and at the end.
+/// The smaps state of one mapping right after prefault, and at the end;
+/// with `--folio-kb`, the folio sizes backing it then too.
 struct Audit {
     before: SmapsEntry,
     after: SmapsEntry,
+    folios_before: BTreeMap<u64, u64>,
+    folios_after: BTreeMap<u64, u64>,
+}
+
+/// The folio sizes backing `mapping`, when the plan asks for large folios.
+fn folio_audit(plan: &Plan, mapping: &Mapping) -> Result<BTreeMap<u64, u64>> {
+    match plan.folio_kb {
+        Some(_) => folios::sizes(mapping.start(), mapping.pages()),
+        None => Ok(BTreeMap::new()),
+    }
 }
 
 struct ThreadOutcome {
@@ -172,9 +186,10 @@ fn prefault(plan: &Plan, mapping: &Mapping) {
 
 /// One mapping, toggled read-only and back `warmup + iterations` times.
 fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&ProgressBar>) -> Result<()> {
-    let mapping = Mapping::create(plan.scenario, plan.mapping_bytes)?;
+    let mapping = Mapping::create(plan)?;
     prefault(plan, &mapping);
     let before = smaps::read_own(mapping.start())?;
+    let folios_before = folio_audit(plan, &mapping)?;
     let writes = plan.scenario.writes_pages();
     for iteration in 0..plan.warmup + plan.iterations {
         let start = Instant::now();
@@ -203,7 +218,13 @@ fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&Prog
         }
     }
     let after = smaps::read_own(mapping.start())?;
-    outcome.audits.push(Audit { before, after });
+    let folios_after = folio_audit(plan, &mapping)?;
+    outcome.audits.push(Audit {
+        before,
+        after,
+        folios_before,
+        folios_after,
+    });
     Ok(())
 }
 
@@ -212,7 +233,7 @@ fn single_protect_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Opti
     let total = plan.warmup + plan.iterations;
     let mut before = None;
     for iteration in 0..total {
-        let mapping = Mapping::create(plan.scenario, plan.mapping_bytes)?;
+        let mapping = Mapping::create(plan)?;
         prefault(plan, &mapping);
         if iteration == 0 {
             before = Some(smaps::read_own(mapping.start())?);
@@ -230,7 +251,12 @@ fn single_protect_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Opti
         if iteration + 1 == total {
             let after = smaps::read_own(mapping.start())?;
             let before = before.take().context("the first iteration's audit is missing")?;
-            outcome.audits.push(Audit { before, after });
+            outcome.audits.push(Audit {
+                before,
+                after,
+                folios_before: BTreeMap::new(),
+                folios_after: BTreeMap::new(),
+            });
         }
         if let Some(progress) = progress {
             progress.inc(1);

@@ -19,6 +19,8 @@ pub struct WorkloadOptions {
     pub threads: u64,
     /// Write (or read) each page after each toggle.
     pub touch: bool,
+    /// Back the mapping with multi-size THP folios of this size (kB).
+    pub folio_kb: Option<u64>,
 }
 
 impl Default for WorkloadOptions {
@@ -32,6 +34,7 @@ impl Default for WorkloadOptions {
             cpu: None,
             threads: 1,
             touch: true,
+            folio_kb: None,
         }
     }
 }
@@ -49,6 +52,7 @@ pub struct Plan {
     pub threads: u64,
     pub cpu: Option<usize>,
     pub touch: bool,
+    pub folio_kb: Option<u64>,
 }
 
 impl WorkloadOptions {
@@ -72,6 +76,9 @@ impl WorkloadOptions {
         }
         if !self.touch {
             args.push("--no-touch".to_owned());
+        }
+        if let Some(kb) = self.folio_kb {
+            args.extend(["--folio-kb".to_owned(), kb.to_string()]);
         }
         args
     }
@@ -134,6 +141,18 @@ impl WorkloadOptions {
         if scenario.wants_huge_pages() {
             check_thp_available()?;
         }
+        if let Some(folio_kb) = self.folio_kb {
+            if !matches!(scenario, Scenario::SharedDirtyToggle | Scenario::PrivateDirtyToggle) {
+                bail!(
+                    "--folio-kb applies to shared-dirty-toggle and private-dirty-toggle (anonymous memory), not {}",
+                    scenario.name()
+                );
+            }
+            super::mthp::check_size(folio_kb, scenario == Scenario::SharedDirtyToggle)?;
+            if !(mapping_bytes as u64).is_multiple_of(folio_kb * 1024) {
+                bail!("--mapping-mb {mapping_mb} is not a whole number of {folio_kb} kB folios");
+            }
+        }
         Ok(Plan {
             scenario,
             mapping_mb,
@@ -145,6 +164,7 @@ impl WorkloadOptions {
             threads: self.threads,
             cpu: self.cpu,
             touch: self.touch,
+            folio_kb: self.folio_kb,
         })
     }
 }

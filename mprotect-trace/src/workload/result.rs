@@ -1,5 +1,7 @@
 //! Summarizes the workload's threads into its result.
 
+use std::collections::BTreeMap;
+
 use super::{Plan, Samples, ThreadOutcome};
 use crate::model::workload::{mean, median};
 use crate::model::{PerIteration, SmapsEntry, WorkloadResult};
@@ -10,7 +12,7 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadRe
     let mut samples = Samples::default();
     let mut mprotect_calls = 0;
     let mut pte_table_walks = 0;
-    let mut worst: Option<(u64, SmapsEntry, SmapsEntry)> = None;
+    let mut worst: Option<(u64, SmapsEntry, SmapsEntry, BTreeMap<u64, u64>)> = None;
     for outcome in outcomes {
         mprotect_calls += outcome.mprotect_calls;
         pte_table_walks += outcome.pte_table_walks;
@@ -19,15 +21,20 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadRe
         samples.post_touch.extend(outcome.samples.post_touch);
         for audit in outcome.audits {
             let scenario = plan.scenario;
-            let ratio = scenario
+            let mut ratio = scenario
                 .expected_match_percent(&audit.before)
                 .min(scenario.expected_match_percent(&audit.after));
-            if worst.as_ref().is_none_or(|(lowest, _, _)| ratio < *lowest) {
-                worst = Some((ratio, audit.before, audit.after));
+            if let Some(folio_kb) = plan.folio_kb {
+                ratio = ratio
+                    .min(folio_match_percent(&audit.folios_before, folio_kb))
+                    .min(folio_match_percent(&audit.folios_after, folio_kb));
+            }
+            if worst.as_ref().is_none_or(|(lowest, ..)| ratio < *lowest) {
+                worst = Some((ratio, audit.before, audit.after, audit.folios_after));
             }
         }
     }
-    let (expected_match_ratio, smaps_before, smaps_after) = worst.unwrap_or_default();
+    let (expected_match_ratio, smaps_before, smaps_after, folios) = worst.unwrap_or_default();
     let iteration: Vec<u64> = (0..samples.protect.len())
         .map(|i| samples.protect[i] + samples.restore[i] + samples.post_touch[i])
         .collect();
@@ -57,6 +64,8 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadRe
         expected_match_ratio,
         mprotect_calls,
         pte_table_walks,
+        folio_kb: plan.folio_kb,
+        folio_sizes: folios.into_iter().collect(),
         cpu_time_s: 0.0,
         smaps_before,
         smaps_after,
@@ -65,5 +74,26 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadRe
             restore: samples.restore,
             post_touch: samples.post_touch,
         },
+    }
+}
+
+/// Percentage (0-100, rounded down) of the pages that sit in folios of
+/// exactly `folio_kb`; `folios` maps a size in kB to how many folios.
+fn folio_match_percent(folios: &BTreeMap<u64, u64>, folio_kb: u64) -> u64 {
+    let kb: u64 = folios.iter().map(|(size, count)| size * count).sum();
+    let in_size = folios.get(&folio_kb).map_or(0, |count| count * folio_kb);
+    (in_size * 100).checked_div(kb).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_folios_of_the_requested_size_match() {
+        let folios = BTreeMap::from([(4, 16), (64, 3)]);
+        assert_eq!(folio_match_percent(&folios, 64), 75);
+        assert_eq!(folio_match_percent(&folios, 16), 0);
+        assert_eq!(folio_match_percent(&BTreeMap::new(), 64), 0);
     }
 }

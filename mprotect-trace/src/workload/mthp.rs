@@ -1,0 +1,169 @@
+//! Multi-size THP for the large-folio workload: the per-size knobs under
+//! /sys/kernel/mm/transparent_hugepage, set for one run and restored after,
+//! whether the run ends normally, with an error, or on SIGINT/SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context as _, Result, bail};
+
+pub const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
+
+/// The folio sizes (kB) this kernel offers for anonymous (`shared`:
+/// shmem) memory: the `hugepages-<size>kB` directories with that knob
+/// (x86 has no 8 kB folios for anonymous memory, only for shmem).
+pub fn offered_sizes(shared: bool) -> Vec<u64> {
+    let mut sizes: Vec<u64> = std::fs::read_dir(THP_DIR)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()
+                })
+                .filter(|&size| knob(size, shared).exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    sizes.sort_unstable();
+    sizes
+}
+
+/// Checks `folio_kb` is a size this kernel offers for this memory, in one
+/// line listing them.
+pub fn check_size(folio_kb: u64, shared: bool) -> Result<()> {
+    let sizes = offered_sizes(shared);
+    if sizes.is_empty() {
+        bail!(
+            "--folio-kb needs multi-size THP, but this kernel has no {THP_DIR}/hugepages-*kB (Linux 6.8+ with CONFIG_TRANSPARENT_HUGEPAGE)"
+        );
+    }
+    if !sizes.contains(&folio_kb) {
+        let list: Vec<String> = sizes.iter().map(u64::to_string).collect();
+        let memory = if shared { "shared" } else { "private" };
+        bail!(
+            "--folio-kb {folio_kb}: this kernel offers {} kB for {memory} memory",
+            list.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The knob file of `size` for anonymous (`enabled`) or shmem (`shmem_enabled`) memory.
+fn knob(size_kb: u64, shared: bool) -> PathBuf {
+    let file = if shared { "shmem_enabled" } else { "enabled" };
+    Path::new(THP_DIR).join(format!("hugepages-{size_kb}kB")).join(file)
+}
+
+/// The bracketed (active) word of a sysfs choice file: "always [never]" -> "never".
+fn active(text: &str) -> Option<&str> {
+    text.split_whitespace()
+        .find_map(|word| word.strip_prefix('[').and_then(|w| w.strip_suffix(']')))
+}
+
+/// Every size's knob as it was, restored once: on drop or from a signal.
+pub struct Knobs {
+    saved: Mutex<Vec<(PathBuf, String)>>,
+}
+
+impl Knobs {
+    /// Sets `folio_kb` to `always` and every other size to `never`, so
+    /// faults allocate folios of exactly that size (a larger size left on
+    /// would win for aligned ranges).
+    pub fn set(folio_kb: u64, shared: bool) -> Result<Self> {
+        let knobs = Self {
+            saved: Mutex::new(Vec::new()),
+        };
+        for size in offered_sizes(shared) {
+            let path = knob(size, shared);
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let Some(before) = active(&text).map(str::to_owned) else {
+                bail!("{} has no active setting: {text}", path.display());
+            };
+            let wanted = if size == folio_kb { "always" } else { "never" };
+            if before == wanted {
+                continue;
+            }
+            match std::fs::write(&path, wanted) {
+                Ok(()) => knobs.lock().push((path, before)),
+                Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                    bail!("--folio-kb needs root to set {} (run it as root)", path.display())
+                }
+                Err(err) => return Err(err).with_context(|| format!("setting {} to {wanted}", path.display())),
+            }
+        }
+        Ok(knobs)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(PathBuf, String)>> {
+        self.saved.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Puts every changed knob back; safe to call twice.
+    pub fn restore(&self) {
+        for (path, before) in self.lock().drain(..) {
+            if let Err(err) = std::fs::write(&path, &before) {
+                eprintln!("warning: could not restore {} to {before}: {err}", path.display());
+            }
+        }
+    }
+}
+
+impl Knobs {
+    /// Restores the knobs also when SIGINT or SIGTERM ends the process (a
+    /// tracer stops its workload with SIGTERM): the signals are blocked in
+    /// this thread, and so in every thread started after, and one thread
+    /// waits for them, restores, and exits as the signal would have.
+    pub fn restored_on_signal(self) -> Result<KnobGuard> {
+        let knobs = std::sync::Arc::new(self);
+        // SAFETY: sigset_t is plain data, filled by sigemptyset/sigaddset.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        unsafe {
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+        }
+        // SAFETY: blocks two signals in this thread; no old mask is kept.
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        if rc != 0 {
+            bail!("blocking SIGINT and SIGTERM: {}", std::io::Error::from_raw_os_error(rc));
+        }
+        let waiting = std::sync::Arc::clone(&knobs);
+        std::thread::spawn(move || {
+            let mut signal = 0;
+            // SAFETY: waits on the set built above.
+            if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+                waiting.restore();
+                std::process::exit(128 + signal);
+            }
+        });
+        Ok(KnobGuard(knobs))
+    }
+}
+
+/// Restores the knobs when dropped (the signal thread holds them too).
+pub struct KnobGuard(std::sync::Arc<Knobs>);
+
+impl Drop for KnobGuard {
+    fn drop(&mut self) {
+        self.0.restore();
+    }
+}
+
+impl Drop for Knobs {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_active_choice_is_the_bracketed_one() {
+        assert_eq!(active("always inherit madvise [never]"), Some("never"));
+        assert_eq!(active("always [inherit] within_size advise never"), Some("inherit"));
+        assert_eq!(active("always inherit"), None);
+    }
+}
