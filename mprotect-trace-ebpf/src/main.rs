@@ -269,10 +269,17 @@ fn fentry_arg(ctx: &FEntryContext, index: u32) -> Option<u64> {
 
 /// kprobe: the argument by runtime index. The registers are copied to the
 /// stack first: indexing the context itself compiles to a variable-offset
-/// ctx load, which the verifier refuses. x86-64 argument registers.
+/// ctx load, which the verifier refuses. The calling convention's argument
+/// registers: six on x86-64, eight on arm64.
 #[inline(always)]
 fn kprobe_arg(ctx: &ProbeContext, index: u32) -> Option<u64> {
     let regs = unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const pt_regs) }.ok()?;
+    argument_register(&regs, index)
+}
+
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+fn argument_register(regs: &pt_regs, index: u32) -> Option<u64> {
     match index {
         0 => Some(regs.rdi),
         1 => Some(regs.rsi),
@@ -282,6 +289,37 @@ fn kprobe_arg(ctx: &ProbeContext, index: u32) -> Option<u64> {
         5 => Some(regs.r9),
         _ => None,
     }
+}
+
+#[cfg(bpf_target_arch = "aarch64")]
+#[inline(always)]
+fn argument_register(regs: &pt_regs, index: u32) -> Option<u64> {
+    match index {
+        0 => Some(regs.regs[0]),
+        1 => Some(regs.regs[1]),
+        2 => Some(regs.regs[2]),
+        3 => Some(regs.regs[3]),
+        4 => Some(regs.regs[4]),
+        5 => Some(regs.regs[5]),
+        6 => Some(regs.regs[6]),
+        7 => Some(regs.regs[7]),
+        _ => None,
+    }
+}
+
+/// Whether a perf sample interrupted kernel code.
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+fn sampled_in_kernel(data: *const bpf_perf_event_data) -> bool {
+    // The low two bits of CS are the privilege level the CPU was in.
+    (unsafe { (*data).regs.cs } & 3) == 0
+}
+
+#[cfg(bpf_target_arch = "aarch64")]
+#[inline(always)]
+fn sampled_in_kernel(data: *const bpf_perf_event_data) -> bool {
+    // PSTATE.M[3:0] is the exception level and stack: EL0t (0) is user mode.
+    (unsafe { (*data).regs.pstate } & 0xf) != 0
 }
 
 #[inline(always)]
@@ -358,9 +396,7 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
         return 0;
     }
     bump(&COUNTERS, counter::SAMPLES);
-    // x86-64: the low two bits of CS are the privilege level the CPU was in.
-    let data = ctx.as_ptr() as *const bpf_perf_event_data;
-    let in_kernel = unsafe { (*data).regs.cs } & 3 == 0;
+    let in_kernel = sampled_in_kernel(ctx.as_ptr() as *const bpf_perf_event_data);
     let kernel_stack_id = match ctx.get_stackid(&STACKS, 0) {
         Ok(id) => id as i32,
         Err(err) => {

@@ -19,17 +19,25 @@ const BPF_LINKER_VERSION: &str = "0.10.3";
 const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",
     "qemu-system-x86",
+    "qemu-system-arm",
+    "gcc-aarch64-linux-gnu",
     "busybox-static",
     "cpio",
     "chromium",
     "fonts-dejavu-core",
 ];
 
+/// The arm64 guests' tracer: static, so the initramfs needs no libraries.
+const ARM64_TARGET: &str = "aarch64-unknown-linux-musl";
+
 pub fn run() -> Result<()> {
     ensure_nightly_rust_src()?;
+    ensure_rust_target(ARM64_TARGET)?;
     ensure_bpf_linker()?;
     ensure_debian_packages()?;
-    eprintln!("setup: nightly rust-src, bpf-linker {BPF_LINKER_VERSION} and Debian packages are present");
+    eprintln!(
+        "setup: nightly rust-src, the {ARM64_TARGET} target, bpf-linker {BPF_LINKER_VERSION} and Debian packages are present"
+    );
     Ok(())
 }
 
@@ -42,6 +50,15 @@ fn ensure_nightly_rust_src() -> Result<()> {
         output_of(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
     if !components.lines().any(|line| line.starts_with("rust-src")) {
         run_checked(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    Ok(())
+}
+
+/// The target's standard library for the toolchain that builds user space.
+fn ensure_rust_target(target: &str) -> Result<()> {
+    let installed = output_of(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if !installed.lines().any(|line| line.trim() == target) {
+        run_checked(Command::new("rustup").args(["target", "add", target]))?;
     }
     Ok(())
 }

@@ -15,6 +15,10 @@ pub struct FunctionSignature {
     /// worth a distribution.
     #[serde(default)]
     pub returns_integer: bool,
+    /// Whether it returns a struct or union by value (`pte_t`): the
+    /// verifier refuses fentry/fexit on such a function.
+    #[serde(default)]
+    pub returns_struct: bool,
     pub parameters: Vec<Parameter>,
 }
 
@@ -65,6 +69,7 @@ impl KernelBtf {
         };
         let return_type = self.type_name_by_id(proto.return_type_id(), 0)?;
         let returns_integer = self.is_integer(proto.return_type_id())?;
+        let returns_struct = self.is_struct(proto.return_type_id())?;
         let parameters = proto
             .parameters
             .iter()
@@ -80,8 +85,26 @@ impl KernelBtf {
             name: name.to_owned(),
             return_type,
             returns_integer,
+            returns_struct,
             parameters,
         }))
+    }
+
+    /// Whether type `id` is a struct or union, through typedefs and qualifiers.
+    fn is_struct(&self, mut id: u32) -> Result<bool> {
+        for _ in 0..16 {
+            if id == 0 {
+                return Ok(false);
+            }
+            match self.btf.resolve_type_by_id(id)? {
+                Type::Struct(_) | Type::Union(_) => return Ok(true),
+                Type::Typedef(t) => id = t.get_type_id()?,
+                Type::Const(t) => id = t.get_type_id()?,
+                Type::Volatile(t) => id = t.get_type_id()?,
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 
     /// Whether type `id` is an integer or an enum, through typedefs and qualifiers.

@@ -217,7 +217,17 @@ pub fn plan_target(
 fn no_backend_reason(facts: &TargetFacts, caps: &Capabilities, choice: BackendChoice) -> String {
     let name = facts.name;
     if let BackendChoice::Only(only) = choice {
-        let needs = backend::of_kind(only).map_or("", |b| b.needs());
+        let forced = backend::of_kind(only);
+        if let Some(why) = forced
+            .and_then(|b| b.cannot_probe(facts))
+            .filter(|_| facts.in_kallsyms && facts.in_btf)
+        {
+            return format!(
+                "no function probe: --backend {} cannot probe {name} ({why})",
+                only.label()
+            );
+        }
+        let needs = forced.map_or("", |b| b.needs());
         let notrace = if facts.traceable == Some(false) {
             " (it is notrace: not in available_filter_functions)"
         } else {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{Console, Initramfs, KernelImage};
+use super::{Arch, Console, Initramfs, KernelImage};
 
 /// How QEMU runs the guest's instructions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,25 +37,30 @@ impl Default for Machine {
 }
 
 impl Machine {
-    /// Boots `kernel` with `initramfs` (x86_64); the console, once the
-    /// guest has powered off.
+    /// Boots `kernel` with `initramfs`; the console, once the guest has
+    /// powered off.
     pub fn boot(&self, kernel: &KernelImage, initramfs: &Initramfs) -> Result<Console> {
         let accel = match self.accel {
             Accel::Tcg => "tcg,thread=multi",
         };
+        let (qemu, machine, console) = match kernel.arch {
+            Arch::X86_64 => ("qemu-system-x86_64", "pc", "ttyS0"),
+            Arch::Arm64 => ("qemu-system-aarch64", "virt", "ttyAMA0"),
+        };
         let output = Command::new("timeout")
             .arg(self.timeout.as_secs().to_string())
-            .arg("qemu-system-x86_64")
-            .args(["-accel", accel, "-cpu", "max"])
+            .arg(qemu)
+            .args(["-M", machine, "-accel", accel, "-cpu", "max"])
             .args(["-m", &self.memory_mib.to_string(), "-smp", &self.cpus.to_string()])
             .args(["-nographic", "-no-reboot", "-kernel"])
             .arg(&kernel.path)
             .arg("-initrd")
             .arg(&initramfs.path)
-            .args(["-append", "console=ttyS0 quiet loglevel=1 panic=-1"])
+            .arg("-append")
+            .arg(format!("console={console} quiet loglevel=1 panic=-1"))
             .stdin(Stdio::null())
             .output()
-            .context("starting qemu-system-x86_64 (Debian package qemu-system-x86)")?;
+            .with_context(|| format!("starting {qemu} (Debian packages qemu-system-x86, qemu-system-arm)"))?;
         let console = String::from_utf8_lossy(&output.stdout).replace('\r', "");
         if !output.status.success() {
             bail!(

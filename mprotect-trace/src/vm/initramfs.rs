@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result};
 
-use super::{output_of, run_checked};
+use super::run_checked;
 
 /// Where the tracer sits inside the guest.
 pub const GUEST_TRACER: &str = "/mprotect-trace";
@@ -16,9 +16,10 @@ pub struct Initramfs {
 }
 
 impl Initramfs {
-    /// Packs `tracer` and `init` (the script's text) into
-    /// `work_dir/initramfs.cpio.gz`, staging the tree in `work_dir/initramfs`.
-    pub fn build(work_dir: &Path, tracer: &Path, init: &str) -> Result<Self> {
+    /// Packs `busybox` (static, of the guest's architecture), `tracer` and
+    /// `init` (the script's text) into `work_dir/initramfs.cpio.gz`,
+    /// staging the tree in `work_dir/initramfs`.
+    pub fn build(work_dir: &Path, busybox: &Path, tracer: &Path, init: &str) -> Result<Self> {
         let root = work_dir.join("initramfs");
         if root.exists() {
             std::fs::remove_dir_all(&root).with_context(|| format!("clearing {}", root.display()))?;
@@ -26,11 +27,19 @@ impl Initramfs {
         for dir in ["bin", "proc", "sys", "dev", "tmp"] {
             std::fs::create_dir_all(root.join(dir)).with_context(|| format!("creating {}", root.display()))?;
         }
-        std::fs::copy("/bin/busybox", root.join("bin/busybox")).context("copying /bin/busybox (busybox-static)")?;
+        std::fs::copy(busybox, root.join("bin/busybox")).with_context(|| format!("copying {}", busybox.display()))?;
         std::fs::copy(tracer, root.join(GUEST_TRACER.trim_start_matches('/')))
             .with_context(|| format!("copying {}", tracer.display()))?;
-        // The shared libraries the binary needs, at the paths ldd names.
-        for library in output_of(Command::new("ldd").arg(tracer))?
+        // The shared libraries a dynamic binary needs, at the paths ldd
+        // names (a static one, as for arm64, needs none).
+        let libraries = Command::new("ldd")
+            .arg(tracer)
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+            .unwrap_or_default();
+        for library in libraries
             .lines()
             .filter_map(|line| line.split_whitespace().find(|word| word.starts_with('/')))
         {

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{output_of, run_checked};
+use super::{Arch, output_of, run_checked};
 
 /// The suites searched, oldest first: bookworm has 6.1, trixie 6.12,
 /// trixie-backports 7.x.
@@ -17,15 +17,16 @@ const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelImage {
-    /// The bootable image (`vmlinuz`, `bzImage`).
+    /// The bootable image (`vmlinuz`, `bzImage`, arm64 `Image`).
     pub path: PathBuf,
+    pub arch: Arch,
     /// Where it came from: the package name, or the path given.
     pub source: String,
 }
 
 impl KernelImage {
-    /// An image file given by path.
-    pub fn from_path(path: &Path) -> Result<Self> {
+    /// An image file given by path, for `arch`.
+    pub fn from_path(path: &Path, arch: Arch) -> Result<Self> {
         if !path.is_file() {
             bail!(
                 "kernel image {} does not exist: give a bzImage or vmlinuz file",
@@ -34,19 +35,21 @@ impl KernelImage {
         }
         Ok(Self {
             path: path.to_path_buf(),
+            arch,
             source: path.display().to_string(),
         })
     }
 
-    /// The newest x86_64 Debian cloud kernel of `series` ("6.1", "7",
-    /// "7.3"), unpacked under `cache`; reused when already there.
-    pub fn debian_cloud(series: &str, cache: &Path) -> Result<Self> {
-        let apt = PrivateApt::new(&cache.join("apt"))?;
+    /// The newest Debian cloud kernel of `series` ("6.1", "7", "7.3")
+    /// for `arch`, unpacked under `cache`; reused when already there.
+    pub fn debian_cloud(series: &str, arch: Arch, cache: &Path) -> Result<Self> {
+        let apt = PrivateApt::new(cache, arch)?;
         let escaped = series.replace('.', "\\.");
+        let flavour = format!("cloud-{}", arch.debian());
         // 6.x ships the image as linux-image-*-unsigned; 7.x as linux-binary-*.
         let patterns = [
-            format!("^linux-image-{escaped}[.-].*-cloud-amd64-unsigned$"),
-            format!("^linux-binary-{escaped}[.-].*-cloud-amd64$"),
+            format!("^linux-image-{escaped}[.-].*-{flavour}-unsigned$"),
+            format!("^linux-binary-{escaped}[.-].*-{flavour}$"),
         ];
         let mut candidates = Vec::new();
         for pattern in &patterns {
@@ -58,41 +61,58 @@ impl KernelImage {
                     .map(str::to_owned),
             );
         }
-        let package = newest(&candidates)
-            .with_context(|| format!("Debian ({SUITES}) has no cloud kernel of series {series} for amd64"))?;
-        let unpacked = cache.join(&package);
-        if let Some(path) = find_image(&unpacked) {
-            return Ok(Self { path, source: package });
-        }
-        let download = cache.join("download");
-        std::fs::create_dir_all(&download).with_context(|| format!("creating {}", download.display()))?;
-        run_checked(
-            apt.command("apt-get")
-                .args(["download", &package])
-                .current_dir(&download),
-        )?;
-        let deb = std::fs::read_dir(&download)?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .find(|path| {
-                path.file_name()
-                    .is_some_and(|name| name.to_string_lossy().starts_with(&format!("{package}_")))
-            })
-            .context("apt-get download left no .deb")?;
-        run_checked(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+        let package = newest(&candidates).with_context(|| {
+            format!(
+                "Debian ({SUITES}) has no cloud kernel of series {series} for {}",
+                arch.debian()
+            )
+        })?;
+        let unpacked = apt.unpacked(&package)?;
         let path = find_image(&unpacked).with_context(|| format!("{package} holds no vmlinuz"))?;
-        Ok(Self { path, source: package })
+        Ok(Self {
+            path,
+            arch,
+            source: package,
+        })
     }
 }
 
-/// apt with its own state, cache and sources under one directory.
+/// A static busybox for `arch`'s guests: the machine's own for x86_64,
+/// Debian's `busybox-static` for arm64, fetched once into `cache`.
+pub fn busybox(arch: Arch, cache: &Path) -> Result<PathBuf> {
+    match arch {
+        Arch::X86_64 => Ok(PathBuf::from("/bin/busybox")),
+        Arch::Arm64 => {
+            let unpacked = PrivateApt::new(cache, arch)?.unpacked("busybox-static")?;
+            // bin/ before the /usr merge (bookworm), usr/bin/ after (trixie).
+            ["usr/bin/busybox", "bin/busybox"]
+                .into_iter()
+                .map(|path| unpacked.join(path))
+                .find(|path| path.is_file())
+                .context("busybox-static holds no busybox")
+        }
+    }
+}
+
+/// apt with its own state, cache and sources under one directory, for
+/// one architecture's packages.
 struct PrivateApt {
     dir: PathBuf,
+    /// Where packages are unpacked, one directory each.
+    cache: PathBuf,
+    arch: Arch,
 }
 
 impl PrivateApt {
-    /// Sets up the directory and fetches the package lists once.
-    fn new(dir: &Path) -> Result<Self> {
-        let apt = Self { dir: dir.to_path_buf() };
+    /// Sets up `cache/apt-<arch>` and fetches the package lists once.
+    fn new(cache: &Path, arch: Arch) -> Result<Self> {
+        let dir = cache.join(format!("apt-{}", arch.debian()));
+        let apt = Self {
+            dir: dir.clone(),
+            cache: cache.to_path_buf(),
+            arch,
+        };
+        let dir = dir.as_path();
         let lists = dir.join("state/lists");
         let fetched = std::fs::read_dir(&lists).is_ok_and(|mut entries| {
             entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with("InRelease")))
@@ -103,7 +123,12 @@ impl PrivateApt {
             }
             let sources: String = SUITES
                 .split(' ')
-                .map(|suite| format!("deb [arch=amd64 signed-by={KEYRING}] {ARCHIVE} {suite} main\n"))
+                .map(|suite| {
+                    format!(
+                        "deb [arch={} signed-by={KEYRING}] {ARCHIVE} {suite} main\n",
+                        arch.debian()
+                    )
+                })
                 .collect();
             std::fs::write(dir.join("sources.list"), sources)?;
             run_checked(apt.command("apt-get").args(["update", "-qq"]))?;
@@ -121,8 +146,40 @@ impl PrivateApt {
             .arg(option("Dir::Cache", self.dir.join("cache")))
             .arg("-o")
             .arg(option("Dir::Etc::SourceList", self.dir.join("sources.list")))
-            .args(["-o", "Dir::Etc::SourceParts=/dev/null", "-o", "APT::Architecture=amd64"]);
+            .args(["-o", "Dir::Etc::SourceParts=/dev/null", "-o"])
+            .arg(format!("APT::Architecture={}", self.arch.debian()));
         command
+    }
+
+    /// `package` (the newest apt knows) downloaded and unpacked under the
+    /// cache, once.
+    fn unpacked(&self, package: &str) -> Result<PathBuf> {
+        let unpacked = self.cache.join(format!("{package}_{}", self.arch.debian()));
+        if unpacked.is_dir() {
+            return Ok(unpacked);
+        }
+        let download = self.cache.join("download");
+        std::fs::create_dir_all(&download).with_context(|| format!("creating {}", download.display()))?;
+        run_checked(
+            self.command("apt-get")
+                .args(["download", &format!("{package}:{}", self.arch.debian())])
+                .current_dir(&download),
+        )?;
+        let suffix = format!("_{}.deb", self.arch.debian());
+        let deb = std::fs::read_dir(&download)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .find(|path| {
+                path.file_name().is_some_and(|name| {
+                    let name = name.to_string_lossy();
+                    name.starts_with(&format!("{package}_")) && name.ends_with(&suffix)
+                })
+            })
+            .context("apt-get download left no .deb")?;
+        let partial = unpacked.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        run_checked(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial))?;
+        std::fs::rename(&partial, &unpacked).with_context(|| format!("renaming to {}", unpacked.display()))?;
+        Ok(unpacked)
     }
 }
 
@@ -185,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_missing_image_is_one_line_naming_what_to_give() {
-        let err = KernelImage::from_path(Path::new("/no/such/bzImage")).unwrap_err();
+        let err = KernelImage::from_path(Path::new("/no/such/bzImage"), Arch::X86_64).unwrap_err();
         assert_eq!(
             err.to_string(),
             "kernel image /no/such/bzImage does not exist: give a bzImage or vmlinuz file"

@@ -14,6 +14,40 @@ pub use console::{Console, GuestScript};
 pub use initramfs::Initramfs;
 pub use kernel::KernelImage;
 
+/// A guest architecture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Arm64,
+}
+
+impl Arch {
+    /// Debian's name for it (package architectures, kernel flavours).
+    pub fn debian(self) -> &'static str {
+        match self {
+            Self::X86_64 => "amd64",
+            Self::Arm64 => "arm64",
+        }
+    }
+
+    /// `uname -m` inside the guest.
+    pub fn uname(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64",
+            Self::Arm64 => "aarch64",
+        }
+    }
+
+    /// The Rust target the tracer is built for to run in such a guest
+    /// (arm64: static musl, so the initramfs needs no libraries).
+    pub fn rust_target(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64-unknown-linux-gnu",
+            Self::Arm64 => "aarch64-unknown-linux-musl",
+        }
+    }
+}
+
 use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};

@@ -98,9 +98,13 @@ pub fn wait_for_exit_gate() -> Result<()> {
 pub fn run(plan: &Plan, start_gate: StartGate, gated: bool) -> Result<WorkloadResult> {
     let cpu_before = process_cpu_time();
     // One malloc arena: glibc grows per-thread arenas with mprotect(),
-    // which would add calls that are not the workload's toggles.
+    // which would add calls that are not the workload's toggles (musl's
+    // allocator, in the static arm64 build, has no arenas).
     // SAFETY: mallopt only tunes the allocator.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1)
+    };
     let progress = progress_bar(plan, gated);
     let barriers = Barriers {
         started: Barrier::new(plan.threads as usize),

@@ -129,7 +129,12 @@ impl Knobs {
             bail!("blocking SIGINT and SIGTERM: {}", std::io::Error::from_raw_os_error(rc));
         }
         let waiting = std::sync::Arc::clone(&knobs);
+        let (started, running) = std::sync::mpsc::sync_channel(0);
         std::thread::spawn(move || {
+            // Running the closure means the thread's start-up is over (Rust
+            // sets up its signal stack with an mprotect() then): say so,
+            // so that call is never counted among the workload's.
+            let _ = started.send(());
             let mut signal = 0;
             // SAFETY: waits on the set built above.
             if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
@@ -137,6 +142,9 @@ impl Knobs {
                 std::process::exit(128 + signal);
             }
         });
+        running
+            .recv()
+            .context("the thread that restores the knobs on a signal did not start")?;
         Ok(KnobGuard(knobs))
     }
 }

@@ -87,6 +87,8 @@ impl FunctionBackend for Fentry {
             Some("not in BTF")
         } else if !target.in_kallsyms {
             Some("not in /proc/kallsyms")
+        } else if target.signature.is_some_and(|s| s.returns_struct) {
+            Some("it returns a struct, which the verifier refuses for fentry/fexit")
         } else if target.traceable == Some(false) {
             Some("notrace: not in available_filter_functions")
         } else {
