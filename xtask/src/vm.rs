@@ -150,6 +150,9 @@ pub fn run() -> Result<u64> {
         }
         .and_then(|summary| Ok(summary + &check_frames(&reports, &functions)?))
         .with_context(|| format!("on {release} (console: {})", log.display()))?;
+        if let Some(doctor) = console.section("doctor") {
+            println!("mprotect-trace doctor inside the VM:\n{doctor}");
+        }
         if let Some(table) = console.section("table") {
             println!("mprotect-trace run inside the VM ({release}):\n{table}");
         }

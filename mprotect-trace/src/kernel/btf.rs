@@ -91,38 +91,33 @@ impl KernelBtf {
     }
 
     /// Whether type `id` is a struct or union, through typedefs and qualifiers.
-    fn is_struct(&self, mut id: u32) -> Result<bool> {
-        for _ in 0..16 {
-            if id == 0 {
-                return Ok(false);
-            }
-            match self.btf.resolve_type_by_id(id)? {
-                Type::Struct(_) | Type::Union(_) => return Ok(true),
-                Type::Typedef(t) => id = t.get_type_id()?,
-                Type::Const(t) => id = t.get_type_id()?,
-                Type::Volatile(t) => id = t.get_type_id()?,
-                _ => return Ok(false),
-            }
-        }
-        Ok(false)
+    fn is_struct(&self, id: u32) -> Result<bool> {
+        Ok(matches!(self.resolved(id)?, Some(Type::Struct(_) | Type::Union(_))))
     }
 
     /// Whether type `id` is an integer or an enum, through typedefs and qualifiers.
-    fn is_integer(&self, mut id: u32) -> Result<bool> {
+    fn is_integer(&self, id: u32) -> Result<bool> {
+        Ok(matches!(
+            self.resolved(id)?,
+            Some(Type::Int(_) | Type::Enum(_) | Type::Enum64(_))
+        ))
+    }
+
+    /// Type `id` with typedefs, const and volatile peeled off; `None` for void.
+    fn resolved(&self, mut id: u32) -> Result<Option<Type>> {
         // Bounded: malformed BTF could chain typedefs in a cycle.
         for _ in 0..16 {
             if id == 0 {
-                return Ok(false);
+                return Ok(None);
             }
             match self.btf.resolve_type_by_id(id)? {
-                Type::Int(_) | Type::Enum(_) | Type::Enum64(_) => return Ok(true),
                 Type::Typedef(t) => id = t.get_type_id()?,
                 Type::Const(t) => id = t.get_type_id()?,
                 Type::Volatile(t) => id = t.get_type_id()?,
-                _ => return Ok(false),
+                other => return Ok(Some(other)),
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     fn type_name_by_id(&self, id: u32, depth: usize) -> Result<String> {
