@@ -137,7 +137,16 @@ pub fn run() -> Result<u64> {
         let busybox = kernel::busybox(arch, &cache)?;
         let initramfs = Initramfs::build(&work, &busybox, &tracer(arch)?, &guest_script(generation))?;
         eprintln!("vm-test: booting {} under QEMU (TCG)", kernel.source);
-        let console = Machine::default().boot(&kernel, &initramfs)?;
+        let (console, failed_boots) = Machine::default()
+            .boot_retrying(&kernel, &initramfs, 3, |n| work.join(format!("console-failed-{n}.log")))?;
+        if failed_boots > 0 {
+            println!(
+                "vm-test: {} needed {} more boot(s); the failed consoles are kept in {}",
+                kernel.source,
+                failed_boots,
+                work.display()
+            );
+        }
         let log = work.join("console.log");
         std::fs::write(&log, &console.text)?;
         let reports = Reports::read(&console, &log, generation)?;

@@ -37,6 +37,34 @@ impl Default for Machine {
 }
 
 impl Machine {
+    /// Boots until the guest's init runs to its end, at most `attempts`
+    /// times: under emulation a kernel now and then panics while booting
+    /// (seen: an int3 Oops in text patching under multi-threaded TCG).
+    /// Each failed boot's console is kept as `failed_log(n)`.
+    pub fn boot_retrying(
+        &self,
+        kernel: &KernelImage,
+        initramfs: &Initramfs,
+        attempts: u32,
+        failed_log: impl Fn(u32) -> std::path::PathBuf,
+    ) -> Result<(Console, u32)> {
+        let mut failures = 0;
+        loop {
+            let console = self.boot(kernel, initramfs)?;
+            if console.init_done() || failures + 1 >= attempts {
+                return Ok((console, failures));
+            }
+            failures += 1;
+            let log = failed_log(failures);
+            std::fs::write(&log, &console.text).with_context(|| format!("writing {}", log.display()))?;
+            eprintln!(
+                "vm: {} did not finish booting its init (console: {}); booting again",
+                kernel.source,
+                log.display()
+            );
+        }
+    }
+
     /// Boots `kernel` with `initramfs`; the console, once the guest has
     /// powered off.
     pub fn boot(&self, kernel: &KernelImage, initramfs: &Initramfs) -> Result<Console> {

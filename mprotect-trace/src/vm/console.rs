@@ -65,11 +65,15 @@ impl GuestScript {
         self
     }
 
-    /// The script, ending with the guest's power-off.
+    /// The script, ending with a line that says every step ran, and the
+    /// guest's power-off.
     pub fn finish(&self) -> String {
-        format!("{}poweroff -f\n", self.text)
+        format!("{}echo {INIT_DONE}\npoweroff -f\n", self.text)
     }
 }
+
+/// The last line a guest's init prints: every step ran.
+pub const INIT_DONE: &str = "===INIT DONE===";
 
 /// Everything the guest printed.
 pub struct Console {
@@ -77,6 +81,12 @@ pub struct Console {
 }
 
 impl Console {
+    /// Whether the guest's init ran to its end (a kernel that panicked
+    /// while booting never gets there).
+    pub fn init_done(&self) -> bool {
+        self.text.contains(INIT_DONE)
+    }
+
     /// What was printed between `===BEGIN name===` and `===END name===`.
     pub fn section(&self, name: &str) -> Option<&str> {
         let begin = format!("===BEGIN {name}===\n");
@@ -117,6 +127,6 @@ mod tests {
         let script = GuestScript::new().run("fentry", "--backend fentry").finish();
         assert!(script.contains("/mprotect-trace run --backend fentry --json -o /tmp/fentry > /tmp/fentry.json"));
         assert!(script.contains("echo \"fentry exit status $?\""));
-        assert!(script.ends_with("echo ===END fentry===\npoweroff -f\n"));
+        assert!(script.ends_with("echo ===END fentry===\necho ===INIT DONE===\npoweroff -f\n"));
     }
 }
