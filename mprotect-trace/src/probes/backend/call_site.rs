@@ -17,9 +17,6 @@ use crate::model::{Backend, Check};
 
 pub struct CallSite;
 
-/// x86-64 passes the first six arguments in registers.
-const REGISTER_ARGUMENTS: usize = 6;
-
 /// Slot `slot`'s call-site program, loaded once.
 fn program(context: &mut aya::Ebpf, slot: u32) -> Result<&mut KProbe> {
     let program: &mut KProbe = program_mut(context, CALL_SITE_SLOTS[slot as usize])?;
@@ -87,7 +84,7 @@ impl FunctionBackend for CallSite {
     }
 
     fn reads_argument(&self, index: usize) -> bool {
-        index < REGISTER_ARGUMENTS
+        index < super::REGISTER_ARGUMENTS
     }
 
     fn programs(&self, slot: u32) -> Vec<&'static str> {

@@ -13,9 +13,6 @@ use crate::model::{Backend, Check};
 
 pub struct Kprobe;
 
-/// x86-64 passes the first six arguments in registers, all a kprobe can read.
-const REGISTER_ARGUMENTS: usize = 6;
-
 impl FunctionBackend for Kprobe {
     fn kind(&self) -> Backend {
         Backend::Kprobe
@@ -72,7 +69,7 @@ impl FunctionBackend for Kprobe {
     }
 
     fn reads_argument(&self, index: usize) -> bool {
-        index < REGISTER_ARGUMENTS
+        index < super::REGISTER_ARGUMENTS
     }
 
     fn programs(&self, slot: u32) -> Vec<&'static str> {

@@ -14,6 +14,10 @@ use crate::kernel::btf::FunctionSignature;
 use crate::kernel::kallsyms::Kallsyms;
 use crate::model::{Backend, Check};
 
+/// Arguments a kprobe reads from the calling convention's registers (the
+/// eBPF side reads the same ones): six on x86-64, eight on arm64.
+pub const REGISTER_ARGUMENTS: usize = if cfg!(target_arch = "aarch64") { 8 } else { 6 };
+
 /// Every backend, most preferred first. Adding one: its module, and a line here.
 pub static ALL: &[&dyn FunctionBackend] = &[&fentry::Fentry, &kprobe::Kprobe, &call_site::CallSite];
 
