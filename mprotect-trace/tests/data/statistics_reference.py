@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Reference values for src/statistics.rs, computed independently (SciPy 1.17.1,
+numpy 2.4.6, brute-force enumeration). Run: python3 tests/data/statistics_reference.py"""
+import numpy as np, itertools, math
+from scipy.stats import t
+from scipy.stats import mannwhitneyu as m, permutation_test, rankdata
+cases=[([1,2,3,4,5],[6,7,8,9,10]),([152.1,148.3,160.2,139.9,171.0],[149.5,158.8,162.4,151.0,144.7]),([10,11,12],[13,14,15,16]),([3.1,2.7,4.4,3.9],[4.8,5.2,3.0,6.1,5.5,4.9])]
+for a,b in cases:
+    r=m(a,b,method="exact"); print(r.statistic, repr(r.pvalue))
+u = lambda x, y, axis=-1: rankdata(np.concatenate([x, y],axis=axis),axis=axis)[...,:x.shape[-1]].sum(axis=-1) - x.shape[-1]*(x.shape[-1]+1)/2
+for a,b in [([5,5,6,7],[6,7,7,8,8]),([4,4,4],[4,4])]:
+    a=np.array(a,float);b=np.array(b,float)
+    r=permutation_test((a,b), u, permutation_type="independent", alternative="two-sided", n_resamples=np.inf, vectorized=True)
+    print(r.statistic, repr(r.pvalue))
+a=np.array([100+ (i%9)*2.5-10 for i in range(40)]); b=np.array([104+(i%7)*3.0-9 for i in range(35)])
+r=m(a,b,method="asymptotic"); print(r.statistic, repr(r.pvalue))
+
+def ucdf(m,n):
+    N=m+n; counts={}
+    for comb in itertools.combinations(range(1,N+1),m):
+        u=sum(comb)-m*(m+1)//2; counts[u]=counts.get(u,0)+1
+    tot=math.comb(N,m); cum=[];r=0
+    for u in range(m*n+1): r+=counts.get(u,0); cum.append(r/tot)
+    return cum
+def hl(a,b,alpha=0.05):
+    d=np.sort([y-x for y in b for x in a]); est=np.median(d)
+    cum=ucdf(len(a),len(b)); cs=[c for c,p in enumerate(cum) if p<=alpha/2]
+    if not cs: return est,None
+    c=max(cs); return est,(d[c],d[len(d)-1-c],1-2*cum[c])
+for a,b in [([152.1,148.3,160.2,139.9,171.0],[149.5,158.8,162.4,151.0,144.7]),([1,2,3,4,5],[6,7,8,9,10]),([10,11],[13,14]),([3.1,2.7,4.4,3.9],[4.8,5.2,3.0,6.1,5.5,4.9])]:
+    print(a,b,hl(a,b))
+def mde(a,b,alpha=0.05,power=0.8):
+    m,n=len(a),len(b); e=3/math.pi
+    s=math.sqrt(((m-1)*np.var(a,ddof=1)+(n-1)*np.var(b,ddof=1))/(m+n-2))
+    me,ne=m*e,n*e; df=me+ne-2
+    return (t.ppf(1-alpha/2,df)+t.ppf(power,df))*s*math.sqrt(1/me+1/ne), s
+print(repr(mde([152.1,148.3,160.2,139.9,171.0],[149.5,158.8,162.4,151.0,144.7])))
+print(repr(mde([1.0,1.2,0.9,1.1],[1.3,1.0,1.25,0.95,1.05])))
