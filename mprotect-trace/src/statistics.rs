@@ -347,7 +347,9 @@ mod tests {
     //   d = sorted(y - x for y in b for x in a); d[c], d[-1-c], 1 - 2*cum[c]
     #[test]
     fn shift_intervals_match_brute_force() {
-        let cases: [(&[f64], &[f64], f64, Option<(f64, f64, f64)>); 4] = [
+        // (a, b, estimate, interval as (low, high, confidence))
+        type Case<'a> = (&'a [f64], &'a [f64], f64, Option<(f64, f64, f64)>);
+        let cases: [Case; 4] = [
             (
                 &[152.1, 148.3, 160.2, 139.9, 171.0],
                 &[149.5, 158.8, 162.4, 151.0, 144.7],
