@@ -5,6 +5,7 @@
 pub mod capabilities;
 pub mod profile;
 pub mod report;
+pub mod settings;
 pub mod stats;
 pub mod workload;
 
@@ -14,6 +15,7 @@ pub use report::{
     Attachment, Backend, Calibration, ProgramCost, Report, Role, Scope, StopReason, SyscallProbe, SyscallReport,
     TargetReport,
 };
+pub use settings::{Difference, Settings, WorkloadSettings};
 pub use stats::{Counters, ExactDistribution, Histogram, LatencySummary, ValueStats};
 pub use workload::{PerIteration, SmapsEntry, WorkloadResult};
 
@@ -21,11 +23,12 @@ pub use workload::{PerIteration, SmapsEntry, WorkloadResult};
 mod tests {
     /// The model's sources, read as text: the boundary is checked on what
     /// the files say, not on what happens to compile today.
-    const SOURCES: [(&str, &str); 6] = [
+    const SOURCES: [(&str, &str); 7] = [
         ("mod.rs", include_str!("mod.rs")),
         ("capabilities.rs", include_str!("capabilities.rs")),
         ("profile.rs", include_str!("profile.rs")),
         ("report.rs", include_str!("report.rs")),
+        ("settings.rs", include_str!("settings.rs")),
         ("stats.rs", include_str!("stats.rs")),
         ("workload.rs", include_str!("workload.rs")),
     ];

@@ -7,14 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use super::capabilities::Capabilities;
 use super::profile::Profile;
+use super::settings::Settings;
 use super::stats::{Counters, ExactDistribution, LatencySummary, ValueStats};
 use super::workload::WorkloadResult;
 
 /// 2: lost data counts failed map lookups (`lost.map_lookup_failed`);
 /// targets carry `calls` whatever the backend, `call-site` probes, and
 /// return-value distributions (`return_values`, `return_source`).
+/// 3: `settings`, everything that shaped the measurement; `start_time`
+/// to the millisecond (it orders repeated runs).
 /// Every older version still loads: what it lacks reads as zero or absent.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 pub const FILE_NAME: &str = "report.json";
 
 /// What was traced.
@@ -160,6 +163,9 @@ pub struct Report {
     #[serde(default)]
     pub cpus: usize,
     pub scope: Scope,
+    /// What the run was asked to do (schema 3; absent before).
+    #[serde(default)]
+    pub settings: Option<Settings>,
     /// The traced process, when one was.
     pub tgid: Option<u32>,
     pub command: Vec<String>,

@@ -125,30 +125,3 @@ pub fn mean(values: &[u64]) -> f64 {
     }
     values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64
 }
-
-/// Median; the mean of the two middle values for an even count.
-pub fn median(values: &[u64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 1 {
-        sorted[mid] as f64
-    } else {
-        (sorted[mid - 1] as f64 + sorted[mid] as f64) / 2.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&[5, 1, 3]), 3.0);
-        assert_eq!(median(&[4, 1, 3, 2]), 2.5);
-        assert_eq!(median(&[]), 0.0);
-    }
-}

@@ -6,13 +6,14 @@ use crate::collect::Snapshot;
 use crate::model::report::{SCHEMA_VERSION, prot_name};
 use crate::model::stats::PERCENTILE_RELATIVE_ERROR;
 use crate::model::{
-    Attachment, Backend, Calibration, Capabilities, LatencySummary, Profile, ProgramCost, Report, Scope, StopReason,
+    Attachment, Backend, Calibration, Capabilities, LatencySummary, Profile, ProgramCost, Report, Scope, Settings, StopReason,
     SyscallProbe, SyscallReport, TargetReport, WorkloadResult,
 };
 
 /// Everything a run found out, read back from the kernel and the target.
 pub struct Collected {
     pub scope: Scope,
+    pub settings: Settings,
     pub command: Vec<String>,
     pub syscall_probe: SyscallProbe,
     pub capabilities: Capabilities,
@@ -103,6 +104,7 @@ pub fn report(collected: Collected) -> Report {
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         git_revision: env!("MPROTECT_TRACE_GIT_REVISION").to_owned(),
         start_time: collected.start_time,
+        settings: Some(collected.settings),
         kernel_release: collected.capabilities.kernel_release.clone(),
         arch: collected.capabilities.arch.clone(),
         scope: collected.scope,

@@ -2,6 +2,7 @@
 //! task), print the table and write the run's files.
 
 mod assemble;
+mod settings;
 mod target;
 
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ use crate::ebpf_object;
 use crate::kernel::capabilities;
 use crate::kernel::kallsyms::Kallsyms;
 use crate::model::{Attachment, Backend, LatencySummary, Report, Scope, StopReason, SyscallProbe};
-use crate::options::{RunOptions, SyscallTracing, TraceTarget};
+use crate::options::{RunOptions, TraceTarget};
 use crate::output::{self, Formats, table};
 use crate::probes::attach;
 use crate::probes::plan;
@@ -91,11 +92,8 @@ async fn trace(options: RunOptions) -> Result<ExitCode> {
     let mut ebpf = ebpf_object::load_with_max_stacks(options.max_stacks)?;
     let run_time_stats = options.probe_cost.then(RunTimeStats::enable).transpose()?;
     let caps = capabilities::detect(&mut ebpf);
-    let syscall_probe = match options.syscall {
-        SyscallTracing::Tracepoints => SyscallProbe::Tracepoint,
-        SyscallTracing::EmptyPrograms => SyscallProbe::Empty,
-        SyscallTracing::Off => SyscallProbe::None,
-    };
+    let settings = settings::of(&options)?;
+    let syscall_probe = settings.syscall;
     if syscall_probe != SyscallProbe::None && !caps.syscall_tracepoints.available {
         bail!(
             "cannot attach the mprotect syscall tracepoints: {}; or pass --no-syscall to sample stacks only",
@@ -144,7 +142,7 @@ async fn trace(options: RunOptions) -> Result<ExitCode> {
     .set(CONFIG_INDEX, config, 0)
     .context("writing the trace configuration")?;
     let started = Instant::now();
-    let start_time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let start_time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     target.release().await?;
     eprintln!("{}", attached_line(scope, target.tgid));
     let stop = trace_until_stopped(
@@ -192,6 +190,7 @@ async fn trace(options: RunOptions) -> Result<ExitCode> {
     };
     let report = assemble::report(assemble::Collected {
         scope,
+        settings,
         command,
         syscall_probe,
         capabilities: caps,

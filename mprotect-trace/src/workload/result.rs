@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::{Plan, Samples, ThreadOutcome};
-use crate::model::workload::{mean, median};
+use crate::model::workload::mean;
+use crate::statistics::median;
 use crate::model::{PerIteration, SmapsEntry, WorkloadResult};
 
 /// The result of every thread's measured iterations, and the audit of
@@ -40,7 +41,9 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadRe
         .collect();
     let pages = plan.pages as f64;
     let per_page_mean = |values: &[u64]| mean(values) / pages;
-    let per_page_median = |values: &[u64]| median(values) / pages;
+    let per_page_median = |values: &[u64]| {
+        median(&values.iter().map(|&v| v as f64).collect::<Vec<_>>()).unwrap_or(0.0) / pages
+    };
     WorkloadResult {
         scenario: plan.scenario.name().to_owned(),
         pages: plan.pages as u64,
