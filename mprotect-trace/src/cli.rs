@@ -37,7 +37,7 @@ enum Command {
     Report(ReportArgs),
     /// Redraw the plots, flame graph and report.html of a saved run from its report.json.
     Plot(ReportArgs),
-    /// Compare two saved runs (e.g. two kernels) function by function.
+    /// Compare saved runs (e.g. two kernels), one or many runs a side, function by function.
     Compare(CompareArgs),
     /// Report what this kernel supports and which probe backend each target would use.
     Doctor(DoctorArgs),
@@ -55,8 +55,7 @@ impl Cli {
             Command::Report(args) => commands::report(&args.dir),
             Command::Plot(args) => commands::plot(&args.dir),
             Command::Compare(args) => commands::compare(&CompareOptions {
-                a: args.a,
-                b: args.b,
+                sides: args.sides,
                 force: args.force,
                 json: args.json,
                 output: args.output,
@@ -267,18 +266,18 @@ struct ReportArgs {
 
 #[derive(Args, Debug)]
 struct CompareArgs {
-    /// The baseline run's directory (e.g. the older kernel).
-    a: PathBuf,
-    /// The run compared against it.
-    b: PathBuf,
-    /// Compare even when the workloads differ.
+    /// Two or more sides, the first the baseline (e.g. the older kernel):
+    /// each a run's directory, or a directory of runs (`run --repeat N -o DIR`).
+    #[arg(num_args = 2.., required = true, value_name = "SIDE")]
+    sides: Vec<PathBuf>,
+    /// Compare even when the sides' settings differ.
     #[arg(long)]
     force: bool,
     /// Print the comparison as JSON.
     #[arg(long)]
     json: bool,
-    /// Also write comparison.txt, .json and .html, the A/B latency CDFs
-    /// and, when both runs sampled stacks, diff-flame.svg here.
+    /// Also write comparison.txt, .json and .html, the latency CDFs of every
+    /// side and, when the sides sampled stacks, diff-flame.svg here.
     #[arg(short = 'o', long, value_name = "DIR")]
     output: Option<PathBuf>,
 }

@@ -42,19 +42,18 @@ pub fn plot(path: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `compare A B`.
+/// `compare A B [C ...]`.
 pub fn compare(options: &CompareOptions) -> Result<ExitCode> {
-    let (a, b) = (Report::load(&options.a)?, Report::load(&options.b)?);
-    let comparison = compare::compare(
-        &a,
-        &b,
-        &options.a.display().to_string(),
-        &options.b.display().to_string(),
-        options.force,
-    )?;
+    let sides = options
+        .sides
+        .iter()
+        .enumerate()
+        .map(|(index, path)| compare::Side::load(compare::label(index), path))
+        .collect::<Result<Vec<_>>>()?;
+    let comparison = compare::compare(&sides, options.force)?;
     let (text, json) = (comparison.to_text(), serde_json::to_string_pretty(&comparison)?);
     if let Some(dir) = &options.output {
-        compare::write_outputs(&a, &b, &text, &json, dir)?;
+        compare::write_outputs(&sides, &text, &json, dir)?;
     }
     if options.json {
         println!("{json}");

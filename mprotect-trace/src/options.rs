@@ -111,9 +111,8 @@ pub struct WorkloadCommandOptions {
 
 #[derive(Clone, Debug)]
 pub struct CompareOptions {
-    /// The baseline run.
-    pub a: PathBuf,
-    pub b: PathBuf,
+    /// Each side a run directory or a directory of runs; the first is the baseline.
+    pub sides: Vec<PathBuf>,
     /// Compare even when the workloads differ.
     pub force: bool,
     pub json: bool,

@@ -8,7 +8,17 @@ use super::{Artifact, Format};
 use crate::model::Report;
 
 pub const FILE_NAME: &str = "flame.svg";
+/// The differential flame graph of B against A; with more sides, one per
+/// side, named after it (`diff-flame-C.svg`).
 pub const DIFFERENTIAL_FILE_NAME: &str = "diff-flame.svg";
+
+pub fn differential_file_name(side: &str, sides: usize) -> String {
+    if sides <= 2 {
+        DIFFERENTIAL_FILE_NAME.to_owned()
+    } else {
+        format!("diff-flame-{side}.svg")
+    }
+}
 
 pub struct FlameGraph;
 
@@ -50,7 +60,7 @@ fn draw(folded: &str, title: &str, subtitle: &str) -> Result<Vec<u8>> {
 /// mode): frame widths are B's samples, red frames grew and blue ones
 /// shrank. A's counts are normalized to B's total so a longer run does
 /// not paint everything red.
-pub fn differential(a_folded: &str, b_folded: &str, title: &str) -> Result<Artifact> {
+pub fn differential(a_folded: &str, b_folded: &str, title: &str, file_name: &str) -> Result<Artifact> {
     let mut diff = Vec::new();
     let options = inferno::differential::Options {
         normalize: true,
@@ -64,5 +74,5 @@ pub fn differential(a_folded: &str, b_folded: &str, title: &str) -> Result<Artif
         title,
         "width: B's samples; red: more in B than in A, blue: fewer",
     )?;
-    Ok(Artifact::new(DIFFERENTIAL_FILE_NAME, svg))
+    Ok(Artifact::new(file_name, svg))
 }

@@ -64,7 +64,8 @@ pub const COMPARISON_FILE_NAME: &str = "comparison.html";
 
 /// `comparison.html`: the comparison text, the A/B CDFs and the
 /// differential flame graph among `artifacts`, in one self-contained file.
-pub fn comparison(title: &str, text: &str, artifacts: &[Artifact]) -> Artifact {
+/// `differentials`: each differential flame graph's file and its side.
+pub fn comparison(title: &str, text: &str, artifacts: &[Artifact], differentials: &[(String, String)]) -> Artifact {
     let mut html = page_head(title);
     let _ = write!(
         html,
@@ -72,11 +73,13 @@ pub fn comparison(title: &str, text: &str, artifacts: &[Artifact]) -> Artifact {
         escape(text),
         figures(artifacts)
     );
-    html.push_str(&embedded_svg(
-        artifacts,
-        super::flame::DIFFERENTIAL_FILE_NAME,
-        "Differential flame graph (red: more in B)",
-    ));
+    for (file_name, side) in differentials {
+        html.push_str(&embedded_svg(
+            artifacts,
+            file_name,
+            &format!("Differential flame graph, {side} against the baseline (red: more in {side})"),
+        ));
+    }
     html.push_str(IMAGE_COUNT_SCRIPT);
     html.push_str("</body></html>\n");
     Artifact::new(COMPARISON_FILE_NAME, html)

@@ -444,25 +444,35 @@ fn render_all(report: &Report) -> Result<Vec<Artifact>> {
 }
 
 /// One CDF chart per target measured in both runs, A and B overlaid.
-pub fn render_comparison_cdfs(a: &Report, b: &Report) -> Result<Vec<Artifact>> {
-    let (series_a, series_b) = (latency_series(a), latency_series(b));
-    let subtitle = format!(
-        "A: {}    B: {}",
-        super::table::short_label(a),
-        super::table::short_label(b)
-    );
+pub fn render_comparison_cdfs(sides: &[(&str, &Report)]) -> Result<Vec<Artifact>> {
+    let series: Vec<_> = sides.iter().map(|(label, report)| (*label, latency_series(report))).collect();
+    let subtitle = sides
+        .iter()
+        .map(|(label, report)| format!("{label}: {}", super::table::short_label(report)))
+        .collect::<Vec<_>>()
+        .join("    ");
+    let labels: Vec<&str> = sides.iter().map(|(label, _)| *label).collect();
     let mut files = Vec::new();
-    for (name, backend_a, stats_a) in &series_a {
-        let Some((_, backend_b, stats_b)) = series_b.iter().find(|(n, _, _)| n == name) else {
+    let Some((_, baseline)) = series.first() else {
+        return Ok(files);
+    };
+    for (name, _, _) in baseline {
+        // Drawn where every side measured the target.
+        let lines: Option<Vec<_>> = series
+            .iter()
+            .map(|(label, side)| {
+                side.iter()
+                    .find(|(n, _, _)| n == name)
+                    .map(|(_, backend, stats)| (format!("{label}: {name}"), backend.clone(), *stats))
+            })
+            .collect();
+        let Some(lines) = lines else {
             continue;
         };
         let chart = LatencyCdf {
-            title: format!("{name} latency CDF, A vs B"),
+            title: format!("{name} latency CDF, {}", labels.join(" vs ")),
             subtitle: subtitle.clone(),
-            series: vec![
-                (format!("A: {name}"), backend_a.clone(), stats_a),
-                (format!("B: {name}"), backend_b.clone(), stats_b),
-            ],
+            series: lines,
         };
         files.extend(render(&chart, &format!("cdf-{}", slug(name)))?);
     }

@@ -1,0 +1,53 @@
+//! comparison.txt, .json and .html, the latency CDFs of every side and a
+//! differential flame graph per side, written into one directory.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+
+use super::Side;
+use crate::output::{self, Artifact};
+
+/// Plots draw each side's representative run (the one whose workload
+/// median is the side's median): a picture of a typical run, while the
+/// text carries the statistics over all of them.
+pub fn write_outputs(sides: &[Side], text: &str, json: &str, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {} (choose another with -o DIR)", dir.display()))?;
+    let mut artifacts = vec![
+        Artifact::new("comparison.txt", text),
+        Artifact::new("comparison.json", json),
+    ];
+    let shown: Vec<(&str, &crate::model::Report)> = sides
+        .iter()
+        .filter_map(|side| side.representative().map(|report| (side.label.as_str(), report)))
+        .collect();
+    let mut differentials = Vec::new();
+    if let Some((baseline_label, baseline)) = shown.first()
+        && let Some(baseline_profile) = &baseline.sampling
+    {
+        for (label, report) in &shown[1..] {
+            let Some(profile) = &report.sampling else {
+                continue;
+            };
+            let title = format!(
+                "compare: {label} {} against {baseline_label} {}",
+                output::table::short_label(report),
+                output::table::short_label(baseline)
+            );
+            let file_name = output::flame::differential_file_name(label, sides.len());
+            artifacts.push(output::flame::differential(
+                &baseline_profile.folded(),
+                &profile.folded(),
+                &title,
+                &file_name,
+            )?);
+            differentials.push((file_name, (*label).to_owned()));
+        }
+    }
+    artifacts.extend(output::plots::render_comparison_cdfs(&shown)?);
+    let kernels: Vec<&str> = shown.iter().map(|(_, r)| r.kernel_release.as_str()).collect();
+    let title = format!("mprotect-trace compare: {}", kernels.join(" vs "));
+    artifacts.push(output::html::comparison(&title, text, &artifacts, &differentials));
+    output::write_artifacts(&artifacts, dir)?;
+    Ok(())
+}

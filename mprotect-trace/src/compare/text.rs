@@ -1,0 +1,215 @@
+//! The comparison as text: what `compare` prints and comparison.txt holds.
+
+use std::fmt::Write as _;
+
+use super::{Comparison, Delta, IntervalSource, MetricDelta, OrderKind, PairComparison, Verdict};
+use crate::output::table::format_ns;
+
+fn value(unit: &str, v: f64) -> String {
+    if unit == "ns" {
+        format_ns(v)
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn optional(v: Option<f64>, format: impl Fn(f64) -> String) -> String {
+    v.map_or_else(|| "-".to_owned(), format)
+}
+
+fn delta(d: &Option<Delta>) -> String {
+    match d {
+        Some(Delta {
+            estimate,
+            interval: Some(i),
+            ..
+        }) => format!("{estimate:+.2} [{:+.2}, {:+.2}]", i.low, i.high),
+        Some(d) => format!("{:+.2}", d.estimate),
+        None => "-".to_owned(),
+    }
+}
+
+/// Two significant digits: 0.69, 0.0079; below 1e-4 in e notation.
+fn p_value(p: f64) -> String {
+    if p < 1e-4 {
+        return format!("{p:.1e}");
+    }
+    let decimals = (1 - p.log10().floor() as i32).clamp(2, 5) as usize;
+    format!("{p:.decimals$}")
+}
+
+fn verdict(m: &MetricDelta) -> String {
+    match (m.verdict, &m.test) {
+        (Verdict::Significant, Some(test)) => format!("significant (p = {})", p_value(test.p_value)),
+        (Verdict::NotSignificant, Some(test)) => format!(
+            "not significant (p = {}); detectable: ±{}",
+            p_value(test.p_value),
+            optional(m.detectable_change, |c| format!("{:.1} %", c * 100.0))
+        ),
+        _ => "no claim".to_owned(),
+    }
+}
+
+impl Comparison {
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for side in &self.sides {
+            let runs = match side.runs.as_slice() {
+                [one] => format!("1 run, {one}"),
+                runs => format!("{} runs", runs.len()),
+            };
+            let _ = writeln!(
+                out,
+                "{}: {} ({runs}): {} on {}",
+                side.label, side.path, side.traced, side.kernel_release
+            );
+        }
+        let runs: Vec<String> = self.design.runs.iter().map(usize::to_string).collect();
+        let order = match self.design.order.kind {
+            OrderKind::Single => "one run a side".to_owned(),
+            OrderKind::Interleaved => format!("interleaved ({})", self.design.order.sequence),
+            OrderKind::NotInterleaved => format!("NOT interleaved ({})", self.design.order.sequence),
+        };
+        let _ = writeln!(out, "runs: {}, order: {order}", runs.join(" / "));
+        for note in &self.notes {
+            let _ = writeln!(out, "note: {note}");
+        }
+        for pair in &self.against_baseline {
+            pair.write_text(&mut out);
+        }
+        let _ = writeln!(
+            out,
+            "\nunit: {}\ntest: {}, alpha {}\ninterval: {}\ndetectable: {}",
+            self.design.unit, self.design.test, self.design.alpha, self.design.interval, self.design.detectable
+        );
+        out
+    }
+}
+
+impl PairComparison {
+    fn write_text(&self, out: &mut String) {
+        let _ = writeln!(out, "\n== {} against {}", self.b, self.a);
+        for difference in &self.differences {
+            let _ = writeln!(out, "differs: {}", difference.describe());
+        }
+        let confidence = self
+            .metrics
+            .iter()
+            .find_map(|m| m.ratio_interval)
+            .map_or_else(String::new, |i| format!(" ({:.1} %)", i.confidence * 100.0));
+        let interval_heading = format!("interval{confidence}");
+        let a_heading = format!("{} median [min, max]", self.a);
+        let b_heading = format!("{} median [min, max]", self.b);
+        let ratio_heading = format!("{}/{}", self.b, self.a);
+        let _ = writeln!(
+            out,
+            "\n{:<32} {:<34} {:<34} {:>7} {:<17} verdict",
+            "metric", a_heading, b_heading, ratio_heading, interval_heading
+        );
+        let mut reasons: Vec<&str> = Vec::new();
+        for m in &self.metrics {
+            let spread = |s: &super::Spread| match s.runs.len() {
+                1 => value(m.unit, s.median),
+                _ => format!(
+                    "{} [{}, {}]",
+                    value(m.unit, s.median),
+                    value(m.unit, s.min),
+                    value(m.unit, s.max)
+                ),
+            };
+            let interval = m
+                .ratio_interval
+                .map_or_else(|| "-".to_owned(), |i| format!("[{:.3}, {:.3}]", i.low, i.high));
+            let _ = writeln!(
+                out,
+                "{:<32} {:<34} {:<34} {:>7.3} {:<17} {}",
+                m.metric,
+                spread(&m.a),
+                spread(&m.b),
+                m.ratio,
+                interval,
+                verdict(m)
+            );
+            if let Some(reason) = &m.reason
+                && !reasons.contains(&reason.as_str())
+            {
+                reasons.push(reason);
+            }
+        }
+        for reason in reasons {
+            let _ = writeln!(out, "no claim: {reason}");
+        }
+
+        let _ = writeln!(
+            out,
+            "\n{:<26} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
+            "per workload iteration",
+            format!("calls/it {}", self.a),
+            format!("calls/it {}", self.b),
+            format!("ns/page {}", self.a),
+            format!("ns/page {}", self.b),
+            format!("{}-{} [interval]", self.b, self.a),
+            "of delta"
+        );
+        // Targets no side measured have nothing to show.
+        for t in self.targets.iter().filter(|t| t.ns_per_page_a.is_some() || t.ns_per_page_b.is_some()) {
+            let _ = writeln!(
+                out,
+                "{:<26} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
+                t.name,
+                optional(t.calls_per_iteration_a, |v| format!("{v:.2}")),
+                optional(t.calls_per_iteration_b, |v| format!("{v:.2}")),
+                optional(t.ns_per_page_a, |v| format!("{v:.2}")),
+                optional(t.ns_per_page_b, |v| format!("{v:.2}")),
+                delta(&t.delta_ns_per_page),
+                optional(t.share_of_workload_delta, |v| format!("{:.0} %", v * 100.0)),
+            );
+        }
+        if let Some(w) = &self.workload_delta_ns_per_page {
+            let _ = writeln!(
+                out,
+                "{:<26} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
+                "workload (mean)",
+                "",
+                "",
+                "",
+                "",
+                delta(&Some(*w)),
+                "100 %"
+            );
+        }
+
+        if !self.sampled.is_empty() {
+            let source = match self.sampled[0].delta_ns_per_page.interval_from {
+                IntervalSource::Runs => "intervals over runs",
+                IntervalSource::SamplingOnly => "95 % intervals of the sampling error only: one run a side",
+                IntervalSource::None => "no intervals: too few runs",
+            };
+            let _ = writeln!(
+                out,
+                "\nfrom stack samples (self share x syscall ns/page per iteration; {source}):\n{:<32} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
+                "kernel function",
+                format!("samples {}", self.a),
+                format!("samples {}", self.b),
+                format!("ns/page {}", self.a),
+                format!("ns/page {}", self.b),
+                format!("{}-{} [interval]", self.b, self.a),
+                "of delta"
+            );
+            for row in &self.sampled {
+                let _ = writeln!(
+                    out,
+                    "{:<32} {:>9} {:>9} {:>10.2} {:>10.2} {:>26} {:>9}",
+                    row.name,
+                    row.a_self_samples,
+                    row.b_self_samples,
+                    row.a_ns_per_page,
+                    row.b_ns_per_page,
+                    delta(&Some(row.delta_ns_per_page)),
+                    optional(row.share_of_workload_delta, |v| format!("{:.0} %", v * 100.0)),
+                );
+            }
+        }
+        let _ = writeln!(out, "\n{}", self.home.explanation);
+    }
+}
