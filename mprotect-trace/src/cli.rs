@@ -10,7 +10,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand};
 use mprotect_trace::commands;
 use mprotect_trace::options::{
-    CompareOptions, DoctorOptions, RunOptions, SyscallTracing, TraceTarget, WorkloadCommandOptions,
+    AbOptions, CompareOptions, DoctorOptions, RunOptions, SyscallTracing, TraceTarget, WorkloadCommandOptions,
 };
 use mprotect_trace::probes::backend;
 use mprotect_trace::probes::plan::BackendChoice;
@@ -37,6 +37,8 @@ enum Command {
     Report(ReportArgs),
     /// Redraw the plots, flame graph and report.html of a saved run from its report.json.
     Plot(ReportArgs),
+    /// Run two configurations in interleaved order (A B A B ...), N runs each, and compare them.
+    Ab(AbArgs),
     /// Compare saved runs (e.g. two kernels), one or many runs a side, function by function.
     Compare(CompareArgs),
     /// Report what this kernel supports and which probe backend each target would use.
@@ -46,7 +48,11 @@ enum Command {
 impl Cli {
     pub fn dispatch(self) -> Result<ExitCode> {
         match self.command {
-            Command::Run(args) => commands::run(args.into_options()?),
+            Command::Run(args) => {
+                let repeat = args.repeat;
+                commands::run(args.into_options()?, repeat)
+            }
+            Command::Ab(args) => commands::ab(&args.into_options()?),
             Command::Workload(args) => commands::workload(&WorkloadCommandOptions {
                 workload: args.workload.into_options(),
                 json: args.json,
@@ -214,6 +220,10 @@ struct RunArgs {
     /// Directory for report.json [default: ./mprotect-trace-out/<UTC time>/].
     #[arg(short = 'o', long, value_name = "DIR")]
     output: Option<PathBuf>,
+    /// Make N runs, each a fresh workload (or command), each into its own
+    /// directory DIR/run-01 ...: one side for `compare`.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    repeat: u32,
     /// Trace this command instead of the workload.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -280,4 +290,64 @@ struct CompareArgs {
     /// side and, when the sides sampled stacks, diff-flame.svg here.
     #[arg(short = 'o', long, value_name = "DIR")]
     output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct AbArgs {
+    /// Side A's `run` options as one quoted string, e.g. "--scenario thp-toggle"
+    /// (the baseline; empty: the defaults).
+    #[arg(long, allow_hyphen_values = true, default_value = "", value_name = "OPTIONS")]
+    a: String,
+    /// Side B's `run` options, e.g. "--no-touch" or "-- ./my-test 64".
+    #[arg(long, allow_hyphen_values = true, default_value = "", value_name = "OPTIONS")]
+    b: String,
+    /// Runs per side (4 is the fewest a significance claim can rest on).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    repeat: u32,
+    /// Directory for the runs (DIR/a/run-01, DIR/b/run-01, ...) and the comparison.
+    #[arg(short = 'o', long, value_name = "DIR")]
+    output: PathBuf,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One side's options, parsed as `run` parses its own.
+#[derive(Parser, Debug)]
+#[command(no_binary_name = true)]
+struct SideArgs {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+impl AbArgs {
+    fn into_options(self) -> Result<AbOptions> {
+        if self.repeat == 0 {
+            return Err(anyhow!("--repeat must be at least 1 (got 0)"));
+        }
+        let side = |flag: &str, text: &str| -> Result<RunOptions> {
+            let words = shlex::split(text).ok_or_else(|| anyhow!("{flag} {text:?}: unbalanced quotes"))?;
+            let args = SideArgs::try_parse_from(&words).map_err(|err| {
+                let message = err.to_string();
+                let first = message.lines().next().unwrap_or_default().trim_start_matches("error: ");
+                anyhow!("{flag} {text:?}: {first}")
+            })?;
+            for (set, what) in [
+                (args.run.output.is_some(), "-o"),
+                (args.run.repeat != 1, "--repeat"),
+                (args.run.json, "--json"),
+            ] {
+                if set {
+                    return Err(anyhow!("{flag} {text:?}: {what} is not a side's option; give it to `ab` itself"));
+                }
+            }
+            args.run.into_options()
+        };
+        Ok(AbOptions {
+            sides: vec![side("--a", &self.a)?, side("--b", &self.b)?],
+            repeat: self.repeat,
+            output: self.output,
+            json: self.json,
+        })
+    }
 }

@@ -7,12 +7,22 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::model::Report;
-use crate::options::{CompareOptions, DoctorOptions, RunOptions, WorkloadCommandOptions};
-use crate::{compare, doctor, output, workload};
+use crate::options::{AbOptions, CompareOptions, DoctorOptions, RunOptions, WorkloadCommandOptions};
+use crate::{compare, doctor, output, series, workload};
 
-/// `run`: trace, print the table, write the run's directory.
-pub fn run(options: RunOptions) -> Result<ExitCode> {
-    crate::run::run(options)
+/// `run`: trace, print the table, write the run's directory; with
+/// `repeat` above 1, that many runs, each in its own directory.
+pub fn run(options: RunOptions, repeat: u32) -> Result<ExitCode> {
+    match repeat {
+        0 => anyhow::bail!("--repeat must be at least 1 (got 0)"),
+        1 => crate::run::run(options),
+        runs => series::repeat(options, runs),
+    }
+}
+
+/// `ab`: configurations in interleaved order, then their comparison.
+pub fn ab(options: &AbOptions) -> Result<ExitCode> {
+    series::interleaved(options)
 }
 
 /// `report DIR`: the table of a saved run.
@@ -50,7 +60,7 @@ pub fn compare(options: &CompareOptions) -> Result<ExitCode> {
         .enumerate()
         .map(|(index, path)| compare::Side::load(compare::label(index), path))
         .collect::<Result<Vec<_>>>()?;
-    let comparison = compare::compare(&sides, options.force)?;
+    let comparison = compare::compare(&sides, options.force.then_some("--force"))?;
     let (text, json) = (comparison.to_text(), serde_json::to_string_pretty(&comparison)?);
     if let Some(dir) = &options.output {
         compare::write_outputs(&sides, &text, &json, dir)?;

@@ -18,6 +18,7 @@ pub mod output;
 pub mod probes;
 pub mod run;
 pub mod sampling;
+pub mod series;
 pub mod statistics;
 pub mod targets;
 pub mod vm;

@@ -119,3 +119,15 @@ pub struct CompareOptions {
     /// Where to write comparison.txt, .json, .html and the plots.
     pub output: Option<PathBuf>,
 }
+
+/// `ab`: configurations run in interleaved order, then compared.
+#[derive(Clone, Debug)]
+pub struct AbOptions {
+    /// One configuration per side; the first is the baseline.
+    pub sides: Vec<RunOptions>,
+    /// Runs per side.
+    pub repeat: u32,
+    /// Each side's runs go to `DIR/a/run-01`, ...; the comparison to `DIR`.
+    pub output: PathBuf,
+    pub json: bool,
+}

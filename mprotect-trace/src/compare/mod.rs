@@ -29,6 +29,8 @@ pub struct Comparison {
     pub design: Design,
     /// Differences a reader must know about (kernels, CPUs, backends, order).
     pub notes: Vec<String>,
+    /// Why sides that differ in their settings were compared all the same.
+    pub allowed_by: Option<String>,
     /// Each side after the first, against the first.
     pub against_baseline: Vec<PairComparison>,
 }
@@ -236,8 +238,8 @@ pub struct Home {
 
 /// Compares every side against the first. Refuses sides whose runs are
 /// not repetitions of one configuration, and sides that differ in how
-/// they measured, unless `force`.
-pub fn compare(sides: &[Side], force: bool) -> Result<Comparison> {
+/// they measured, unless `allowed_by` says why they may (`--force`).
+pub fn compare(sides: &[Side], allowed_by: Option<&str>) -> Result<Comparison> {
     if sides.len() < 2 {
         bail!("compare needs at least two sides: a baseline and one to compare against it");
     }
@@ -253,10 +255,10 @@ pub fn compare(sides: &[Side], force: bool) -> Result<Comparison> {
             side.path.display(),
             found.join("; ")
         );
-        if !force {
+        let Some(allowed_by) = allowed_by else {
             bail!("{message}: remove the odd runs, or pass --force");
-        }
-        notes.push(format!("{message} (--force)"));
+        };
+        notes.push(format!("{message} (compared anyway: {allowed_by})"));
     }
     let order = side::order(sides);
     if order.kind == OrderKind::NotInterleaved {
@@ -276,10 +278,9 @@ pub fn compare(sides: &[Side], force: bool) -> Result<Comparison> {
             .collect();
         if !shaping.is_empty() {
             let message = format!("{} and {} differ in {}", baseline.label, side.label, shaping.join(", "));
-            if !force {
+            if allowed_by.is_none() {
                 bail!("{message}: compare runs of one configuration, or pass --force");
             }
-            notes.push(format!("{message} (--force)"));
         }
         notes.extend(machine_notes(baseline, side));
         against_baseline.push(pair(baseline, side, differences, &mut notes));
@@ -313,6 +314,7 @@ pub fn compare(sides: &[Side], force: bool) -> Result<Comparison> {
             alpha: ALPHA,
         },
         notes,
+        allowed_by: allowed_by.map(str::to_owned),
         against_baseline,
     })
 }

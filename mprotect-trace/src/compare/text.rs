@@ -42,7 +42,7 @@ fn verdict(m: &MetricDelta) -> String {
     match (m.verdict, &m.test) {
         (Verdict::Significant, Some(test)) => format!("significant (p = {})", p_value(test.p_value)),
         (Verdict::NotSignificant, Some(test)) => format!(
-            "not significant (p = {}); detectable: ±{}",
+            "not significant (p = {}); smallest detectable: ±{}",
             p_value(test.p_value),
             optional(m.detectable_change, |c| format!("{:.1} %", c * 100.0))
         ),
@@ -75,7 +75,7 @@ impl Comparison {
             let _ = writeln!(out, "note: {note}");
         }
         for pair in &self.against_baseline {
-            pair.write_text(&mut out);
+            pair.write_text(&mut out, self.allowed_by.as_deref());
         }
         let _ = writeln!(
             out,
@@ -87,10 +87,14 @@ impl Comparison {
 }
 
 impl PairComparison {
-    fn write_text(&self, out: &mut String) {
+    fn write_text(&self, out: &mut String, allowed_by: Option<&str>) {
         let _ = writeln!(out, "\n== {} against {}", self.b, self.a);
         for difference in &self.differences {
-            let _ = writeln!(out, "differs: {}", difference.describe());
+            let why = match (difference.shaping, allowed_by) {
+                (true, Some(reason)) => format!(" (compared anyway: {reason})"),
+                _ => String::new(),
+            };
+            let _ = writeln!(out, "differs: {}{why}", difference.describe());
         }
         let confidence = self
             .metrics
@@ -103,7 +107,7 @@ impl PairComparison {
         let ratio_heading = format!("{}/{}", self.b, self.a);
         let _ = writeln!(
             out,
-            "\n{:<32} {:<34} {:<34} {:>7} {:<17} verdict",
+            "\n{:<32} {:<34} {:<34} {:>7} {:<18} verdict",
             "metric", a_heading, b_heading, ratio_heading, interval_heading
         );
         let mut reasons: Vec<&str> = Vec::new();
@@ -122,7 +126,7 @@ impl PairComparison {
                 .map_or_else(|| "-".to_owned(), |i| format!("[{:.3}, {:.3}]", i.low, i.high));
             let _ = writeln!(
                 out,
-                "{:<32} {:<34} {:<34} {:>7.3} {:<17} {}",
+                "{:<32} {:<34} {:<34} {:>7.3} {:<18} {}",
                 m.metric,
                 spread(&m.a),
                 spread(&m.b),

@@ -44,12 +44,60 @@ fn probe_pair_cost_ns(backend: Backend) -> f64 {
     }
 }
 
+/// `run`: trace, write the run's directory, print the table (or JSON).
 pub fn run(options: RunOptions) -> Result<ExitCode> {
+    let json = options.json;
+    let traced = trace(options)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&traced.report)?);
+    } else {
+        print!("{}", table::render(&traced.report));
+        if let Some(workload) = &traced.report.workload {
+            println!("{}", workload.result_line());
+        }
+        println!("report: {}", traced.path.display());
+    }
+    Ok(traced.status.exit_code())
+}
+
+/// One finished run: its report, already written to `path`.
+pub struct Traced {
+    pub report: Report,
+    /// The run's report.json.
+    pub path: PathBuf,
+    pub status: Status,
+}
+
+/// How a run ended, as the process's exit code says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Complete,
+    /// SIGINT: exit code 130.
+    Interrupted,
+    /// SIGTERM: exit code 143.
+    Terminated,
+    /// The traced process exited unsuccessfully.
+    TargetFailed,
+}
+
+impl Status {
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Self::Complete => ExitCode::SUCCESS,
+            Self::Interrupted => ExitCode::from(130),
+            Self::Terminated => ExitCode::from(143),
+            Self::TargetFailed => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// Traces once and writes the run's directory; prints nothing to stdout.
+pub fn trace(options: RunOptions) -> Result<Traced> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(trace(options))
+    runtime.block_on(trace_async(options))
 }
 
 /// SIGINT and SIGTERM, caught from before the target runs.
@@ -77,7 +125,7 @@ fn attached_line(scope: Scope, tgid: Option<u32>) -> String {
     }
 }
 
-async fn trace(options: RunOptions) -> Result<ExitCode> {
+async fn trace_async(options: RunOptions) -> Result<Traced> {
     // Everything that can be refused is refused before anything is
     // created or attached.
     options.validate()?;
@@ -208,25 +256,16 @@ async fn trace(options: RunOptions) -> Result<ExitCode> {
     warn_about_hot_probes(&report);
     output::write(&report, Formats::Run, &output_dir)?;
     let path = output_dir.join(output::json::FILE_NAME);
-    if options.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", table::render(&report));
-        if let Some(workload) = &report.workload {
-            println!("{}", workload.result_line());
-        }
-        println!("report: {}", path.display());
-    }
-
-    match (stop, ending) {
-        (StopReason::Interrupt, _) => Ok(ExitCode::from(130)),
-        (StopReason::Terminate, _) => Ok(ExitCode::from(143)),
+    let status = match (stop, ending) {
+        (StopReason::Interrupt, _) => Status::Interrupted,
+        (StopReason::Terminate, _) => Status::Terminated,
         (_, Ending::Exited(status)) if !status.success() => {
             eprintln!("error: the traced process exited with {status}; the report has what was collected");
-            Ok(ExitCode::FAILURE)
+            Status::TargetFailed
         }
-        _ => Ok(ExitCode::SUCCESS),
-    }
+        _ => Status::Complete,
+    };
+    Ok(Traced { report, path, status })
 }
 
 async fn trace_until_stopped(
@@ -294,13 +333,16 @@ fn print_interval(now: &Snapshot, previous: &Snapshot, attachments: &[Attachment
     }
 }
 
+/// `./mprotect-trace-out/<UTC timestamp>/`.
+pub fn default_output_dir() -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    PathBuf::from("mprotect-trace-out").join(stamp.replace([':', '-'], ""))
+}
+
 /// `-o DIR`, or `./mprotect-trace-out/<UTC timestamp>/`; created and
 /// checked writable before anything is attached.
 fn prepare_output_dir(requested: Option<PathBuf>) -> Result<PathBuf> {
-    let dir = requested.unwrap_or_else(|| {
-        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        PathBuf::from("mprotect-trace-out").join(stamp.replace([':', '-'], ""))
-    });
+    let dir = requested.unwrap_or_else(default_output_dir);
     std::fs::create_dir_all(&dir).with_context(|| {
         format!(
             "creating the output directory {} (choose another with -o DIR)",

@@ -1,0 +1,141 @@
+//! Series of runs: `run --repeat N` (one configuration, N fresh runs) and
+//! `ab` (configurations in interleaved order, A B A B ...). Each run is a
+//! whole `run`: a fresh workload process, probes attached and detached,
+//! its own directory.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+use crate::compare::{self, Side};
+use crate::model::Report;
+use crate::options::{AbOptions, RunOptions};
+use crate::output::table::format_ns;
+use crate::run::{self, Status};
+use crate::statistics;
+
+/// `DIR/run-01`, `DIR/run-02`, ...: name order is run order.
+fn run_dir(dir: &Path, index: u32) -> PathBuf {
+    dir.join(format!("run-{index:02}"))
+}
+
+/// Refuses a directory that already holds runs: a side must be one series.
+fn check_empty(dir: &Path) -> Result<()> {
+    if run_dir(dir, 1).exists() {
+        bail!(
+            "{} already holds runs ({}): choose a new -o DIR",
+            dir.display(),
+            run_dir(dir, 1).display()
+        );
+    }
+    Ok(())
+}
+
+/// What one run measured, in a few words.
+fn headline(report: &Report) -> String {
+    match &report.workload {
+        Some(w) => format!("{:.2} ns/page (run median)", w.iteration_ns_per_page_median),
+        None => {
+            let latency = &report.syscall.latency;
+            format!(
+                "{} mprotect calls, p50 {}",
+                latency.calls,
+                latency.p50_ns.map_or_else(|| "-".to_owned(), format_ns)
+            )
+        }
+    }
+}
+
+/// Runs `options` once into `dir`; says so in one line. `None`: the run
+/// did not complete, and the series stops with this exit code.
+fn one(options: &RunOptions, dir: PathBuf, what: &str) -> Result<Result<Report, ExitCode>> {
+    let mut options = options.clone();
+    options.output = Some(dir);
+    let traced = run::trace(options)?;
+    match traced.status {
+        Status::Complete => {
+            println!("{what}: {} -> {}", headline(&traced.report), traced.path.display());
+            Ok(Ok(traced.report))
+        }
+        status => {
+            eprintln!(
+                "error: {what} did not complete ({status:?}); its partial report is {}, the series stops",
+                traced.path.display()
+            );
+            Ok(Err(status.exit_code()))
+        }
+    }
+}
+
+/// `run --repeat N`.
+pub fn repeat(options: RunOptions, runs: u32) -> Result<ExitCode> {
+    options.validate()?;
+    let dir = options.output.clone().unwrap_or_else(run::default_output_dir);
+    check_empty(&dir)?;
+    let mut medians = Vec::new();
+    for index in 1..=runs {
+        match one(&options, run_dir(&dir, index), &format!("run {index}/{runs}"))? {
+            Ok(report) => medians.extend(report.workload.map(|w| w.iteration_ns_per_page_median)),
+            Err(code) => return Ok(code),
+        }
+    }
+    if let Some(median) = statistics::median(&medians) {
+        let low = medians.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = medians.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        println!(
+            "{runs} runs: {median:.2} ns/page, run medians from {low:.2} to {high:.2} ({:.1} % of the median)",
+            (high - low) / median * 100.0
+        );
+    }
+    println!(
+        "runs: {}; compare them as one side: mprotect-trace compare {} OTHER",
+        dir.display(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ab`: every side once per round, in side order, for `repeat` rounds;
+/// then the comparison of the sides, written into the directory.
+pub fn interleaved(options: &AbOptions) -> Result<ExitCode> {
+    for side in &options.sides {
+        side.validate()?;
+    }
+    check_empty(&options.output)?;
+    let dirs: Vec<(String, PathBuf)> = (0..options.sides.len())
+        .map(|index| {
+            let label = compare::label(index);
+            let dir = options.output.join(label.to_lowercase());
+            (label, dir)
+        })
+        .collect();
+    for (_, dir) in &dirs {
+        check_empty(dir)?;
+    }
+    for round in 1..=options.repeat {
+        for (side, (label, dir)) in options.sides.iter().zip(&dirs) {
+            let what = format!("{label} run {round}/{}", options.repeat);
+            if let Err(code) = one(side, run_dir(dir, round), &what)? {
+                return Ok(code);
+            }
+        }
+    }
+    let sides = dirs
+        .iter()
+        .map(|(label, dir)| Side::load(label.clone(), dir))
+        .collect::<Result<Vec<_>>>()?;
+    let comparison = compare::compare(&sides, Some("the sides of an A/B run"))?;
+    let (text, json) = (comparison.to_text(), serde_json::to_string_pretty(&comparison)?);
+    compare::write_outputs(&sides, &text, &json, &options.output)?;
+    if options.json {
+        println!("{json}");
+    } else {
+        print!("\n{text}");
+        println!(
+            "\ncomparison: {}",
+            options.output.join(crate::output::html::COMPARISON_FILE_NAME).display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
