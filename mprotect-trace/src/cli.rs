@@ -338,7 +338,9 @@ impl AbArgs {
                 (args.run.json, "--json"),
             ] {
                 if set {
-                    return Err(anyhow!("{flag} {text:?}: {what} is not a side's option; give it to `ab` itself"));
+                    return Err(anyhow!(
+                        "{flag} {text:?}: {what} is not a side's option; give it to `ab` itself"
+                    ));
                 }
             }
             args.run.into_options()

@@ -1,4 +1,6 @@
-//! `compare` on two hand-made reports of known values: every number checked.
+//! `compare` on hand-made reports of known values, every number checked;
+//! and on real runs: an A/A check of the false-positive rate, and a real
+//! difference found by `ab`.
 #![recursion_limit = "256"]
 
 mod common;
@@ -32,7 +34,8 @@ fn report(kernel: &str, protect: u64, restore: u64, syscall: Value, pte_range: V
     let smaps = json!({"size_kb": 4000, "kernel_page_kb": 4, "mmu_page_kb": 4, "rss_kb": 4000, "dirty_kb": 4000,
                        "huge_kb": 0, "thp_eligible": 0, "vm_flags": "rd wr sh"});
     json!({
-        "schema_version": 1, "tool_version": "0.1.0", "kernel_release": kernel, "arch": "x86_64",
+        "schema_version": 3, "tool_version": "0.1.0", "kernel_release": kernel, "arch": "x86_64",
+        "start_time": "2026-11-24T00:00:00.000Z", "settings": settings(),
         "cpu_model": "Test CPU", "cpus": 2, "scope": "workload", "tgid": 1, "command": [],
         "stop_reason": "target exited", "partial": false, "duration_s": 1.0, "percentile_relative_error": 0.03125,
         "capabilities": {"kernel_release": kernel, "arch": "x86_64", "btf": check(true), "lockdown": check(true),
@@ -53,6 +56,14 @@ fn report(kernel: &str, protect: u64, restore: u64, syscall: Value, pte_range: V
             "per_iteration_ns": {"protect": vec![protect; 4], "restore": vec![restore; 4], "post_touch": vec![0; 4]}},
         "sampling": null,
     })
+}
+
+/// The settings of `run -o DIR --mapping-mb 4 --iterations 4 --warmup 0`.
+fn settings() -> Value {
+    json!({"workload": {"scenario": "shared-dirty-toggle", "mapping_mb": 4, "iterations": ITERATIONS, "warmup": 0,
+        "rounds": 1, "threads": 1, "cpu": null, "touch": true, "folio_kb": null},
+        "command": [], "pid": null, "all_tasks": false, "backend": "auto", "probes": [], "syscall": "tracepoint",
+        "sample_hz": 999, "max_stacks": 16384, "duration_s": null, "calibrate": false, "probe_cost": false})
 }
 
 /// Stack-sampling summary with the given self shares of the in-syscall samples.
@@ -76,8 +87,34 @@ fn write(name: &str, report: &Value) -> PathBuf {
     dir
 }
 
+/// A side of `reports.len()` runs: `DIR/run-01`, ... started at the given times.
+fn write_side(name: &str, reports: &[Value]) -> PathBuf {
+    let dir = common::out_dir("compare", name);
+    for (index, report) in reports.iter().enumerate() {
+        let run = dir.join(format!("run-{:02}", index + 1));
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("report.json"), serde_json::to_vec(report).unwrap()).unwrap();
+    }
+    dir
+}
+
 fn compare(args: &[&str]) -> std::process::Output {
     common::binary().arg("compare").args(args).output().unwrap()
+}
+
+fn compared(args: &[&str]) -> Value {
+    let output = compare(&[args, &["--json"]].concat());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The one-line error of a refused comparison.
+fn refused(args: &[&str]) -> String {
+    let output = compare(args);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr).trim_end().to_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
 }
 
 fn close(actual: &Value, expected: f64) {
@@ -88,8 +125,12 @@ fn close(actual: &Value, expected: f64) {
     );
 }
 
+fn path(dir: &std::path::Path) -> &str {
+    dir.to_str().unwrap()
+}
+
 #[test]
-fn every_number_of_a_comparison_is_exact() {
+fn every_number_of_a_one_run_comparison_is_exact_and_claims_nothing() {
     // Syscall: 8 calls of 100000 ns (bucket [98304, 102400)) vs 115000 ns ([114688, 118784)).
     // change_pte_range: 8 calls of 50000 ns ([49152, 51200)) vs 62500 ns ([61440, 63488)).
     let mut a = report(
@@ -106,108 +147,229 @@ fn every_number_of_a_comparison_is_exact() {
         latency(8, 115_000, 114688, 118784),
         latency(8, 62_500, 61440, 63488),
     );
-    // Stack samples: self shares of the in-syscall samples.
+    // Stack samples: self shares of 1000 in-syscall samples.
     a["sampling"] = sampling(&[("change_pte_range", 0.5), ("prot_commit_flush_ptes", 0.5)]);
     b["sampling"] = sampling(&[("change_pte_range", 0.6), ("prot_commit_flush_ptes", 0.4)]);
     let (a, b) = (write("a", &a), write("b", &b));
-    let output = compare(&[a.to_str().unwrap(), b.to_str().unwrap(), "--json"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let c: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let c = compared(&[path(&a), path(&b)]);
 
     assert_eq!(c["notes"], json!(["kernels differ: A 6.16 vs B 6.17"]));
-    // Workload: 200 vs 230 ns/page, all four iterations of B above all of A.
-    let w = &c["workload"];
-    close(&w["a_iteration_ns_per_page"], 200.0);
-    close(&w["b_iteration_ns_per_page"], 230.0);
-    close(&w["delta_ns_per_page"], 30.0);
-    close(&w["ratio"], 1.15);
-    // U = 0; n1 = n2 = 4, two tie groups of 4: var = 16/12 (9 - 120/56) = 9.142857...
-    close(&w["test"]["u"], 0.0);
-    close(&w["test"]["z"], -8.0 / (16.0f64 / 12.0 * (9.0 - 120.0 / 56.0)).sqrt());
-    close(&w["test"]["p_value"], 0.008151);
-    assert_eq!(w["test"]["significant"], true);
-
-    let targets = c["targets"].as_array().unwrap();
-    let names: Vec<&str> = targets.iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["mprotect (syscall)", "change_pte_range"]);
-    let syscall = &targets[0];
-    close(&syscall["a"]["calls_per_iteration"], 2.0);
-    close(&syscall["a"]["mean_ns"], 100_000.0);
-    close(&syscall["b"]["mean_ns"], 115_000.0);
-    close(&syscall["a"]["p50_ns"], 100_352.0);
-    close(&syscall["b"]["p50_ns"], 116_736.0);
-    close(&syscall["a"]["p99_ns"], 100_352.0);
-    close(&syscall["mean_ratio"], 1.15);
-    close(&syscall["p50_ratio"], 116_736.0 / 100_352.0);
-    // 800000 ns / 4 iterations / 1000 pages = 200 -> 920000 / 4 / 1000 = 230.
-    close(&syscall["a"]["ns_per_iteration_per_page"], 200.0);
-    close(&syscall["b"]["ns_per_iteration_per_page"], 230.0);
-    close(&syscall["delta_ns_per_page"], 30.0);
-    close(&syscall["share_of_workload_delta"], 1.0);
-    // Histograms 8 vs 8 in two buckets: U = 0, var = 64/12 (17 - 1008/240).
-    close(
-        &syscall["test"]["z"],
-        -32.0 / (64.0f64 / 12.0 * (17.0 - 1008.0 / 240.0)).sqrt(),
+    assert_eq!(c["design"]["runs"], json!([1, 1]));
+    assert_eq!(c["design"]["order"]["kind"], "single");
+    let pair = &c["against_baseline"][0];
+    assert_eq!(pair["differences"], json!([]));
+    let metrics = pair["metrics"].as_array().unwrap();
+    let names: Vec<&str> = metrics.iter().map(|m| m["metric"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "iteration ns/page (run median)",
+            "mprotect (syscall) p50",
+            "mprotect (syscall) p99",
+            "change_pte_range p50",
+            "change_pte_range p99"
+        ]
     );
-    close(&syscall["test"]["p_value"], 1.0753e-4);
+    // Workload: 200 vs 230 ns/page; one run a side measures no spread.
+    let w = &metrics[0];
+    close(&w["a"]["median"], 200.0);
+    close(&w["b"]["median"], 230.0);
+    close(&w["ratio"], 1.15);
+    assert_eq!(w["verdict"], "no-claim");
+    assert_eq!(w["test"], Value::Null);
+    assert_eq!(w["ratio_interval"], Value::Null);
+    assert_eq!(w["detectable_change"], Value::Null);
+    assert_eq!(
+        w["reason"],
+        "1 and 1 runs: no run-to-run spread was measured, so no significance claim; repeat each side with --repeat 5"
+    );
+    // Percentiles are bucket midpoints.
+    close(&metrics[1]["ratio"], 116_736.0 / 100_352.0);
+    close(&metrics[3]["ratio"], 62_464.0 / 50_176.0);
+    assert!(metrics.iter().all(|m| m["verdict"] == "no-claim"));
+
+    let targets = pair["targets"].as_array().unwrap();
+    let syscall = &targets[0];
+    assert_eq!(syscall["name"], "mprotect (syscall)");
+    close(&syscall["calls_per_iteration_a"], 2.0);
+    // 800000 ns / 4 iterations / 1000 pages = 200 -> 920000 / 4 / 1000 = 230.
+    close(&syscall["ns_per_page_a"], 200.0);
+    close(&syscall["ns_per_page_b"], 230.0);
+    close(&syscall["delta_ns_per_page"]["estimate"], 30.0);
+    assert_eq!(syscall["delta_ns_per_page"]["interval_from"], "none");
+    close(&syscall["share_of_workload_delta"], 1.0);
     let pte = &targets[1];
-    close(&pte["a"]["ns_per_iteration_per_page"], 100.0);
-    close(&pte["b"]["ns_per_iteration_per_page"], 125.0);
-    close(&pte["delta_ns_per_page"], 25.0);
+    close(&pte["ns_per_page_a"], 100.0);
+    close(&pte["ns_per_page_b"], 125.0);
     close(&pte["share_of_workload_delta"], 25.0 / 30.0);
-    close(&pte["mean_ratio"], 1.25);
-    close(&pte["p50_ratio"], 62_464.0 / 50_176.0);
-    assert_eq!(pte["test"]["significant"], true);
 
-    // Sampled: self share x syscall ns/page (200 in A, 230 in B), largest change first.
-    let sampled = c["sampled"].as_array().unwrap();
+    // Sampled: self share x syscall ns/page, with the binomial error of
+    // 1000 samples a side: var = ns^2 p (1 - p) / 1000.
+    let sampled = pair["sampled"].as_array().unwrap();
     assert_eq!(sampled.len(), 2);
-    assert_eq!(sampled[0]["name"], "change_pte_range");
-    close(&sampled[0]["a_ns_per_page"], 100.0);
-    close(&sampled[0]["b_ns_per_page"], 138.0);
-    close(&sampled[0]["delta_ns_per_page"], 38.0);
-    close(&sampled[0]["share_of_workload_delta"], 38.0 / 30.0);
-    assert_eq!(sampled[1]["name"], "prot_commit_flush_ptes");
-    close(&sampled[1]["b_ns_per_page"], 92.0);
-    close(&sampled[1]["delta_ns_per_page"], -8.0);
-    close(&sampled[1]["share_of_workload_delta"], -8.0 / 30.0);
+    let row = &sampled[0];
+    assert_eq!(row["name"], "change_pte_range");
+    assert_eq!(
+        (row["a_self_samples"].as_u64(), row["b_self_samples"].as_u64()),
+        (Some(500), Some(600))
+    );
+    close(&row["a_ns_per_page"], 100.0);
+    close(&row["b_ns_per_page"], 138.0);
+    close(&row["delta_ns_per_page"]["estimate"], 38.0);
+    let half = 1.959_963_984_540_054 * (200.0f64.powi(2) * 0.25 / 1000.0 + 230.0f64.powi(2) * 0.24 / 1000.0).sqrt();
+    close(&row["delta_ns_per_page"]["interval"]["low"], 38.0 - half);
+    close(&row["delta_ns_per_page"]["interval"]["high"], 38.0 + half);
+    assert_eq!(row["delta_ns_per_page"]["interval_from"], "sampling-only");
+    close(&row["share_of_workload_delta"], 38.0 / 30.0);
+    close(&sampled[1]["delta_ns_per_page"]["estimate"], -8.0);
+    assert_eq!(pair["home"]["function"], Value::Null);
 
-    let text = compare(&[a.to_str().unwrap(), b.to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&text.stdout);
+    let text = String::from_utf8_lossy(&compare(&[path(&a), path(&b)]).stdout).into_owned();
+    assert!(text.contains("runs: 1 / 1, order: one run a side"), "{text}");
     assert!(
-        text.contains("83 % of the +30.00 ns/page is in change_pte_range (+25.00 ns/page)"),
+        text.contains("no claim: 1 and 1 runs: no run-to-run spread was measured"),
+        "{text}"
+    );
+    assert!(text.contains("no home: 1 and 1 runs"), "{text}");
+}
+
+/// A run whose every iteration takes `ns_per_page`, started at `second`.
+fn repeated(ns_per_page: u64, second: u32) -> Value {
+    let per_iteration = ns_per_page * PAGES;
+    let mut run = report(
+        "6.18",
+        per_iteration,
+        0,
+        latency(8, per_iteration / 2, 1, 2),
+        latency(8, 1, 1, 2),
+    );
+    run["start_time"] = json!(format!("2026-11-24T00:00:{second:02}.000Z"));
+    run
+}
+
+#[test]
+fn repeated_runs_are_compared_one_value_per_run() {
+    // Interleaved: A at even seconds, B at odd ones.
+    let a: Vec<Value> = [200, 202, 198, 201, 199]
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| repeated(v, 2 * i as u32))
+        .collect();
+    let b: Vec<Value> = [230, 228, 233, 231, 229]
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| repeated(v, 2 * i as u32 + 1))
+        .collect();
+    let (a, b) = (write_side("ra", &a), write_side("rb", &b));
+    let c = compared(&[path(&a), path(&b)]);
+    assert_eq!(c["design"]["runs"], json!([5, 5]));
+    assert_eq!(c["design"]["order"]["kind"], "interleaved");
+    assert_eq!(c["design"]["order"]["sequence"], "A B A B A B A B A B");
+    assert_eq!(
+        c["sides"][0]["runs"],
+        json!(["run-01", "run-02", "run-03", "run-04", "run-05"])
+    );
+    let w = &c["against_baseline"][0]["metrics"][0];
+    assert_eq!(w["a"]["runs"], json!([200.0, 202.0, 198.0, 201.0, 199.0]));
+    close(&w["a"]["median"], 200.0);
+    close(&w["b"]["median"], 230.0);
+    // Every B run above every A run: U = 0, exact p = 2 / C(10, 5). The
+    // ratio, its 96.8 % interval and the detectable change, from SciPy
+    // (tests/data/statistics_reference.py, `repeated_runs`).
+    close(&w["test"]["u"], 0.0);
+    close(&w["test"]["p_value"], 0.007936507936507936);
+    assert_eq!(w["test"]["exact"], true);
+    assert_eq!(w["verdict"], "significant");
+    close(&w["ratio"], 1.1507537688442215);
+    close(&w["ratio_interval"]["low"], 1.1343283582089556);
+    close(&w["ratio_interval"]["high"], 1.1666666666666663);
+    close(&w["ratio_interval"]["confidence"], 0.9682539682539683);
+    close(&w["detectable_change"], 0.01709387747370883);
+}
+
+#[test]
+fn too_few_runs_make_no_claim_and_say_why() {
+    let a: Vec<Value> = [200, 202, 198].iter().map(|&v| repeated(v, 0)).collect();
+    let b: Vec<Value> = [230, 228, 233].iter().map(|&v| repeated(v, 1)).collect();
+    let (a, b) = (write_side("fa", &a), write_side("fb", &b));
+    let c = compared(&[path(&a), path(&b)]);
+    let w = &c["against_baseline"][0]["metrics"][0];
+    assert_eq!(w["verdict"], "no-claim");
+    assert_eq!(
+        w["reason"],
+        "3 and 3 runs: the smallest p this design can reach is 0.100, not below 0.05; use at least 4 runs a side"
+    );
+    assert_eq!(c["design"]["order"]["kind"], "not-interleaved");
+    assert!(
+        c["notes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("the runs were not interleaved (order A A A B B B)")
+    );
+}
+
+#[test]
+fn differing_settings_are_refused_unless_forced_and_listed() {
+    let a = write(
+        "sa",
+        &report("6.18", 100_000, 100_000, latency(8, 1, 1, 2), latency(8, 1, 1, 2)),
+    );
+    let mut other = report("6.18", 100_000, 100_000, latency(8, 1, 1, 2), latency(8, 1, 1, 2));
+    other["settings"]["workload"]["cpu"] = json!(1);
+    other["settings"]["workload"]["touch"] = json!(false);
+    let b = write("sb", &other);
+    assert!(refused(&[path(&a), path(&b)]).ends_with(
+        "error: A and B differ in workload.cpu (none vs 1), workload.touch (true vs false): compare runs of one configuration, or pass --force"
+    ));
+    let c = compared(&[path(&a), path(&b), "--force"]);
+    let settings: Vec<&str> = c["against_baseline"][0]["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["setting"].as_str().unwrap())
+        .collect();
+    assert_eq!(settings, ["workload.cpu", "workload.touch"]);
+    let text = String::from_utf8_lossy(&compare(&[path(&a), path(&b), "--force"]).stdout).into_owned();
+    assert!(
+        text.contains("differs: workload.cpu (none vs 1) (compared anyway: --force)"),
         "{text}"
     );
 }
 
 #[test]
-fn different_workloads_are_refused_unless_forced() {
-    let a = write(
-        "wa",
-        &report("6.16", 100_000, 100_000, latency(8, 1, 1, 2), latency(8, 1, 1, 2)),
-    );
-    let mut other = report("6.16", 100_000, 100_000, latency(8, 1, 1, 2), latency(8, 1, 1, 2));
-    other["workload"]["mapping_mb"] = json!(64);
-    let b = write("wb", &other);
-    let output = compare(&[a.to_str().unwrap(), b.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.lines().count(), 1);
+fn a_side_must_repeat_one_configuration() {
+    let mut odd = repeated(201, 2);
+    odd["settings"]["workload"]["iterations"] = json!(5);
+    let a = write_side("oa", &[repeated(200, 0), odd]);
+    let b = write_side("ob", &[repeated(230, 1), repeated(231, 3)]);
+    let error = refused(&[path(&a), path(&b)]);
     assert!(
-        stderr.starts_with("error: the workloads differ: A is shared-dirty-toggle 4 MiB"),
-        "{stderr}"
+        error.contains("are not repetitions of one configuration: run-01 and run-02 differ in workload.iterations (4 vs 5): remove the odd runs, or pass --force"),
+        "{error}"
     );
-    assert!(
-        stderr
-            .trim_end()
-            .ends_with("compare runs of the same workload, or pass --force"),
-        "{stderr}"
-    );
-    assert!(
-        compare(&[a.to_str().unwrap(), b.to_str().unwrap(), "--force"])
-            .status
-            .success()
-    );
+    let empty = common::out_dir("compare", "empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert!(refused(&[path(&empty), path(&b)]).ends_with(
+        "holds no report.json, nor run directories holding one: give a directory written by `mprotect-trace run -o DIR` or `run --repeat N -o DIR`"
+    ));
+}
+
+#[test]
+fn more_sides_are_each_compared_against_the_first() {
+    let a = write_side("na", &[repeated(200, 0), repeated(201, 3)]);
+    let b = write_side("nb", &[repeated(230, 1), repeated(231, 4)]);
+    let c = write_side("nc", &[repeated(100, 2), repeated(101, 5)]);
+    let compared = compared(&[path(&a), path(&b), path(&c)]);
+    assert_eq!(compared["design"]["order"]["sequence"], "A B C A B C");
+    assert_eq!(compared["design"]["order"]["kind"], "interleaved");
+    let pairs = compared["against_baseline"].as_array().unwrap();
+    let labels: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|p| (p["a"].as_str().unwrap(), p["b"].as_str().unwrap()))
+        .collect();
+    assert_eq!(labels, [("A", "B"), ("A", "C")]);
+    close(&pairs[0]["metrics"][0]["b"]["median"], 230.5);
+    close(&pairs[1]["metrics"][0]["b"]["median"], 100.5);
 }
 
 #[test]
@@ -231,6 +393,6 @@ fn bad_report_files_get_one_line_errors() {
     let newer = write("newer", &json!({"schema_version": 99}));
     assert!(
         error(&newer)
-            .ends_with("has report schema 99, newer than the 2 this mprotect-trace reads: upgrade mprotect-trace")
+            .ends_with("has report schema 99, newer than the 3 this mprotect-trace reads: upgrade mprotect-trace")
     );
 }

@@ -56,7 +56,8 @@ pub struct Design {
     pub alpha: f64,
 }
 
-const UNIT: &str = "one value per run: the run's median iteration ns/page, and the run's p50 and p99 latency of each target";
+const UNIT: &str =
+    "one value per run: the run's median iteration ns/page, and the run's p50 and p99 latency of each target";
 const TEST: &str = "two-sided Wilcoxon-Mann-Whitney rank test on the per-run values, exact (permutation distribution, ties as midranks) up to 60 runs";
 const INTERVAL: &str = "Hodges-Lehmann: B/A is exp of the median of all pairwise differences of log values, with its exact distribution-free interval of at least 95 %";
 const DETECTABLE: &str = "the smallest change this design detects with 80 % power at alpha 0.05, from the pooled run-to-run spread of the log values (t approximation scaled by the rank test's efficiency 3/pi)";
@@ -387,13 +388,19 @@ fn latency<'a>(report: &'a Report, name: &str) -> Option<(&'a ValueStats, String
             .filter(|(stats, _)| stats.count > 0);
     }
     let target = report.targets.iter().find(|t| t.attachment.name == name)?;
-    Some((target.latency_ns.as_ref()?, target.attachment.backend.label().to_owned()))
+    Some((
+        target.latency_ns.as_ref()?,
+        target.attachment.backend.label().to_owned(),
+    ))
 }
 
 /// Measured workload iterations (warmup included, every thread and round) and pages.
 fn iterations(report: &Report) -> Option<(f64, f64)> {
     let w = report.workload.as_ref()?;
-    Some((((w.iterations + w.warmup) * w.rounds * w.threads) as f64, w.pages as f64))
+    Some((
+        ((w.iterations + w.warmup) * w.rounds * w.threads) as f64,
+        w.pages as f64,
+    ))
 }
 
 fn per_run(side: &Side, value: impl Fn(&Report) -> Option<f64>) -> Vec<f64> {
@@ -494,7 +501,9 @@ fn sampled_deltas(a: &Side, b: &Side, workload_delta: Option<f64>) -> Vec<Sample
         (r.syscall.latency_ns.count > 0).then(|| r.syscall.latency_ns.total as f64 / n / pages)
     };
     let sampled = |side: &Side| {
-        side.runs.iter().all(|run| run.report.sampling.is_some() && syscall_per_page(&run.report).is_some())
+        side.runs
+            .iter()
+            .all(|run| run.report.sampling.is_some() && syscall_per_page(&run.report).is_some())
     };
     if !sampled(a) || !sampled(b) {
         return Vec::new();
@@ -616,6 +625,9 @@ fn home(workload: Option<&MetricDelta>, sampled: &[SampledDelta]) -> Home {
                 row.delta_ns_per_page.interval.map_or(0.0, |i| i.high)
             ),
         },
-        None => no_home("no home: every function's interval includes zero (the change is spread thin, or the runs too few)".to_owned()),
+        None => no_home(
+            "no home: every function's interval includes zero (the change is spread thin, or the runs too few)"
+                .to_owned(),
+        ),
     }
 }

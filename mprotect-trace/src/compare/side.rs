@@ -61,7 +61,9 @@ impl Side {
             .iter()
             .map(|dir| {
                 Ok(Run {
-                    name: dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                    name: dir
+                        .file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
                     report: Report::load(dir)?,
                 })
             })
@@ -82,7 +84,11 @@ impl Side {
         };
         for run in &self.runs {
             if run.report.partial {
-                found.push(format!("{} was interrupted ({})", run.name, run.report.stop_reason.label()));
+                found.push(format!(
+                    "{} was interrupted ({})",
+                    run.name,
+                    run.report.stop_reason.label()
+                ));
             }
             if run.report.kernel_release != first.report.kernel_release {
                 found.push(format!(
@@ -98,7 +104,12 @@ impl Side {
                     .map(|d| d.describe())
                     .collect();
                 if !shaping.is_empty() {
-                    found.push(format!("{} and {} differ in {}", first.name, run.name, shaping.join(", ")));
+                    found.push(format!(
+                        "{} and {} differ in {}",
+                        first.name,
+                        run.name,
+                        shaping.join(", ")
+                    ));
                 }
             }
         }

@@ -6,11 +6,7 @@ use super::{Comparison, Delta, IntervalSource, MetricDelta, OrderKind, PairCompa
 use crate::output::table::format_ns;
 
 fn value(unit: &str, v: f64) -> String {
-    if unit == "ns" {
-        format_ns(v)
-    } else {
-        format!("{v:.2}")
-    }
+    if unit == "ns" { format_ns(v) } else { format!("{v:.2}") }
 }
 
 fn optional(v: Option<f64>, format: impl Fn(f64) -> String) -> String {
@@ -156,7 +152,11 @@ impl PairComparison {
             "of delta"
         );
         // Targets no side measured have nothing to show.
-        for t in self.targets.iter().filter(|t| t.ns_per_page_a.is_some() || t.ns_per_page_b.is_some()) {
+        for t in self
+            .targets
+            .iter()
+            .filter(|t| t.ns_per_page_a.is_some() || t.ns_per_page_b.is_some())
+        {
             let _ = writeln!(
                 out,
                 "{:<26} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",

@@ -187,7 +187,10 @@ mod tests {
         let described: Vec<String> = a.differences(&b).iter().map(Difference::describe).collect();
         assert_eq!(
             described,
-            ["workload (shared-dirty-toggle vs none)", "command ([] vs [./toggle 64])"]
+            [
+                "workload (shared-dirty-toggle vs none)",
+                "command ([] vs [./toggle 64])"
+            ]
         );
     }
 

@@ -445,7 +445,10 @@ fn render_all(report: &Report) -> Result<Vec<Artifact>> {
 
 /// One CDF chart per target measured in both runs, A and B overlaid.
 pub fn render_comparison_cdfs(sides: &[(&str, &Report)]) -> Result<Vec<Artifact>> {
-    let series: Vec<_> = sides.iter().map(|(label, report)| (*label, latency_series(report))).collect();
+    let series: Vec<_> = sides
+        .iter()
+        .map(|(label, report)| (*label, latency_series(report)))
+        .collect();
     let subtitle = sides
         .iter()
         .map(|(label, report)| format!("{label}: {}", super::table::short_label(report)))

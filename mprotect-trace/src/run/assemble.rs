@@ -6,8 +6,8 @@ use crate::collect::Snapshot;
 use crate::model::report::{SCHEMA_VERSION, prot_name};
 use crate::model::stats::PERCENTILE_RELATIVE_ERROR;
 use crate::model::{
-    Attachment, Backend, Calibration, Capabilities, LatencySummary, Profile, ProgramCost, Report, Scope, Settings, StopReason,
-    SyscallProbe, SyscallReport, TargetReport, WorkloadResult,
+    Attachment, Backend, Calibration, Capabilities, LatencySummary, Profile, ProgramCost, Report, Scope, Settings,
+    StopReason, SyscallProbe, SyscallReport, TargetReport, WorkloadResult,
 };
 
 /// Everything a run found out, read back from the kernel and the target.

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use super::{Plan, Samples, ThreadOutcome};
 use crate::model::workload::mean;
-use crate::statistics::median;
 use crate::model::{PerIteration, SmapsEntry, WorkloadResult};
+use crate::statistics::median;
 
 /// The result of every thread's measured iterations, and the audit of
 /// the mapping that matched the scenario least.
@@ -41,9 +41,8 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadRe
         .collect();
     let pages = plan.pages as f64;
     let per_page_mean = |values: &[u64]| mean(values) / pages;
-    let per_page_median = |values: &[u64]| {
-        median(&values.iter().map(|&v| v as f64).collect::<Vec<_>>()).unwrap_or(0.0) / pages
-    };
+    let per_page_median =
+        |values: &[u64]| median(&values.iter().map(|&v| v as f64).collect::<Vec<_>>()).unwrap_or(0.0) / pages;
     WorkloadResult {
         scenario: plan.scenario.name().to_owned(),
         pages: plan.pages as u64,

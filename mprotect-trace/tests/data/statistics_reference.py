@@ -3,7 +3,7 @@
 numpy 2.4.6, brute-force enumeration). Run: python3 tests/data/statistics_reference.py"""
 import numpy as np, itertools, math
 from scipy.stats import t
-from scipy.stats import mannwhitneyu as m, permutation_test, rankdata
+from scipy.stats import mannwhitneyu as m, mannwhitneyu, permutation_test, rankdata
 cases=[([1,2,3,4,5],[6,7,8,9,10]),([152.1,148.3,160.2,139.9,171.0],[149.5,158.8,162.4,151.0,144.7]),([10,11,12],[13,14,15,16]),([3.1,2.7,4.4,3.9],[4.8,5.2,3.0,6.1,5.5,4.9])]
 for a,b in cases:
     r=m(a,b,method="exact"); print(r.statistic, repr(r.pvalue))
@@ -36,3 +36,13 @@ def mde(a,b,alpha=0.05,power=0.8):
     return (t.ppf(1-alpha/2,df)+t.ppf(power,df))*s*math.sqrt(1/me+1/ne), s
 print(repr(mde([152.1,148.3,160.2,139.9,171.0],[149.5,158.8,162.4,151.0,144.7])))
 print(repr(mde([1.0,1.2,0.9,1.1],[1.3,1.0,1.25,0.95,1.05])))
+
+# repeated_runs (tests/compare.rs): run medians 200,202,198,201,199 vs 230,228,233,231,229
+a = np.array([200, 202, 198, 201, 199.]); b = np.array([230, 228, 233, 231, 229.])
+la, lb = np.log(a), np.log(b)
+d = np.sort([y - x for y in lb for x in la])
+print("repeated_runs ratio", math.exp(np.median(d)), "interval", math.exp(d[2]), math.exp(d[-3]))
+e = 3 / math.pi; me, ne = 5 * e, 5 * e; df = me + ne - 2
+s = math.sqrt((4 * np.var(la, ddof=1) + 4 * np.var(lb, ddof=1)) / 8)
+print("repeated_runs detectable", math.exp((t.ppf(.975, df) + t.ppf(.8, df)) * s * math.sqrt(1 / me + 1 / ne)) - 1)
+print("repeated_runs p", mannwhitneyu(a, b, method="exact").pvalue)
