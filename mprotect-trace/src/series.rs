@@ -47,15 +47,16 @@ fn headline(report: &Report) -> String {
     }
 }
 
-/// Runs `options` once into `dir`; says so in one line. `None`: the run
-/// did not complete, and the series stops with this exit code.
+/// Runs `options` once into `dir`; says so in one line on stderr (stdout
+/// keeps the result, e.g. `ab --json`). `Err`: the run did not complete,
+/// and the series stops with this exit code.
 fn one(options: &RunOptions, dir: PathBuf, what: &str) -> Result<Result<Report, ExitCode>> {
     let mut options = options.clone();
     options.output = Some(dir);
     let traced = run::trace(options)?;
     match traced.status {
         Status::Complete => {
-            println!("{what}: {} -> {}", headline(&traced.report), traced.path.display());
+            eprintln!("{what}: {} -> {}", headline(&traced.report), traced.path.display());
             Ok(Ok(traced.report))
         }
         status => {
