@@ -60,7 +60,7 @@ const UNIT: &str =
     "one value per run: the run's median iteration ns/page, and the run's p50 and p99 latency of each target";
 const TEST: &str = "two-sided Wilcoxon-Mann-Whitney rank test on the per-run values, exact (permutation distribution, ties as midranks) up to 60 runs";
 const INTERVAL: &str = "Hodges-Lehmann: B/A is exp of the median of all pairwise differences of log values, with its exact distribution-free interval of at least 95 %";
-const DETECTABLE: &str = "the smallest change this design detects with 80 % power at alpha 0.05, from the pooled run-to-run spread of the log values (t approximation scaled by the rank test's efficiency 3/pi)";
+const DETECTABLE: &str = "the smallest change X this design detects with 80 % power at alpha 0.05 (B/A above 1 + X or below 1/(1 + X)), from the pooled run-to-run spread of the log values (t approximation scaled by the rank test's efficiency 3/pi)";
 
 #[derive(Debug, Serialize)]
 pub struct PairComparison {

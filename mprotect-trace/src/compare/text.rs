@@ -38,7 +38,7 @@ fn verdict(m: &MetricDelta) -> String {
     match (m.verdict, &m.test) {
         (Verdict::Significant, Some(test)) => format!("significant (p = {})", p_value(test.p_value)),
         (Verdict::NotSignificant, Some(test)) => format!(
-            "not significant (p = {}); smallest detectable: ±{}",
+            "not significant (p = {}); smallest detectable: {}",
             p_value(test.p_value),
             optional(m.detectable_change, |c| format!("{:.1} %", c * 100.0))
         ),
@@ -103,7 +103,7 @@ impl PairComparison {
         let ratio_heading = format!("{}/{}", self.b, self.a);
         let _ = writeln!(
             out,
-            "\n{:<32} {:<34} {:<34} {:>7} {:<18} verdict",
+            "\n{:<32} {:<34} {:<34} {:>7} {:<24} verdict",
             "metric", a_heading, b_heading, ratio_heading, interval_heading
         );
         let mut reasons: Vec<&str> = Vec::new();
@@ -122,7 +122,7 @@ impl PairComparison {
                 .map_or_else(|| "-".to_owned(), |i| format!("[{:.3}, {:.3}]", i.low, i.high));
             let _ = writeln!(
                 out,
-                "{:<32} {:<34} {:<34} {:>7.3} {:<18} {}",
+                "{:<32} {:<34} {:<34} {:>7.3} {:<24} {}",
                 m.metric,
                 spread(&m.a),
                 spread(&m.b),
