@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::compare::{self, Side};
 use crate::model::Report;
@@ -30,6 +31,60 @@ fn check_empty(dir: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// SIGINT and SIGTERM for the whole series. Each run catches them while
+/// it traces; between runs (loading, attaching, comparing) the process
+/// keeps tokio's handler, so a signal would be lost without this listener.
+struct Interrupts {
+    runtime: tokio::runtime::Runtime,
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Interrupts {
+    fn install() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let (interrupt, terminate) = runtime
+            .block_on(async {
+                Ok::<_, std::io::Error>((signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?))
+            })
+            .context("installing the SIGINT and SIGTERM handlers")?;
+        Ok(Self {
+            runtime,
+            interrupt,
+            terminate,
+        })
+    }
+
+    /// The status a signal since the last check asks for, if any.
+    fn received(&mut self) -> Option<Status> {
+        let (interrupt, terminate) = (&mut self.interrupt, &mut self.terminate);
+        self.runtime.block_on(async {
+            // A zero timeout polls each listener once: ready or not.
+            let now = std::time::Duration::ZERO;
+            if tokio::time::timeout(now, interrupt.recv()).await.is_ok() {
+                Some(Status::Interrupted)
+            } else if tokio::time::timeout(now, terminate.recv()).await.is_ok() {
+                Some(Status::Terminated)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Stops the series if a signal came: the runs made so far are kept.
+    fn stop(&mut self, dir: &Path) -> Option<ExitCode> {
+        let status = self.received()?;
+        eprintln!(
+            "error: the series was stopped ({status:?}); the completed runs are in {}",
+            dir.display()
+        );
+        Some(status.exit_code())
+    }
 }
 
 /// What one run measured, in a few words.
@@ -74,8 +129,12 @@ pub fn repeat(options: RunOptions, runs: u32) -> Result<ExitCode> {
     options.validate()?;
     let dir = options.output.clone().unwrap_or_else(run::default_output_dir);
     check_empty(&dir)?;
+    let mut interrupts = Interrupts::install()?;
     let mut medians = Vec::new();
     for index in 1..=runs {
+        if let Some(code) = interrupts.stop(&dir) {
+            return Ok(code);
+        }
         match one(&options, run_dir(&dir, index), &format!("run {index}/{runs}"))? {
             Ok(report) => medians.extend(report.workload.map(|w| w.iteration_ns_per_page_median)),
             Err(code) => return Ok(code),
@@ -114,8 +173,12 @@ pub fn interleaved(options: &AbOptions) -> Result<ExitCode> {
     for (_, dir) in &dirs {
         check_empty(dir)?;
     }
+    let mut interrupts = Interrupts::install()?;
     for round in 1..=options.repeat {
         for (side, (label, dir)) in options.sides.iter().zip(&dirs) {
+            if let Some(code) = interrupts.stop(&options.output) {
+                return Ok(code);
+            }
             let what = format!("{label} run {round}/{}", options.repeat);
             if let Err(code) = one(side, run_dir(dir, round), &what)? {
                 return Ok(code);

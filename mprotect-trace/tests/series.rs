@@ -220,3 +220,31 @@ fn bad_series_are_refused_in_one_line_before_tracing() {
     let error = refused(&["run", "--repeat", "2", "-o", used.to_str().unwrap()]);
     assert!(error.ends_with("run-01): choose a new -o DIR"), "{error}");
 }
+
+#[test]
+fn an_interrupted_series_stops_and_keeps_what_it_has() {
+    let dir = common::out_dir("series", "interrupted");
+    // Long enough that the signal surely lands inside the first run.
+    let tracer = common::Tracer::start(
+        &dir,
+        &[
+            "--repeat",
+            "3",
+            "--mapping-mb",
+            "8",
+            "--iterations",
+            "1000000",
+            "--no-sample",
+        ],
+    );
+    tracer.signal(libc::SIGINT);
+    let (status, stderr) = tracer.finish();
+    assert_eq!(status.code(), Some(130), "{stderr:?}");
+    let stopped = format!(
+        "error: run 1/3 did not complete (Interrupted); its partial report is {}, the series stops",
+        dir.join("run-01").join("report.json").display()
+    );
+    assert!(stderr.contains(&stopped), "{stderr:?}");
+    assert!(common::report(&dir.join("run-01")).partial);
+    assert!(!dir.join("run-02").exists());
+}
