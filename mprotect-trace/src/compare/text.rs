@@ -36,7 +36,11 @@ fn p_value(p: f64) -> String {
 
 fn verdict(m: &MetricDelta) -> String {
     match (m.verdict, &m.test) {
-        (Verdict::Significant, Some(test)) => format!("significant (p = {})", p_value(test.p_value)),
+        (Verdict::Significant, Some(test)) => format!(
+            "significant (p = {}); smallest detectable: {}",
+            p_value(test.p_value),
+            optional(m.detectable_change, |c| format!("{:.1} %", c * 100.0))
+        ),
         (Verdict::NotSignificant, Some(test)) => format!(
             "not significant (p = {}); smallest detectable: {}",
             p_value(test.p_value),
