@@ -92,6 +92,12 @@ fn backend_parser() -> impl clap::builder::TypedValueParser<Value = BackendChoic
     })
 }
 
+/// A whole number flag: what a negative or fractional value gets told
+/// (clap's own parser says "invalid digit found in string").
+fn whole<T: std::str::FromStr>(text: &str) -> std::result::Result<T, String> {
+    text.parse().map_err(|_| "must be a whole number, 0 or more".to_owned())
+}
+
 /// The workload's options, shared by `workload` and `run`.
 #[derive(Args, Clone, Debug)]
 struct WorkloadArgs {
@@ -99,22 +105,22 @@ struct WorkloadArgs {
     #[arg(long, value_parser = scenario_parser(), default_value = "shared-dirty-toggle")]
     scenario: Scenario,
     /// Size of each mapping in MiB [default: 64; 4 for region-toggle].
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<u64>)]
     mapping_mb: Option<u64>,
     /// Measured iterations per round.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = whole::<u64>)]
     iterations: u64,
     /// Unmeasured iterations before the measured ones, each round.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = whole::<u64>)]
     warmup: u64,
     /// Rounds, each on a freshly mapped and prefaulted range.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = whole::<u64>)]
     rounds: u64,
     /// Pin every workload thread to this CPU.
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<usize>)]
     cpu: Option<usize>,
     /// Threads, each toggling its own mapping.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = whole::<u64>)]
     threads: u64,
     /// Do not touch the pages after each toggle.
     #[arg(long)]
@@ -122,7 +128,7 @@ struct WorkloadArgs {
     /// Back the mapping with large folios of this size (multi-size THP,
     /// e.g. 16, 64): sets that size's knob to always and the others to
     /// never for the run (root), restored after. Shared or private dirty toggle.
-    #[arg(long, value_name = "KB")]
+    #[arg(long, value_name = "KB", value_parser = whole::<u64>)]
     folio_kb: Option<u64>,
 }
 
@@ -143,6 +149,7 @@ impl WorkloadArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 struct WorkloadCommandArgs {
     #[command(flatten)]
     workload: WorkloadArgs,
@@ -167,10 +174,11 @@ struct DoctorArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 struct RunArgs {
     #[command(flatten)]
     workload: WorkloadArgs,
-    /// Print the whole report as JSON instead of the table.
+    /// Print the whole report as JSON instead of the table and the `result` line.
     #[arg(long)]
     json: bool,
     /// Another kernel function to probe (repeatable), e.g. prot_commit_flush_ptes.
@@ -180,7 +188,7 @@ struct RunArgs {
     #[arg(long, value_parser = backend_parser(), default_value = "auto")]
     backend: BackendChoice,
     /// Trace a running process instead of the workload.
-    #[arg(short = 'p', long, conflicts_with_all = ["all", "command"])]
+    #[arg(short = 'p', long, conflicts_with_all = ["all", "command"], value_parser = whole::<u32>)]
     pid: Option<u32>,
     /// Trace every task on the system.
     #[arg(short = 'a', long, conflicts_with = "command")]
@@ -192,11 +200,11 @@ struct RunArgs {
     #[arg(long, value_name = "SECONDS")]
     interval: Option<f64>,
     /// Stack samples per second on each CPU.
-    #[arg(long, default_value_t = 999, value_name = "HZ")]
+    #[arg(long, default_value_t = 999, value_name = "HZ", value_parser = whole::<u64>)]
     sample_hz: u64,
     /// Distinct stacks (and stack pairs) the sampler keeps; samples past a
     /// full map are counted as lost, and the table says so.
-    #[arg(long, default_value_t = mprotect_trace_common::STACK_MAP_ENTRIES, value_name = "N")]
+    #[arg(long, default_value_t = mprotect_trace_common::STACK_MAP_ENTRIES, value_name = "N", value_parser = whole::<u32>)]
     max_stacks: u32,
     /// Do not sample stacks (no flame graph).
     #[arg(long)]
@@ -222,7 +230,7 @@ struct RunArgs {
     output: Option<PathBuf>,
     /// Make N runs, each a fresh workload (or command), each into its own
     /// directory DIR/run-01 ...: one side for `compare`.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = whole::<u32>)]
     repeat: u32,
     /// Trace this command instead of the workload.
     #[arg(last = true, value_name = "CMD")]
@@ -232,7 +240,12 @@ struct RunArgs {
 /// Seconds as a duration; what no duration can be is an error naming the flag.
 fn seconds(flag: &str, value: Option<f64>) -> Result<Option<Duration>> {
     value
-        .map(|s| Duration::try_from_secs_f64(s).map_err(|_| anyhow!("{flag} must be a number of seconds (got {s})")))
+        .map(|s| {
+            if s <= 0.0 {
+                return Err(anyhow!("{flag} must be more than 0 seconds (got {s})"));
+            }
+            Duration::try_from_secs_f64(s).map_err(|_| anyhow!("{flag} must be a number of seconds (got {s})"))
+        })
         .transpose()
 }
 
@@ -293,6 +306,7 @@ struct CompareArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 struct AbArgs {
     /// Side A's `run` options as one quoted string, e.g. "--scenario thp-toggle"
     /// (the baseline; empty: the defaults).
@@ -302,7 +316,7 @@ struct AbArgs {
     #[arg(long, allow_hyphen_values = true, default_value = "", value_name = "OPTIONS")]
     b: String,
     /// Runs per side (4 is the fewest a significance claim can rest on).
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = whole::<u32>)]
     repeat: u32,
     /// Directory for the runs (DIR/a/run-01, DIR/b/run-01, ...) and the comparison.
     #[arg(short = 'o', long, value_name = "DIR")]
