@@ -36,7 +36,7 @@ enum Command {
     /// Print the summary of a saved run (no root needed).
     Report(ReportArgs),
     /// Redraw the plots, flame graph and report.html of a saved run from its report.json.
-    Plot(ReportArgs),
+    Plot(PlotArgs),
     /// Run two configurations in interleaved order (A B A B ...), N runs each, and compare them.
     Ab(AbArgs),
     /// Compare saved runs (e.g. two kernels), one or many runs a side, function by function.
@@ -58,7 +58,7 @@ impl Cli {
                 json: args.json,
                 wait_for_start: args.wait_for_start,
             }),
-            Command::Report(args) => commands::report(&args.dir),
+            Command::Report(args) => commands::report(&args.dir, args.top),
             Command::Plot(args) => commands::plot(&args.dir),
             Command::Compare(args) => commands::compare(&CompareOptions {
                 sides: args.sides,
@@ -225,9 +225,16 @@ struct RunArgs {
     /// per program run themselves).
     #[arg(long)]
     probe_cost: bool,
-    /// Directory for report.json [default: ./mprotect-trace-out/<UTC time>/].
+    /// Directory for report.json, absent or empty [default: a new
+    /// ./mprotect-trace-out/<UTC time>/].
     #[arg(short = 'o', long, value_name = "DIR")]
     output: Option<PathBuf>,
+    /// -o DIR holds an earlier run: replace it (its files are removed).
+    #[arg(long)]
+    replace: bool,
+    /// List the first N kernel functions by total share [default: those of 0.5 % or more].
+    #[arg(long, value_name = "N", value_parser = whole::<usize>)]
+    top: Option<usize>,
     /// Make N runs, each a fresh workload (or command), each into its own
     /// directory DIR/run-01 ...: one side for `compare`.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = whole::<u32>)]
@@ -276,13 +283,24 @@ impl RunArgs {
             calibrate: self.calibrate,
             probe_cost: self.probe_cost,
             output: self.output,
+            replace: self.replace,
             json: self.json,
+            top: self.top,
         })
     }
 }
 
 #[derive(Args, Debug)]
 struct ReportArgs {
+    /// A run's output directory (or its report.json).
+    dir: PathBuf,
+    /// List the first N kernel functions by total share [default: those of 0.5 % or more].
+    #[arg(long, value_name = "N", value_parser = whole::<usize>)]
+    top: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+struct PlotArgs {
     /// A run's output directory (or its report.json).
     dir: PathBuf,
 }

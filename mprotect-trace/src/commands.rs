@@ -25,10 +25,10 @@ pub fn ab(options: &AbOptions) -> Result<ExitCode> {
     series::interleaved(options)
 }
 
-/// `report DIR`: the table of a saved run.
-pub fn report(path: &Path) -> Result<ExitCode> {
+/// `report DIR`: the table of a saved run; `top`: list that many kernel functions.
+pub fn report(path: &Path, top: Option<usize>) -> Result<ExitCode> {
     let report = Report::load(path)?;
-    print!("{}", output::table::render(&report));
+    print!("{}", output::table::render_top(&report, top));
     if let Some(workload) = &report.workload {
         println!("{}", workload.result_line());
     }

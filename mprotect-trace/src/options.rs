@@ -47,10 +47,14 @@ pub struct RunOptions {
     pub calibrate: bool,
     /// Report each BPF program's cost by the kernel's statistics.
     pub probe_cost: bool,
-    /// `None`: `./mprotect-trace-out/<UTC time>/`.
+    /// `None`: a new `./mprotect-trace-out/<UTC time>/`.
     pub output: Option<PathBuf>,
+    /// `output` may hold an earlier run, which this one replaces.
+    pub replace: bool,
     /// Print the report as JSON instead of the table.
     pub json: bool,
+    /// List the first N kernel functions (default: those of 0.5 % or more).
+    pub top: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -67,7 +71,9 @@ impl Default for RunOptions {
             calibrate: false,
             probe_cost: false,
             output: None,
+            replace: false,
             json: false,
+            top: None,
         }
     }
 }

@@ -127,8 +127,13 @@ fn one(options: &RunOptions, dir: PathBuf, what: &str) -> Result<Result<Report, 
 /// `run --repeat N`.
 pub fn repeat(options: RunOptions, runs: u32) -> Result<ExitCode> {
     options.validate()?;
-    let dir = options.output.clone().unwrap_or_else(run::default_output_dir);
-    check_empty(&dir)?;
+    let dir = match &options.output {
+        Some(dir) => {
+            check_empty(dir)?;
+            dir.clone()
+        }
+        None => run::directory::create_unique(Path::new(run::directory::DEFAULT_PARENT))?,
+    };
     let mut interrupts = Interrupts::install()?;
     let mut medians = Vec::new();
     for index in 1..=runs {

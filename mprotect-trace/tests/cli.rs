@@ -77,3 +77,83 @@ fn negative_numbers_get_a_proper_error() {
     }
     assert!(Path::new(SAVED_RUN).is_dir());
 }
+
+/// The saved run with a profile of `functions` (name, self and total
+/// samples) out of `in_syscall` samples inside mprotect, and no calls.
+fn saved_run_with_profile(name: &str, in_syscall: u64, functions: &[(&str, u64, u64)]) -> std::path::PathBuf {
+    let mut report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(SAVED_RUN).join("report.json")).unwrap()).unwrap();
+    let functions: Vec<serde_json::Value> = functions
+        .iter()
+        .map(|&(name, own, total)| {
+            serde_json::json!({"name": name, "self_samples": own, "total_samples": total,
+                "self_share": own as f64 / in_syscall as f64, "total_share": total as f64 / in_syscall as f64})
+        })
+        .collect();
+    report["sampling"] = serde_json::json!({"hz": 999, "cpus": 2, "counters": {"samples": in_syscall,
+        "samples_other_tasks": 0, "kernel_stack_collisions": 0, "kernel_stack_failed": 0, "user_stack_lost": 0,
+        "sample_map_full": 0}, "in_syscall_samples": in_syscall, "functions": functions,
+        "inlined_targets": [], "stacks": []});
+    let empty = serde_json::json!({"count": 0, "total": 0, "min": null, "max": null, "histogram": {"buckets": []}});
+    report["syscall"]["latency_ns"] = empty;
+    report["syscall"]["latency"] = serde_json::json!({"calls": 0, "total_ns": 0});
+    let dir = common::out_dir("cli", name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("report.json"), serde_json::to_vec(&report).unwrap()).unwrap();
+    dir
+}
+
+fn report_table(args: &[&str]) -> String {
+    let output = common::binary().arg("report").args(args).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Rows of the kernel-function table: every line after its header that
+/// starts with a function name and a percentage.
+fn function_rows(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .skip_while(|line| !line.starts_with("kernel function (in mprotect)"))
+        .skip(1)
+        .take_while(|line| line.split_whitespace().nth(1).is_some_and(|share| share.ends_with('%')))
+        .map(|line| line.split_whitespace().next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_function_table_says_what_it_hides() {
+    // 16 functions at 1 % or more, then 12 below 0.5 %, of 10000 samples.
+    let mut functions: Vec<(String, u64, u64)> = (0..16).map(|i| (format!("big_{i:02}"), 400 - i * 10, 600)).collect();
+    functions.extend((0..12).map(|i| (format!("small_{i:02}"), 10 + i, 20)));
+    let borrowed: Vec<(&str, u64, u64)> = functions.iter().map(|(n, s, t)| (n.as_str(), *s, *t)).collect();
+    let dir = saved_run_with_profile("top", 10_000, &borrowed);
+
+    let table = report_table(&[dir.to_str().unwrap()]);
+    assert_eq!(function_rows(&table).len(), 16, "{table}");
+    assert!(table.contains("12 more below 0.5 % (--top 28 shows them)"), "{table}");
+    let top = report_table(&[dir.to_str().unwrap(), "--top", "5"]);
+    assert_eq!(
+        function_rows(&top),
+        ["big_00", "big_01", "big_02", "big_03", "big_04"],
+        "{top}"
+    );
+    assert!(
+        top.contains("23 more: 11 of 0.5 % or more, 12 below 0.5 % (--top 28 shows them)"),
+        "{top}"
+    );
+    // No calls: no share, and certainly not 100 %.
+    let syscall = table.lines().find(|l| l.starts_with("mprotect (syscall)")).unwrap();
+    assert!(!syscall.contains('%'), "{syscall}");
+    assert!(!table.contains("warning: only"), "{table}");
+}
+
+#[test]
+fn shares_from_few_samples_carry_a_warning() {
+    let dir = saved_run_with_profile("few", 40, &[("change_pte_range", 30, 40), ("vm_normal_page", 10, 10)]);
+    let table = report_table(&[dir.to_str().unwrap()]);
+    assert!(
+        table.contains("warning: only 40 samples inside mprotect(): a share is uncertain by up to ±7.9 % (one standard error); sample longer or at a higher --sample-hz"),
+        "{table}"
+    );
+}

@@ -17,10 +17,10 @@ use crate::command::{output_of, release_binary};
 /// (name, arguments of `mprotect-trace` before the workload's).
 const MODES: [(&str, &[&str]); 5] = [
     (UNTRACED, &["workload"]),
-    (FLOOR, &["run", "--empty-programs", "--no-sample", "-o"]),
-    ("syscall tracepoints", &["run", "--no-sample", "-o"]),
-    ("stack sampling", &["run", "--no-syscall", "-o"]),
-    ("tracepoints + sampling", &["run", "-o"]),
+    (FLOOR, &["run", "--empty-programs", "--no-sample", "--replace", "-o"]),
+    ("syscall tracepoints", &["run", "--no-sample", "--replace", "-o"]),
+    ("stack sampling", &["run", "--no-syscall", "--replace", "-o"]),
+    ("tracepoints + sampling", &["run", "--replace", "-o"]),
 ];
 
 const WORKLOADS: [(&str, &[&str]); 2] = [
@@ -86,7 +86,9 @@ fn print_program_costs(
         eprintln!("program cost, {label}: repeat {}/{repeats}", repeat + 1);
         for empty in [true, false] {
             let mut command = Command::new(tool);
-            command.args(["run", "--probe-cost", "--no-sample", "-o"]).arg(out);
+            command
+                .args(["run", "--probe-cost", "--no-sample", "--replace", "-o"])
+                .arg(out);
             if empty {
                 command.arg("--empty-programs");
             }

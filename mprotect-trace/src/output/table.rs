@@ -35,7 +35,10 @@ fn latency_row(
     share: Option<f64>,
 ) {
     let per_iteration = per.map_or_else(|| "-".to_owned(), |n| format!("{:.2}", latency.calls as f64 / n as f64));
-    let share = share.map_or_else(|| "-".to_owned(), |s| format!("{:.1}%", s * 100.0));
+    // Without calls there is no time to take a share of.
+    let share = share
+        .filter(|_| latency.calls > 0)
+        .map_or_else(|| "-".to_owned(), |s| format!("{:.1}%", s * 100.0));
     let _ = writeln!(
         out,
         "{name:<26} {backend:<10} {:>9} {per_iteration:>10} {:>10} {:>10} {:>10} {share:>7}",
@@ -82,7 +85,19 @@ pub fn short_label(report: &Report) -> String {
     format!("{what} on {}", report.kernel_release)
 }
 
+/// Kernel functions below this total share are not listed unless asked
+/// for (`--top N`); the table says how many it left out.
+pub const FUNCTION_SHARE_THRESHOLD: f64 = 0.005;
+/// Above this standard error of a share, the table warns that its samples are few.
+const SHARE_ERROR_WARNING: f64 = 0.025;
+
 pub fn render(report: &Report) -> String {
+    render_top(report, None)
+}
+
+/// The table; `top`: list exactly the first N kernel functions by total
+/// share instead of those above [`FUNCTION_SHARE_THRESHOLD`].
+pub fn render_top(report: &Report, top: Option<usize>) -> String {
     let mut out = String::new();
     let what = what_was_traced(report);
     let tgid = report.tgid.map(|t| format!(", tgid {t}")).unwrap_or_default();
@@ -157,7 +172,7 @@ pub fn render(report: &Report) -> String {
     );
     render_distributions(&mut out, report);
     if let Some(profile) = &report.sampling {
-        render_profile(&mut out, profile);
+        render_profile(&mut out, profile, top);
     }
     if let Some(c) = &report.calibration {
         let _ = writeln!(
@@ -282,7 +297,7 @@ fn render_distributions(out: &mut String, report: &Report) {
     );
 }
 
-fn render_profile(out: &mut String, profile: &Profile) {
+fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>) {
     let c = &profile.counters;
     let _ = writeln!(
         out,
@@ -314,13 +329,40 @@ fn render_profile(out: &mut String, profile: &Profile) {
         "{:<32} {:>8} {:>8}",
         "kernel function (in mprotect)", "self", "total"
     );
-    for function in profile.functions.iter().take(12) {
+    let above = |f: &crate::model::FunctionShare| f.total_share >= FUNCTION_SHARE_THRESHOLD;
+    let shown = top.unwrap_or_else(|| profile.functions.iter().filter(|f| above(f)).count());
+    for function in profile.functions.iter().take(shown) {
         let _ = writeln!(
             out,
             "{:<32} {:>7.1}% {:>7.1}%",
             function.name,
             function.self_share * 100.0,
             function.total_share * 100.0
+        );
+    }
+    let hidden = profile.functions.get(shown..).unwrap_or_default();
+    if !hidden.is_empty() {
+        let big = hidden.iter().filter(|f| above(f)).count();
+        let small = hidden.len() - big;
+        let threshold = FUNCTION_SHARE_THRESHOLD * 100.0;
+        let what = match (big, small) {
+            (0, small) => format!("{small} more below {threshold} %"),
+            (big, 0) => format!("{big} more of {threshold} % or more"),
+            (big, small) => format!(
+                "{} more: {big} of {threshold} % or more, {small} below {threshold} %",
+                big + small
+            ),
+        };
+        let _ = writeln!(out, "{what} (--top {} shows them)", profile.functions.len());
+    }
+    // One standard error of a share p of n samples is sqrt(p(1-p)/n), at most 0.5/sqrt(n).
+    let error = 0.5 / (profile.in_syscall_samples as f64).sqrt();
+    if error > SHARE_ERROR_WARNING {
+        let _ = writeln!(
+            out,
+            "warning: only {} samples inside mprotect(): a share is uncertain by up to ±{:.1} % (one standard error); sample longer or at a higher --sample-hz",
+            profile.in_syscall_samples,
+            error * 100.0
         );
     }
     for inlined in &profile.inlined_targets {

@@ -2,6 +2,7 @@
 //! task), print the table and write the run's files.
 
 mod assemble;
+pub mod directory;
 mod settings;
 mod target;
 
@@ -46,12 +47,12 @@ fn probe_pair_cost_ns(backend: Backend) -> f64 {
 
 /// `run`: trace, write the run's directory, print the table (or JSON).
 pub fn run(options: RunOptions) -> Result<ExitCode> {
-    let json = options.json;
+    let (json, top) = (options.json, options.top);
     let traced = trace(options)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&traced.report)?);
     } else {
-        print!("{}", table::render(&traced.report));
+        print!("{}", table::render_top(&traced.report, top));
         if let Some(workload) = &traced.report.workload {
             println!("{}", workload.result_line());
         }
@@ -131,7 +132,7 @@ async fn trace_async(options: RunOptions) -> Result<Traced> {
     options.validate()?;
     crate::kernel::privileges::require_tracing()?;
     target::validate(&options.target)?;
-    let output_dir = prepare_output_dir(options.output.clone())?;
+    let output_dir = directory::prepare(options.output.as_deref(), options.replace)?;
 
     let untraced = match &options.target {
         TraceTarget::Workload(workload) if options.calibrate => Some(target::run_untraced(workload)?),
@@ -254,6 +255,9 @@ async fn trace_async(options: RunOptions) -> Result<Traced> {
         program_costs,
     });
     warn_about_hot_probes(&report);
+    if options.replace {
+        directory::clear_old_run(&output_dir)?;
+    }
     output::write(&report, Formats::Run, &output_dir)?;
     let path = output_dir.join(output::json::FILE_NAME);
     let status = match (stop, ending) {
@@ -331,33 +335,6 @@ fn print_interval(now: &Snapshot, previous: &Snapshot, attachments: &[Attachment
             line(&attachment.name, &now.latency_ns.since(&before));
         }
     }
-}
-
-/// `./mprotect-trace-out/<UTC timestamp>/`.
-pub fn default_output_dir() -> PathBuf {
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    PathBuf::from("mprotect-trace-out").join(stamp.replace([':', '-'], ""))
-}
-
-/// `-o DIR`, or `./mprotect-trace-out/<UTC timestamp>/`; created and
-/// checked writable before anything is attached.
-fn prepare_output_dir(requested: Option<PathBuf>) -> Result<PathBuf> {
-    let dir = requested.unwrap_or_else(default_output_dir);
-    std::fs::create_dir_all(&dir).with_context(|| {
-        format!(
-            "creating the output directory {} (choose another with -o DIR)",
-            dir.display()
-        )
-    })?;
-    let probe = dir.join(".write-test");
-    std::fs::write(&probe, b"").with_context(|| {
-        format!(
-            "the output directory {} is not writable (choose another with -o DIR)",
-            dir.display()
-        )
-    })?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(dir)
 }
 
 /// Warns when a probe fired so often that it distorts what it measures.
