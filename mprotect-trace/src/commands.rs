@@ -43,7 +43,9 @@ pub fn plot(path: &Path) -> Result<ExitCode> {
     } else {
         path.parent().unwrap_or(Path::new("."))
     };
-    let written = output::write(&report, output::Formats::Redraw, dir)?;
+    let written = output::write(&report, output::Formats::Redraw, dir).map_err(|err| {
+        anyhow::anyhow!("{err:#} (plot redraws into the run's own directory: copy the run somewhere you can write)")
+    })?;
     let html = written
         .iter()
         .find(|path| path.ends_with(output::html::FILE_NAME))

@@ -157,3 +157,40 @@ fn shares_from_few_samples_carry_a_warning() {
         "{table}"
     );
 }
+
+/// `plot` of a run in a directory it may not write: one line naming the
+/// file, the reason and what to do (as nobody, from root's copy).
+#[test]
+fn plot_where_it_cannot_write_says_so_in_one_line() {
+    if unsafe { libc::geteuid() } != 0 {
+        common::skip(
+            "plot_where_it_cannot_write_says_so_in_one_line",
+            "needs root to run plot as nobody",
+        );
+        return;
+    }
+    let dir = common::out_dir("cli", "read-only");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(Path::new(SAVED_RUN).join("report.json"), dir.join("report.json")).unwrap();
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_mprotect-trace"))
+        .arg("plot")
+        .arg(&dir)
+        .output()
+        .expect("setpriv");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let first = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(first, 1, "plot wrote something");
+    let stderr = stderr.trim_end();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // The first file it tries: the syscall's latency plot (no samples here).
+    assert_eq!(
+        stderr,
+        format!(
+            "error: cannot write {}: Permission denied (os error 13) (plot redraws into the run's own directory: copy the run somewhere you can write)",
+            dir.join("latency-mprotect--syscall.png").display()
+        )
+    );
+}

@@ -175,6 +175,18 @@ fn bad_input_is_refused_in_one_line_before_anything_is_attached() {
         one_line_error(tool().args(["run", "--sample-hz", "0"])),
         "error: --sample-hz must be at least 1 (got 0); use --no-sample to turn sampling off"
     );
+    let limit: u64 = std::fs::read_to_string("/proc/sys/kernel/perf_event_max_sample_rate")
+        .expect("the kernel's sample-rate limit")
+        .trim()
+        .parse()
+        .expect("a number");
+    let above = (limit + 1).to_string();
+    assert_eq!(
+        one_line_error(tool().args(["run", "--sample-hz", &above])),
+        format!(
+            "error: --sample-hz {above} is above this kernel's limit of {limit} (kernel.perf_event_max_sample_rate): use at most {limit}, or raise the limit with sysctl -w kernel.perf_event_max_sample_rate={above}"
+        )
+    );
     // Not root: the same binary with no capability at all.
     for args in [&["run", "-o", "/tmp/mprotect-trace-nobody"][..], &["doctor"][..]] {
         let mut unprivileged = Command::new("setpriv");

@@ -97,14 +97,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
         .context("output path has no file name")?
         .to_string_lossy();
     let temporary = path.with_file_name(format!(".{name}.tmp"));
-    let result = (|| -> Result<()> {
-        let mut file =
-            std::fs::File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
-        file.write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("writing {}", temporary.display()))?;
-        std::fs::rename(&temporary, path).with_context(|| format!("renaming to {}", path.display()))
-    })();
+    // Errors name the file asked for, not the temporary one beside it.
+    let result = (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })()
+    .map_err(|err| anyhow::anyhow!("cannot write {}: {err}", path.display()));
     if result.is_err() {
         let _ = std::fs::remove_file(&temporary);
     }

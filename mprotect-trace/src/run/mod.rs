@@ -132,6 +132,9 @@ async fn trace_async(options: RunOptions) -> Result<Traced> {
     options.validate()?;
     crate::kernel::privileges::require_tracing()?;
     target::validate(&options.target)?;
+    if let Some(hz) = options.sample_hz {
+        sampling::check_rate(hz)?;
+    }
     let output_dir = directory::prepare(options.output.as_deref(), options.replace)?;
 
     let untraced = match &options.target {
