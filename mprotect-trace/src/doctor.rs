@@ -20,12 +20,19 @@ pub struct DoctorReport {
     pub targets: Vec<TargetPlan>,
     /// Whether anything can trace mprotect here: syscall tracepoints or sampling.
     pub usable: bool,
+    /// Why the checks that load or attach programs were not made (not root).
+    pub unprivileged: Option<String>,
 }
 
 pub fn diagnose(options: &DoctorOptions) -> Result<DoctorReport> {
-    crate::kernel::privileges::require_tracing()?;
-    let mut ebpf = ebpf_object::load()?;
-    let capabilities = capabilities::detect(&mut ebpf);
+    // Without the privileges, report what reading alone finds.
+    let (capabilities, unprivileged) = match crate::kernel::privileges::require_tracing() {
+        Ok(()) => (capabilities::detect(&mut ebpf_object::load()?), None),
+        Err(err) => {
+            let why = format!("{err:#}");
+            (capabilities::detect_unprivileged(&why), Some(why))
+        }
+    };
     let kallsyms = Kallsyms::load()?;
     let targets = plan::plan_targets(&options.probes, &capabilities, &kallsyms, BackendChoice::Auto)?;
     let usable = capabilities.syscall_tracepoints.available || capabilities.perf_sampling.available;
@@ -33,6 +40,7 @@ pub fn diagnose(options: &DoctorOptions) -> Result<DoctorReport> {
         capabilities,
         targets,
         usable,
+        unprivileged,
     })
 }
 
@@ -94,7 +102,12 @@ impl DoctorReport {
             format!("unavailable: {}", caps.perf_sampling.detail)
         };
         let _ = writeln!(out, "  {:<24} {:<10} {sampling}", "stack sampling", "perf_event");
-        if !self.usable {
+        if let Some(why) = &self.unprivileged {
+            let _ = writeln!(
+                out,
+                "\nnot checked as this user: what needs root loads or attaches a BPF program; {why}"
+            );
+        } else if !self.usable {
             let _ = writeln!(
                 out,
                 "\nnothing can trace mprotect here: neither syscall tracepoints nor perf sampling work"

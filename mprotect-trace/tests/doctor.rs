@@ -186,3 +186,55 @@ fn text_output_names_every_target_and_the_plan() {
     }
     assert!(text.contains("  mprotect syscall         tracepoint "), "{text}");
 }
+
+/// As nobody, without capabilities: what reading alone finds (the kernel,
+/// BTF, the targets in kallsyms and BTF), every check that needs root
+/// marked so, and why; exit 1, since nothing can trace as this user.
+#[test]
+fn without_root_it_reports_what_it_can_and_what_needs_root() {
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(env!("CARGO_BIN_EXE_mprotect-trace"))
+        .args(["doctor", "--json"])
+        .output()
+        .expect("setpriv");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("doctor's JSON");
+    let caps = &report["capabilities"];
+    assert_eq!(caps["btf"]["available"], Path::new("/sys/kernel/btf/vmlinux").exists());
+    for check in [
+        &caps["syscall_tracepoints"],
+        &caps["perf_sampling"],
+        &caps["fentry"],
+        &caps["kprobes"],
+    ] {
+        assert_eq!(check["summary"], "needs root", "{check}");
+    }
+    let why = report["unprivileged"].as_str().expect("the reason");
+    assert!(
+        why.starts_with("tracing needs root, or CAP_BPF and CAP_PERFMON"),
+        "{why}"
+    );
+    // Targets are still found by name, as root finds them.
+    let kallsyms = kallsyms_functions();
+    for target in report["targets"].as_array().unwrap() {
+        let name = target["name"].as_str().unwrap();
+        assert_eq!(target["in_kallsyms"], kallsyms.contains(name), "{name}");
+    }
+    let text = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(env!("CARGO_BIN_EXE_mprotect-trace"))
+        .arg("doctor")
+        .output()
+        .expect("setpriv");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("not checked as this user: what needs root loads or attaches a BPF program; tracing needs root"),
+        "{text}"
+    );
+}

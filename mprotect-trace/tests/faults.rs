@@ -188,7 +188,7 @@ fn bad_input_is_refused_in_one_line_before_anything_is_attached() {
         )
     );
     // Not root: the same binary with no capability at all.
-    for args in [&["run", "-o", "/tmp/mprotect-trace-nobody"][..], &["doctor"][..]] {
+    for args in [&["run", "-o", "/tmp/mprotect-trace-nobody"][..]] {
         let mut unprivileged = Command::new("setpriv");
         unprivileged
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])

@@ -47,6 +47,36 @@ pub fn detect(ebpf: &mut Ebpf) -> Capabilities {
     }
 }
 
+/// What an unprivileged process can find out: the kernel, BTF, lockdown
+/// and tracefs by reading; every check that loads or attaches a BPF
+/// program is marked as needing root, saying `why`.
+pub fn detect_unprivileged(why: &str) -> Capabilities {
+    let (kernel_release, arch) = uname();
+    let needs_root = || {
+        Check::no(
+            "needs root",
+            format!("needs root: it loads or attaches a BPF program ({why})"),
+        )
+    };
+    let tracefs = match mounts::ensure(Mount::Tracefs) {
+        Ok(state) => Check::yes(state.describe()),
+        Err(err) => Check::no("not mounted", format!("{err:#}")),
+    };
+    Capabilities {
+        kernel_release,
+        arch,
+        lockdown: lockdown_check(),
+        syscall_tracepoints: needs_root(),
+        tracefs,
+        perf_sampling: needs_root(),
+        btf: btf_check(),
+        function_backends: backend::ALL
+            .iter()
+            .map(|backend| (backend.capability().to_owned(), needs_root()))
+            .collect(),
+    }
+}
+
 /// `error: cause: cause` for errors whose Display hides their sources.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
