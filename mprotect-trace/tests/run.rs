@@ -295,3 +295,85 @@ fn probe_cost_reports_the_kernels_count_of_every_program_run() {
     );
     assert!(plain["program_costs"].is_null());
 }
+
+/// A run owns its directory: a second run into it is refused and leaves
+/// the first whole; `--replace` replaces it, none of its files left over.
+#[test]
+fn a_run_owns_its_directory() {
+    let dir = out_dir("owned");
+    let small = ["--mapping-mb", "8", "--iterations", "20"];
+    let first = run(&[&["-o", dir.to_str().unwrap()], &small[..]].concat());
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(dir.join("flame.svg").is_file() && dir.join("stacks.folded").is_file());
+
+    let again = [
+        &[
+            "-o",
+            dir.to_str().unwrap(),
+            "--no-sample",
+            "--scenario",
+            "private-dirty-toggle",
+        ],
+        &small[..],
+    ]
+    .concat();
+    let refused = run(&again);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim_end(),
+        format!(
+            "error: {} already holds a run: choose a new -o DIR, or pass --replace to replace that run",
+            dir.display()
+        )
+    );
+    let kept = common::report(&dir);
+    assert_eq!(
+        kept.workload.map(|w| w.scenario).as_deref(),
+        Some("shared-dirty-toggle")
+    );
+
+    let replaced = run(&[&again[..], &["--replace"]].concat());
+    assert!(
+        replaced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replaced.stderr)
+    );
+    let report = common::report(&dir);
+    assert_eq!(
+        report.workload.map(|w| w.scenario).as_deref(),
+        Some("private-dirty-toggle")
+    );
+    for stale in ["flame.svg", "stacks.folded"] {
+        assert!(!dir.join(stale).exists(), "{stale} of the first run survived");
+    }
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(
+        !html.contains("<object id=\"flame\""),
+        "report.html embeds a flame graph"
+    );
+}
+
+/// A sampling rate that costs much of every CPU is warned about (100 kHz
+/// made the workload 25 times slower).
+#[test]
+fn a_costly_sampling_rate_is_warned_about() {
+    let dir = out_dir("costly-rate");
+    let output = run(&[
+        "-o",
+        dir.to_str().unwrap(),
+        "--sample-hz",
+        "20000",
+        "--mapping-mb",
+        "4",
+        "--iterations",
+        "5",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "warning: --sample-hz 20000: at ~5 us a sample, sampling takes about 10 % of every CPU and slows what it measures; 999 is the default"
+        ),
+        "{stderr}"
+    );
+}
