@@ -69,7 +69,18 @@ pub struct TraceConfig {
     pub target_tgid: u32,
     /// 1: count every task on the system (`-a`).
     pub trace_all: u32,
+    /// 1: record nothing more. Set before the maps are read at the end, so
+    /// every figure of a report comes from one snapshot.
+    pub paused: u32,
+    pub _pad: u32,
+    /// Address, in the traced process, of a u32 that is non-zero while its
+    /// measured iterations run (the built-in workload); 0: sample always.
+    pub measuring_addr: u64,
 }
+
+/// errno values of failed calls: 1..=133 exactly (133 is the largest Linux
+/// errno), bucket 0 for anything else.
+pub const ERRNO_BUCKETS: u32 = 134;
 
 /// Per function slot: which values its probes record besides latency.
 #[repr(C)]
@@ -109,6 +120,9 @@ pub struct Stats {
 pub struct EntryTime {
     pub owner: u64,
     pub start_ns: u64,
+    /// The syscall's arguments, recorded at its exit once its outcome is
+    /// known: pages << 4 | prot bucket.
+    pub args: u64,
 }
 
 #[cfg(feature = "user")]
@@ -149,7 +163,11 @@ pub mod counter {
     pub const STACK_MAP_FULL: u32 = 9;
     /// Map lookups that found no entry, so a value went unrecorded.
     pub const MAP_LOOKUP_FAILED: u32 = 10;
-    pub const LEN: u32 = 11;
+    /// Syscall entries of traced tasks.
+    pub const SYSCALL_ENTER: u32 = 11;
+    /// Samples of the traced process outside its measured iterations.
+    pub const SAMPLES_OUTSIDE_WINDOW: u32 = 12;
+    pub const LEN: u32 = 13;
 }
 
 /// The eBPF object's program names, as user space loads and attaches
@@ -234,6 +252,7 @@ pub mod maps {
     pub const NR_PTES_HIST: &str = "NR_PTES_HIST";
     pub const CALLS: &str = "CALLS";
     pub const PROT_FLAGS: &str = "PROT_FLAGS";
+    pub const FAILED_CALLS: &str = "FAILED_CALLS";
     pub const STACKS: &str = "STACKS";
     pub const SAMPLE_COUNTS: &str = "SAMPLE_COUNTS";
 }

@@ -7,7 +7,7 @@ use aya_ebpf::{
     EbpfContext as _,
     bindings::{BPF_ANY, BPF_F_USER_STACK, bpf_perf_event_data, pt_regs},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
         generated::{bpf_get_func_arg, bpf_get_func_ret},
     },
     macros::{fentry, fexit, kprobe, kretprobe, map, perf_event, tracepoint},
@@ -18,9 +18,9 @@ use aya_ebpf::{
     },
 };
 use mprotect_trace_common::{
-    CONFIG_INDEX, ENTRY_TIME_SLOTS, EntryTime, FUNCTION_SLOTS, NR_PTES_BUCKETS, NR_PTES_EXACT_MAX, PROT_BUCKETS,
-    STACK_MAP_ENTRIES, SYSCALL_SLOT, SampleKey, SlotConfig, Stats, TraceConfig, VALUE_SLOTS, counter, entry_index,
-    entry_owner, histogram,
+    CONFIG_INDEX, ENTRY_TIME_SLOTS, ERRNO_BUCKETS, EntryTime, FUNCTION_SLOTS, NR_PTES_BUCKETS, NR_PTES_EXACT_MAX,
+    PROT_BUCKETS, STACK_MAP_ENTRIES, SYSCALL_SLOT, SampleKey, SlotConfig, Stats, TraceConfig, VALUE_SLOTS, counter,
+    entry_index, entry_owner, histogram,
 };
 
 #[map]
@@ -53,15 +53,33 @@ static PROT_FLAGS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROT_BUCKETS
 /// Calls per function slot seen at call sites (no exit there, so no latency).
 #[map]
 static CALLS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FUNCTION_SLOTS, 0);
+/// Failed syscalls by errno (bucket 0: out of range).
+#[map]
+static FAILED_CALLS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERRNO_BUCKETS, 0);
 
-/// True when the current task belongs to what user space asked to trace.
+#[inline(always)]
+fn config() -> Option<&'static TraceConfig> {
+    let config = CONFIG.get(CONFIG_INDEX);
+    if config.is_none() {
+        lookup_failed();
+    }
+    config
+}
+
+/// True when the current task belongs to what user space asked to trace
+/// (and tracing is not paused for the final read).
 #[inline(always)]
 fn is_traced(pid_tgid: u64) -> bool {
-    let Some(config) = CONFIG.get(CONFIG_INDEX) else {
-        lookup_failed();
+    let Some(config) = config() else {
         return false;
     };
-    config.trace_all != 0 || (pid_tgid >> 32) as u32 == config.target_tgid
+    config.paused == 0 && (config.trace_all != 0 || (pid_tgid >> 32) as u32 == config.target_tgid)
+}
+
+/// Paused for the final read: exits record nothing either.
+#[inline(always)]
+fn paused() -> bool {
+    config().is_none_or(|config| config.paused != 0)
 }
 
 #[inline(always)]
@@ -102,7 +120,7 @@ fn record(stats: &PerCpuArray<Stats>, hist: &PerCpuArray<u64>, slot: u32, value:
 }
 
 #[inline(always)]
-fn on_entry(pid_tgid: u64, slot: u32) {
+fn on_entry(pid_tgid: u64, slot: u32, args: u64) {
     let tid = pid_tgid as u32;
     let now = unsafe { bpf_ktime_get_ns() };
     let Some(entry) = ENTRY_TIMES.get_ptr_mut(entry_index(tid, slot)) else {
@@ -116,27 +134,27 @@ fn on_entry(pid_tgid: u64, slot: u32) {
     }
     entry.owner = owner;
     entry.start_ns = now;
+    entry.args = args;
 }
 
-/// Pairs an exit with its task's entry and records the latency; false when
-/// this task has no entry for `slot`. Only tasks that passed the filter at
-/// entry have one, so a paired exit needs no filter.
+/// Pairs an exit with its task's entry: the latency and the entry's
+/// arguments; `None` when this task has no entry for `slot`. Only tasks
+/// that passed the filter at entry have one, so a paired exit needs no filter.
 #[inline(always)]
-fn on_exit(pid_tgid: u64, slot: u32) -> bool {
+fn on_exit(pid_tgid: u64, slot: u32) -> Option<(u64, u64)> {
     let tid = pid_tgid as u32;
     let Some(entry) = ENTRY_TIMES.get_ptr_mut(entry_index(tid, slot)) else {
         lookup_failed();
-        return false;
+        return None;
     };
     let entry = unsafe { &mut *entry };
     if entry.owner != entry_owner(tid, slot) {
-        return false;
+        return None;
     }
     // Read the clock only for traced tasks: other tasks' exits stay cheap.
     let now = unsafe { bpf_ktime_get_ns() };
     entry.owner = 0;
-    record(&LATENCY_STATS, &LATENCY_HIST, slot, now.saturating_sub(entry.start_ns));
-    true
+    Some((now.saturating_sub(entry.start_ns), entry.args))
 }
 
 /// Counts an exit of a traced task that had no entry.
@@ -168,10 +186,14 @@ fn slot_config(slot: u32) -> SlotConfig {
     }
 }
 
-// sys_enter_mprotect: start at 16, len at 24, prot at 32 (tracefs format).
+// sys_enter_mprotect: start at 16, len at 24, prot at 32; sys_exit_mprotect:
+// ret at 16 (tracefs format).
 const ENTER_LEN_OFFSET: usize = 24;
 const ENTER_PROT_OFFSET: usize = 32;
+const EXIT_RET_OFFSET: usize = 16;
 const PAGE_SIZE: u64 = 4096;
+/// The entry keeps pages << 4 | prot bucket (buckets are below 16).
+const PROT_BITS: u64 = 4;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_mprotect")]
 pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
@@ -184,19 +206,37 @@ pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
     let record_ptr = ctx.as_ptr() as *const u8;
     let len = unsafe { *(record_ptr.add(ENTER_LEN_OFFSET) as *const u64) };
     let prot = unsafe { *(record_ptr.add(ENTER_PROT_OFFSET) as *const u64) };
-    record(&PAGES_STATS, &PAGES_HIST, SYSCALL_SLOT, len.div_ceil(PAGE_SIZE));
     let bucket = if prot & !7 != 0 { PROT_BUCKETS - 1 } else { prot as u32 };
-    bump(&PROT_FLAGS, bucket);
-    on_entry(pid_tgid, SYSCALL_SLOT);
+    bump(&COUNTERS, counter::SYSCALL_ENTER);
+    // Lengths and flags are recorded at the exit, for successful calls only.
+    on_entry(
+        pid_tgid,
+        SYSCALL_SLOT,
+        (len.div_ceil(PAGE_SIZE) << PROT_BITS) | bucket as u64,
+    );
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_mprotect")]
-pub fn sys_exit_mprotect(_ctx: TracePointContext) -> u32 {
+pub fn sys_exit_mprotect(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !on_exit(pid_tgid, SYSCALL_SLOT) {
-        count_unpaired_exit(pid_tgid, counter::SYSCALL_EXIT_WITHOUT_ENTRY);
+    if paused() {
+        return 0;
     }
+    let Some((latency, args)) = on_exit(pid_tgid, SYSCALL_SLOT) else {
+        count_unpaired_exit(pid_tgid, counter::SYSCALL_EXIT_WITHOUT_ENTRY);
+        return 0;
+    };
+    let ret = unsafe { *((ctx.as_ptr() as *const u8).add(EXIT_RET_OFFSET) as *const i64) };
+    if ret < 0 {
+        let errno = (-ret) as u64;
+        let bucket = if errno < ERRNO_BUCKETS as u64 { errno as u32 } else { 0 };
+        bump(&FAILED_CALLS, bucket);
+        return 0;
+    }
+    record(&LATENCY_STATS, &LATENCY_HIST, SYSCALL_SLOT, latency);
+    record(&PAGES_STATS, &PAGES_HIST, SYSCALL_SLOT, args >> PROT_BITS);
+    bump(&PROT_FLAGS, (args & ((1 << PROT_BITS) - 1)) as u32);
     0
 }
 
@@ -224,16 +264,20 @@ fn function_entry(slot: u32, nr_ptes: impl FnOnce(u32) -> Option<u64>) {
             record_nr_ptes(slot, nr);
         }
     }
-    on_entry(pid_tgid, slot);
+    on_entry(pid_tgid, slot, 0);
 }
 
 #[inline(always)]
 fn function_exit(slot: u32, ret: impl FnOnce() -> Option<i64>) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !on_exit(pid_tgid, slot) {
-        count_unpaired_exit(pid_tgid, counter::FUNCTION_EXIT_WITHOUT_ENTRY);
+    if paused() {
         return;
     }
+    let Some((latency, _)) = on_exit(pid_tgid, slot) else {
+        count_unpaired_exit(pid_tgid, counter::FUNCTION_EXIT_WITHOUT_ENTRY);
+        return;
+    };
+    record(&LATENCY_STATS, &LATENCY_HIST, slot, latency);
     if slot_config(slot).records_return != 0 {
         if let Some(value) = ret() {
             if value >= 0 {
@@ -390,10 +434,25 @@ const ENOMEM: i32 = 12;
 #[perf_event]
 pub fn sample_stack(ctx: PerfEventContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(config) = config() else {
+        return 0;
+    };
+    if config.paused != 0 {
+        return 0;
+    }
     // The idle task (tgid 0) is never traced, even with -a.
     if pid_tgid >> 32 == 0 || !is_traced(pid_tgid) {
         bump(&COUNTERS, counter::SAMPLES_OTHER_TASKS);
         return 0;
+    }
+    // The built-in workload says where its "measuring" flag is: samples
+    // count only while its measured iterations run.
+    if config.measuring_addr != 0 {
+        let measuring = unsafe { bpf_probe_read_user(config.measuring_addr as *const u32) };
+        if !matches!(measuring, Ok(flag) if flag != 0) {
+            bump(&COUNTERS, counter::SAMPLES_OUTSIDE_WINDOW);
+            return 0;
+        }
     }
     bump(&COUNTERS, counter::SAMPLES);
     let in_kernel = sampled_in_kernel(ctx.as_ptr() as *const bpf_perf_event_data);

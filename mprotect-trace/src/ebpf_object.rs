@@ -131,6 +131,7 @@ mod tests {
             maps::NR_PTES_HIST,
             maps::CALLS,
             maps::PROT_FLAGS,
+            maps::FAILED_CALLS,
             maps::STACKS,
             maps::SAMPLE_COUNTS,
         ];
@@ -144,7 +145,7 @@ mod tests {
                 CONFIG_INDEX,
                 TraceConfig {
                     target_tgid: pid as u32,
-                    trace_all: 0,
+                    ..TraceConfig::default()
                 },
                 0,
             )

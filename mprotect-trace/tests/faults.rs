@@ -188,17 +188,15 @@ fn bad_input_is_refused_in_one_line_before_anything_is_attached() {
         )
     );
     // Not root: the same binary with no capability at all.
-    for args in [&["run", "-o", "/tmp/mprotect-trace-nobody"][..]] {
-        let mut unprivileged = Command::new("setpriv");
-        unprivileged
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
-            .arg(env!("CARGO_BIN_EXE_mprotect-trace"))
-            .args(args);
-        assert_eq!(
-            one_line_error(&mut unprivileged),
-            "error: tracing needs root, or CAP_BPF and CAP_PERFMON (missing CAP_BPF and CAP_PERFMON): run it with sudo"
-        );
-    }
+    let mut unprivileged = Command::new("setpriv");
+    unprivileged
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(env!("CARGO_BIN_EXE_mprotect-trace"))
+        .args(["run", "-o", "/tmp/mprotect-trace-nobody"]);
+    assert_eq!(
+        one_line_error(&mut unprivileged),
+        "error: tracing needs root, or CAP_BPF and CAP_PERFMON (missing CAP_BPF and CAP_PERFMON): run it with sudo"
+    );
 }
 
 #[test]

@@ -377,3 +377,93 @@ fn a_costly_sampling_rate_is_warned_about() {
         "{stderr}"
     );
 }
+
+/// With `-a` the calls go on while the maps are read; every figure of the
+/// report still comes from one snapshot (the programs are paused first),
+/// and calls caught in flight are stated.
+#[test]
+fn a_report_of_a_busy_system_is_one_consistent_snapshot() {
+    // A one-page toggle at full speed beside a system-wide run.
+    let mut load = common::binary()
+        .args(["workload", "--scenario", "page-toggle", "--iterations", "1000000000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the load");
+    let report = traced("busy", &["-a", "--duration", "1", "--no-sample"]);
+    load.kill().expect("stopping the load");
+    load.wait().expect("reaping the load");
+    let syscall = &report["syscall"];
+    let entries = report["lost"]["syscall_enter"].as_u64().unwrap();
+    let exits = report["lost"]["syscall_exit"].as_u64().unwrap();
+    let in_flight = report["lost"]["in_flight"].as_u64().expect("calls in flight stated");
+    let failed: u64 = syscall["failed"]
+        .as_array()
+        .expect("failed calls listed")
+        .iter()
+        .map(|f| f["count"].as_u64().unwrap())
+        .sum();
+    let completed = syscall["latency_ns"]["count"].as_u64().unwrap();
+    let prot: u64 = syscall["prot_flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_u64().unwrap())
+        .sum();
+    assert!(entries > 100_000, "the load made only {entries} calls");
+    assert_eq!(prot, completed, "prot flags of the successful calls");
+    assert_eq!(syscall["pages_per_call"]["count"].as_u64(), Some(completed));
+    let unpaired = report["lost"]["exit_without_entry"].as_u64().unwrap();
+    assert_eq!(exits, completed + failed + unpaired);
+    assert_eq!(
+        entries,
+        completed + failed + in_flight + report["lost"]["entry_overwritten"].as_u64().unwrap()
+    );
+}
+
+/// Failed mprotect calls are counted by errno, apart from the successful
+/// calls' latency, lengths and flags.
+#[test]
+fn failed_calls_are_separated_by_errno() {
+    let dir = out_dir("einval");
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("einval.c");
+    std::fs::write(
+        &source,
+        "#include <sys/mman.h>\n\
+         int main(void) {\n\
+           char *p = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);\n\
+           for (int i = 0; i < 1000; i++) mprotect(p + 1, 4096, PROT_READ); /* unaligned: EINVAL */\n\
+           for (int i = 0; i < 10; i++) mprotect(p, 8192, PROT_READ);\n\
+           return 0;\n\
+         }\n",
+    )
+    .unwrap();
+    let program = dir.join("einval");
+    let built = std::process::Command::new("cc")
+        .arg("-O1")
+        .arg("-o")
+        .arg(&program)
+        .arg(&source)
+        .status()
+        .expect("cc");
+    assert!(built.success());
+    let report = traced("einval-run", &["--no-sample", "--", program.to_str().unwrap()]);
+    let syscall = &report["syscall"];
+    assert_eq!(
+        syscall["failed"],
+        serde_json::json!([{"errno": 22, "name": "EINVAL", "count": 1000}])
+    );
+    // The loader's own calls succeed too; ours are 10 of two pages each.
+    let completed = syscall["latency_ns"]["count"].as_u64().unwrap();
+    assert!(completed >= 10, "{completed}");
+    assert_eq!(syscall["pages_per_call"]["count"].as_u64(), Some(completed));
+    let prot: u64 = syscall["prot_flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(prot, completed);
+    assert_eq!(report["lost"]["syscall_enter"].as_u64(), Some(completed + 1000));
+}

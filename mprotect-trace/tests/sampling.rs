@@ -142,3 +142,32 @@ fn a_stack_map_too_small_is_counted_and_the_table_names_the_fix() {
     );
     assert!(table.contains(&warning), "{table}");
 }
+
+/// Samples count only while the measured iterations run: a 256 MiB
+/// mapping prefaulted (clear_page) and unmapped around one iteration
+/// leaves none of that in the profile, and the report says so.
+#[test]
+fn samples_are_limited_to_the_measured_iterations() {
+    let (report, _, table) = traced("window", &["--mapping-mb", "256", "--iterations", "1", "--warmup", "0"]);
+    let sampling = &report["sampling"];
+    let outside = sampling["counters"]["samples_outside_window"]
+        .as_u64()
+        .expect("counted");
+    assert!(outside > 0, "prefaulting 256 MiB took no sample: {sampling}");
+    for stack in sampling["stacks"].as_array().unwrap() {
+        let frames = stack["kernel"].as_array().unwrap();
+        for frame in frames {
+            let name = frame.as_str().unwrap_or_default();
+            assert!(
+                !name.starts_with("clear_page") && !name.contains("munmap") && !name.contains("unmap_region"),
+                "a sample outside the measured iterations: {stack}"
+            );
+        }
+    }
+    assert!(
+        table.contains(&format!(
+            "stack samples of the measured iterations only ({outside} samples before, between and after them not counted)"
+        )),
+        "{table}"
+    );
+}

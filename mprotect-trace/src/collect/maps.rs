@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result};
 use aya::Ebpf;
 use aya::maps::{MapData, PerCpuArray};
 use mprotect_trace_common::{
-    FUNCTION_SLOTS, NR_PTES_BUCKETS, PROT_BUCKETS, SYSCALL_SLOT, Stats, counter, histogram, maps,
+    ERRNO_BUCKETS, FUNCTION_SLOTS, NR_PTES_BUCKETS, PROT_BUCKETS, SYSCALL_SLOT, Stats, counter, histogram, maps,
 };
 
 use super::{SlotData, Snapshot};
@@ -93,18 +93,25 @@ pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
     let counters = summed(&per_cpu::<u64>(ebpf, maps::COUNTERS)?, 0..counter::LEN)?;
     let syscall = slot(SYSCALL_SLOT)?;
     let syscall_unpaired_exits = counters[counter::SYSCALL_EXIT_WITHOUT_ENTRY as usize];
+    let failed = summed(&per_cpu::<u64>(ebpf, maps::FAILED_CALLS)?, 0..ERRNO_BUCKETS)?;
+    let failed_total: u64 = failed.iter().sum();
+    let syscall_enter = counters[counter::SYSCALL_ENTER as usize];
+    let entry_overwritten = counters[counter::ENTRY_OVERWRITTEN as usize];
+    // A successful exit records latency, length and flags; a failed one its errno.
+    let ended = syscall.latency_ns.count + failed_total;
     Ok(Snapshot {
         counters: Counters {
-            // Every traced entry records its pages; every paired exit its latency.
-            syscall_enter: syscall.pages.count,
-            syscall_exit: syscall.latency_ns.count + syscall_unpaired_exits,
+            syscall_enter,
+            syscall_exit: ended + syscall_unpaired_exits,
+            in_flight: syscall_enter.saturating_sub(ended + entry_overwritten),
             exit_without_entry: syscall_unpaired_exits + counters[counter::FUNCTION_EXIT_WITHOUT_ENTRY as usize],
-            entry_overwritten: counters[counter::ENTRY_OVERWRITTEN as usize],
+            entry_overwritten,
             map_lookup_failed: counters[counter::MAP_LOOKUP_FAILED as usize],
         },
         syscall,
         functions: (0..FUNCTION_SLOTS).map(slot).collect::<Result<_>>()?,
         prot_flags: summed(&per_cpu::<u64>(ebpf, maps::PROT_FLAGS)?, 0..PROT_BUCKETS)?,
+        failed,
     })
 }
 

@@ -25,5 +25,7 @@ pub struct Snapshot {
     pub functions: Vec<SlotData>,
     /// `(prot & 7, count)`; index 8 counts calls with other bits.
     pub prot_flags: Vec<u64>,
+    /// Failed syscalls by errno (index 0: errno out of range).
+    pub failed: Vec<u64>,
     pub counters: Counters,
 }

@@ -8,8 +8,6 @@ use serde::{Deserialize, Serialize};
 
 /// A kernel stack holding one of these frames was sampled inside mprotect().
 const SYSCALL_FRAMES: [&str; 3] = ["__x64_sys_mprotect", "__do_sys_mprotect", "do_mprotect_pkey"];
-/// Functions listed in the share table.
-const TOP_FUNCTIONS: usize = 25;
 
 /// One distinct stack pair and how often it was sampled. Frames are
 /// root first: the user stack, then the kernel stack.
@@ -32,6 +30,10 @@ pub struct SampleCounters {
     /// Kernel or user stacks not stored: the stack map was full.
     #[serde(default)]
     pub stack_map_full: u64,
+    /// Samples of the workload outside its measured iterations (setup,
+    /// prefault, warmup, smaps audits, unmapping): not counted.
+    #[serde(default)]
+    pub samples_outside_window: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -44,6 +46,9 @@ pub struct Profile {
     pub counters: SampleCounters,
     /// Samples whose kernel stack is inside the mprotect syscall.
     pub in_syscall_samples: u64,
+    /// Only the built-in workload's measured iterations were sampled.
+    #[serde(default)]
+    pub measured_iterations_only: bool,
     /// Kernel functions by total share of the in-syscall samples.
     pub functions: Vec<FunctionShare>,
     /// Named targets with no symbol of their own, and where their time went.
@@ -93,7 +98,7 @@ impl Profile {
         inlined: Vec<(String, Option<String>)>,
     ) -> Self {
         let in_syscall_samples = stacks.iter().filter(|s| in_syscall(s)).map(|s| s.count).sum();
-        let mut functions = shares(&stacks, in_syscall_samples);
+        let functions = shares(&stacks, in_syscall_samples);
         let inlined_targets = inlined
             .into_iter()
             .map(|(target, inlined_into)| {
@@ -107,13 +112,13 @@ impl Profile {
                 }
             })
             .collect();
-        functions.truncate(TOP_FUNCTIONS);
         Self {
             hz,
             cpus,
             max_stacks,
             counters,
             in_syscall_samples,
+            measured_iterations_only: false,
             functions,
             inlined_targets,
             stacks,
@@ -243,6 +248,7 @@ mod tests {
             max_stacks: 16,
             counters: SampleCounters::default(),
             in_syscall_samples: 0,
+            measured_iterations_only: false,
             functions: Vec::new(),
             inlined_targets: Vec::new(),
             stacks: vec![

@@ -15,7 +15,9 @@ use super::workload::WorkloadResult;
 /// targets carry `calls` whatever the backend, `call-site` probes, and
 /// return-value distributions (`return_values`, `return_source`).
 /// 3: `settings`, everything that shaped the measurement; `start_time`
-/// to the millisecond (it orders repeated runs).
+/// to the millisecond (it orders repeated runs); failed calls apart
+/// (`syscall.failed`), `lost.in_flight`; samples limited to the measured
+/// iterations (`sampling.measured_iterations_only`).
 /// Every older version still loads: what it lacks reads as zero or absent.
 pub const SCHEMA_VERSION: u32 = 3;
 pub const FILE_NAME: &str = "report.json";
@@ -207,6 +209,35 @@ pub struct SyscallReport {
     pub pages_per_call: ValueStats,
     /// Calls by protection: "PROT_READ|PROT_WRITE" -> count.
     pub prot_flags: Vec<(String, u64)>,
+    /// Failed calls by errno; latency, lengths and flags above are the
+    /// successful calls' only (schema 3).
+    #[serde(default)]
+    pub failed: Vec<FailedCalls>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailedCalls {
+    /// 0: an errno beyond the kernel's range.
+    pub errno: u32,
+    /// `EINVAL`, ...
+    pub name: String,
+    pub count: u64,
+}
+
+/// The C name of an errno mprotect(2) can return, else `errno N`.
+pub fn errno_name(errno: u32) -> String {
+    let name = match errno as i32 {
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EINVAL => "EINVAL",
+        libc::ENOMEM => "ENOMEM",
+        libc::EPERM => "EPERM",
+        libc::EINTR => "EINTR",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOSYS => "ENOSYS",
+        _ => return format!("errno {errno}"),
+    };
+    name.to_owned()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

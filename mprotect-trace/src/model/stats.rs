@@ -122,6 +122,10 @@ pub struct Counters {
     /// value that was not recorded. Always 0 unless a map is mis-sized.
     #[serde(default)]
     pub map_lookup_failed: u64,
+    /// Syscalls entered but not yet returned when the run stopped (the
+    /// programs are paused before the final read): no outcome, no latency.
+    #[serde(default)]
+    pub in_flight: u64,
 }
 
 /// What a table shows of a latency stream.

@@ -192,6 +192,13 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
         "\nlost data: {} exits without their entry, {} entry timestamps overwritten before their exit, {} failed map lookups",
         lost.exit_without_entry, lost.entry_overwritten, lost.map_lookup_failed
     );
+    if lost.in_flight > 0 {
+        let _ = writeln!(
+            out,
+            "{} calls were in flight when tracing stopped: entered, not returned, so not in the latency above",
+            lost.in_flight
+        );
+    }
     out
 }
 
@@ -295,6 +302,19 @@ fn render_distributions(out: &mut String, report: &Report) {
             flags.join(", ")
         }
     );
+    if !report.syscall.failed.is_empty() {
+        let failed: Vec<String> = report
+            .syscall
+            .failed
+            .iter()
+            .map(|f| format!("{} {}", f.name, f.count))
+            .collect();
+        let _ = writeln!(
+            out,
+            "failed calls: {} (not in the latency, lengths and flags above)",
+            failed.join(", ")
+        );
+    }
 }
 
 fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>) {
@@ -312,6 +332,13 @@ fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>) {
         c.sample_map_full,
         c.samples_other_tasks
     );
+    if profile.measured_iterations_only {
+        let _ = writeln!(
+            out,
+            "stack samples of the measured iterations only ({} samples before, between and after them not counted)",
+            c.samples_outside_window
+        );
+    }
     // The stack map is a hash table that never evicts: as it fills, new
     // stacks collide with old ones (-EEXIST) long before it runs out of room.
     if c.sample_map_full + c.stack_map_full > 0 || c.kernel_stack_collisions * 100 > c.samples {

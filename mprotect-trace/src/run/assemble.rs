@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use crate::collect::Snapshot;
-use crate::model::report::{SCHEMA_VERSION, prot_name};
+use crate::model::report::{SCHEMA_VERSION, errno_name, prot_name};
 use crate::model::stats::PERCENTILE_RELATIVE_ERROR;
 use crate::model::{
-    Attachment, Backend, Calibration, Capabilities, LatencySummary, Profile, ProgramCost, Report, Scope, Settings,
-    StopReason, SyscallProbe, SyscallReport, TargetReport, WorkloadResult,
+    Attachment, Backend, Calibration, Capabilities, FailedCalls, LatencySummary, Profile, ProgramCost, Report, Scope,
+    Settings, StopReason, SyscallProbe, SyscallReport, TargetReport, WorkloadResult,
 };
 
 /// Everything a run found out, read back from the kernel and the target.
@@ -125,6 +125,17 @@ pub fn report(collected: Collected) -> Report {
                 .iter()
                 .enumerate()
                 .map(|(bucket, &count)| (prot_name(bucket), count))
+                .collect(),
+            failed: snapshot
+                .failed
+                .iter()
+                .enumerate()
+                .filter(|(_, count)| **count > 0)
+                .map(|(errno, &count)| FailedCalls {
+                    errno: errno as u32,
+                    name: errno_name(errno as u32),
+                    count,
+                })
                 .collect(),
         },
         targets,

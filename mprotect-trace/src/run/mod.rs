@@ -186,13 +186,10 @@ async fn trace_async(options: RunOptions) -> Result<Traced> {
     let config = TraceConfig {
         target_tgid: target.tgid.unwrap_or(0),
         trace_all: u32::from(target.tgid.is_none()),
+        measuring_addr: target.measuring_addr.unwrap_or(0),
+        ..TraceConfig::default()
     };
-    Array::try_from(
-        ebpf.map_mut(maps::CONFIG)
-            .context("the eBPF object has no CONFIG map")?,
-    )?
-    .set(CONFIG_INDEX, config, 0)
-    .context("writing the trace configuration")?;
+    write_config(&mut ebpf, config)?;
     let started = Instant::now();
     let start_time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     target.release().await?;
@@ -208,6 +205,9 @@ async fn trace_async(options: RunOptions) -> Result<Traced> {
     )
     .await?;
     let elapsed = started.elapsed();
+    // Nothing is recorded from here on: every figure of the report comes
+    // from this one moment; calls caught mid-way are counted in flight.
+    write_config(&mut ebpf, TraceConfig { paused: 1, ..config })?;
     let snapshot = map_reader::read(&ebpf)?;
     let program_costs = run_time_stats
         .map(|_stats| program_cost::read(&ebpf, &attachments))
@@ -222,14 +222,9 @@ async fn trace_async(options: RunOptions) -> Result<Traced> {
     let profile = match (raw_samples, code_symbols, sampling_cpus, sample_hz) {
         (Some(raw), Some(code_symbols), Some(cpus), Some(hz)) => {
             let stacks = raw.symbolize(&code_symbols)?;
-            Some(sampling::profile::profile(
-                hz,
-                cpus,
-                options.max_stacks,
-                raw.counters,
-                stacks,
-                &kallsyms,
-            ))
+            let mut profile = sampling::profile::profile(hz, cpus, options.max_stacks, raw.counters, stacks, &kallsyms);
+            profile.measured_iterations_only = config.measuring_addr != 0;
+            Some(profile)
         }
         _ => None,
     };
@@ -338,6 +333,15 @@ fn print_interval(now: &Snapshot, previous: &Snapshot, attachments: &[Attachment
             line(&attachment.name, &now.latency_ns.since(&before));
         }
     }
+}
+
+fn write_config(ebpf: &mut Ebpf, config: TraceConfig) -> Result<()> {
+    Array::try_from(
+        ebpf.map_mut(maps::CONFIG)
+            .context("the eBPF object has no CONFIG map")?,
+    )?
+    .set(CONFIG_INDEX, config, 0)
+    .context("writing the trace configuration")
 }
 
 /// Warns when a probe fired so often that it distorts what it measures.

@@ -60,16 +60,17 @@ pub async fn start(target: &TraceTarget) -> Result<Target> {
                 .read_line(&mut ready)
                 .await
                 .context("waiting for the workload to be ready")?;
-            if ready.trim_end() != READY_LINE {
+            let Some(measuring_addr) = parse_ready_line(ready.trim_end()) else {
                 let status = child.wait().await?;
                 bail!("the workload did not start ({status})");
-            }
+            };
             let output = tokio::spawn(async move {
                 let mut bytes = Vec::new();
                 stdout.read_to_end(&mut bytes).await.map(|_| bytes)
             });
             Ok(Target {
                 tgid: child.id(),
+                measuring_addr: Some(measuring_addr),
                 child: Some(child),
                 gate: Gate::Stdin(stdin),
                 exit_gate: None,
@@ -131,6 +132,8 @@ enum Gate {
 pub struct Target {
     /// The process to count; `None` traces every task.
     pub tgid: Option<u32>,
+    /// The workload's "measuring" flag, in its address space.
+    pub measuring_addr: Option<u64>,
     child: Option<Child>,
     gate: Gate,
     /// The workload's stdin, kept open after the start byte: its exit gate.
@@ -150,6 +153,7 @@ impl Target {
     fn new(tgid: Option<u32>, child: Option<Child>, gate: Gate) -> Self {
         Self {
             tgid,
+            measuring_addr: None,
             child,
             gate,
             exit_gate: None,
@@ -249,6 +253,12 @@ impl Target {
             .map(Some)
             .context("parsing the workload's JSON result")
     }
+}
+
+/// `ready measuring=0x...`: the address of the workload's measuring flag.
+fn parse_ready_line(line: &str) -> Option<u64> {
+    let address = line.strip_prefix(READY_LINE)?.trim().strip_prefix("measuring=0x")?;
+    u64::from_str_radix(address, 16).ok()
 }
 
 /// Runs the workload once with nothing attached (for `--calibrate`).

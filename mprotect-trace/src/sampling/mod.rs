@@ -108,6 +108,7 @@ pub fn read(ebpf: &Ebpf) -> Result<RawSamples> {
         user_stack_lost: count(counter::USER_STACK_LOST)?,
         sample_map_full: count(counter::SAMPLE_MAP_FULL)?,
         stack_map_full: count(counter::STACK_MAP_FULL)?,
+        samples_outside_window: count(counter::SAMPLES_OUTSIDE_WINDOW)?,
     };
     Ok(RawSamples {
         pairs,

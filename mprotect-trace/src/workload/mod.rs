@@ -59,8 +59,31 @@ struct ThreadOutcome {
 /// Called once every thread exists and before the first measured call.
 pub type StartGate<'a> = &'a (dyn Fn() -> Result<()> + Sync);
 
-/// The line a gated workload prints on stdout once it is parked at its gate.
+/// The line a gated workload prints on stdout once it is parked at its
+/// gate, followed by ` measuring=0x<address of MEASURING>`.
 pub const READY_LINE: &str = "ready";
+
+/// How many threads are inside their measured iterations right now. The
+/// tracer's sampler reads it from this process's memory (its address is on
+/// the ready line), so samples count only while the measured loop runs:
+/// not setup, prefault, warmup, audits or unmapping.
+static MEASURING: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Marks the calling thread inside its measured iterations until dropped.
+struct Measuring;
+
+impl Measuring {
+    fn start() -> Self {
+        MEASURING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Measuring
+    }
+}
+
+impl Drop for Measuring {
+    fn drop(&mut self) {
+        MEASURING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// Says `ready` on stdout, then blocks until a byte (or end of file)
 /// arrives on stdin: a tracer sets its filter in between, when this process
@@ -68,7 +91,7 @@ pub const READY_LINE: &str = "ready";
 pub fn wait_for_stdin() -> Result<()> {
     use std::io::{Read as _, Write as _};
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{READY_LINE}")
+    writeln!(stdout, "{READY_LINE} measuring={:#x}", MEASURING.as_ptr() as usize)
         .and_then(|()| stdout.flush())
         .context("saying ready on stdout")?;
     let mut byte = [0u8; 1];
@@ -195,7 +218,11 @@ fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&Prog
     let before = smaps::read_own(mapping.start())?;
     let folios_before = folio_audit(plan, &mapping)?;
     let writes = plan.scenario.writes_pages();
+    let mut measuring = None;
     for iteration in 0..plan.warmup + plan.iterations {
+        if iteration == plan.warmup {
+            measuring = Some(Measuring::start());
+        }
         let start = Instant::now();
         mapping.protect(libc::PROT_READ)?;
         let protected = Instant::now();
@@ -221,6 +248,7 @@ fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&Prog
             progress.inc(1);
         }
     }
+    drop(measuring);
     let after = smaps::read_own(mapping.start())?;
     let folios_after = folio_audit(plan, &mapping)?;
     outcome.audits.push(Audit {
@@ -242,9 +270,11 @@ fn single_protect_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Opti
         if iteration == 0 {
             before = Some(smaps::read_own(mapping.start())?);
         }
+        let measuring = (iteration >= plan.warmup).then(Measuring::start);
         let start = Instant::now();
         mapping.protect(libc::PROT_READ)?;
         let protected = Instant::now();
+        drop(measuring);
         outcome.mprotect_calls += 1;
         outcome.pte_table_walks += mapping.pte_tables();
         if iteration >= plan.warmup {
