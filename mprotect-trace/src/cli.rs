@@ -47,6 +47,9 @@ enum Command {
 
 impl Cli {
     pub fn dispatch(self) -> Result<ExitCode> {
+        if self.command.restores_nothing() {
+            die_quietly_on_a_closed_pipe();
+        }
         match self.command {
             Command::Run(args) => {
                 let repeat = args.repeat;
@@ -71,6 +74,29 @@ impl Cli {
                 json: args.json,
             }),
         }
+    }
+}
+
+impl Command {
+    /// Subcommands that change no system state (no probes, no THP knobs):
+    /// they may simply die when their reader goes away.
+    fn restores_nothing(&self) -> bool {
+        matches!(
+            self,
+            Command::Report(_) | Command::Plot(_) | Command::Compare(_) | Command::Doctor(_)
+        )
+    }
+}
+
+/// Rust ignores SIGPIPE; the default lets `report DIR | head` end quietly
+/// when head closes the pipe, as Unix tools do, instead of panicking on
+/// the next print. Not for `run` or `workload`: a process that must
+/// restore THP knobs cannot be killed by a closed pipe.
+fn die_quietly_on_a_closed_pipe() {
+    // SAFETY: setting a signal's disposition to its default, before any
+    // other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

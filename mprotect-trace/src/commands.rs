@@ -86,6 +86,9 @@ pub fn workload(options: &WorkloadCommandOptions) -> Result<ExitCode> {
         }
         None => None,
     };
+    if options.wait_for_start {
+        workload::stop_on_sigusr1()?;
+    }
     let start_gate: workload::StartGate = if options.wait_for_start {
         &workload::wait_for_stdin
     } else {
@@ -93,9 +96,9 @@ pub fn workload(options: &WorkloadCommandOptions) -> Result<ExitCode> {
     };
     let result = workload::run(&plan, start_gate, options.wait_for_start)?;
     if options.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        output::print(&format!("{}\n", serde_json::to_string_pretty(&result)?))?;
     } else {
-        println!("{}", result.result_line());
+        output::print(&format!("{}\n", result.result_line()))?;
     }
     if options.wait_for_start {
         workload::wait_for_exit_gate()?;

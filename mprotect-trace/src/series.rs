@@ -198,9 +198,9 @@ pub fn interleaved(options: &AbOptions) -> Result<ExitCode> {
     let (text, json) = (comparison.to_text(), serde_json::to_string_pretty(&comparison)?);
     compare::write_outputs(&sides, &text, &json, &options.output)?;
     if options.json {
-        println!("{json}");
+        crate::output::print(&format!("{json}\n"))?;
     } else {
-        print!("\n{text}");
+        crate::output::print(&format!("\n{text}"))?;
         println!(
             "\ncomparison: {}",
             options.output.join(crate::output::html::COMPARISON_FILE_NAME).display()

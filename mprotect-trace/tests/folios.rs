@@ -104,7 +104,7 @@ fn sigterm_restores_the_knobs() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut ready)
         .unwrap();
-    assert_eq!(ready.trim_end(), "ready");
+    assert!(ready.starts_with("ready measuring=0x"), "{ready}");
     let knob = Path::new(THP_DIR).join(format!("hugepages-{FOLIO_KB}kB/enabled"));
     assert!(
         std::fs::read_to_string(&knob).unwrap().contains("[always]"),
@@ -159,4 +159,34 @@ fn bad_folio_sizes_and_scenarios_are_one_line_errors() {
         "{stderr}"
     );
     assert_eq!(knobs(), before);
+}
+
+/// A closed stdout (`workload ... | head -0`) is an error the workload
+/// survives long enough to put the knobs back, not a SIGPIPE death.
+#[test]
+fn a_closed_stdout_still_restores_the_knobs() {
+    let _knobs = KNOBS.lock().unwrap_or_else(|e| e.into_inner());
+    if !offered("closed_stdout") {
+        return;
+    }
+    let before = knobs();
+    let mut child = common::binary()
+        .args([
+            "workload",
+            "--scenario",
+            "private-dirty-toggle",
+            "--mapping-mb",
+            "4",
+            "--iterations",
+            "5",
+        ])
+        .args(["--folio-kb", &FOLIO_KB.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{:?}", output.status);
+    assert_eq!(knobs(), before, "a closed stdout left a knob changed");
 }

@@ -467,3 +467,47 @@ fn failed_calls_are_separated_by_errno() {
     assert_eq!(prot, completed);
     assert_eq!(report["lost"]["syscall_enter"].as_u64(), Some(completed + 1000));
 }
+
+/// `--duration` with the built-in workload: at the deadline the workload
+/// finishes its iteration and reports what it did; exit 0, every count exact.
+#[test]
+fn a_deadline_stops_the_workload_cleanly_with_what_it_did() {
+    let dir = out_dir("deadline");
+    let output = run(&[
+        "-o",
+        dir.to_str().unwrap(),
+        "--duration",
+        "0.3",
+        "--iterations",
+        "100000000",
+        "--mapping-mb",
+        "8",
+        "--no-sample",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with("mprotect-trace: shared-dirty-toggle 8 MiB"),
+        "{stdout}"
+    );
+    let result = stdout
+        .lines()
+        .find(|l| l.starts_with("result "))
+        .expect("a result line");
+    assert!(result.contains(" stopped_early=1 "), "{result}");
+    let report = common::report(&dir);
+    assert_eq!(report.stop_reason, mprotect_trace::model::StopReason::Duration);
+    let workload = report.workload.expect("the workload's result");
+    assert!(workload.stopped_early && workload.measured_iterations > 0);
+    assert_eq!(
+        workload.per_iteration_ns.protect.len() as u64,
+        workload.measured_iterations
+    );
+    // Two calls per iteration done, warmup included, and nothing else.
+    assert_eq!(
+        report.syscall.latency.calls,
+        2 * (workload.measured_iterations + workload.warmup)
+    );
+    assert_eq!(workload.mprotect_calls, report.syscall.latency.calls);
+}

@@ -44,6 +44,13 @@ pub struct WorkloadResult {
     /// end, by /proc/self/pagemap and /proc/kpageflags.
     #[serde(default)]
     pub folio_sizes: Vec<(u64, u64)>,
+    /// Stopped before its planned iterations (`run --duration`): the
+    /// figures are of the measured iterations done (`measured_iterations`).
+    #[serde(default)]
+    pub stopped_early: bool,
+    /// Measured iterations done, every thread and round together.
+    #[serde(default)]
+    pub measured_iterations: u64,
     /// CPU seconds (user + system, all threads) the workload used from the
     /// start gate to the end: how busy it kept the CPUs.
     #[serde(default)]
@@ -92,6 +99,13 @@ impl WorkloadResult {
         );
         if let Some(kb) = self.folio_kb {
             let _ = write!(line, " folio_kb={kb}");
+        }
+        if self.stopped_early {
+            let _ = write!(
+                line,
+                " stopped_early=1 measured_iterations={}",
+                self.measured_iterations
+            );
         }
         for (key, value) in [
             ("protect_ns_per_page", self.protect_ns_per_page),

@@ -84,6 +84,17 @@ pub fn write_artifacts(artifacts: &[Artifact], dir: &Path) -> Result<Vec<PathBuf
         .collect()
 }
 
+/// Writes `text` to stdout. A reader that went away (`run | head`) is an
+/// error the caller returns, not a panic: `run` and `workload` must still
+/// detach and restore what they changed.
+pub fn print(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|err| anyhow::anyhow!("writing to stdout: {err}"))
+}
+
 /// The artifact named `file_name` among `artifacts`.
 pub fn find<'a>(artifacts: &'a [Artifact], file_name: &str) -> Option<&'a Artifact> {
     artifacts.iter().find(|artifact| artifact.file_name == file_name)

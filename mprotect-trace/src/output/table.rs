@@ -71,6 +71,11 @@ pub fn what_was_traced(report: &Report) -> String {
             w.scenario, w.mapping_mb, w.iterations, w.warmup
         ),
         (None, Scope::Command) => format!("command `{}`", report.command.join(" ")),
+        // A workload that left no result (killed) still has its settings.
+        (None, Scope::Workload) => match report.settings.as_ref().and_then(|s| s.workload.as_ref()) {
+            Some(w) => format!("{} {} MiB (no result)", w.scenario, w.mapping_mb),
+            None => "workload".to_owned(),
+        },
         (None, Scope::All) => "every task".to_owned(),
         (None, scope) => scope.name().to_owned(),
     }

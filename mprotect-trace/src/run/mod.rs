@@ -50,13 +50,14 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
     let (json, top) = (options.json, options.top);
     let traced = trace(options)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&traced.report)?);
+        output::print(&format!("{}\n", serde_json::to_string_pretty(&traced.report)?))?;
     } else {
-        print!("{}", table::render_top(&traced.report, top));
+        let mut text = table::render_top(&traced.report, top);
         if let Some(workload) = &traced.report.workload {
-            println!("{}", workload.result_line());
+            text.push_str(&format!("{}\n", workload.result_line()));
         }
-        println!("report: {}", traced.path.display());
+        text.push_str(&format!("report: {}\n", traced.path.display()));
+        output::print(&text)?;
     }
     Ok(traced.status.exit_code())
 }
@@ -283,16 +284,22 @@ async fn trace_until_stopped(
     let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_millis(200)));
     ticker.tick().await;
     let mut previous = Snapshot::default();
+    // At the deadline the workload is asked to finish its iteration and
+    // report; the run then ends when it has.
+    let mut stopping = false;
     loop {
         tokio::select! {
             status = target.wait() => {
                 status?;
-                return Ok(StopReason::TargetExited);
+                return Ok(if stopping { StopReason::Duration } else { StopReason::TargetExited });
             }
             _ = signals.interrupt.recv() => return Ok(StopReason::Interrupt),
             _ = signals.terminate.recv() => return Ok(StopReason::Terminate),
-            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
-                return Ok(StopReason::Duration);
+            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() && !stopping => {
+                if !target.ask_workload_to_stop() {
+                    return Ok(StopReason::Duration);
+                }
+                stopping = true;
             }
             _ = ticker.tick() => {
                 if target.pid_exited() {
@@ -300,7 +307,7 @@ async fn trace_until_stopped(
                 }
                 if interval.is_some() {
                     let now = map_reader::read(ebpf)?;
-                    print_interval(&now, &previous, attachments, started.elapsed());
+                    print_interval(&now, &previous, attachments, started.elapsed())?;
                     previous = now;
                 }
             }
@@ -309,18 +316,18 @@ async fn trace_until_stopped(
 }
 
 /// One line per target with calls and latency since the last interval.
-fn print_interval(now: &Snapshot, previous: &Snapshot, attachments: &[Attachment], elapsed: Duration) {
-    println!("--- {:.1} s", elapsed.as_secs_f64());
-    let line = |name: &str, delta: &crate::model::ValueStats| {
+fn print_interval(now: &Snapshot, previous: &Snapshot, attachments: &[Attachment], elapsed: Duration) -> Result<()> {
+    let mut text = format!("--- {:.1} s\n", elapsed.as_secs_f64());
+    let mut line = |name: &str, delta: &crate::model::ValueStats| {
         let summary = LatencySummary::of(delta);
         let ns = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), table::format_ns);
-        println!(
-            "{name:<26} {:>9} calls  mean {:>10}  p50 {:>10}  p99 {:>10}",
+        text.push_str(&format!(
+            "{name:<26} {:>9} calls  mean {:>10}  p50 {:>10}  p99 {:>10}\n",
             summary.calls,
             ns(summary.mean_ns),
             ns(summary.p50_ns),
             ns(summary.p99_ns)
-        );
+        ));
     };
     line(
         "mprotect (syscall)",
@@ -333,6 +340,7 @@ fn print_interval(now: &Snapshot, previous: &Snapshot, attachments: &[Attachment
             line(&attachment.name, &now.latency_ns.since(&before));
         }
     }
+    output::print(&text)
 }
 
 fn write_config(ebpf: &mut Ebpf, config: TraceConfig) -> Result<()> {

@@ -195,6 +195,17 @@ impl Target {
         }
     }
 
+    /// Asks the built-in workload to stop after its current iteration and
+    /// report what it did (SIGUSR1); false for any other target, which a
+    /// deadline simply stops.
+    pub fn ask_workload_to_stop(&self) -> bool {
+        let (Some(_), Some(pid)) = (&self.output, self.child.as_ref().and_then(Child::id)) else {
+            return false;
+        };
+        // SAFETY: signalling our own child, which handles SIGUSR1.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGUSR1) == 0 }
+    }
+
     /// A `-p` target has exited: gone, or a zombie its parent has not reaped.
     pub fn pid_exited(&self) -> bool {
         let Some(pid) = self.tgid.filter(|_| self.child.is_none()) else {

@@ -69,6 +69,32 @@ pub const READY_LINE: &str = "ready";
 /// not setup, prefault, warmup, audits or unmapping.
 static MEASURING: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// Set by SIGUSR1 (`run --duration` at its deadline): every thread stops
+/// after its current iteration and the result covers what was done.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn request_stop(_signal: libc::c_int) {
+    // Async-signal-safe: one atomic store.
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// SIGUSR1 stops the workload early but cleanly; installed before the
+/// ready line, so the tracer may send it at any time after.
+pub fn stop_on_sigusr1() -> Result<()> {
+    // SAFETY: a zeroed sigaction with a handler that only stores an atomic.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = request_stop as extern "C" fn(libc::c_int) as usize;
+    action.sa_flags = libc::SA_RESTART;
+    if unsafe { libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()) } != 0 {
+        bail!("installing the SIGUSR1 handler: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Marks the calling thread inside its measured iterations until dropped.
 struct Measuring;
 
@@ -194,6 +220,9 @@ fn run_thread(plan: &Plan, barriers: &Barriers, main: Option<(&ProgressBar, Star
         pte_table_walks: 0,
     };
     for _ in 0..plan.rounds {
+        if stop_requested() {
+            break;
+        }
         if plan.scenario.is_single_protect() {
             single_protect_round(plan, &mut outcome, progress)?;
         } else {
@@ -220,6 +249,9 @@ fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&Prog
     let writes = plan.scenario.writes_pages();
     let mut measuring = None;
     for iteration in 0..plan.warmup + plan.iterations {
+        if stop_requested() {
+            break;
+        }
         if iteration == plan.warmup {
             measuring = Some(Measuring::start());
         }
@@ -265,6 +297,9 @@ fn single_protect_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Opti
     let total = plan.warmup + plan.iterations;
     let mut before = None;
     for iteration in 0..total {
+        if stop_requested() {
+            break;
+        }
         let mapping = Mapping::create(plan)?;
         prefault(plan, &mapping);
         if iteration == 0 {
@@ -282,7 +317,7 @@ fn single_protect_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Opti
             outcome.samples.restore.push(0);
             outcome.samples.post_touch.push(0);
         }
-        if iteration + 1 == total {
+        if iteration + 1 == total || stop_requested() {
             let after = smaps::read_own(mapping.start())?;
             let before = before.take().context("the first iteration's audit is missing")?;
             outcome.audits.push(Audit {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Plan, Samples, ThreadOutcome};
+use super::{Plan, Samples, ThreadOutcome, stop_requested};
 use crate::model::workload::mean;
 use crate::model::{PerIteration, SmapsEntry, WorkloadResult};
 use crate::statistics::median;
@@ -59,6 +59,8 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadRe
         restore_ns_per_page_median: per_page_median(&samples.restore),
         post_touch_ns_per_page_median: per_page_median(&samples.post_touch),
         iteration_ns_per_page_median: per_page_median(&iteration),
+        stopped_early: stop_requested(),
+        measured_iterations: iteration.len() as u64,
         kernel_page_kb: smaps_after.kernel_page_kb,
         mmu_page_kb: smaps_after.mmu_page_kb,
         anon_huge_kb: smaps_after.huge_kb,
