@@ -4,6 +4,7 @@ mod bench;
 mod browser;
 mod command;
 mod overhead;
+mod readme;
 mod setup;
 mod vm;
 
@@ -31,6 +32,8 @@ enum Task {
     FlameCheck,
     /// Boot Debian's 6.1 kernel in QEMU and prove the fentry and kprobe backends there.
     VmTest,
+    /// Run every `$ mprotect-trace` example of the README: none may crash.
+    ReadmeCheck,
     /// Benchmarks (timings, not tests): the workload against an independent C loop, tracing overhead.
     Bench(bench::BenchArgs),
 }
@@ -65,6 +68,7 @@ fn main() -> Result<()> {
             }
             tally.step("vm-test", vm::run);
             tally.step("flame-check", browser::run);
+            tally.step("readme-check", readme::run);
             // One closing line for CI: every check of every step.
             println!("summary: {} passed, {} failed", tally.passed, tally.failed);
             anyhow::ensure!(tally.failed == 0, "{} checks failed", tally.failed);
@@ -77,6 +81,10 @@ fn main() -> Result<()> {
         Task::VmTest => {
             setup::run()?;
             vm::run().map(drop)
+        }
+        Task::ReadmeCheck => {
+            setup::run()?;
+            readme::run().map(drop)
         }
         Task::Bench(args) => {
             setup::run()?;
