@@ -40,11 +40,7 @@ pub fn run() -> Result<u64> {
     let dir = workspace_root().join("target/readme-check");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let commands = examples(&readme);
     if commands.is_empty() {
         bail!("README.md has no `$ mprotect-trace` example");
@@ -86,7 +82,10 @@ pub fn run() -> Result<u64> {
     if !crashed.is_empty() {
         bail!("{} README examples crashed: {}", crashed.len(), crashed.join("; "));
     }
-    println!("readme-check passed: {} README examples ran without crashing", commands.len());
+    println!(
+        "readme-check passed: {} README examples ran without crashing",
+        commands.len()
+    );
     Ok(commands.len() as u64)
 }
 
@@ -97,6 +96,9 @@ mod tests {
     #[test]
     fn finds_the_commands_of_fenced_examples_only() {
         let readme = "text $ mprotect-trace no\n```\n$ mprotect-trace run\noutput\n$ ls\n```\n  ```sh\n  $ mprotect-trace report x | head -4\n  ```\n";
-        assert_eq!(examples(readme), ["mprotect-trace run", "mprotect-trace report x | head -4"]);
+        assert_eq!(
+            examples(readme),
+            ["mprotect-trace run", "mprotect-trace report x | head -4"]
+        );
     }
 }

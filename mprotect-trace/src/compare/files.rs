@@ -22,11 +22,13 @@ pub fn write_outputs(sides: &[Side], text: &str, json: &str, dir: &Path) -> Resu
         .filter_map(|side| side.representative().map(|report| (side.label.as_str(), report)))
         .collect();
     let mut differentials = Vec::new();
+    // A side without a sampled stack has nothing to draw a difference of.
+    let stacks = |report: &crate::model::Report| report.sampling.as_ref().filter(|p| !p.stacks.is_empty());
     if let Some((baseline_label, baseline)) = shown.first()
-        && let Some(baseline_profile) = &baseline.sampling
+        && let Some(baseline_profile) = stacks(baseline)
     {
         for (label, report) in &shown[1..] {
-            let Some(profile) = &report.sampling else {
+            let Some(profile) = stacks(report) else {
                 continue;
             };
             let title = format!(
