@@ -11,6 +11,11 @@ use crate::output::{self, Artifact};
 /// Plots draw each side's representative run (the one whose workload
 /// median is the side's median): a picture of a typical run, while the
 /// text carries the statistics over all of them.
+/// A side's profile, if it sampled any stack.
+fn stacks(report: &crate::model::Report) -> Option<&crate::model::Profile> {
+    report.sampling.as_ref().filter(|p| !p.stacks.is_empty())
+}
+
 pub fn write_outputs(sides: &[Side], text: &str, json: &str, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {} (choose another with -o DIR)", dir.display()))?;
     let mut artifacts = vec![
@@ -23,7 +28,6 @@ pub fn write_outputs(sides: &[Side], text: &str, json: &str, dir: &Path) -> Resu
         .collect();
     let mut differentials = Vec::new();
     // A side without a sampled stack has nothing to draw a difference of.
-    let stacks = |report: &crate::model::Report| report.sampling.as_ref().filter(|p| !p.stacks.is_empty());
     if let Some((baseline_label, baseline)) = shown.first()
         && let Some(baseline_profile) = stacks(baseline)
     {
