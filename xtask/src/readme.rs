@@ -22,10 +22,11 @@ fn examples(readme: &str) -> Vec<String> {
         let line = line.trim_start();
         if line.starts_with("```") {
             fenced = !fenced;
-        } else if fenced && let Some(command) = line.strip_prefix("$ ") {
-            if command.starts_with("mprotect-trace ") {
-                commands.push(command.to_owned());
-            }
+        } else if fenced
+            && let Some(command) = line.strip_prefix("$ ")
+            && command.starts_with("mprotect-trace ")
+        {
+            commands.push(command.to_owned());
         }
     }
     commands

@@ -8,14 +8,14 @@ use anyhow::{Context as _, Result};
 use super::Side;
 use crate::output::{self, Artifact};
 
-/// Plots draw each side's representative run (the one whose workload
-/// median is the side's median): a picture of a typical run, while the
-/// text carries the statistics over all of them.
 /// A side's profile, if it sampled any stack.
 fn stacks(report: &crate::model::Report) -> Option<&crate::model::Profile> {
     report.sampling.as_ref().filter(|p| !p.stacks.is_empty())
 }
 
+/// Plots draw each side's representative run (the one whose workload
+/// median is the side's median): a picture of a typical run, while the
+/// text carries the statistics over all of them.
 pub fn write_outputs(sides: &[Side], text: &str, json: &str, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {} (choose another with -o DIR)", dir.display()))?;
     let mut artifacts = vec![
