@@ -22,6 +22,9 @@ pub fn load_with_max_stacks(max_stacks: u32) -> Result<Ebpf> {
         );
     }
     EbpfLoader::new()
+        // The programs use no CO-RE relocation: parsing the kernel's BTF
+        // for them would only cost time (fentry loads bring their own).
+        .btf(None)
         .map_max_entries(maps::STACKS, max_stacks)
         .map_max_entries(maps::SAMPLE_COUNTS, max_stacks)
         .load(BYTES)

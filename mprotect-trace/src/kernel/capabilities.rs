@@ -12,11 +12,27 @@ use super::mounts::{self, Mount};
 use crate::model::{Capabilities, Check};
 use crate::probes::backend::{self, CheckContext};
 
+/// What a check made by attaching the real program says until then.
+const CHECKED_WHEN_ATTACHED: &str = "checked when attached";
+
 /// The function `doctor` loads a fentry program on and attaches a kprobe to.
 pub const PROBE_CHECK_FUNCTION: &str = "change_protection";
 
 /// Runs every check; mounts tracefs and securityfs when missing (root only).
 pub fn detect(ebpf: &mut Ebpf) -> Capabilities {
+    let mut caps = detect_for_run(ebpf);
+    if caps.tracefs.available {
+        caps.syscall_tracepoints = tracepoint_check(ebpf);
+    }
+    caps.perf_sampling = perf_sampling_check(ebpf);
+    caps
+}
+
+/// What `run` checks before attaching: everything but the syscall
+/// tracepoints and perf sampling, which `run` checks by attaching its real
+/// programs (a check's detach waits for an RCU grace period, tens of ms).
+/// Until then they read "checked when attached".
+pub fn detect_for_run(ebpf: &mut Ebpf) -> Capabilities {
     let (kernel_release, arch) = uname();
     let tracefs = match mounts::ensure(Mount::Tracefs) {
         Ok(state) => Check::yes(state.describe()),
@@ -35,13 +51,13 @@ pub fn detect(ebpf: &mut Ebpf) -> Capabilities {
         arch,
         lockdown: lockdown_check(),
         syscall_tracepoints: if tracefs.available {
-            tracepoint_check(ebpf)
+            Check::yes(CHECKED_WHEN_ATTACHED)
         } else {
             // aya finds a tracepoint's id in tracefs: no tracefs, no tracepoint.
             Check::no("needs tracefs", tracefs.detail.clone())
         },
         tracefs,
-        perf_sampling: perf_sampling_check(ebpf),
+        perf_sampling: Check::yes(CHECKED_WHEN_ATTACHED),
         btf,
         function_backends,
     }

@@ -6,6 +6,8 @@ use std::ops::Range;
 use anyhow::{Context as _, Result};
 
 /// The kernel's text symbols (functions), modules and BPF included.
+/// `Default`: no symbol at all.
+#[derive(Default)]
 pub struct Kallsyms {
     /// Each function name's start addresses: static functions may share a name.
     functions: BTreeMap<String, Vec<u64>>,

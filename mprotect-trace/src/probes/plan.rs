@@ -98,6 +98,37 @@ pub fn plan_targets(
         .collect()
 }
 
+/// Whether this kernel takes any function-probe backend at all.
+pub fn function_probes_possible(caps: &Capabilities) -> bool {
+    backend::ALL.iter().any(|b| caps.backend(b.capability()).available)
+}
+
+/// The plans when no function-probe backend works here: every built-in
+/// target gets none, with each backend's reason. Nothing is read (neither
+/// kallsyms nor BTF), so such a run attaches fast; `in_kallsyms` and
+/// `in_btf` are then unknown and read false.
+pub fn without_function_probes(caps: &Capabilities) -> Vec<TargetPlan> {
+    let why: Vec<String> = backend::ALL
+        .iter()
+        .map(|b| format!("{} {}", b.capability(), caps.backend(b.capability()).summary))
+        .collect();
+    targets::with_user_probes(&[])
+        .into_iter()
+        .map(|target| TargetPlan {
+            name: target.name.to_string(),
+            role: target.role,
+            target,
+            in_kallsyms: false,
+            kallsyms_variants: Vec::new(),
+            in_btf: false,
+            traceable: None,
+            signature: None,
+            backend: Backend::None,
+            reason: format!("no function probe: {}", why.join(", ")),
+        })
+        .collect()
+}
+
 /// Refuses a forced backend that cannot work on this kernel at all.
 pub fn check_choice(choice: BackendChoice, caps: &Capabilities) -> Result<()> {
     let BackendChoice::Only(kind) = choice else {

@@ -21,7 +21,7 @@ use crate::collect::{Snapshot, maps as map_reader};
 use crate::ebpf_object;
 use crate::kernel::capabilities;
 use crate::kernel::kallsyms::Kallsyms;
-use crate::model::{Attachment, Backend, LatencySummary, Report, Scope, StopReason, SyscallProbe};
+use crate::model::{Attachment, Backend, Check, LatencySummary, Report, Scope, StopReason, SyscallProbe};
 use crate::options::{RunOptions, TraceTarget};
 use crate::output::{self, Formats, table};
 use crate::probes::attach;
@@ -142,9 +142,16 @@ async fn trace_async(options: RunOptions) -> Result<Traced> {
         TraceTarget::Workload(workload) if options.calibrate => Some(target::run_untraced(workload)?),
         _ => None,
     };
-    let mut ebpf = ebpf_object::load_with_max_stacks(options.max_stacks)?;
+    // Without sampling the stack maps hold nothing: one entry each spares
+    // the kernel allocating (and this run waiting for) megabytes of them.
+    let stack_entries = if options.sample_hz.is_some() {
+        options.max_stacks
+    } else {
+        1
+    };
+    let mut ebpf = ebpf_object::load_with_max_stacks(stack_entries)?;
     let run_time_stats = options.probe_cost.then(RunTimeStats::enable).transpose()?;
-    let caps = capabilities::detect(&mut ebpf);
+    let mut caps = capabilities::detect_for_run(&mut ebpf);
     let settings = settings::of(&options)?;
     let syscall_probe = settings.syscall;
     if syscall_probe != SyscallProbe::None && !caps.syscall_tracepoints.available {
@@ -155,8 +162,15 @@ async fn trace_async(options: RunOptions) -> Result<Traced> {
     }
     plan::check_choice(options.backend, &caps)?;
     // Read once: planning needs the names, the profile the inlining parents.
-    let kallsyms = Kallsyms::load()?;
-    let plans = plan::plan_targets(&options.probes, &caps, &kallsyms, options.backend)?;
+    // Symbols and BTF are read only when a function probe could attach (or
+    // a --probe name must be checked): reading them is most of the startup.
+    let (kallsyms, plans) = if plan::function_probes_possible(&caps) || !options.probes.is_empty() {
+        let kallsyms = Kallsyms::load()?;
+        let plans = plan::plan_targets(&options.probes, &caps, &kallsyms, options.backend)?;
+        (kallsyms, plans)
+    } else {
+        (Kallsyms::default(), plan::without_function_probes(&caps))
+    };
     let sample_hz = options.sample_hz.filter(|_| caps.perf_sampling.available);
     if syscall_probe == SyscallProbe::None
         && sample_hz.is_none()
@@ -171,14 +185,41 @@ async fn trace_async(options: RunOptions) -> Result<Traced> {
     // mprotect); it is set once the target is parked at its gate, so its
     // start-up (the dynamic loader's mprotect calls) is not counted and
     // every counted call has both its entry and its exit.
+    // Attaching the real programs is the check of the tracepoints and of
+    // perf sampling: what the report says of them is what happened here.
     if syscall_probe != SyscallProbe::None {
-        attach::attach_syscall_tracepoints(&mut ebpf, syscall_probe == SyscallProbe::Empty)?;
+        if let Err(err) = attach::attach_syscall_tracepoints(&mut ebpf, syscall_probe == SyscallProbe::Empty) {
+            bail!(
+                "cannot attach the mprotect syscall tracepoints: {err:#}; or pass --no-syscall to sample stacks only"
+            );
+        }
+        caps.syscall_tracepoints =
+            Check::yes("the mprotect programs attached to syscalls:sys_enter_mprotect and sys_exit_mprotect");
     }
     let attachments = attach::attach_functions(&mut ebpf, &kallsyms, &plans, &caps, options.backend)?;
-    if options.sample_hz.is_some() && sample_hz.is_none() {
-        eprintln!("note: no stack sampling: {}", caps.perf_sampling.detail);
+    let sampling_cpus = match sample_hz {
+        Some(hz) => match sampling::attach(&mut ebpf, hz) {
+            Ok(cpus) => {
+                caps.perf_sampling = Check::yes("the sampler attached to the cpu-clock software event");
+                Some(cpus)
+            }
+            Err(err) => {
+                eprintln!("note: no stack sampling: {err:#}");
+                caps.perf_sampling = Check::no("attach failed", format!("{err:#}"));
+                None
+            }
+        },
+        None => None,
+    };
+    let sample_hz = sample_hz.filter(|_| sampling_cpus.is_some());
+    if syscall_probe == SyscallProbe::None
+        && sample_hz.is_none()
+        && attachments.iter().all(|a| a.backend == Backend::None)
+    {
+        bail!(
+            "nothing to trace: --no-syscall, no stack sampling and no function probe works here (see mprotect-trace doctor)"
+        );
     }
-    let sampling_cpus = sample_hz.map(|hz| sampling::attach(&mut ebpf, hz)).transpose()?;
 
     // Caught from here on: a signal now still ends the run with a report.
     let mut signals = Signals::install()?;
@@ -223,7 +264,8 @@ async fn trace_async(options: RunOptions) -> Result<Traced> {
     let profile = match (raw_samples, code_symbols, sampling_cpus, sample_hz) {
         (Some(raw), Some(code_symbols), Some(cpus), Some(hz)) => {
             let stacks = raw.symbolize(&code_symbols)?;
-            let mut profile = sampling::profile::profile(hz, cpus, options.max_stacks, raw.counters, stacks, &kallsyms);
+            let mut profile =
+                sampling::profile::profile(hz, cpus, options.max_stacks, raw.counters, stacks, &code_symbols);
             profile.measured_iterations_only = config.measuring_addr != 0;
             Some(profile)
         }
