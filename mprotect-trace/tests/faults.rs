@@ -244,3 +244,87 @@ fn a_full_disk_leaves_no_report_as_if_complete() {
         "{files:?}"
     );
 }
+
+/// Every program of the eBPF object, by the name the kernel lists.
+fn object_program_names() -> Vec<&'static str> {
+    use mprotect_trace_common::programs::*;
+    let mut names = vec![
+        SYS_ENTER_MPROTECT,
+        SYS_EXIT_MPROTECT,
+        SYS_ENTER_MPROTECT_EMPTY,
+        SYS_EXIT_MPROTECT_EMPTY,
+        SAMPLE_STACK,
+        FENTRY_CAPABILITY_CHECK,
+        KPROBE_CAPABILITY_CHECK,
+        SAMPLER_CAPABILITY_CHECK,
+    ];
+    for slots in [
+        FENTRY_SLOTS,
+        FEXIT_SLOTS,
+        KPROBE_SLOTS,
+        KRETPROBE_SLOTS,
+        CALL_SITE_SLOTS,
+    ] {
+        names.extend(slots);
+    }
+    names
+}
+
+/// Names of the object's programs the kernel holds now, sorted.
+fn loaded_object_programs() -> Vec<String> {
+    let output = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .expect("bpftool");
+    let programs: Vec<Value> = serde_json::from_slice(&output.stdout).expect("bpftool JSON");
+    let ours = object_program_names();
+    let mut names: Vec<String> = programs
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .filter(|name| ours.contains(name))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
+/// While a run traces, the kernel holds exactly the programs its plan
+/// uses: the syscall pair, the sampler and each attached target's, never
+/// a capability check's or an unused slot's.
+#[test]
+fn only_the_programs_the_plan_uses_are_loaded() {
+    use mprotect_trace_common::programs::*;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert_eq!(
+        loaded_object_programs(),
+        Vec::<String>::new(),
+        "programs of ours before the run"
+    );
+    let dir = out_dir("loaded");
+    let tracer = Tracer::start(&dir, &["-a", "--duration", "60"]);
+    let loaded = loaded_object_programs();
+    tracer.signal(libc::SIGINT);
+    tracer.finish();
+    let report = report(&dir);
+    let mut expected: Vec<String> = [SYS_ENTER_MPROTECT, SYS_EXIT_MPROTECT, SAMPLE_STACK]
+        .map(str::to_owned)
+        .to_vec();
+    for target in &report.targets {
+        let Some(slot) = target.attachment.slot.map(|s| s as usize) else {
+            continue;
+        };
+        use mprotect_trace::model::Backend;
+        expected.extend(
+            match target.attachment.backend {
+                Backend::Fentry => vec![FENTRY_SLOTS[slot], FEXIT_SLOTS[slot]],
+                Backend::Kprobe => vec![KPROBE_SLOTS[slot], KRETPROBE_SLOTS[slot]],
+                Backend::CallSite => vec![CALL_SITE_SLOTS[slot]],
+                Backend::None => vec![],
+            }
+            .into_iter()
+            .map(str::to_owned),
+        );
+    }
+    expected.sort();
+    assert_eq!(loaded, expected);
+}

@@ -183,7 +183,11 @@ fn tracepoint_check(ebpf: &mut Ebpf) -> Check {
         program.detach(link).map_err(|e| error_chain(&e))?;
         Ok(())
     };
-    match attempt() {
+    let outcome = attempt();
+    if let Ok(program) = crate::ebpf_object::program_mut::<TracePoint>(ebpf, SYS_ENTER_MPROTECT) {
+        let _ = program.unload();
+    }
+    match outcome {
         Ok(()) => Check::yes("a BPF program attached to syscalls:sys_enter_mprotect"),
         Err(err) => Check::no(
             "attach failed",
@@ -208,7 +212,11 @@ fn perf_sampling_check(ebpf: &mut Ebpf) -> Check {
         program.detach(link).map_err(|e| error_chain(&e))?;
         Ok(())
     };
-    match attempt() {
+    let outcome = attempt();
+    if let Ok(program) = crate::ebpf_object::program_mut::<PerfEvent>(ebpf, SAMPLER_CAPABILITY_CHECK) {
+        let _ = program.unload();
+    }
+    match outcome {
         Ok(()) => Check::yes("a BPF program attached to the cpu-clock software event"),
         Err(err) => Check::no(
             "attach failed",

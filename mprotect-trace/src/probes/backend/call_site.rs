@@ -20,7 +20,6 @@ pub struct CallSite;
 /// Slot `slot`'s call-site program, loaded once.
 fn program(context: &mut aya::Ebpf, slot: u32) -> Result<&mut KProbe> {
     let program: &mut KProbe = program_mut(context, CALL_SITE_SLOTS[slot as usize])?;
-    // The capability check may have loaded slot 0's already.
     if program.fd().is_err() {
         program.load().map_err(|e| anyhow!("{}", error_chain(&e)))?;
     }
@@ -64,7 +63,12 @@ impl FunctionBackend for CallSite {
             program.detach(link).map_err(|e| error_chain(&e))?;
             Ok(())
         };
-        match attempt() {
+        let outcome = attempt();
+        // Loaded again if a target is planned on slot 0; a check leaves nothing loaded.
+        if let Ok(program) = program_mut::<KProbe>(context.ebpf, CALL_SITE_SLOTS[0]) {
+            let _ = program.unload();
+        }
+        match outcome {
             Ok(()) => Check::yes(format!(
                 "{} is readable and a kprobe attached on {PROBE_CHECK_FUNCTION}",
                 kcore::PATH

@@ -61,7 +61,12 @@ impl FunctionBackend for Fentry {
             program.detach(link).map_err(|e| error_chain(&e))?;
             Ok(())
         };
-        match attempt() {
+        let outcome = attempt();
+        // The check's program is not one the run uses: out of the kernel.
+        if let Ok(program) = program_mut::<FEntry>(context.ebpf, FENTRY_CAPABILITY_CHECK) {
+            let _ = program.unload();
+        }
+        match outcome {
             Ok(()) => Check::yes(format!(
                 "a fentry program loaded and attached on {PROBE_CHECK_FUNCTION}"
             )),

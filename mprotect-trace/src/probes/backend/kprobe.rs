@@ -37,6 +37,13 @@ impl FunctionBackend for Kprobe {
     fn check(&self, context: &mut CheckContext) -> Check {
         let pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
         let events = std::path::Path::new(mounts::TRACEFS).join("kprobe_events").exists();
+        // Known without loading anything: no kprobe can attach.
+        if !pmu && !events {
+            return Check::no(
+                "not built (no CONFIG_KPROBES)",
+                "kernel built without CONFIG_KPROBES: no kprobe PMU in /sys/bus/event_source/devices and no kprobe_events in tracefs",
+            );
+        }
         let mut attempt = || -> Result<(), String> {
             let program: &mut KProbe =
                 program_mut(context.ebpf, KPROBE_CAPABILITY_CHECK).map_err(|e| format!("{e:#}"))?;
@@ -45,12 +52,13 @@ impl FunctionBackend for Kprobe {
             program.detach(link).map_err(|e| error_chain(&e))?;
             Ok(())
         };
-        match attempt() {
+        let outcome = attempt();
+        // The check's program is not one the run uses: out of the kernel.
+        if let Ok(program) = program_mut::<KProbe>(context.ebpf, KPROBE_CAPABILITY_CHECK) {
+            let _ = program.unload();
+        }
+        match outcome {
             Ok(()) => Check::yes(format!("a kprobe attached on {PROBE_CHECK_FUNCTION}")),
-            Err(_) if !pmu && !events => Check::no(
-                "not built (no CONFIG_KPROBES)",
-                "kernel built without CONFIG_KPROBES: no kprobe PMU in /sys/bus/event_source/devices and no kprobe_events in tracefs",
-            ),
             Err(err) => Check::no(
                 "attach failed",
                 format!("attaching a kprobe on {PROBE_CHECK_FUNCTION} failed: {err}"),
