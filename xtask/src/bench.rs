@@ -12,12 +12,14 @@ use crate::command::{cargo, output_of, release_binary, run_checked, workspace_ro
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Suite {
-    /// Both suites.
+    /// The C-loop and overhead suites.
     All,
     /// The workload against the independent C loop.
     CLoop,
     /// Tracing overhead, untraced vs each tracing mode.
     Overhead,
+    /// Startup: attach time, wall time and peak RSS against bpftrace.
+    Startup,
 }
 
 #[derive(Args)]
@@ -48,6 +50,9 @@ const METRICS: [&str; 4] = [
 ];
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.suite == Suite::Startup {
+        return crate::startup::run(args.repeats);
+    }
     run_checked(&mut cargo(["build", "--release", "--package", "mprotect-trace"]))?;
     if args.suite != Suite::CLoop {
         crate::overhead::run(args.repeats, args.cpu)?;

@@ -6,6 +6,7 @@ mod command;
 mod overhead;
 mod readme;
 mod setup;
+mod startup;
 mod vm;
 
 use anyhow::Result;

@@ -15,9 +15,11 @@ const BPF_LINKER_VERSION: &str = "0.10.3";
 /// Debian packages the tests use: bpftool (independent BTF reads), QEMU
 /// with busybox and cpio for the kernel VM tests, Chromium to render the
 /// flame graph and the HTML report as a user sees them, and the font the
-/// plots are drawn with (embedded in the binary at build time).
+/// plots are drawn with (embedded in the binary at build time); bpftrace,
+/// which `cargo xtask bench startup` measures against.
 const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",
+    "bpftrace",
     "qemu-system-x86",
     "qemu-system-arm",
     "gcc-aarch64-linux-gnu",

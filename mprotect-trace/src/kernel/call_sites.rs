@@ -16,7 +16,7 @@ pub fn find(kallsyms: &Kallsyms, kcore: &Kcore, caller: &str, callee: &str) -> R
     if targets.is_empty() {
         bail!("{callee} is not in /proc/kallsyms");
     }
-    let start = match kallsyms.addresses(caller) {
+    let start = match kallsyms.addresses(caller).as_slice() {
         [] => bail!("{caller} is not in /proc/kallsyms"),
         [0] => bail!("/proc/kallsyms hides addresses here (kernel.kptr_restrict): run as root"),
         [start] => *start,
@@ -29,7 +29,7 @@ pub fn find(kallsyms: &Kallsyms, kcore: &Kcore, caller: &str, callee: &str) -> R
         .extent(start)
         .with_context(|| format!("{caller} has no end in /proc/kallsyms"))?;
     let text = kcore.read(start, (extent.end - extent.start) as usize)?;
-    Ok(calls_to(&text, start, targets))
+    Ok(calls_to(&text, start, &targets))
 }
 
 /// Offsets from `start` of the instructions in `text` (loaded at `start`)

@@ -1,25 +1,32 @@
 //! Function symbols of the running kernel, from `/proc/kallsyms`.
 
-use std::collections::BTreeMap;
+use std::io::BufRead as _;
 use std::ops::Range;
 
 use anyhow::{Context as _, Result};
 
 /// The kernel's text symbols (functions), modules and BPF included.
+/// Compact: about 120k symbols take a few MB (every name is stored once,
+/// in one string), since a sampled run holds them while it symbolizes.
 /// `Default`: no symbol at all.
 #[derive(Default)]
 pub struct Kallsyms {
-    /// Each function name's start addresses: static functions may share a name.
-    functions: BTreeMap<String, Vec<u64>>,
+    /// Every symbol's name, one after another.
+    names: String,
     /// Every symbol, text or not, sorted by start: a symbol ends where the
     /// next one starts.
     symbols: Vec<Symbol>,
+    /// Indices into `symbols` of the functions, sorted by name: static
+    /// functions may share a name.
+    functions: Vec<u32>,
 }
 
 struct Symbol {
     start: u64,
+    /// Its name: `names[name_at..name_at + name_len]`.
+    name_at: u32,
+    name_len: u16,
     kind: SymbolKind,
-    name: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -42,36 +49,74 @@ pub enum CodeAt<'a> {
 
 impl Kallsyms {
     pub fn load() -> Result<Self> {
-        let text = std::fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
-        Ok(Self::parse(&text))
+        let file = std::fs::File::open("/proc/kallsyms").context("reading /proc/kallsyms")?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+        let mut symbols = Self::default();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).context("reading /proc/kallsyms")? == 0 {
+                break;
+            }
+            symbols.add_line(&line);
+        }
+        Ok(symbols.sorted())
     }
 
     /// Parses lines of `address type name [module]`.
     pub fn parse(text: &str) -> Self {
-        let mut functions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        let mut symbols = Vec::new();
+        let mut symbols = Self::default();
         for line in text.lines() {
-            let mut fields = line.split_whitespace();
-            let (Some(address), Some(kind), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
-                continue;
-            };
-            let start = u64::from_str_radix(address, 16).unwrap_or(0);
-            let kind = match (kind, fields.next()) {
-                (_, Some("[bpf]")) => SymbolKind::Bpf,
-                ("t" | "T", _) => SymbolKind::Function,
-                _ => SymbolKind::Other,
-            };
-            if kind == SymbolKind::Function {
-                functions.entry(name.to_owned()).or_default().push(start);
-            }
-            symbols.push(Symbol {
-                start,
-                kind,
-                name: name.to_owned(),
-            });
+            symbols.add_line(line);
         }
-        symbols.sort_by_key(|symbol| symbol.start);
-        Self { functions, symbols }
+        symbols.sorted()
+    }
+
+    fn add_line(&mut self, line: &str) {
+        let mut fields = line.split_whitespace();
+        let (Some(address), Some(kind), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
+            return;
+        };
+        let (Ok(name_at), Ok(name_len)) = (u32::try_from(self.names.len()), u16::try_from(name.len())) else {
+            return;
+        };
+        let kind = match (kind, fields.next()) {
+            (_, Some("[bpf]")) => SymbolKind::Bpf,
+            ("t" | "T", _) => SymbolKind::Function,
+            _ => SymbolKind::Other,
+        };
+        self.names.push_str(name);
+        self.symbols.push(Symbol {
+            start: u64::from_str_radix(address, 16).unwrap_or(0),
+            name_at,
+            name_len,
+            kind,
+        });
+    }
+
+    fn sorted(mut self) -> Self {
+        self.symbols.sort_by_key(|symbol| symbol.start);
+        self.names.shrink_to_fit();
+        self.symbols.shrink_to_fit();
+        let mut functions: Vec<u32> = (0..self.symbols.len() as u32)
+            .filter(|&i| self.symbols[i as usize].kind == SymbolKind::Function)
+            .collect();
+        functions.sort_by(|&a, &b| self.name(a).cmp(self.name(b)));
+        self.functions = functions;
+        self
+    }
+
+    fn name(&self, index: u32) -> &str {
+        let symbol = &self.symbols[index as usize];
+        let at = symbol.name_at as usize;
+        &self.names[at..at + symbol.name_len as usize]
+    }
+
+    /// The functions called exactly `name`, as indices into `symbols`.
+    fn named(&self, name: &str) -> &[u32] {
+        let from = self.functions.partition_point(|&i| self.name(i) < name);
+        let to = self.functions.partition_point(|&i| self.name(i) <= name);
+        &self.functions[from..to]
     }
 
     /// What the code at `address` is: the symbol it falls in, when that
@@ -82,15 +127,12 @@ impl Kallsyms {
             return CodeAt::Unknown;
         };
         // Several symbols may share a start: any function among them names it.
-        let at_start = self.symbols[..index]
-            .iter()
-            .rev()
-            .take_while(|symbol| symbol.start == start);
+        let at_start = (0..index).rev().take_while(|&i| self.symbols[i].start == start);
         let mut best = CodeAt::Unknown;
-        for symbol in at_start {
-            match symbol.kind {
-                SymbolKind::Function => return CodeAt::Function(&symbol.name),
-                SymbolKind::Bpf => best = CodeAt::Bpf(&symbol.name),
+        for i in at_start {
+            match self.symbols[i].kind {
+                SymbolKind::Function => return CodeAt::Function(self.name(i as u32)),
+                SymbolKind::Bpf => best = CodeAt::Bpf(self.name(i as u32)),
                 SymbolKind::Other => {}
             }
         }
@@ -98,14 +140,17 @@ impl Kallsyms {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.functions.contains_key(name)
+        !self.named(name).is_empty()
     }
 
     /// The start addresses of the functions called `name`; empty when
     /// there is none, and all zero when kallsyms hides addresses
     /// (`kernel.kptr_restrict`).
-    pub fn addresses(&self, name: &str) -> &[u64] {
-        self.functions.get(name).map_or(&[], Vec::as_slice)
+    pub fn addresses(&self, name: &str) -> Vec<u64> {
+        self.named(name)
+            .iter()
+            .map(|&i| self.symbols[i as usize].start)
+            .collect()
     }
 
     /// The text of the function that starts at `start`: up to the next symbol.
@@ -118,16 +163,17 @@ impl Kallsyms {
 
     /// Up to `count` function names most like `name` (Jaro-Winkler), best first.
     pub fn closest(&self, name: &str, count: usize) -> Vec<String> {
-        let mut scored: Vec<(f64, &String)> = self
-            .functions
-            .keys()
+        let mut names: Vec<&str> = self.functions.iter().map(|&i| self.name(i)).collect();
+        names.dedup();
+        let mut scored: Vec<(f64, &str)> = names
+            .into_iter()
             .map(|symbol| (strsim::jaro_winkler(name, symbol), symbol))
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
         scored
             .into_iter()
             .take(count)
-            .map(|(_, symbol)| symbol.clone())
+            .map(|(_, symbol)| symbol.to_owned())
             .collect()
     }
 
@@ -135,12 +181,15 @@ impl Kallsyms {
     /// the function exists, but a probe on `name` itself would not fire.
     pub fn variants_of(&self, name: &str) -> Vec<String> {
         let prefix = format!("{name}.");
-        self.functions
-            .range(prefix.clone()..)
-            .map(|(symbol, _)| symbol)
+        let from = self.functions.partition_point(|&i| self.name(i) < prefix.as_str());
+        let mut variants: Vec<String> = self.functions[from..]
+            .iter()
+            .map(|&i| self.name(i))
             .take_while(|symbol| symbol.starts_with(&prefix))
-            .cloned()
-            .collect()
+            .map(str::to_owned)
+            .collect();
+        variants.dedup();
+        variants
     }
 }
 

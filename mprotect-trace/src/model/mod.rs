@@ -13,7 +13,7 @@ pub use capabilities::{Capabilities, Check};
 pub use profile::{FunctionShare, InlinedTarget, Profile, SampleCounters, SampledStack};
 pub use report::{
     Attachment, Backend, Calibration, FailedCalls, ProgramCost, Report, Role, Scope, StopReason, SyscallProbe,
-    SyscallReport, TargetReport,
+    SyscallReport, TargetReport, Timings,
 };
 pub use settings::{Difference, Settings, WorkloadSettings};
 pub use stats::{Counters, ExactDistribution, Histogram, LatencySummary, ValueStats};

@@ -190,6 +190,20 @@ pub struct Report {
     /// `--probe-cost`: runs and time of each BPF program, by the kernel.
     #[serde(default)]
     pub program_costs: Option<Vec<ProgramCost>>,
+    /// How long the tool itself took to start and to report (schema 3).
+    #[serde(default)]
+    pub timings: Option<Timings>,
+}
+
+/// The tool's own latency, as a user waits for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// From the start of `run` until every probe was attached and the
+    /// target released.
+    pub attach_ms: f64,
+    /// From the stop until the table was printed (before the plots, the
+    /// flame graph and the HTML are drawn; their time is printed on stderr).
+    pub stop_to_table_ms: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

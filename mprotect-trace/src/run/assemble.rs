@@ -144,5 +144,6 @@ pub fn report(collected: Collected) -> Report {
         sampling: collected.profile,
         calibration,
         program_costs: collected.program_costs,
+        timings: None,
     }
 }

@@ -45,22 +45,33 @@ fn probe_pair_cost_ns(backend: Backend) -> f64 {
     }
 }
 
-/// `run`: trace, write the run's directory, print the table (or JSON).
+/// `run`: trace, print the table, then write the run's directory (the
+/// plots take longest: the user reads the numbers meanwhile); with
+/// `--json`, the whole report once it is written.
 pub fn run(options: RunOptions) -> Result<ExitCode> {
     let (json, top) = (options.json, options.top);
-    let traced = trace(options)?;
+    let show_table = |report: &Report| {
+        let mut text = table::render_top(report, top);
+        if let Some(workload) = &report.workload {
+            text.push_str(&format!("{}\n", workload.result_line()));
+        }
+        output::print(&text)
+    };
+    let traced = if json {
+        trace(options)?
+    } else {
+        trace_showing(options, &show_table)?
+    };
     if json {
         output::print(&format!("{}\n", serde_json::to_string_pretty(&traced.report)?))?;
     } else {
-        let mut text = table::render_top(&traced.report, top);
-        if let Some(workload) = &traced.report.workload {
-            text.push_str(&format!("{}\n", workload.result_line()));
-        }
-        text.push_str(&format!("report: {}\n", traced.path.display()));
-        output::print(&text)?;
+        output::print(&format!("report: {}\n", traced.path.display()))?;
     }
     Ok(traced.status.exit_code())
 }
+
+/// What a run shows of its report before its files are written.
+pub type ShowFirst<'a> = &'a dyn Fn(&Report) -> Result<()>;
 
 /// One finished run: its report, already written to `path`.
 pub struct Traced {
@@ -95,11 +106,16 @@ impl Status {
 
 /// Traces once and writes the run's directory; prints nothing to stdout.
 pub fn trace(options: RunOptions) -> Result<Traced> {
+    trace_showing(options, &|_| Ok(()))
+}
+
+/// Traces once; `show_first` sees the report before the files are written.
+pub fn trace_showing(options: RunOptions, show_first: ShowFirst) -> Result<Traced> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(trace_async(options))
+    runtime.block_on(trace_async(options, show_first))
 }
 
 /// SIGINT and SIGTERM, caught from before the target runs.
@@ -127,7 +143,8 @@ fn attached_line(scope: Scope, tgid: Option<u32>) -> String {
     }
 }
 
-async fn trace_async(options: RunOptions) -> Result<Traced> {
+async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<Traced> {
+    let begun = Instant::now();
     // Everything that can be refused is refused before anything is
     // created or attached.
     options.validate()?;
@@ -235,6 +252,7 @@ async fn trace_async(options: RunOptions) -> Result<Traced> {
     let started = Instant::now();
     let start_time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     target.release().await?;
+    let attach_ms = begun.elapsed().as_secs_f64() * 1e3;
     eprintln!("{}", attached_line(scope, target.tgid));
     let stop = trace_until_stopped(
         &ebpf,
@@ -247,6 +265,7 @@ async fn trace_async(options: RunOptions) -> Result<Traced> {
     )
     .await?;
     let elapsed = started.elapsed();
+    let stopped = Instant::now();
     // Nothing is recorded from here on: every figure of the report comes
     // from this one moment; calls caught mid-way are counted in flight.
     write_config(&mut ebpf, TraceConfig { paused: 1, ..config })?;
@@ -295,11 +314,22 @@ async fn trace_async(options: RunOptions) -> Result<Traced> {
         profile,
         program_costs,
     });
+    let mut report = report;
     warn_about_hot_probes(&report);
+    show_first(&report)?;
+    let stop_to_table_ms = stopped.elapsed().as_secs_f64() * 1e3;
+    report.timings = Some(crate::model::Timings {
+        attach_ms,
+        stop_to_table_ms,
+    });
     if options.replace {
         directory::clear_old_run(&output_dir)?;
     }
     output::write(&report, Formats::Run, &output_dir)?;
+    eprintln!(
+        "mprotect-trace: attached {attach_ms:.0} ms after the start; after the stop, the table took {stop_to_table_ms:.0} ms and the files (plots, flame graph, HTML, report.json) {:.0} ms",
+        stopped.elapsed().as_secs_f64() * 1e3
+    );
     let path = output_dir.join(output::json::FILE_NAME);
     let status = match (stop, ending) {
         (StopReason::Interrupt, _) => Status::Interrupted,
