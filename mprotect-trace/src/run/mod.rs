@@ -277,8 +277,10 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     // Read again while our programs and trampolines are loaded: their
     // addresses are on the sampled stacks, and kallsyms names them only now.
     let code_symbols = raw_samples.as_ref().map(|_| Kallsyms::load()).transpose()?;
-    // Detach everything before waiting on anything else.
-    drop(ebpf);
+    // Detach everything now. Detaching waits for RCU grace periods (about
+    // 150 ms here); the programs are paused, so it runs beside the report
+    // and the table, and is joined before the run returns.
+    let detaching = std::thread::spawn(move || drop(ebpf));
     // The workload waits at its exit gate: its user stacks resolve now.
     let profile = match (raw_samples, code_symbols, sampling_cpus, sample_hz) {
         (Some(raw), Some(code_symbols), Some(cpus), Some(hz)) => {
@@ -340,6 +342,9 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         }
         _ => Status::Complete,
     };
+    detaching
+        .join()
+        .map_err(|_| anyhow::anyhow!("detaching the probes failed (the thread panicked)"))?;
     Ok(Traced { report, path, status })
 }
 
