@@ -63,15 +63,7 @@ pub fn compare(options: &CompareOptions) -> Result<ExitCode> {
         .map(|(index, path)| compare::Side::load(compare::label(index), path))
         .collect::<Result<Vec<_>>>()?;
     let comparison = compare::compare(&sides, options.force.then_some("--force"))?;
-    let (text, json) = (comparison.to_text(), serde_json::to_string_pretty(&comparison)?);
-    if let Some(dir) = &options.output {
-        compare::write_outputs(&sides, &text, &json, dir)?;
-    }
-    if options.json {
-        println!("{json}");
-    } else {
-        print!("{text}");
-    }
+    compare::publish(&sides, &comparison, options.output.as_deref(), options.json)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,14 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::compare::{self, Side};
 use crate::model::Report;
 use crate::options::{AbOptions, RunOptions};
 use crate::output::table::format_ns;
-use crate::run::{self, Status};
-use crate::statistics;
+use crate::run::{self, Signals, Status};
 
 /// `DIR/run-01`, `DIR/run-02`, ...: name order is run order.
 fn run_dir(dir: &Path, index: u32) -> PathBuf {
@@ -38,8 +36,7 @@ fn check_empty(dir: &Path) -> Result<()> {
 /// keeps tokio's handler, so a signal would be lost without this listener.
 struct Interrupts {
     runtime: tokio::runtime::Runtime,
-    interrupt: Signal,
-    terminate: Signal,
+    signals: Signals,
 }
 
 impl Interrupts {
@@ -48,21 +45,13 @@ impl Interrupts {
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        let (interrupt, terminate) = runtime
-            .block_on(async {
-                Ok::<_, std::io::Error>((signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?))
-            })
-            .context("installing the SIGINT and SIGTERM handlers")?;
-        Ok(Self {
-            runtime,
-            interrupt,
-            terminate,
-        })
+        let signals = runtime.block_on(async { Signals::install() })?;
+        Ok(Self { runtime, signals })
     }
 
     /// The status a signal since the last check asks for, if any.
     fn received(&mut self) -> Option<Status> {
-        let (interrupt, terminate) = (&mut self.interrupt, &mut self.terminate);
+        let Signals { interrupt, terminate } = &mut self.signals;
         self.runtime.block_on(async {
             // A zero timeout polls each listener once: ready or not.
             let now = std::time::Duration::ZERO;
@@ -145,12 +134,13 @@ pub fn repeat(options: RunOptions, runs: u32) -> Result<ExitCode> {
             Err(code) => return Ok(code),
         }
     }
-    if let Some(median) = statistics::median(&medians) {
-        let low = medians.iter().copied().fold(f64::INFINITY, f64::min);
-        let high = medians.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if let Some(spread) = compare::Spread::of(medians) {
         println!(
-            "{runs} runs: {median:.2} ns/page, run medians from {low:.2} to {high:.2} ({:.1} % of the median)",
-            (high - low) / median * 100.0
+            "{runs} runs: {:.2} ns/page, run medians from {:.2} to {:.2} ({:.1} % of the median)",
+            spread.median,
+            spread.min,
+            spread.max,
+            (spread.max - spread.min) / spread.median * 100.0
         );
     }
     println!(
@@ -195,12 +185,12 @@ pub fn interleaved(options: &AbOptions) -> Result<ExitCode> {
         .map(|(label, dir)| Side::load(label.clone(), dir))
         .collect::<Result<Vec<_>>>()?;
     let comparison = compare::compare(&sides, Some("the sides of an A/B run"))?;
-    let (text, json) = (comparison.to_text(), serde_json::to_string_pretty(&comparison)?);
-    compare::write_outputs(&sides, &text, &json, &options.output)?;
-    if options.json {
-        crate::output::print(&format!("{json}\n"))?;
-    } else {
-        crate::output::print(&format!("\n{text}"))?;
+    if !options.json {
+        // A blank line between the runs' progress and the comparison.
+        crate::output::print("\n")?;
+    }
+    compare::publish(&sides, &comparison, Some(&options.output), options.json)?;
+    if !options.json {
         println!(
             "\ncomparison: {}",
             options.output.join(crate::output::html::COMPARISON_FILE_NAME).display()

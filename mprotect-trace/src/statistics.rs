@@ -137,18 +137,13 @@ pub fn rank_test(a: &[f64], b: &[f64]) -> Option<RankTest> {
     } else {
         let distance = (u - mf * nf / 2.0).abs() - 0.5;
         let z = distance.max(0.0) / variance.sqrt();
-        (2.0 * (1.0 - standard_normal().cdf(z))).min(1.0)
+        (2.0 * (1.0 - Normal::standard().cdf(z))).min(1.0)
     };
     Some(RankTest {
         u,
         p_value,
         exact: false,
     })
-}
-
-fn standard_normal() -> Normal {
-    // Mean 0 and deviation 1 are valid parameters.
-    Normal::standard()
 }
 
 /// `P(U <= c)` for every `c`, with `m` and `n` untied values.
@@ -217,7 +212,7 @@ pub fn shift(a: &[f64], b: &[f64]) -> Option<Shift> {
             .rposition(|&p| p <= ALPHA / 2.0)
             .map(|c| (c, 1.0 - 2.0 * cumulative[c]))
     } else {
-        let z = standard_normal().inverse_cdf(1.0 - ALPHA / 2.0);
+        let z = Normal::standard().inverse_cdf(1.0 - ALPHA / 2.0);
         let (mf, nf) = (m as f64, n as f64);
         let c = (mf * nf / 2.0 - z * (mf * nf * (mf + nf + 1.0) / 12.0).sqrt()).floor();
         (c >= 0.0).then_some((c as usize, 1.0 - ALPHA))

@@ -5,13 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
-use super::Side;
+use super::{Comparison, Side};
 use crate::output::{self, Artifact};
-
-/// A side's profile, if it sampled any stack.
-fn stacks(report: &crate::model::Report) -> Option<&crate::model::Profile> {
-    report.sampling.as_ref().filter(|p| !p.stacks.is_empty())
-}
 
 /// Plots draw each side's representative run (the one whose workload
 /// median is the side's median): a picture of a typical run, while the
@@ -29,10 +24,10 @@ pub fn write_outputs(sides: &[Side], text: &str, json: &str, dir: &Path) -> Resu
     let mut differentials = Vec::new();
     // A side without a sampled stack has nothing to draw a difference of.
     if let Some((baseline_label, baseline)) = shown.first()
-        && let Some(baseline_profile) = stacks(baseline)
+        && let Some(baseline_profile) = baseline.sampled_stacks()
     {
         for (label, report) in &shown[1..] {
-            let Some(profile) = stacks(report) else {
+            let Some(profile) = report.sampled_stacks() else {
                 continue;
             };
             let title = format!(
@@ -56,4 +51,14 @@ pub fn write_outputs(sides: &[Side], text: &str, json: &str, dir: &Path) -> Resu
     artifacts.push(output::html::comparison(&title, text, &artifacts, &differentials));
     output::write_artifacts(&artifacts, dir)?;
     Ok(())
+}
+
+/// Prints a comparison (text, or JSON with `json`) and, with `dir`, writes
+/// its files there: what `compare` and `ab` both end with.
+pub fn publish(sides: &[Side], comparison: &Comparison, dir: Option<&Path>, json: bool) -> Result<()> {
+    let (text, json_text) = (comparison.to_text(), serde_json::to_string_pretty(comparison)?);
+    if let Some(dir) = dir {
+        write_outputs(sides, &text, &json_text, dir)?;
+    }
+    output::print(&if json { format!("{json_text}\n") } else { text })
 }

@@ -10,7 +10,7 @@ mod text;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-pub use files::write_outputs;
+pub use files::{publish, write_outputs};
 pub use side::{Order, OrderKind, Run, Side, label};
 
 use crate::model::{Difference, Report, ValueStats};
@@ -87,7 +87,8 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(runs: Vec<f64>) -> Option<Spread> {
+    /// The median and range of `runs`; `None` for no runs.
+    pub fn of(runs: Vec<f64>) -> Option<Spread> {
         let median = statistics::median(&runs)?;
         let min = runs.iter().copied().fold(f64::INFINITY, f64::min);
         let max = runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -403,6 +404,13 @@ fn iterations(report: &Report) -> Option<(f64, f64)> {
     ))
 }
 
+/// Time in `name` (the syscall or a target) per workload iteration and page.
+fn ns_per_iteration_per_page(report: &Report, name: &str) -> Option<f64> {
+    let (stats, _) = latency(report, name)?;
+    let (n, pages) = iterations(report)?;
+    Some(stats.total as f64 / n / pages)
+}
+
 fn per_run(side: &Side, value: impl Fn(&Report) -> Option<f64>) -> Vec<f64> {
     side.runs.iter().filter_map(|run| value(&run.report)).collect()
 }
@@ -469,11 +477,7 @@ fn target_cost(a: &Side, b: &Side, name: &str, workload_delta: Option<f64>, note
         let (stats, _) = latency(r, name)?;
         Some(stats.count as f64 / iterations(r)?.0)
     };
-    let cost = |r: &Report| {
-        let (stats, _) = latency(r, name)?;
-        let (n, pages) = iterations(r)?;
-        Some(stats.total as f64 / n / pages)
-    };
+    let cost = |r: &Report| ns_per_iteration_per_page(r, name);
     let (cost_a, cost_b) = (per_run(a, cost), per_run(b, cost));
     let delta = run_delta(&cost_a, &cost_b);
     TargetCost {
@@ -496,10 +500,7 @@ fn target_cost(a: &Side, b: &Side, name: &str, workload_delta: Option<f64>, note
 /// syscall ns/page per iteration: self shares add up to 1, so these add
 /// up to the syscall's time, and work where no function probe attaches.
 fn sampled_deltas(a: &Side, b: &Side, workload_delta: Option<f64>) -> Vec<SampledDelta> {
-    let syscall_per_page = |r: &Report| {
-        let (n, pages) = iterations(r)?;
-        (r.syscall.latency_ns.count > 0).then(|| r.syscall.latency_ns.total as f64 / n / pages)
-    };
+    let syscall_per_page = |r: &Report| ns_per_iteration_per_page(r, SYSCALL);
     let sampled = |side: &Side| {
         side.runs
             .iter()

@@ -344,6 +344,11 @@ impl Report {
             .map_err(|err| anyhow::anyhow!("{name} is not a valid schema-{version} report: {err}"))
     }
 
+    /// The stack profile, when sampling caught at least one stack.
+    pub fn sampled_stacks(&self) -> Option<&Profile> {
+        self.sampling.as_ref().filter(|profile| !profile.stacks.is_empty())
+    }
+
     /// The report as `report.json` holds it.
     pub fn to_json(&self) -> Result<Vec<u8>> {
         let mut json = serde_json::to_vec_pretty(self).context("serializing the report")?;

@@ -24,7 +24,7 @@ pub struct FlameGraph;
 
 impl Format for FlameGraph {
     fn render(&self, report: &Report, _earlier: &[Artifact]) -> Result<Vec<Artifact>> {
-        let Some(profile) = report.sampling.as_ref().filter(|p| !p.stacks.is_empty()) else {
+        let Some(profile) = report.sampled_stacks() else {
             return Ok(Vec::new());
         };
         let title = format!(

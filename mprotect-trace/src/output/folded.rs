@@ -14,9 +14,7 @@ impl Format for FoldedStacks {
     fn render(&self, report: &Report, _earlier: &[Artifact]) -> Result<Vec<Artifact>> {
         // No samples (a target that never ran on a CPU): nothing to fold.
         Ok(report
-            .sampling
-            .as_ref()
-            .filter(|profile| !profile.stacks.is_empty())
+            .sampled_stacks()
             .map(|profile| Artifact::new(FILE_NAME, profile.folded()))
             .into_iter()
             .collect())

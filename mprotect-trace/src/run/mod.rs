@@ -118,14 +118,15 @@ pub fn trace_showing(options: RunOptions, show_first: ShowFirst) -> Result<Trace
     runtime.block_on(trace_async(options, show_first))
 }
 
-/// SIGINT and SIGTERM, caught from before the target runs.
-struct Signals {
-    interrupt: Signal,
-    terminate: Signal,
+/// SIGINT and SIGTERM, caught from before the target runs (and by a
+/// series of runs between them). Installed inside a tokio runtime.
+pub(crate) struct Signals {
+    pub(crate) interrupt: Signal,
+    pub(crate) terminate: Signal,
 }
 
 impl Signals {
-    fn install() -> Result<Self> {
+    pub(crate) fn install() -> Result<Self> {
         Ok(Self {
             interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
             terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
@@ -178,7 +179,6 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         );
     }
     plan::check_choice(options.backend, &caps)?;
-    // Read once: planning needs the names, the profile the inlining parents.
     // Symbols and BTF are read only when a function probe could attach (or
     // a --probe name must be checked): reading them is most of the startup.
     let (kallsyms, plans) = if plan::function_probes_possible(&caps) || !options.probes.is_empty() {
@@ -188,15 +188,8 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     } else {
         (Kallsyms::default(), plan::without_function_probes(&caps))
     };
-    let sample_hz = options.sample_hz.filter(|_| caps.perf_sampling.available);
-    if syscall_probe == SyscallProbe::None
-        && sample_hz.is_none()
-        && plans.iter().all(|plan| plan.backend == Backend::None)
-    {
-        bail!(
-            "nothing to trace: --no-syscall, no stack sampling and no function probe works here (see mprotect-trace doctor)"
-        );
-    }
+    // Refused before anything is attached when it is already clear.
+    refuse_nothing_to_trace(syscall_probe, options.sample_hz, plans.iter().map(|plan| plan.backend))?;
 
     // Attached while the filter matches nothing (tgid 0 never calls
     // mprotect); it is set once the target is parked at its gate, so its
@@ -214,7 +207,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
             Check::yes("the mprotect programs attached to syscalls:sys_enter_mprotect and sys_exit_mprotect");
     }
     let attachments = attach::attach_functions(&mut ebpf, &kallsyms, &plans, &caps, options.backend)?;
-    let sampling_cpus = match sample_hz {
+    let sampling_cpus = match options.sample_hz {
         Some(hz) => match sampling::attach(&mut ebpf, hz) {
             Ok(cpus) => {
                 caps.perf_sampling = Check::yes("the sampler attached to the cpu-clock software event");
@@ -228,15 +221,8 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         },
         None => None,
     };
-    let sample_hz = sample_hz.filter(|_| sampling_cpus.is_some());
-    if syscall_probe == SyscallProbe::None
-        && sample_hz.is_none()
-        && attachments.iter().all(|a| a.backend == Backend::None)
-    {
-        bail!(
-            "nothing to trace: --no-syscall, no stack sampling and no function probe works here (see mprotect-trace doctor)"
-        );
-    }
+    let sample_hz = options.sample_hz.filter(|_| sampling_cpus.is_some());
+    refuse_nothing_to_trace(syscall_probe, sample_hz, attachments.iter().map(|a| a.backend))?;
 
     // Caught from here on: a signal now still ends the run with a report.
     let mut signals = Signals::install()?;
@@ -299,7 +285,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         TraceTarget::Command(command) => command.clone(),
         _ => Vec::new(),
     };
-    let report = assemble::report(assemble::Collected {
+    let mut report = assemble::report(assemble::Collected {
         scope,
         settings,
         command,
@@ -316,7 +302,6 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         profile,
         program_costs,
     });
-    let mut report = report;
     warn_about_hot_probes(&report);
     show_first(&report)?;
     let stop_to_table_ms = stopped.elapsed().as_secs_f64() * 1e3;
@@ -418,6 +403,21 @@ fn print_interval(now: &Snapshot, previous: &Snapshot, attachments: &[Attachment
         }
     }
     output::print(&text)
+}
+
+/// Refuses a run that would record nothing: no syscall tracepoints, no
+/// sampling and no function probe.
+fn refuse_nothing_to_trace(
+    syscall: SyscallProbe,
+    sample_hz: Option<u64>,
+    mut backends: impl Iterator<Item = Backend>,
+) -> Result<()> {
+    if syscall == SyscallProbe::None && sample_hz.is_none() && backends.all(|backend| backend == Backend::None) {
+        bail!(
+            "nothing to trace: --no-syscall, no stack sampling and no function probe works here (see mprotect-trace doctor)"
+        );
+    }
+    Ok(())
 }
 
 fn write_config(ebpf: &mut Ebpf, config: TraceConfig) -> Result<()> {
