@@ -34,10 +34,7 @@ pub fn detect(ebpf: &mut Ebpf) -> Capabilities {
 /// Until then they read "checked when attached".
 pub fn detect_for_run(ebpf: &mut Ebpf) -> Capabilities {
     let (kernel_release, arch) = uname();
-    let tracefs = match mounts::ensure(Mount::Tracefs) {
-        Ok(state) => Check::yes(state.describe()),
-        Err(err) => Check::no("not mounted", format!("{err:#}")),
-    };
+    let tracefs = tracefs_check();
     let btf = btf_check();
     let function_backends = backend::ALL
         .iter()
@@ -74,10 +71,7 @@ pub fn detect_unprivileged(why: &str) -> Capabilities {
             format!("needs root: it loads or attaches a BPF program ({why})"),
         )
     };
-    let tracefs = match mounts::ensure(Mount::Tracefs) {
-        Ok(state) => Check::yes(state.describe()),
-        Err(err) => Check::no("not mounted", format!("{err:#}")),
-    };
+    let tracefs = tracefs_check();
     Capabilities {
         kernel_release,
         arch,
@@ -126,6 +120,14 @@ fn uname() -> (String, String) {
         String::from_utf8_lossy(&bytes).into_owned()
     };
     (field(&uts.release), field(&uts.machine))
+}
+
+/// Whether tracefs is mounted (mounted here when missing, as root).
+fn tracefs_check() -> Check {
+    match mounts::ensure(Mount::Tracefs) {
+        Ok(state) => Check::yes(state.describe()),
+        Err(err) => Check::no("not mounted", format!("{err:#}")),
+    }
 }
 
 fn btf_check() -> Check {
