@@ -143,12 +143,7 @@ pub fn result_fields(stdout: &str) -> Result<HashMap<String, f64>> {
         .collect())
 }
 
-pub fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
+pub fn median(values: Vec<f64>) -> f64 {
+    // No values: nothing was measured, which reads as NaN in the tables.
+    mprotect_trace::statistics::median(&values).unwrap_or(f64::NAN)
 }

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::bench::median;
 use crate::command::{cargo, release_binary, run_checked, workspace_root};
 
 /// What the traced command prints once it runs.
@@ -68,16 +69,6 @@ fn measure(command: &mut Command) -> Result<Sample> {
         // ru_maxrss is in kB on Linux.
         peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
     })
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }
 
 pub fn run(repeats: usize) -> Result<()> {
