@@ -61,6 +61,35 @@ pub struct SampleKey {
     pub _pad: u32,
 }
 
+/// Tracepoints that can be targets at once (`--probe category:name`).
+pub const TRACEPOINT_SLOTS: u32 = 8;
+/// Distinct (tracepoint, field value) pairs counted exactly; values beyond
+/// are counted as not stored, never dropped silently.
+pub const TRACEPOINT_VALUE_ENTRIES: u32 = 4096;
+/// Processes whose name the sampler keeps (the process root frames of -a).
+pub const PROCESS_NAME_ENTRIES: u32 = 8192;
+
+/// Which integer field, if any, a tracepoint slot distributes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TracepointConfig {
+    /// Offset of the field in the event record (tracefs `format`).
+    pub field_offset: u32,
+    /// 1, 2, 4 or 8 bytes; 0 when no field is distributed.
+    pub field_size: u32,
+    /// 1 when the field is signed (sign-extended to 64 bits).
+    pub field_signed: u32,
+}
+
+/// One value of a tracepoint's distributed field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TracepointValueKey {
+    pub slot: u32,
+    pub _pad: u32,
+    pub value: u64,
+}
+
 /// What the kernel side filters on, written by user space before attaching.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -132,6 +161,8 @@ mod pod {
     unsafe impl aya::Pod for super::Stats {}
     unsafe impl aya::Pod for super::EntryTime {}
     unsafe impl aya::Pod for super::SampleKey {}
+    unsafe impl aya::Pod for super::TracepointConfig {}
+    unsafe impl aya::Pod for super::TracepointValueKey {}
 }
 
 /// Slots of the per-CPU `COUNTERS` array: event counts and lost data.
@@ -167,7 +198,11 @@ pub mod counter {
     pub const SYSCALL_ENTER: u32 = 11;
     /// Samples of the traced process outside its measured iterations.
     pub const SAMPLES_OUTSIDE_WINDOW: u32 = 12;
-    pub const LEN: u32 = 13;
+    /// Tracepoint field values not counted: the value map was full.
+    pub const TRACEPOINT_VALUES_FULL: u32 = 13;
+    /// Samples of kernel threads, which have no user stack to walk.
+    pub const KERNEL_THREAD_SAMPLES: u32 = 14;
+    pub const LEN: u32 = 15;
 }
 
 /// The eBPF object's program names, as user space loads and attaches
@@ -226,6 +261,17 @@ pub mod programs {
         "call_site_slot_6",
         "call_site_slot_7",
     ];
+    /// One program per tracepoint target.
+    pub const TRACEPOINT_SLOTS: [&str; super::TRACEPOINT_SLOTS as usize] = [
+        "tracepoint_slot_0",
+        "tracepoint_slot_1",
+        "tracepoint_slot_2",
+        "tracepoint_slot_3",
+        "tracepoint_slot_4",
+        "tracepoint_slot_5",
+        "tracepoint_slot_6",
+        "tracepoint_slot_7",
+    ];
     pub const KRETPROBE_SLOTS: [&str; super::FUNCTION_SLOTS as usize] = [
         "kretprobe_slot_0",
         "kretprobe_slot_1",
@@ -255,4 +301,8 @@ pub mod maps {
     pub const FAILED_CALLS: &str = "FAILED_CALLS";
     pub const STACKS: &str = "STACKS";
     pub const SAMPLE_COUNTS: &str = "SAMPLE_COUNTS";
+    pub const PROCESS_NAMES: &str = "PROCESS_NAMES";
+    pub const TRACEPOINT_CONFIG: &str = "TRACEPOINT_CONFIG";
+    pub const TRACEPOINT_CALLS: &str = "TRACEPOINT_CALLS";
+    pub const TRACEPOINT_VALUES: &str = "TRACEPOINT_VALUES";
 }

@@ -5,13 +5,13 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::{BPF_ANY, BPF_F_USER_STACK, bpf_perf_event_data, pt_regs},
+    bindings::{BPF_ANY, BPF_F_USER_STACK, BPF_NOEXIST, bpf_perf_event_data, pt_regs},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
         generated::{bpf_get_func_arg, bpf_get_func_ret},
     },
     macros::{fentry, fexit, kprobe, kretprobe, map, perf_event, tracepoint},
-    maps::{Array, PerCpuArray, PerCpuHashMap, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, StackTrace},
     programs::{
         FEntryContext, FExitContext, PerfEventContext, ProbeContext, RetProbeContext, TracePointContext,
         tracing::StackIdContext as _,
@@ -19,8 +19,9 @@ use aya_ebpf::{
 };
 use mprotect_trace_common::{
     CONFIG_INDEX, ENTRY_TIME_SLOTS, ERRNO_BUCKETS, EntryTime, FUNCTION_SLOTS, NR_PTES_BUCKETS, NR_PTES_EXACT_MAX,
-    PROT_BUCKETS, STACK_MAP_ENTRIES, SYSCALL_SLOT, SampleKey, SlotConfig, Stats, TraceConfig, VALUE_SLOTS, counter,
-    entry_index, entry_owner, histogram,
+    PROCESS_NAME_ENTRIES, PROT_BUCKETS, STACK_MAP_ENTRIES, SYSCALL_SLOT, SampleKey, SlotConfig, Stats,
+    TRACEPOINT_SLOTS, TRACEPOINT_VALUE_ENTRIES, TraceConfig, TracepointConfig, TracepointValueKey, VALUE_SLOTS,
+    counter, entry_index, entry_owner, histogram,
 };
 
 #[map]
@@ -426,8 +427,13 @@ static STACKS: StackTrace = StackTrace::with_max_entries(STACK_MAP_ENTRIES, 0);
 #[map]
 static SAMPLE_COUNTS: PerCpuHashMap<SampleKey, u64> = PerCpuHashMap::with_max_entries(STACK_MAP_ENTRIES, 0);
 
+/// The name of every sampled process, by tgid, as its first sample saw it.
+#[map]
+static PROCESS_NAMES: HashMap<u32, [u8; 16]> = HashMap::with_max_entries(PROCESS_NAME_ENTRIES, 0);
+
 const EEXIST: i32 = 17;
 const ENOMEM: i32 = 12;
+const EFAULT: i32 = 14;
 
 /// The sampler: one program on a cpu-clock event per CPU. It counts
 /// stack pairs in the kernel; user space reads the counts at the end.
@@ -475,8 +481,13 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
     let user_stack_id = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
         Ok(id) => id as i32,
         Err(err) => {
+            // A task interrupted in user mode, or in the kernel on behalf
+            // of a process, has at least its user IP: an empty user stack
+            // (-EFAULT) is a kernel thread's, which has none to lose.
             let lost = if err == -ENOMEM {
                 counter::STACK_MAP_FULL
+            } else if err == -EFAULT && in_kernel {
+                counter::KERNEL_THREAD_SAMPLES
             } else {
                 counter::USER_STACK_LOST
             };
@@ -484,8 +495,16 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
             -1
         }
     };
+    let tgid = (pid_tgid >> 32) as u32;
+    if unsafe { PROCESS_NAMES.get(&tgid) }.is_none() {
+        if let Ok(comm) = bpf_get_current_comm() {
+            // Fails only when another CPU stored it first, or the map is
+            // full (user space then falls back to /proc).
+            let _ = PROCESS_NAMES.insert(&tgid, &comm, BPF_NOEXIST as u64);
+        }
+    }
     let key = SampleKey {
-        tgid: (pid_tgid >> 32) as u32,
+        tgid,
         kernel_stack_id,
         user_stack_id,
         _pad: 0,
@@ -500,6 +519,84 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
         }
     }
     0
+}
+
+/// Per tracepoint slot: the field it distributes.
+#[map]
+static TRACEPOINT_CONFIG: Array<TracepointConfig> = Array::with_max_entries(TRACEPOINT_SLOTS, 0);
+/// Events per tracepoint slot.
+#[map]
+static TRACEPOINT_CALLS: PerCpuArray<u64> = PerCpuArray::with_max_entries(TRACEPOINT_SLOTS, 0);
+/// Events per (slot, field value).
+#[map]
+static TRACEPOINT_VALUES: PerCpuHashMap<TracepointValueKey, u64> =
+    PerCpuHashMap::with_max_entries(TRACEPOINT_VALUE_ENTRIES, 0);
+
+/// A tracepoint target's event (`--probe category:name`). One program a
+/// slot: a record's `common_type` would tell events apart, but perf
+/// overwrites the record's first 8 bytes with a pt_regs pointer before
+/// BPF sees it.
+#[inline(always)]
+fn tracepoint_event(ctx: &TracePointContext, slot: u32) {
+    if !is_traced(bpf_get_current_pid_tgid()) {
+        return;
+    }
+    let Some(config) = TRACEPOINT_CONFIG.get(slot) else {
+        lookup_failed();
+        return;
+    };
+    let config = *config;
+    bump(&TRACEPOINT_CALLS, slot);
+    let offset = config.field_offset as usize;
+    let signed = config.field_signed != 0;
+    let value = unsafe {
+        match config.field_size {
+            1 if signed => ctx.read_at::<i8>(offset).map(|v| v as i64 as u64),
+            1 => ctx.read_at::<u8>(offset).map(u64::from),
+            2 if signed => ctx.read_at::<i16>(offset).map(|v| v as i64 as u64),
+            2 => ctx.read_at::<u16>(offset).map(u64::from),
+            4 if signed => ctx.read_at::<i32>(offset).map(|v| v as i64 as u64),
+            4 => ctx.read_at::<u32>(offset).map(u64::from),
+            8 => ctx.read_at::<u64>(offset),
+            // No field distributed.
+            _ => return,
+        }
+    };
+    let Ok(value) = value else {
+        lookup_failed();
+        return;
+    };
+    let key = TracepointValueKey { slot, _pad: 0, value };
+    match TRACEPOINT_VALUES.get_ptr_mut(&key) {
+        // Per-CPU value: a plain add is exact.
+        Some(count) => unsafe { *count += 1 },
+        None => {
+            if TRACEPOINT_VALUES.insert(&key, &1, BPF_ANY as u64).is_err() {
+                bump(&COUNTERS, counter::TRACEPOINT_VALUES_FULL);
+            }
+        }
+    }
+}
+
+macro_rules! tracepoint_slots {
+    ($($slot:literal: $name:ident;)*) => {$(
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            tracepoint_event(&ctx, $slot);
+            0
+        }
+    )*};
+}
+
+tracepoint_slots! {
+    0: tracepoint_slot_0;
+    1: tracepoint_slot_1;
+    2: tracepoint_slot_2;
+    3: tracepoint_slot_3;
+    4: tracepoint_slot_4;
+    5: tracepoint_slot_5;
+    6: tracepoint_slot_6;
+    7: tracepoint_slot_7;
 }
 
 /// Loaded by `doctor` against `change_protection` to learn whether this

@@ -9,6 +9,7 @@ use anyhow::{Result, anyhow};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand};
 use mprotect_trace::commands;
+use mprotect_trace::kernel::trace_events::{self, TracepointSpec};
 use mprotect_trace::options::{
     AbOptions, CompareOptions, DoctorOptions, RunOptions, SyscallTracing, TraceTarget, WorkloadCommandOptions,
 };
@@ -207,9 +208,17 @@ struct RunArgs {
     /// Print the whole report as JSON instead of the table and the `result` line.
     #[arg(long)]
     json: bool,
-    /// Another kernel function to probe (repeatable), e.g. prot_commit_flush_ptes.
+    /// Another kernel function to probe, e.g. prot_commit_flush_ptes, or a
+    /// tracepoint to count, e.g. tlb:tlb_flush (repeatable).
     #[arg(long = "probe", value_name = "NAME")]
     probes: Vec<String>,
+    /// Count a tracepoint's events by the value of one integer field,
+    /// e.g. tlb:tlb_flush:reason (repeatable, one field an event).
+    #[arg(long = "probe-field", value_name = "CATEGORY:NAME:FIELD")]
+    probe_fields: Vec<String>,
+    /// Break every target's calls and latency down by CPU.
+    #[arg(long)]
+    per_cpu: bool,
     /// Function probe backend.
     #[arg(long, value_parser = backend_parser(), default_value = "auto")]
     backend: BackendChoice,
@@ -293,9 +302,25 @@ impl RunArgs {
         } else {
             TraceTarget::Workload(self.workload.into_options())
         };
+        let (tracepoints, functions): (Vec<String>, Vec<String>) = self
+            .probes
+            .into_iter()
+            .partition(|probe| TracepointSpec::is_tracepoint(probe));
+        let tracepoints = trace_events::merge_specs(
+            tracepoints
+                .iter()
+                .map(|text| TracepointSpec::parse_event(text))
+                .collect::<Result<_>>()?,
+            self.probe_fields
+                .iter()
+                .map(|text| TracepointSpec::parse_field(text))
+                .collect::<Result<_>>()?,
+        )?;
         Ok(RunOptions {
             target,
-            probes: self.probes,
+            probes: functions,
+            tracepoints,
+            per_cpu: self.per_cpu,
             backend: self.backend,
             duration: seconds("--duration", self.duration)?,
             interval: seconds("--interval", self.interval)?,

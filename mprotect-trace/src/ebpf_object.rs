@@ -112,6 +112,7 @@ mod tests {
         .chain(programs::KPROBE_SLOTS)
         .chain(programs::KRETPROBE_SLOTS)
         .chain(programs::CALL_SITE_SLOTS)
+        .chain(programs::TRACEPOINT_SLOTS)
         .collect();
         names.sort_unstable();
         expected.sort_unstable();
@@ -137,6 +138,10 @@ mod tests {
             maps::FAILED_CALLS,
             maps::STACKS,
             maps::SAMPLE_COUNTS,
+            maps::PROCESS_NAMES,
+            maps::TRACEPOINT_CONFIG,
+            maps::TRACEPOINT_CALLS,
+            maps::TRACEPOINT_VALUES,
         ];
         map_names.sort_unstable();
         expected_maps.sort_unstable();

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::kernel::trace_events::TracepointSpec;
 use crate::probes::plan::BackendChoice;
 use crate::workload::WorkloadOptions;
 
@@ -55,6 +56,10 @@ pub struct RunOptions {
     pub json: bool,
     /// List the first N kernel functions (default: those of 0.5 % or more).
     pub top: Option<usize>,
+    /// Tracepoints to count (`--probe category:name`, `--probe-field`).
+    pub tracepoints: Vec<TracepointSpec>,
+    /// Break every target's calls and latency down by CPU.
+    pub per_cpu: bool,
 }
 
 impl Default for RunOptions {
@@ -74,6 +79,8 @@ impl Default for RunOptions {
             replace: false,
             json: false,
             top: None,
+            tracepoints: Vec::new(),
+            per_cpu: false,
         }
     }
 }

@@ -267,6 +267,7 @@ fn object_program_names() -> Vec<&'static str> {
     ] {
         names.extend(slots);
     }
+    names.extend(TRACEPOINT_SLOTS);
     names
 }
 
@@ -301,7 +302,7 @@ fn only_the_programs_the_plan_uses_are_loaded() {
         "programs of ours before the run"
     );
     let dir = out_dir("loaded");
-    let tracer = Tracer::start(&dir, &["-a", "--duration", "60"]);
+    let tracer = Tracer::start(&dir, &["-a", "--duration", "60", "--probe", "tlb:tlb_flush"]);
     let loaded = loaded_object_programs();
     tracer.signal(libc::SIGINT);
     tracer.finish();
@@ -319,6 +320,7 @@ fn only_the_programs_the_plan_uses_are_loaded() {
                 Backend::Fentry => vec![FENTRY_SLOTS[slot], FEXIT_SLOTS[slot]],
                 Backend::Kprobe => vec![KPROBE_SLOTS[slot], KRETPROBE_SLOTS[slot]],
                 Backend::CallSite => vec![CALL_SITE_SLOTS[slot]],
+                Backend::Tracepoint => vec![TRACEPOINT_SLOTS[slot]],
                 Backend::None => vec![],
             }
             .into_iter()

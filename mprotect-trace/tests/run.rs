@@ -247,6 +247,19 @@ fn interval_lines_count_calls_since_the_last_interval() {
     assert!(sum > 0 && sum <= 6000, "{per_interval:?}");
     let report: Value = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["syscall"]["latency"]["calls"], 6000);
+    // report.json keeps the same series: one sample per printed interval,
+    // the same calls, at rising times.
+    let series = report["interval_series"].as_array().expect("interval_series");
+    let saved: Vec<u64> = series
+        .iter()
+        .map(|sample| {
+            assert_eq!(sample["targets"][0]["name"], "mprotect (syscall)");
+            sample["targets"][0]["calls"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(saved, per_interval);
+    let times: Vec<f64> = series.iter().map(|s| s["elapsed_s"].as_f64().unwrap()).collect();
+    assert!(times.windows(2).all(|pair| pair[0] < pair[1]), "{times:?}");
 }
 
 #[test]

@@ -2,12 +2,13 @@
 
 use anyhow::{Context as _, Result};
 use aya::Ebpf;
-use aya::maps::{MapData, PerCpuArray};
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use mprotect_trace_common::{
-    ERRNO_BUCKETS, FUNCTION_SLOTS, NR_PTES_BUCKETS, PROT_BUCKETS, SYSCALL_SLOT, Stats, counter, histogram, maps,
+    ERRNO_BUCKETS, FUNCTION_SLOTS, NR_PTES_BUCKETS, PROT_BUCKETS, SYSCALL_SLOT, Stats, TRACEPOINT_SLOTS,
+    TracepointValueKey, counter, histogram, maps,
 };
 
-use super::{SlotData, Snapshot};
+use super::{SlotData, Snapshot, TracepointData};
 use crate::model::{Counters, ExactDistribution, Histogram, ValueStats};
 
 fn per_cpu<'a, T: aya::Pod>(ebpf: &'a Ebpf, name: &str) -> Result<PerCpuArray<&'a MapData, T>> {
@@ -43,22 +44,75 @@ fn summed(map: &PerCpuArray<&MapData, u64>, range: std::ops::Range<u32>) -> Resu
         .collect()
 }
 
-fn stats_of(stats: &PerCpuArray<&MapData, Stats>, hist: &PerCpuArray<&MapData, u64>, slot: u32) -> Result<ValueStats> {
+/// Every entry of a per-CPU u64 array, CPU by CPU: `[entry][cpu]`.
+fn per_cpu_rows(map: &PerCpuArray<&MapData, u64>, range: std::ops::Range<u32>) -> Result<Vec<PerCpuValues<u64>>> {
+    range
+        .map(|index| map.get(&index, 0).with_context(|| format!("reading entry {index}")))
+        .collect()
+}
+
+/// A slot's values: summed over CPUs, and on each CPU.
+fn stats_of(
+    stats: &PerCpuArray<&MapData, Stats>,
+    hist: &PerCpuArray<&MapData, u64>,
+    slot: u32,
+) -> Result<(ValueStats, Vec<ValueStats>)> {
     let per_cpu = stats
         .get(&slot, 0)
         .with_context(|| format!("reading stats slot {slot}"))?;
-    let cpus = || per_cpu.iter();
     let start = slot * histogram::BUCKETS;
-    Ok(ValueStats {
-        count: sum_cpus(cpus().map(|cpu| cpu.count)).with_context(|| format!("slot {slot} count"))?,
-        total: sum_cpus(cpus().map(|cpu| cpu.total)).with_context(|| format!("slot {slot} total"))?,
-        min: cpus()
-            .filter(|cpu| cpu.min_plus_one > 0)
-            .map(|cpu| cpu.min_plus_one - 1)
-            .min(),
-        max: cpus().filter(|cpu| cpu.count > 0).map(|cpu| cpu.max).max(),
-        histogram: Histogram::from_counts(&summed(hist, start..start + histogram::BUCKETS)?),
-    })
+    let rows = per_cpu_rows(hist, start..start + histogram::BUCKETS)?;
+    let on_cpu = |cpu: usize| ValueStats {
+        count: per_cpu[cpu].count,
+        total: per_cpu[cpu].total,
+        min: per_cpu[cpu].min_plus_one.checked_sub(1),
+        max: (per_cpu[cpu].count > 0).then_some(per_cpu[cpu].max),
+        histogram: Histogram::from_counts(&rows.iter().map(|row| row[cpu]).collect::<Vec<_>>()),
+    };
+    let cpus: Vec<ValueStats> = (0..per_cpu.len()).map(on_cpu).collect();
+    let summed = ValueStats {
+        count: sum_cpus(cpus.iter().map(|cpu| cpu.count)).with_context(|| format!("slot {slot} count"))?,
+        total: sum_cpus(cpus.iter().map(|cpu| cpu.total)).with_context(|| format!("slot {slot} total"))?,
+        min: cpus.iter().filter_map(|cpu| cpu.min).min(),
+        max: cpus.iter().filter_map(|cpu| cpu.max).max(),
+        histogram: Histogram::from_counts(
+            &rows
+                .iter()
+                .map(|row| sum_cpus(row.iter().copied()))
+                .collect::<Result<Vec<_>>>()
+                .with_context(|| format!("slot {slot} histogram"))?,
+        ),
+    };
+    Ok((summed, cpus))
+}
+
+/// Events of each tracepoint slot, on each CPU, and by field value.
+fn tracepoints(ebpf: &Ebpf) -> Result<Vec<TracepointData>> {
+    let calls = per_cpu_rows(&per_cpu::<u64>(ebpf, maps::TRACEPOINT_CALLS)?, 0..TRACEPOINT_SLOTS)?;
+    let values_map = ebpf
+        .map(maps::TRACEPOINT_VALUES)
+        .context("the eBPF object has no map TRACEPOINT_VALUES")?;
+    let values: PerCpuHashMap<&MapData, TracepointValueKey, u64> = PerCpuHashMap::try_from(values_map)?;
+    let mut slots: Vec<TracepointData> = calls
+        .iter()
+        .map(|row| {
+            Ok(TracepointData {
+                calls: sum_cpus(row.iter().copied())?,
+                calls_per_cpu: row.to_vec(),
+                values: Vec::new(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    for entry in values.iter() {
+        let (key, per_cpu) = entry.context("reading TRACEPOINT_VALUES")?;
+        if let Some(slot) = slots.get_mut(key.slot as usize) {
+            slot.values.push((key.value, sum_cpus(per_cpu.iter().copied())?));
+        }
+    }
+    for slot in &mut slots {
+        slot.values.sort_unstable();
+    }
+    Ok(slots)
 }
 
 pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
@@ -67,7 +121,7 @@ pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
     let pages_stats = per_cpu::<Stats>(ebpf, maps::PAGES_STATS)?;
     let pages_hist = per_cpu::<u64>(ebpf, maps::PAGES_HIST)?;
     let nr_ptes = per_cpu::<u64>(ebpf, maps::NR_PTES_HIST)?;
-    let calls = summed(&per_cpu::<u64>(ebpf, maps::CALLS)?, 0..FUNCTION_SLOTS)?;
+    let calls = per_cpu_rows(&per_cpu::<u64>(ebpf, maps::CALLS)?, 0..FUNCTION_SLOTS)?;
     let slot = |slot: u32| -> Result<SlotData> {
         let nr_ptes = if slot < FUNCTION_SLOTS {
             let start = slot * NR_PTES_BUCKETS;
@@ -83,10 +137,14 @@ pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
         } else {
             ExactDistribution::default()
         };
+        let (latency_ns, latency_per_cpu) = stats_of(&latency_stats, &latency_hist, slot)?;
+        let call_site_per_cpu = calls.get(slot as usize).map(|row| row.to_vec()).unwrap_or_default();
         Ok(SlotData {
-            call_site_calls: calls.get(slot as usize).copied().unwrap_or(0),
-            latency_ns: stats_of(&latency_stats, &latency_hist, slot)?,
-            pages: stats_of(&pages_stats, &pages_hist, slot)?,
+            call_site_calls: sum_cpus(call_site_per_cpu.iter().copied())?,
+            call_site_per_cpu,
+            latency_ns,
+            latency_per_cpu,
+            pages: stats_of(&pages_stats, &pages_hist, slot)?.0,
             nr_ptes,
         })
     };
@@ -108,6 +166,8 @@ pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
             entry_overwritten,
             map_lookup_failed: counters[counter::MAP_LOOKUP_FAILED as usize],
         },
+        tracepoints: tracepoints(ebpf)?,
+        tracepoint_values_full: counters[counter::TRACEPOINT_VALUES_FULL as usize],
         syscall,
         functions: (0..FUNCTION_SLOTS).map(slot).collect::<Result<_>>()?,
         prot_flags: summed(&per_cpu::<u64>(ebpf, maps::PROT_FLAGS)?, 0..PROT_BUCKETS)?,

@@ -11,7 +11,11 @@ use crate::model::{Counters, ExactDistribution, ValueStats};
 pub struct SlotData {
     /// Calls seen at call sites (call-site probes only).
     pub call_site_calls: u64,
+    /// The same, on each CPU (indexed by CPU number).
+    pub call_site_per_cpu: Vec<u64>,
     pub latency_ns: ValueStats,
+    /// Latency on each CPU (indexed by CPU number).
+    pub latency_per_cpu: Vec<ValueStats>,
     /// Pages per call, or any other returned value the slot records.
     pub pages: ValueStats,
     pub nr_ptes: ExactDistribution,
@@ -28,4 +32,18 @@ pub struct Snapshot {
     /// Failed syscalls by errno (index 0: errno out of range).
     pub failed: Vec<u64>,
     pub counters: Counters,
+    /// Indexed by tracepoint slot.
+    pub tracepoints: Vec<TracepointData>,
+    /// Field values not counted for lack of room in the kernel's map.
+    pub tracepoint_values_full: u64,
+}
+
+/// What the kernel counted for one tracepoint target.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TracepointData {
+    pub calls: u64,
+    /// Indexed by CPU number.
+    pub calls_per_cpu: Vec<u64>,
+    /// `(raw field value, events)`, ascending by raw value.
+    pub values: Vec<(u64, u64)>,
 }

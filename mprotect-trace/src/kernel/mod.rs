@@ -8,3 +8,4 @@ pub mod kallsyms;
 pub mod kcore;
 pub mod mounts;
 pub mod privileges;
+pub mod trace_events;

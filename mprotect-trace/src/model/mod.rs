@@ -12,8 +12,8 @@ pub mod workload;
 pub use capabilities::{Capabilities, Check};
 pub use profile::{FunctionShare, InlinedTarget, Profile, SampleCounters, SampledStack};
 pub use report::{
-    Attachment, Backend, Calibration, FailedCalls, ProgramCost, Report, Role, Scope, StopReason, SyscallProbe,
-    SyscallReport, TargetReport, Timings,
+    Attachment, Backend, Calibration, CpuCalls, FailedCalls, FieldValue, FieldValues, IntervalCalls, IntervalSample,
+    ProgramCost, Report, Role, Scope, StopReason, SyscallProbe, SyscallReport, TargetReport, Timings,
 };
 pub use settings::{Difference, Settings, WorkloadSettings};
 pub use stats::{Counters, ExactDistribution, Histogram, LatencySummary, ValueStats};

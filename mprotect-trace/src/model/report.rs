@@ -18,8 +18,11 @@ use super::workload::WorkloadResult;
 /// to the millisecond (it orders repeated runs); failed calls apart
 /// (`syscall.failed`), `lost.in_flight`; samples limited to the measured
 /// iterations (`sampling.measured_iterations_only`).
+/// 4: tracepoint targets (`backend: tracepoint`, `field_values`);
+/// `per_cpu` breakdowns (`--per-cpu`); sampled stacks keep their process
+/// and addresses; `interval_series`.
 /// Every older version still loads: what it lacks reads as zero or absent.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 pub const FILE_NAME: &str = "report.json";
 
 /// What was traced.
@@ -84,6 +87,8 @@ pub enum Backend {
     Kprobe,
     /// Kprobes on the call instructions that call the target (no latency).
     CallSite,
+    /// A kernel tracepoint (`--probe category:name`): events, no latency.
+    Tracepoint,
     None,
 }
 
@@ -93,6 +98,7 @@ impl Backend {
             Self::Fentry => "fentry",
             Self::Kprobe => "kprobe",
             Self::CallSite => "call-site",
+            Self::Tracepoint => "tracepoint",
             Self::None => "none",
         }
     }
@@ -193,6 +199,27 @@ pub struct Report {
     /// How long the tool itself took to start and to report (schema 3).
     #[serde(default)]
     pub timings: Option<Timings>,
+    /// `--interval`: each interval's calls and latency, as printed (schema 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_series: Option<Vec<IntervalSample>>,
+}
+
+/// One `--interval` line set: what happened since the one before.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IntervalSample {
+    /// Seconds since tracing started, at the end of this interval.
+    pub elapsed_s: f64,
+    /// The syscall first, then every target that counts calls.
+    pub targets: Vec<IntervalCalls>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IntervalCalls {
+    pub name: String,
+    pub calls: u64,
+    /// Absent for targets that time nothing (call sites, tracepoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySummary>,
 }
 
 /// The tool's own latency, as a user waits for it.
@@ -227,6 +254,9 @@ pub struct SyscallReport {
     /// successful calls' only (schema 3).
     #[serde(default)]
     pub failed: Vec<FailedCalls>,
+    /// `--per-cpu`: successful calls and their latency on each CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_cpu: Option<Vec<CpuCalls>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -271,6 +301,48 @@ pub struct TargetReport {
     pub return_values: Option<ValueStats>,
     /// This target's time as a share (0-1) of the traced mprotect syscall time.
     pub share_of_syscall_time: Option<f64>,
+    /// A tracepoint's `--probe-field`: events by that field's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_values: Option<FieldValues>,
+    /// `--per-cpu`: calls and latency on each CPU (schema 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_cpu: Option<Vec<CpuCalls>>,
+}
+
+/// Events of a tracepoint by the value of one of its integer fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldValues {
+    pub field: String,
+    /// Every value seen, ascending, with its name from the event's
+    /// `__print_symbolic` when it has one.
+    pub values: Vec<FieldValue>,
+    /// Events whose value was not counted: the kernel's value map was full.
+    pub not_stored: u64,
+}
+
+impl FieldValues {
+    pub fn total(&self) -> u64 {
+        self.values.iter().map(|value| value.count).sum::<u64>() + self.not_stored
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldValue {
+    /// As the field's C type has it: 128 bits hold every u64 and i64.
+    pub value: i128,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub count: u64,
+}
+
+/// One CPU's part of a target's calls (or the syscall's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CpuCalls {
+    pub cpu: u32,
+    pub calls: u64,
+    /// Absent for targets that time nothing (call sites, tracepoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySummary>,
 }
 
 /// What one of our BPF programs cost, by the kernel's run-time statistics.

@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{LatencySummary, Profile, ProgramCost, Report, Scope, TargetReport, ValueStats};
+use crate::model::{
+    CpuCalls, FieldValues, LatencySummary, Profile, ProgramCost, Report, Scope, TargetReport, ValueStats,
+};
 
 /// "850 ns", "1.02 us", "3.40 ms", "1.20 s".
 pub fn format_ns(ns: f64) -> String {
@@ -176,6 +178,8 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
         report.percentile_relative_error * 100.0
     );
     render_distributions(&mut out, report);
+    render_field_values(&mut out, report);
+    render_per_cpu(&mut out, report);
     if let Some(profile) = &report.sampling {
         render_profile(&mut out, profile, top);
     }
@@ -319,6 +323,85 @@ fn render_distributions(out: &mut String, report: &Report) {
             "failed calls: {} (not in the latency, lengths and flags above)",
             failed.join(", ")
         );
+    }
+}
+
+/// Tracepoint events by the value of their `--probe-field`.
+fn render_field_values(out: &mut String, report: &Report) {
+    let fields: Vec<(&str, &FieldValues)> = report
+        .targets
+        .iter()
+        .filter_map(|t| t.field_values.as_ref().map(|f| (t.attachment.name.as_str(), f)))
+        .collect();
+    if fields.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "
+tracepoint fields:"
+    );
+    for (event, field) in fields {
+        let _ = writeln!(out, "  {event} by {} ({} events)", field.field, field.total());
+        for value in &field.values {
+            let name = value.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+            let _ = writeln!(out, "    {:>20} {:>10}{name}", value.value.to_string(), value.count);
+        }
+        if field.not_stored > 0 {
+            let _ = writeln!(
+                out,
+                "    {:>20} {:>10} (values not stored: the kernel's value map was full)",
+                "?", field.not_stored
+            );
+        }
+    }
+}
+
+/// `--per-cpu`: every target's calls (and latency) on each CPU.
+fn render_per_cpu(out: &mut String, report: &Report) {
+    let rows: Vec<(&str, &[CpuCalls])> = std::iter::once(("mprotect (syscall)", report.syscall.per_cpu.as_deref()))
+        .chain(
+            report
+                .targets
+                .iter()
+                .map(|t| (t.attachment.name.as_str(), t.per_cpu.as_deref())),
+        )
+        .filter_map(|(name, cpus)| cpus.map(|cpus| (name, cpus)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "
+per CPU:"
+    );
+    let _ = writeln!(
+        out,
+        "{:<28} {:>4} {:>9} {:>10} {:>10} {:>10}",
+        "target", "cpu", "calls", "mean", "p50", "p99"
+    );
+    for (name, cpus) in rows {
+        if cpus.is_empty() {
+            let _ = writeln!(out, "{name:<28} {:>4} {:>9}", "-", 0);
+        }
+        for cpu in cpus {
+            let latency = |value: fn(&LatencySummary) -> Option<f64>| {
+                cpu.latency
+                    .as_ref()
+                    .and_then(value)
+                    .map_or_else(|| "-".to_owned(), format_ns)
+            };
+            let _ = writeln!(
+                out,
+                "{name:<28} {:>4} {:>9} {:>10} {:>10} {:>10}",
+                cpu.cpu,
+                cpu.calls,
+                latency(|l| l.mean_ns),
+                latency(|l| l.p50_ns),
+                latency(|l| l.p99_ns)
+            );
+        }
     }
 }
 

@@ -4,3 +4,4 @@
 pub mod attach;
 pub mod backend;
 pub mod plan;
+pub mod tracepoints;

@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
-use crate::collect::Snapshot;
+use crate::collect::{SlotData, Snapshot, TracepointData};
+use crate::kernel::trace_events::TraceEvent;
 use crate::model::report::{SCHEMA_VERSION, errno_name, prot_name};
 use crate::model::stats::PERCENTILE_RELATIVE_ERROR;
 use crate::model::{
-    Attachment, Backend, Calibration, Capabilities, FailedCalls, LatencySummary, Profile, ProgramCost, Report, Scope,
-    Settings, StopReason, SyscallProbe, SyscallReport, TargetReport, WorkloadResult,
+    Attachment, Backend, Calibration, Capabilities, CpuCalls, FailedCalls, FieldValue, FieldValues, LatencySummary,
+    Profile, ProgramCost, Report, Scope, Settings, StopReason, SyscallProbe, SyscallReport, TargetReport,
+    WorkloadResult,
 };
 
 /// Everything a run found out, read back from the kernel and the target.
@@ -29,6 +31,10 @@ pub struct Collected {
     pub untraced: Option<WorkloadResult>,
     pub profile: Option<Profile>,
     pub program_costs: Option<Vec<ProgramCost>>,
+    /// The tracepoint targets, by slot.
+    pub trace_events: Vec<TraceEvent>,
+    /// `--per-cpu`: keep every target's per-CPU breakdown.
+    pub per_cpu: bool,
 }
 
 /// The machine a run happened on: CPU model, CPU count, kernel command line.
@@ -51,38 +57,135 @@ fn machine() -> (String, usize, String) {
     (cpu_model, cpus, cmdline)
 }
 
+/// Calls and latency on each CPU, CPUs without a call left out.
+fn timed_per_cpu(per_cpu: &[crate::model::ValueStats]) -> Vec<CpuCalls> {
+    per_cpu
+        .iter()
+        .enumerate()
+        .filter(|(_, stats)| stats.count > 0)
+        .map(|(cpu, stats)| CpuCalls {
+            cpu: cpu as u32,
+            calls: stats.count,
+            latency: Some(LatencySummary::of(stats)),
+        })
+        .collect()
+}
+
+/// Events on each CPU, CPUs without one left out.
+fn counted_per_cpu(per_cpu: &[u64]) -> Vec<CpuCalls> {
+    per_cpu
+        .iter()
+        .enumerate()
+        .filter(|(_, calls)| **calls > 0)
+        .map(|(cpu, &calls)| CpuCalls {
+            cpu: cpu as u32,
+            calls,
+            latency: None,
+        })
+        .collect()
+}
+
+/// A tracepoint's field values, read as the field's type has them.
+fn field_values(event: &TraceEvent, data: &TracepointData, not_stored: u64) -> Option<FieldValues> {
+    let field = event.field.as_ref()?;
+    let mut values: Vec<FieldValue> = data
+        .values
+        .iter()
+        .map(|&(raw, count)| {
+            let value = if field.signed {
+                i128::from(raw as i64)
+            } else {
+                i128::from(raw)
+            };
+            let name = field.symbols.iter().find(|(symbol, _)| i128::from(*symbol) == value);
+            FieldValue {
+                value,
+                name: name.map(|(_, name)| name.clone()),
+                count,
+            }
+        })
+        .collect();
+    values.sort_by_key(|value| value.value);
+    Some(FieldValues {
+        field: field.name.clone(),
+        values,
+        not_stored,
+    })
+}
+
+fn function_target(attachment: Attachment, data: Option<&SlotData>, syscall_ns: u64, per_cpu: bool) -> TargetReport {
+    let call_site = attachment.backend == Backend::CallSite;
+    TargetReport {
+        calls: data.map(|d| {
+            if call_site {
+                d.call_site_calls
+            } else {
+                d.latency_ns.count
+            }
+        }),
+        latency: data.filter(|_| !call_site).map(|d| LatencySummary::of(&d.latency_ns)),
+        latency_ns: data.filter(|_| !call_site).map(|d| d.latency_ns.clone()),
+        pages_per_call: data
+            .filter(|_| attachment.pages_source.is_some())
+            .map(|d| d.pages.clone()),
+        nr_ptes: data
+            .filter(|_| attachment.nr_ptes_source.is_some())
+            .map(|d| d.nr_ptes.clone()),
+        return_values: data
+            .filter(|_| attachment.return_source.is_some())
+            .map(|d| d.pages.clone()),
+        share_of_syscall_time: data
+            .filter(|_| syscall_ns > 0 && !call_site)
+            .map(|d| d.latency_ns.total as f64 / syscall_ns as f64),
+        field_values: None,
+        per_cpu: data.filter(|_| per_cpu).map(|d| {
+            if call_site {
+                counted_per_cpu(&d.call_site_per_cpu)
+            } else {
+                timed_per_cpu(&d.latency_per_cpu)
+            }
+        }),
+        attachment,
+    }
+}
+
+fn tracepoint_target(
+    attachment: Attachment,
+    snapshot: &Snapshot,
+    events: &[TraceEvent],
+    per_cpu: bool,
+) -> TargetReport {
+    let slot = attachment.slot.map(|slot| slot as usize);
+    let data = slot.and_then(|slot| snapshot.tracepoints.get(slot));
+    let event = slot.and_then(|slot| events.get(slot));
+    TargetReport {
+        calls: data.map(|d| d.calls),
+        latency: None,
+        latency_ns: None,
+        pages_per_call: None,
+        nr_ptes: None,
+        return_values: None,
+        share_of_syscall_time: None,
+        field_values: data
+            .zip(event)
+            .and_then(|(data, event)| field_values(event, data, snapshot.tracepoint_values_full)),
+        per_cpu: data.filter(|_| per_cpu).map(|d| counted_per_cpu(&d.calls_per_cpu)),
+        attachment,
+    }
+}
+
 pub fn report(collected: Collected) -> Report {
     let snapshot = &collected.snapshot;
     let syscall_ns = snapshot.syscall.latency_ns.total;
+    let per_cpu = collected.per_cpu;
     let targets = collected
         .attachments
         .into_iter()
-        .map(|attachment| {
-            let data = attachment.slot.and_then(|slot| snapshot.functions.get(slot as usize));
-            let call_site = attachment.backend == Backend::CallSite;
-            TargetReport {
-                calls: data.map(|d| {
-                    if call_site {
-                        d.call_site_calls
-                    } else {
-                        d.latency_ns.count
-                    }
-                }),
-                latency: data.filter(|_| !call_site).map(|d| LatencySummary::of(&d.latency_ns)),
-                latency_ns: data.filter(|_| !call_site).map(|d| d.latency_ns.clone()),
-                pages_per_call: data
-                    .filter(|_| attachment.pages_source.is_some())
-                    .map(|d| d.pages.clone()),
-                nr_ptes: data
-                    .filter(|_| attachment.nr_ptes_source.is_some())
-                    .map(|d| d.nr_ptes.clone()),
-                return_values: data
-                    .filter(|_| attachment.return_source.is_some())
-                    .map(|d| d.pages.clone()),
-                share_of_syscall_time: data
-                    .filter(|_| syscall_ns > 0 && !call_site)
-                    .map(|d| d.latency_ns.total as f64 / syscall_ns as f64),
-                attachment,
+        .map(|attachment| match attachment.backend {
+            Backend::Tracepoint => tracepoint_target(attachment, snapshot, &collected.trace_events, per_cpu),
+            _ => {
+                let data = attachment.slot.and_then(|slot| snapshot.functions.get(slot as usize));
+                function_target(attachment, data, syscall_ns, per_cpu)
             }
         })
         .collect();
@@ -137,6 +240,7 @@ pub fn report(collected: Collected) -> Report {
                     count,
                 })
                 .collect(),
+            per_cpu: per_cpu.then(|| timed_per_cpu(&snapshot.syscall.latency_per_cpu)),
         },
         targets,
         lost: snapshot.counters.clone(),
@@ -145,5 +249,6 @@ pub fn report(collected: Collected) -> Report {
         calibration,
         program_costs: collected.program_costs,
         timings: None,
+        interval_series: None,
     }
 }

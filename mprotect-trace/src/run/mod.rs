@@ -21,11 +21,15 @@ use crate::collect::{Snapshot, maps as map_reader};
 use crate::ebpf_object;
 use crate::kernel::capabilities;
 use crate::kernel::kallsyms::Kallsyms;
-use crate::model::{Attachment, Backend, Check, LatencySummary, Report, Scope, StopReason, SyscallProbe};
+use crate::kernel::trace_events;
+use crate::model::{
+    Attachment, Backend, Check, IntervalCalls, IntervalSample, LatencySummary, Report, Scope, StopReason, SyscallProbe,
+    ValueStats,
+};
 use crate::options::{RunOptions, TraceTarget};
 use crate::output::{self, Formats, table};
 use crate::probes::attach;
-use crate::probes::plan;
+use crate::probes::{plan, tracepoints};
 use crate::sampling;
 use target::Ending;
 
@@ -41,7 +45,7 @@ const HOT_PROBE_CALLS_PER_SECOND: f64 = 1e6;
 fn probe_pair_cost_ns(backend: Backend) -> f64 {
     match backend {
         Backend::Kprobe | Backend::CallSite => 300.0,
-        Backend::Fentry | Backend::None => 100.0,
+        Backend::Fentry | Backend::Tracepoint | Backend::None => 100.0,
     }
 }
 
@@ -154,6 +158,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     if let Some(hz) = options.sample_hz {
         sampling::check_rate(hz)?;
     }
+    let trace_events = trace_events::resolve(&options.tracepoints)?;
     let output_dir = directory::prepare(options.output.as_deref(), options.replace)?;
 
     let untraced = match &options.target {
@@ -189,7 +194,14 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         (Kallsyms::default(), plan::without_function_probes(&caps))
     };
     // Refused before anything is attached when it is already clear.
-    refuse_nothing_to_trace(syscall_probe, options.sample_hz, plans.iter().map(|plan| plan.backend))?;
+    refuse_nothing_to_trace(
+        syscall_probe,
+        options.sample_hz,
+        plans
+            .iter()
+            .map(|plan| plan.backend)
+            .chain(trace_events.iter().map(|_| Backend::Tracepoint)),
+    )?;
 
     // Attached while the filter matches nothing (tgid 0 never calls
     // mprotect); it is set once the target is parked at its gate, so its
@@ -206,7 +218,8 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         caps.syscall_tracepoints =
             Check::yes("the mprotect programs attached to syscalls:sys_enter_mprotect and sys_exit_mprotect");
     }
-    let attachments = attach::attach_functions(&mut ebpf, &kallsyms, &plans, &caps, options.backend)?;
+    let mut attachments = attach::attach_functions(&mut ebpf, &kallsyms, &plans, &caps, options.backend)?;
+    attachments.extend(tracepoints::attach(&mut ebpf, &trace_events)?);
     let sampling_cpus = match options.sample_hz {
         Some(hz) => match sampling::attach(&mut ebpf, hz) {
             Ok(cpus) => {
@@ -240,7 +253,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     target.release().await?;
     let attach_ms = begun.elapsed().as_secs_f64() * 1e3;
     eprintln!("{}", attached_line(scope, target.tgid));
-    let stop = trace_until_stopped(
+    let (stop, interval_series) = trace_until_stopped(
         &ebpf,
         &mut target,
         &mut signals,
@@ -301,10 +314,13 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         untraced,
         profile,
         program_costs,
+        trace_events,
+        per_cpu: options.per_cpu,
     });
     warn_about_hot_probes(&report);
     show_first(&report)?;
     let stop_to_table_ms = stopped.elapsed().as_secs_f64() * 1e3;
+    report.interval_series = interval_series;
     report.timings = Some(crate::model::Timings {
         attach_ms,
         stop_to_table_ms,
@@ -341,7 +357,9 @@ async fn trace_until_stopped(
     duration: Option<Duration>,
     interval: Option<Duration>,
     started: Instant,
-) -> Result<StopReason> {
+) -> Result<(StopReason, Option<Vec<IntervalSample>>)> {
+    let mut series = interval.map(|_| Vec::new());
+    let stopped = |reason: StopReason, series: Option<Vec<IntervalSample>>| Ok((reason, series));
     let deadline = duration.map(|d| tokio::time::Instant::from_std(started + d));
     let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_millis(200)));
     ticker.tick().await;
@@ -353,23 +371,25 @@ async fn trace_until_stopped(
         tokio::select! {
             status = target.wait() => {
                 status?;
-                return Ok(if stopping { StopReason::Duration } else { StopReason::TargetExited });
+                return stopped(if stopping { StopReason::Duration } else { StopReason::TargetExited }, series);
             }
-            _ = signals.interrupt.recv() => return Ok(StopReason::Interrupt),
-            _ = signals.terminate.recv() => return Ok(StopReason::Terminate),
+            _ = signals.interrupt.recv() => return stopped(StopReason::Interrupt, series),
+            _ = signals.terminate.recv() => return stopped(StopReason::Terminate, series),
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() && !stopping => {
                 if !target.ask_workload_to_stop() {
-                    return Ok(StopReason::Duration);
+                    return stopped(StopReason::Duration, series);
                 }
                 stopping = true;
             }
             _ = ticker.tick() => {
                 if target.pid_exited() {
-                    return Ok(StopReason::TargetExited);
+                    return stopped(StopReason::TargetExited, series);
                 }
-                if interval.is_some() {
+                if let Some(series) = &mut series {
                     let now = map_reader::read(ebpf)?;
-                    print_interval(&now, &previous, attachments, started.elapsed())?;
+                    let sample = interval_sample(&now, &previous, attachments, started.elapsed());
+                    print_interval(&sample)?;
+                    series.push(sample);
                     previous = now;
                 }
             }
@@ -377,30 +397,82 @@ async fn trace_until_stopped(
     }
 }
 
-/// One line per target with calls and latency since the last interval.
-fn print_interval(now: &Snapshot, previous: &Snapshot, attachments: &[Attachment], elapsed: Duration) -> Result<()> {
-    let mut text = format!("--- {:.1} s\n", elapsed.as_secs_f64());
-    let mut line = |name: &str, delta: &crate::model::ValueStats| {
-        let summary = LatencySummary::of(delta);
-        let ns = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), table::format_ns);
-        text.push_str(&format!(
-            "{name:<26} {:>9} calls  mean {:>10}  p50 {:>10}  p99 {:>10}\n",
-            summary.calls,
-            ns(summary.mean_ns),
-            ns(summary.p50_ns),
-            ns(summary.p99_ns)
-        ));
-    };
-    line(
-        "mprotect (syscall)",
-        &now.syscall.latency_ns.since(&previous.syscall.latency_ns),
-    );
-    for attachment in attachments {
-        if let Some(slot) = attachment.slot {
-            let (now, before) = (&now.functions[slot as usize], previous.functions.get(slot as usize));
-            let before = before.map(|b| b.latency_ns.clone()).unwrap_or_default();
-            line(&attachment.name, &now.latency_ns.since(&before));
+/// Calls and latency of the syscall and every target since `previous`.
+fn interval_sample(
+    now: &Snapshot,
+    previous: &Snapshot,
+    attachments: &[Attachment],
+    elapsed: Duration,
+) -> IntervalSample {
+    let timed = |name: &str, now: &ValueStats, before: Option<&ValueStats>| {
+        let delta = now.since(&before.cloned().unwrap_or_default());
+        IntervalCalls {
+            name: name.to_owned(),
+            calls: delta.count,
+            latency: Some(LatencySummary::of(&delta)),
         }
+    };
+    let counted = |name: &str, now: u64, before: Option<u64>| IntervalCalls {
+        name: name.to_owned(),
+        calls: now.saturating_sub(before.unwrap_or(0)),
+        latency: None,
+    };
+    let mut targets = vec![timed(
+        "mprotect (syscall)",
+        &now.syscall.latency_ns,
+        Some(&previous.syscall.latency_ns),
+    )];
+    for attachment in attachments {
+        let Some(slot) = attachment.slot.map(|slot| slot as usize) else {
+            continue;
+        };
+        let name = attachment.name.as_str();
+        targets.extend(match attachment.backend {
+            Backend::Tracepoint => now
+                .tracepoints
+                .get(slot)
+                .map(|now| counted(name, now.calls, previous.tracepoints.get(slot).map(|b| b.calls))),
+            Backend::CallSite => now.functions.get(slot).map(|now| {
+                counted(
+                    name,
+                    now.call_site_calls,
+                    previous.functions.get(slot).map(|b| b.call_site_calls),
+                )
+            }),
+            _ => now.functions.get(slot).map(|now| {
+                timed(
+                    name,
+                    &now.latency_ns,
+                    previous.functions.get(slot).map(|b| &b.latency_ns),
+                )
+            }),
+        });
+    }
+    IntervalSample {
+        elapsed_s: elapsed.as_secs_f64(),
+        targets,
+    }
+}
+
+/// One line per target with calls and latency since the last interval.
+fn print_interval(sample: &IntervalSample) -> Result<()> {
+    let mut text = format!("--- {:.1} s\n", sample.elapsed_s);
+    for target in &sample.targets {
+        let ns = |value: fn(&LatencySummary) -> Option<f64>| {
+            target
+                .latency
+                .as_ref()
+                .and_then(value)
+                .map_or_else(|| "-".to_owned(), table::format_ns)
+        };
+        text.push_str(&format!(
+            "{:<26} {:>9} calls  mean {:>10}  p50 {:>10}  p99 {:>10}\n",
+            target.name,
+            target.calls,
+            ns(|l| l.mean_ns),
+            ns(|l| l.p50_ns),
+            ns(|l| l.p99_ns)
+        ));
     }
     output::print(&text)
 }

@@ -39,7 +39,15 @@ pub fn of(options: &RunOptions) -> Result<Settings> {
             BackendChoice::Auto => "auto".to_owned(),
             BackendChoice::Only(backend) => backend.label().to_owned(),
         },
-        probes: options.probes.clone(),
+        probes: options
+            .probes
+            .iter()
+            .cloned()
+            .chain(options.tracepoints.iter().map(|spec| match &spec.field {
+                Some(field) => format!("{}:{field}", spec.event()),
+                None => spec.event(),
+            }))
+            .collect(),
         syscall: match options.syscall {
             SyscallTracing::Tracepoints => SyscallProbe::Tracepoint,
             SyscallTracing::EmptyPrograms => SyscallProbe::Empty,
