@@ -51,7 +51,8 @@ pub fn entry_owner(tid: u32, slot: u32) -> u64 {
 pub const STACK_MAP_ENTRIES: u32 = 16384;
 
 /// A sampled stack pair; a stack id below 0 means "none": a user-mode
-/// sample has no kernel stack, a kernel thread no user stack.
+/// sample has no kernel stack, a kernel thread no user stack
+/// ([`KERNEL_THREAD_STACK_ID`]), and -1 a stack that was lost.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SampleKey {
@@ -89,6 +90,9 @@ pub struct TracepointValueKey {
     pub _pad: u32,
     pub value: u64,
 }
+
+/// The user stack id of a kernel thread's sample: it has no user stack.
+pub const KERNEL_THREAD_STACK_ID: i32 = -2;
 
 /// What the kernel side filters on, written by user space before attaching.
 #[repr(C)]

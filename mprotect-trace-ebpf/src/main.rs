@@ -5,7 +5,7 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::{BPF_ANY, BPF_F_USER_STACK, BPF_NOEXIST, bpf_perf_event_data, pt_regs},
+    bindings::{BPF_ANY, BPF_F_USER_STACK, bpf_perf_event_data, pt_regs},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
         generated::{bpf_get_func_arg, bpf_get_func_ret},
@@ -18,9 +18,9 @@ use aya_ebpf::{
     },
 };
 use mprotect_trace_common::{
-    CONFIG_INDEX, ENTRY_TIME_SLOTS, ERRNO_BUCKETS, EntryTime, FUNCTION_SLOTS, NR_PTES_BUCKETS, NR_PTES_EXACT_MAX,
-    PROCESS_NAME_ENTRIES, PROT_BUCKETS, STACK_MAP_ENTRIES, SYSCALL_SLOT, SampleKey, SlotConfig, Stats,
-    TRACEPOINT_SLOTS, TRACEPOINT_VALUE_ENTRIES, TraceConfig, TracepointConfig, TracepointValueKey, VALUE_SLOTS,
+    CONFIG_INDEX, ENTRY_TIME_SLOTS, ERRNO_BUCKETS, EntryTime, FUNCTION_SLOTS, KERNEL_THREAD_STACK_ID, NR_PTES_BUCKETS,
+    NR_PTES_EXACT_MAX, PROCESS_NAME_ENTRIES, PROT_BUCKETS, STACK_MAP_ENTRIES, SYSCALL_SLOT, SampleKey, SlotConfig,
+    Stats, TRACEPOINT_SLOTS, TRACEPOINT_VALUE_ENTRIES, TraceConfig, TracepointConfig, TracepointValueKey, VALUE_SLOTS,
     counter, entry_index, entry_owner, histogram,
 };
 
@@ -427,7 +427,7 @@ static STACKS: StackTrace = StackTrace::with_max_entries(STACK_MAP_ENTRIES, 0);
 #[map]
 static SAMPLE_COUNTS: PerCpuHashMap<SampleKey, u64> = PerCpuHashMap::with_max_entries(STACK_MAP_ENTRIES, 0);
 
-/// The name of every sampled process, by tgid, as its first sample saw it.
+/// The name of every sampled process, by tgid, as its last sample saw it.
 #[map]
 static PROCESS_NAMES: HashMap<u32, [u8; 16]> = HashMap::with_max_entries(PROCESS_NAME_ENTRIES, 0);
 
@@ -480,14 +480,16 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
     };
     let user_stack_id = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
         Ok(id) => id as i32,
+        // A task interrupted in user mode, or in the kernel on behalf of a
+        // process, has at least its user IP: an empty user stack (-EFAULT)
+        // is a kernel thread's, which has none to lose.
+        Err(err) if err == -EFAULT && in_kernel => {
+            bump(&COUNTERS, counter::KERNEL_THREAD_SAMPLES);
+            KERNEL_THREAD_STACK_ID
+        }
         Err(err) => {
-            // A task interrupted in user mode, or in the kernel on behalf
-            // of a process, has at least its user IP: an empty user stack
-            // (-EFAULT) is a kernel thread's, which has none to lose.
             let lost = if err == -ENOMEM {
                 counter::STACK_MAP_FULL
-            } else if err == -EFAULT && in_kernel {
-                counter::KERNEL_THREAD_SAMPLES
             } else {
                 counter::USER_STACK_LOST
             };
@@ -496,12 +498,11 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
         }
     };
     let tgid = (pid_tgid >> 32) as u32;
-    if unsafe { PROCESS_NAMES.get(&tgid) }.is_none() {
-        if let Ok(comm) = bpf_get_current_comm() {
-            // Fails only when another CPU stored it first, or the map is
-            // full (user space then falls back to /proc).
-            let _ = PROCESS_NAMES.insert(&tgid, &comm, BPF_NOEXIST as u64);
-        }
+    // Stored at every sample: the last name wins, so a child sampled
+    // between fork and exec is named after its new program.
+    if let Ok(comm) = bpf_get_current_comm() {
+        // Fails only when the map is full (user space then reads /proc).
+        let _ = PROCESS_NAMES.insert(&tgid, &comm, BPF_ANY as u64);
     }
     let key = SampleKey {
         tgid,

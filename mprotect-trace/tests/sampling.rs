@@ -171,3 +171,110 @@ fn samples_are_limited_to_the_measured_iterations() {
         "{table}"
     );
 }
+
+/// Under -a every stack starts at its process; a process that ran and
+/// exited before the end is named all the same, and its `[unknown]` user
+/// frames say why; a live one's frames keep their addresses.
+#[test]
+fn system_wide_stacks_are_rooted_at_their_process_and_unknown_frames_explain_themselves() {
+    use std::process::{Command, Stdio};
+
+    use mprotect_trace::model::UnknownUser;
+
+    let dir = common::out_dir("sampling", "processes");
+    let tracer = common::Tracer::start(&dir, &["-a", "--duration", "120"]);
+    // Busy until killed: alive when the stacks are symbolized.
+    let mut alive = Command::new("md5sum")
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A fixed amount of work, then gone before the run ends.
+    let mut source = Command::new("head")
+        .args(["-c", "400000000", "/dev/zero"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut exited = Command::new("md5sum")
+        .stdin(Stdio::from(source.stdout.take().unwrap()))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let exited_pid = exited.id();
+    assert!(exited.wait().unwrap().success());
+    assert!(source.wait().unwrap().success());
+    tracer.signal(libc::SIGINT);
+    let (status, stderr) = tracer.finish();
+    alive.kill().unwrap();
+    alive.wait().unwrap();
+    // Stopped by SIGINT: a complete report, exit 130.
+    assert_eq!(status.code(), Some(130), "{stderr:?}");
+
+    let report = common::report(&dir);
+    let profile = report.sampling.as_ref().expect("a profile");
+    assert!(profile.process_roots);
+    assert!(profile.stacks.iter().all(|stack| stack.process.is_some()));
+    let of = |pid: u32| {
+        profile
+            .stacks
+            .iter()
+            .filter(move |s| s.process.as_ref().unwrap().pid == pid)
+    };
+    // The exited md5sum: named from the sampler's record, its user frames
+    // unknown because it was gone.
+    assert!(of(exited_pid).count() > 0, "the exited md5sum was not sampled");
+    for stack in of(exited_pid) {
+        assert_eq!(stack.process.as_ref().unwrap().comm, "md5sum");
+        // (A user stack the kernel did not record is lost, not unknown.)
+        let causes = [Some(UnknownUser::ProcessExited), Some(UnknownUser::StackLost)];
+        assert!(causes.contains(&stack.unknown_user), "{stack:?}");
+        assert!(stack.user.iter().all(|frame| frame == "[unknown]"));
+        assert_eq!(stack.user.len(), stack.user_addresses.len());
+    }
+    assert!(of(exited_pid).any(|s| s.unknown_user == Some(UnknownUser::ProcessExited)));
+    // The live one: never "exited"; one address per frame.
+    assert!(of(alive.id()).count() > 0, "the live md5sum was not sampled");
+    for stack in of(alive.id()) {
+        assert_ne!(stack.unknown_user, Some(UnknownUser::ProcessExited));
+        assert_eq!(stack.kernel.len(), stack.kernel_addresses.len());
+        assert_eq!(stack.user.len(), stack.user_addresses.len());
+    }
+    // Kernel threads have no user frames and are marked.
+    for stack in profile
+        .stacks
+        .iter()
+        .filter(|s| s.process.as_ref().unwrap().kernel_thread)
+    {
+        assert!(stack.user.is_empty() && stack.unknown_user.is_none(), "{stack:?}");
+    }
+
+    // Every folded line starts at its process; the two md5sums by pid.
+    let folded = std::fs::read_to_string(dir.join("stacks.folded")).unwrap();
+    let roots: HashSet<String> = profile
+        .stacks
+        .iter()
+        .map(|s| s.process.as_ref().unwrap().frame())
+        .collect();
+    for line in folded.lines() {
+        let (stack, _count) = line.rsplit_once(' ').unwrap();
+        let root = stack.split(';').next().unwrap();
+        assert!(roots.contains(root), "{line} does not start at a sampled process");
+    }
+    assert!(
+        folded
+            .lines()
+            .any(|line| line.starts_with(&format!("md5sum-{exited_pid};")))
+    );
+
+    // The table lists processes and explains the unknown frames.
+    let table = common::binary().arg("report").arg(&dir).output().unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    let row = table
+        .lines()
+        .find(|line| line.starts_with("md5sum ") && line.split_whitespace().nth(1) == Some(&exited_pid.to_string()))
+        .unwrap_or_else(|| panic!("no row for the exited md5sum in:\n{table}"));
+    let samples: u64 = row.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert_eq!(samples, of(exited_pid).map(|s| s.count).sum::<u64>());
+    assert!(table.contains("[unknown] user frames in "), "{table}");
+    assert!(table.contains(UnknownUser::ProcessExited.describe()), "{table}");
+}

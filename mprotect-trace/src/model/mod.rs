@@ -10,7 +10,9 @@ pub mod stats;
 pub mod workload;
 
 pub use capabilities::{Capabilities, Check};
-pub use profile::{FunctionShare, InlinedTarget, Profile, SampleCounters, SampledStack};
+pub use profile::{
+    FunctionShare, InlinedTarget, ProcessSamples, Profile, SampleCounters, SampledProcess, SampledStack, UnknownUser,
+};
 pub use report::{
     Attachment, Backend, Calibration, CpuCalls, FailedCalls, FieldValue, FieldValues, IntervalCalls, IntervalSample,
     ProgramCost, Report, Role, Scope, StopReason, SyscallProbe, SyscallReport, TargetReport, Timings,

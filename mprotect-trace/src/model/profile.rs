@@ -9,13 +9,69 @@ use serde::{Deserialize, Serialize};
 /// A kernel stack holding one of these frames was sampled inside mprotect().
 const SYSCALL_FRAMES: [&str; 3] = ["__x64_sys_mprotect", "__do_sys_mprotect", "do_mprotect_pkey"];
 
-/// One distinct stack pair and how often it was sampled. Frames are
-/// root first: the user stack, then the kernel stack.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One distinct stack pair of one process and how often it was sampled.
+/// Frames are root first: the user stack, then the kernel stack.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SampledStack {
     pub user: Vec<String>,
     pub kernel: Vec<String>,
     pub count: u64,
+    /// Which process was sampled (schema 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<SampledProcess>,
+    /// The frames' addresses, root first, one per frame (schema 4): a
+    /// saved run can be symbolized again, and pprof keeps them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_addresses: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_addresses: Vec<u64>,
+    /// Why user frames read `[unknown]`, when any do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_user: Option<UnknownUser>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampledProcess {
+    pub pid: u32,
+    pub comm: String,
+    /// A kernel thread: it has no user stack.
+    #[serde(default)]
+    pub kernel_thread: bool,
+}
+
+impl SampledProcess {
+    /// The root frame of its stacks in system-wide profiles: `comm-pid`,
+    /// as perf's `stackcollapse --pid` writes it.
+    pub fn frame(&self) -> String {
+        format!("{}-{}", self.comm, self.pid)
+    }
+}
+
+/// Why a stack's user frames could not be named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownUser {
+    /// The process had exited before its stacks were read: its mappings
+    /// were gone (short-lived processes under -a).
+    ProcessExited,
+    /// Return addresses in no mapping of the process: a frame-pointer
+    /// walk through code built without frame pointers reads garbage.
+    NoFramePointers,
+    /// Code in anonymous memory (a JIT) or in a file without symbols.
+    NoSymbols,
+    /// The user stack was not recorded (hash collision or failed walk).
+    StackLost,
+}
+
+impl UnknownUser {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::ProcessExited => "the process exited before its stacks were read",
+            Self::NoFramePointers => "return addresses in no mapping (code built without frame pointers)",
+            Self::NoSymbols => "code without symbols (stripped binaries, JIT code)",
+            Self::StackLost => "user stacks lost (collisions, failed walks)",
+        }
+    }
 }
 
 /// Everything sampling lost, counted, never silent.
@@ -34,6 +90,9 @@ pub struct SampleCounters {
     /// prefault, warmup, smaps audits, unmapping): not counted.
     #[serde(default)]
     pub samples_outside_window: u64,
+    /// Samples of kernel threads (under -a): they have no user stack.
+    #[serde(default)]
+    pub kernel_thread_samples: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -54,7 +113,21 @@ pub struct Profile {
     /// Named targets with no symbol of their own, and where their time went.
     pub inlined_targets: Vec<InlinedTarget>,
     pub stacks: Vec<SampledStack>,
+    /// Every folded stack starts at its process (`comm-pid`): -a and -p.
+    #[serde(default)]
+    pub process_roots: bool,
 }
+
+/// Samples of one process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessSamples {
+    pub process: SampledProcess,
+    pub samples: u64,
+    pub in_syscall_samples: u64,
+}
+
+/// A frame the folded stacks print for a user stack that was not recorded.
+pub const USER_STACK_LOST_FRAME: &str = "[user stack lost]";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FunctionShare {
@@ -122,17 +195,59 @@ impl Profile {
             functions,
             inlined_targets,
             stacks,
+            process_roots: false,
         }
     }
 
-    /// Brendan Gregg's folded format: `root;...;leaf count`, one stack a line.
-    pub fn folded(&self) -> String {
-        let mut out = String::new();
+    /// Samples by process, most sampled first.
+    pub fn by_process(&self) -> Vec<ProcessSamples> {
+        let mut processes: HashMap<u32, ProcessSamples> = HashMap::new();
         for stack in &self.stacks {
-            let frames: Vec<String> = stack
-                .user
-                .iter()
-                .chain(&stack.kernel)
+            let Some(process) = &stack.process else { continue };
+            let entry = processes.entry(process.pid).or_insert_with(|| ProcessSamples {
+                process: process.clone(),
+                samples: 0,
+                in_syscall_samples: 0,
+            });
+            entry.samples += stack.count;
+            if in_syscall(stack) {
+                entry.in_syscall_samples += stack.count;
+            }
+        }
+        let mut processes: Vec<ProcessSamples> = processes.into_values().collect();
+        processes.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.process.pid.cmp(&b.process.pid)));
+        processes
+    }
+
+    /// Samples with `[unknown]` user frames (or a lost user stack), by cause.
+    pub fn unknown_user(&self) -> Vec<(UnknownUser, u64)> {
+        let mut causes: HashMap<UnknownUser, u64> = HashMap::new();
+        for stack in &self.stacks {
+            if let Some(cause) = stack.unknown_user {
+                *causes.entry(cause).or_default() += stack.count;
+            }
+        }
+        let mut causes: Vec<(UnknownUser, u64)> = causes.into_iter().collect();
+        causes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        causes
+    }
+
+    /// Brendan Gregg's folded format: `root;...;leaf count`, one stack a
+    /// line, stacks that differ only by address merged, most sampled first.
+    pub fn folded(&self) -> String {
+        let mut merged: HashMap<String, u64> = HashMap::new();
+        for stack in &self.stacks {
+            let root = stack
+                .process
+                .as_ref()
+                .filter(|_| self.process_roots)
+                .map(SampledProcess::frame);
+            let lost = (stack.unknown_user == Some(UnknownUser::StackLost)).then(|| USER_STACK_LOST_FRAME.to_owned());
+            let frames: Vec<String> = root
+                .into_iter()
+                .chain(lost)
+                .chain(stack.user.iter().cloned())
+                .chain(stack.kernel.iter().cloned())
                 .map(|frame| frame.replace(';', ":"))
                 .collect();
             let line = if frames.is_empty() {
@@ -140,9 +255,11 @@ impl Profile {
             } else {
                 frames.join(";")
             };
-            out.push_str(&format!("{line} {}\n", stack.count));
+            *merged.entry(line).or_default() += stack.count;
         }
-        out
+        let mut lines: Vec<(String, u64)> = merged.into_iter().collect();
+        lines.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        lines.iter().map(|(line, count)| format!("{line} {count}\n")).collect()
     }
 }
 
@@ -198,6 +315,7 @@ mod tests {
             user: vec!["main".into()],
             kernel: kernel.iter().map(|s| s.to_string()).collect(),
             count,
+            ..SampledStack::default()
         }
     }
 
@@ -240,29 +358,68 @@ mod tests {
         assert_eq!(functions[0].name, "__x64_sys_mprotect");
     }
 
+    fn profile_of(stacks: Vec<SampledStack>, process_roots: bool) -> Profile {
+        let mut profile = Profile::new(999, 1, 16, SampleCounters::default(), stacks, Vec::new());
+        profile.process_roots = process_roots;
+        profile
+    }
+
     #[test]
     fn folded_lines_are_root_first_user_then_kernel() {
-        let profile = Profile {
-            hz: 999,
-            cpus: 1,
-            max_stacks: 16,
-            counters: SampleCounters::default(),
-            in_syscall_samples: 0,
-            measured_iterations_only: false,
-            functions: Vec::new(),
-            inlined_targets: Vec::new(),
-            stacks: vec![
+        let profile = profile_of(
+            vec![
                 stack(&["__x64_sys_mprotect", "change_protection"], 4),
                 SampledStack {
-                    user: vec![],
-                    kernel: vec![],
                     count: 1,
+                    ..SampledStack::default()
                 },
             ],
-        };
+            false,
+        );
         assert_eq!(
             profile.folded(),
             "main;__x64_sys_mprotect;change_protection 4\n[no stack] 1\n"
+        );
+    }
+
+    #[test]
+    fn system_wide_stacks_start_at_their_process_and_merge_by_name() {
+        let of = |pid: u32, comm: &str, kernel_thread: bool, count: u64, address: u64| SampledStack {
+            process: Some(SampledProcess {
+                pid,
+                comm: comm.to_owned(),
+                kernel_thread,
+            }),
+            kernel_addresses: vec![address],
+            ..stack(&["do_mprotect_pkey"], count)
+        };
+        let lost = SampledStack {
+            user: Vec::new(),
+            unknown_user: Some(UnknownUser::StackLost),
+            ..of(7, "a;b", false, 1, 0x10)
+        };
+        // Two addresses in one function: one folded line.
+        let stacks = vec![
+            of(7, "a;b", false, 2, 0x10),
+            of(7, "a;b", false, 3, 0x18),
+            of(9, "sh", false, 1, 0x10),
+            lost,
+        ];
+        let profile = profile_of(stacks.clone(), true);
+        assert_eq!(
+            profile.folded(),
+            "a:b-7;main;do_mprotect_pkey 5\na:b-7;[user stack lost];do_mprotect_pkey 1\nsh-9;main;do_mprotect_pkey 1\n"
+        );
+        let by_process: Vec<(u32, u64, u64)> = profile
+            .by_process()
+            .iter()
+            .map(|p| (p.process.pid, p.samples, p.in_syscall_samples))
+            .collect();
+        assert_eq!(by_process, [(7, 6, 6), (9, 1, 1)]);
+        assert_eq!(profile.unknown_user(), [(UnknownUser::StackLost, 1)]);
+        assert_eq!(
+            profile_of(stacks, false).folded(),
+            "main;do_mprotect_pkey 6\n[user stack lost];do_mprotect_pkey 1\n"
         );
     }
 }

@@ -336,11 +336,7 @@ fn render_field_values(out: &mut String, report: &Report) {
     if fields.is_empty() {
         return;
     }
-    let _ = writeln!(
-        out,
-        "
-tracepoint fields:"
-    );
+    let _ = writeln!(out, "\ntracepoint fields:");
     for (event, field) in fields {
         let _ = writeln!(out, "  {event} by {} ({} events)", field.field, field.total());
         for value in &field.values {
@@ -371,11 +367,7 @@ fn render_per_cpu(out: &mut String, report: &Report) {
     if rows.is_empty() {
         return;
     }
-    let _ = writeln!(
-        out,
-        "
-per CPU:"
-    );
+    let _ = writeln!(out, "\nper CPU:");
     let _ = writeln!(
         out,
         "{:<28} {:>4} {:>9} {:>10} {:>10} {:>10}",
@@ -402,6 +394,80 @@ per CPU:"
                 latency(|l| l.p99_ns)
             );
         }
+    }
+}
+
+/// Above this share of the samples, `[unknown]` user frames say why.
+const UNKNOWN_SHARE_EXPLAINED: f64 = 0.03;
+/// Processes listed by default in a system-wide profile.
+const PROCESSES_SHOWN: usize = 10;
+
+/// Explains `[unknown]` user frames when they are more than a few percent.
+fn render_unknown_user(out: &mut String, profile: &Profile) {
+    let samples = profile.counters.samples;
+    let causes = profile.unknown_user();
+    let unknown: u64 = causes.iter().map(|(_, n)| n).sum();
+    if samples == 0 || (unknown as f64) < UNKNOWN_SHARE_EXPLAINED * samples as f64 {
+        return;
+    }
+    let percent = |n: u64| 100.0 * n as f64 / samples as f64;
+    let _ = writeln!(
+        out,
+        "[unknown] user frames in {:.1} % of the samples ({unknown}):",
+        percent(unknown)
+    );
+    for (cause, n) in causes {
+        let _ = writeln!(out, "  {:>5.1} % {}", percent(n), cause.describe());
+    }
+    let kernel_threads = profile.counters.kernel_thread_samples;
+    if kernel_threads > 0 {
+        let _ = writeln!(
+            out,
+            "  (kernel threads have no user stack: {:.1} % of the samples, rooted at their thread's name)",
+            percent(kernel_threads)
+        );
+    }
+}
+
+/// Samples by process (-a, -p): who the time belongs to.
+fn render_processes(out: &mut String, profile: &Profile, top: Option<usize>) {
+    let processes = profile.by_process();
+    if processes.is_empty() {
+        return;
+    }
+    let samples: u64 = processes.iter().map(|p| p.samples).sum();
+    let _ = writeln!(
+        out,
+        "{:<24} {:>8} {:>9} {:>7} {:>12}",
+        "process", "pid", "samples", "share", "in mprotect"
+    );
+    let shown = top.unwrap_or(PROCESSES_SHOWN);
+    for process in processes.iter().take(shown) {
+        let name = if process.process.kernel_thread {
+            format!("[{}]", process.process.comm)
+        } else {
+            process.process.comm.clone()
+        };
+        // Kernel threads' names run long ("kworker/u8:4-events_unbound").
+        let name: String = name.chars().take(24).collect();
+        let _ = writeln!(
+            out,
+            "{name:<24} {:>8} {:>9} {:>6.1}% {:>12}",
+            process.process.pid,
+            process.samples,
+            100.0 * process.samples as f64 / samples as f64,
+            process.in_syscall_samples
+        );
+    }
+    let hidden = processes.get(shown..).unwrap_or_default();
+    if !hidden.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} more processes, {} samples (--top {} shows them)",
+            hidden.len(),
+            hidden.iter().map(|p| p.samples).sum::<u64>(),
+            processes.len()
+        );
     }
 }
 
@@ -435,6 +501,10 @@ fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>) {
             "warning: the stack maps are too small for this run ({} kernel stacks lost to collisions, {} stacks and {} samples not stored for lack of room): raise --max-stacks (it was {})",
             c.kernel_stack_collisions, c.stack_map_full, c.sample_map_full, profile.max_stacks
         );
+    }
+    render_unknown_user(out, profile);
+    if profile.process_roots {
+        render_processes(out, profile, top);
     }
     if profile.in_syscall_samples == 0 {
         return;

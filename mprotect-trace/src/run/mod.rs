@@ -287,6 +287,8 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
             let mut profile =
                 sampling::profile::profile(hz, cpus, options.max_stacks, raw.counters, stacks, &code_symbols);
             profile.measured_iterations_only = config.measuring_addr != 0;
+            // Several processes may be sampled: each stack starts at its own.
+            profile.process_roots = matches!(scope, Scope::All | Scope::Pid);
             Some(profile)
         }
         _ => None,

@@ -7,16 +7,16 @@ mod symbolize;
 
 use anyhow::{Context as _, Result};
 use aya::Ebpf;
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, StackTraceMap};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, StackTraceMap};
 use aya::programs::PerfEvent;
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use mprotect_trace_common::programs::SAMPLE_STACK;
-use mprotect_trace_common::{SampleKey, counter, maps};
+use mprotect_trace_common::{KERNEL_THREAD_STACK_ID, SampleKey, counter, maps};
 
 use crate::collect::maps::sum_cpus;
 use crate::kernel::capabilities::error_chain;
 use crate::kernel::kallsyms::Kallsyms;
-use crate::model::{SampleCounters, SampledStack};
+use crate::model::{SampleCounters, SampledProcess, SampledStack, UnknownUser};
 
 pub const FOLDED_FILE_NAME: &str = "stacks.folded";
 
@@ -73,7 +73,19 @@ pub fn attach(ebpf: &mut Ebpf, hz: u64) -> Result<usize> {
 pub struct RawSamples {
     pairs: Vec<(SampleKey, u64)>,
     stacks: std::collections::HashMap<u32, Vec<u64>>,
+    /// Process names as the sampler saw them, by tgid.
+    names: std::collections::HashMap<u32, String>,
     pub counters: SampleCounters,
+}
+
+/// A process's name: its leader's while it runs, else what the sampler
+/// saw (a thread's name, for a process gone by now).
+fn process_name(tgid: u32, seen: Option<&String>) -> String {
+    std::fs::read_to_string(format!("/proc/{tgid}/comm"))
+        .map(|comm| comm.trim_end().to_owned())
+        .ok()
+        .or_else(|| seen.cloned())
+        .unwrap_or_else(|| "[unknown process]".to_owned())
 }
 
 /// Reads the sample counts (summed over CPUs), their stacks and counters.
@@ -109,10 +121,20 @@ pub fn read(ebpf: &Ebpf) -> Result<RawSamples> {
         sample_map_full: count(counter::SAMPLE_MAP_FULL)?,
         stack_map_full: count(counter::STACK_MAP_FULL)?,
         samples_outside_window: count(counter::SAMPLES_OUTSIDE_WINDOW)?,
+        kernel_thread_samples: count(counter::KERNEL_THREAD_SAMPLES)?,
     };
+    let name_map: BpfHashMap<&MapData, u32, [u8; 16]> =
+        BpfHashMap::try_from(ebpf.map(maps::PROCESS_NAMES).context("no PROCESS_NAMES map")?)?;
+    let mut names = std::collections::HashMap::new();
+    for entry in name_map.iter() {
+        let (tgid, comm) = entry.context("reading PROCESS_NAMES")?;
+        let end = comm.iter().position(|&byte| byte == 0).unwrap_or(comm.len());
+        names.insert(tgid, String::from_utf8_lossy(&comm[..end]).into_owned());
+    }
     Ok(RawSamples {
         pairs,
         stacks,
+        names,
         counters,
     })
 }
@@ -124,32 +146,48 @@ impl RawSamples {
     /// entries (programs, trampolines) are in it.
     pub fn symbolize(&self, kallsyms: &Kallsyms) -> Result<Vec<SampledStack>> {
         let symbolizer = symbolize::Symbolizer::new();
-        // Different addresses in the same functions are one stack by name.
-        let mut merged: std::collections::HashMap<(Vec<String>, Vec<String>), u64> = std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(self.pairs.len());
+        let mut comms: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
         for (key, count) in &self.pairs {
+            let comm = comms
+                .entry(key.tgid)
+                .or_insert_with(|| process_name(key.tgid, self.names.get(&key.tgid)))
+                .clone();
             let frames = |id: i32| self.stacks.get(&(id as u32)).filter(|_| id >= 0);
-            let mut kernel = match frames(key.kernel_stack_id) {
-                Some(ips) => symbolizer.kernel(ips, kallsyms)?,
-                None => Vec::new(),
+            // The kernel stores stacks leaf first; the model holds them root first.
+            let mut kernel_addresses = frames(key.kernel_stack_id).cloned().unwrap_or_default();
+            kernel_addresses.reverse();
+            let kernel = symbolizer.kernel(&kernel_addresses, kallsyms)?;
+            let kernel_thread = key.user_stack_id == KERNEL_THREAD_STACK_ID;
+            let mut user_addresses = frames(key.user_stack_id).cloned().unwrap_or_default();
+            user_addresses.reverse();
+            let (user, unknown_user) = if !user_addresses.is_empty() {
+                symbolizer.user(key.tgid, &user_addresses)
+            } else if kernel_thread {
+                (Vec::new(), None)
+            } else {
+                (Vec::new(), Some(UnknownUser::StackLost))
             };
-            let mut user = match frames(key.user_stack_id) {
-                Some(ips) => symbolizer.user(key.tgid, ips),
-                None => Vec::new(),
-            };
-            // The kernel stores stacks leaf first; folded output is root first.
-            kernel.reverse();
-            user.reverse();
-            *merged.entry((user, kernel)).or_default() += count;
+            out.push(SampledStack {
+                user,
+                kernel,
+                count: *count,
+                process: Some(SampledProcess {
+                    pid: key.tgid,
+                    comm,
+                    kernel_thread,
+                }),
+                user_addresses,
+                kernel_addresses,
+                unknown_user,
+            });
         }
-        let mut out: Vec<SampledStack> = merged
-            .into_iter()
-            .map(|((user, kernel), count)| SampledStack { user, kernel, count })
-            .collect();
         out.sort_by(|a, b| {
             b.count
                 .cmp(&a.count)
                 .then_with(|| a.kernel.cmp(&b.kernel))
                 .then_with(|| a.user.cmp(&b.user))
+                .then_with(|| a.kernel_addresses.cmp(&b.kernel_addresses))
         });
         Ok(out)
     }

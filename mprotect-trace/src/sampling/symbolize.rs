@@ -3,10 +3,11 @@
 
 use anyhow::{Context as _, Result};
 use blazesym::symbolize::source::{Kernel, Process, Source};
-use blazesym::symbolize::{Input, Symbolized};
+use blazesym::symbolize::{Input, Reason, Symbolized};
 use blazesym::{MaybeDefault, Pid};
 
 use crate::kernel::kallsyms::{CodeAt, Kallsyms};
+use crate::model::UnknownUser;
 
 /// A kernel address in no function kallsyms knows.
 pub const UNKNOWN_KERNEL: &str = "[unknown kernel]";
@@ -55,19 +56,41 @@ impl Symbolizer {
             .collect())
     }
 
-    /// User frames of `tgid`; `[unknown]` for each when the process is gone.
-    pub fn user(&self, tgid: u32, ips: &[u64]) -> Vec<String> {
-        let source = Source::Process(Process::new(Pid::from(tgid)));
-        match self.inner.symbolize(&source, Input::AbsAddr(ips)) {
-            Ok(symbols) => symbols.iter().map(|s| name_of(s, "[unknown]")).collect(),
-            Err(_) => ips.iter().map(|_| "[unknown]".to_owned()).collect(),
+    /// User frames of `tgid`, and why some read `[unknown]` when they do.
+    pub fn user(&self, tgid: u32, ips: &[u64]) -> (Vec<String>, Option<UnknownUser>) {
+        let exited = || {
+            (
+                ips.iter().map(|_| UNKNOWN.to_owned()).collect(),
+                Some(UnknownUser::ProcessExited),
+            )
+        };
+        if !std::path::Path::new(&format!("/proc/{tgid}/maps")).exists() {
+            return exited();
         }
+        let source = Source::Process(Process::new(Pid::from(tgid)));
+        let Ok(symbols) = self.inner.symbolize(&source, Input::AbsAddr(ips)) else {
+            return exited();
+        };
+        let mut cause = None;
+        let names = symbols
+            .iter()
+            .map(|symbol| match symbol {
+                Symbolized::Sym(sym) => sym.name.to_string(),
+                Symbolized::Unknown(reason) => {
+                    // An address in no mapping says more than one without
+                    // symbols: the walk itself went astray.
+                    let this = match reason {
+                        Reason::Unmapped => UnknownUser::NoFramePointers,
+                        _ => UnknownUser::NoSymbols,
+                    };
+                    cause = Some(cause.map_or(this, |known: UnknownUser| known.min(this)));
+                    UNKNOWN.to_owned()
+                }
+            })
+            .collect();
+        (names, cause)
     }
 }
 
-fn name_of(symbol: &Symbolized, unknown: &str) -> String {
-    match symbol {
-        Symbolized::Sym(sym) => sym.name.to_string(),
-        Symbolized::Unknown(_) => unknown.to_owned(),
-    }
-}
+/// A user frame that could not be named.
+pub const UNKNOWN: &str = "[unknown]";
