@@ -16,7 +16,8 @@ const BPF_LINKER_VERSION: &str = "0.10.3";
 /// with busybox and cpio for the kernel VM tests, Chromium to render the
 /// flame graph and the HTML report as a user sees them, and the font the
 /// plots are drawn with (embedded in the binary at build time); bpftrace,
-/// which `cargo xtask bench startup` measures against.
+/// which `cargo xtask bench startup` measures against; golang, whose
+/// `go tool pprof` reads the runs' profile.pb.gz in the tests.
 const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",
     "bpftrace",
@@ -27,6 +28,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "cpio",
     "chromium",
     "fonts-dejavu-core",
+    "golang",
 ];
 
 /// The arm64 guests' tracer: static, so the initramfs needs no libraries.

@@ -9,6 +9,7 @@ pub mod folded;
 pub mod html;
 pub mod json;
 pub mod plots;
+pub mod pprof;
 pub mod table;
 
 use std::io::Write as _;
@@ -43,6 +44,7 @@ pub trait Format: Sync {
 /// Every format, in rendering order. Adding one: its module, and a line here.
 static FORMATS: &[&dyn Format] = &[
     &folded::FoldedStacks,
+    &pprof::Pprof,
     &flame::FlameGraph,
     &plots::Plots,
     &html::Html,
