@@ -192,7 +192,8 @@ struct WorkloadCommandArgs {
 
 #[derive(Args, Debug)]
 struct DoctorArgs {
-    /// Another kernel function to check, besides the built-in targets (repeatable).
+    /// Another kernel function to check, besides the built-in targets, or
+    /// a tracepoint (category:name) to look up (repeatable).
     #[arg(long = "probe", value_name = "NAME")]
     probes: Vec<String>,
     /// Print the findings as JSON.

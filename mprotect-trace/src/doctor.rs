@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::ebpf_object;
 use crate::kernel::capabilities;
 use crate::kernel::kallsyms::Kallsyms;
+use crate::kernel::trace_events::{self, TraceEvent, TracepointSpec};
 use crate::model::Capabilities;
 use crate::options::DoctorOptions;
 use crate::probes::backend;
@@ -18,6 +19,8 @@ use crate::probes::plan::{self, BackendChoice, TargetPlan};
 pub struct DoctorReport {
     pub capabilities: Capabilities,
     pub targets: Vec<TargetPlan>,
+    /// `--probe category:name`: the tracepoints asked for, found in tracefs.
+    pub tracepoints: Vec<TraceEvent>,
     /// Whether anything can trace mprotect here: syscall tracepoints or sampling.
     pub usable: bool,
     /// Why the checks that load or attach programs were not made (not root).
@@ -33,12 +36,23 @@ pub fn diagnose(options: &DoctorOptions) -> Result<DoctorReport> {
             (capabilities::detect_unprivileged(&why), Some(why))
         }
     };
+    let (events, functions): (Vec<&String>, Vec<&String>) = options
+        .probes
+        .iter()
+        .partition(|probe| TracepointSpec::is_tracepoint(probe));
+    let specs = events
+        .into_iter()
+        .map(|event| TracepointSpec::parse_event(event))
+        .collect::<Result<Vec<_>>>()?;
+    let tracepoints = trace_events::resolve(&specs)?;
+    let functions: Vec<String> = functions.into_iter().cloned().collect();
     let kallsyms = Kallsyms::load()?;
-    let targets = plan::plan_targets(&options.probes, &capabilities, &kallsyms, BackendChoice::Auto)?;
+    let targets = plan::plan_targets(&functions, &capabilities, &kallsyms, BackendChoice::Auto)?;
     let usable = capabilities.syscall_tracepoints.available || capabilities.perf_sampling.available;
     Ok(DoctorReport {
         capabilities,
         targets,
+        tracepoints,
         usable,
         unprivileged,
     })
@@ -94,6 +108,16 @@ impl DoctorReport {
                 target.name,
                 target.backend.label(),
                 target.reason
+            );
+        }
+        for event in &self.tracepoints {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:<10} event id {}; integer fields for --probe-field: {}",
+                event.spec.event(),
+                "tracepoint",
+                event.id,
+                event.integer_fields.join(", ")
             );
         }
         let sampling = if caps.perf_sampling.available {

@@ -88,12 +88,20 @@ pub struct EventField {
 }
 
 /// One tracepoint, found in tracefs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TraceEvent {
+    #[serde(serialize_with = "event_name")]
     pub spec: TracepointSpec,
-    /// The `common_type` of its records.
+    /// Its id in tracefs.
     pub id: u32,
+    #[serde(skip)]
     pub field: Option<EventField>,
+    /// Every integer field `--probe-field` can distribute.
+    pub integer_fields: Vec<String>,
+}
+
+fn event_name<S: serde::Serializer>(spec: &TracepointSpec, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(&spec.event())
 }
 
 fn events_dir() -> Result<PathBuf> {
@@ -103,6 +111,10 @@ fn events_dir() -> Result<PathBuf> {
 
 /// Finds each tracepoint and its field, or says in one line what exists.
 pub fn resolve(specs: &[TracepointSpec]) -> Result<Vec<TraceEvent>> {
+    // Nothing asked for: tracefs need not even be readable.
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
     let events = events_dir()?;
     specs.iter().map(|spec| resolve_one(&events, spec)).collect()
 }
@@ -123,21 +135,20 @@ fn resolve_one(events: &Path, spec: &TracepointSpec) -> Result<TraceEvent> {
         .trim()
         .parse()
         .with_context(|| format!("{} is not a number", dir.join("id").display()))?;
+    let format = std::fs::read_to_string(dir.join("format"))
+        .with_context(|| format!("reading {}", dir.join("format").display()))?;
     let field = match &spec.field {
         None => None,
-        Some(name) => {
-            let format = std::fs::read_to_string(dir.join("format"))
-                .with_context(|| format!("reading {}", dir.join("format").display()))?;
-            Some(
-                integer_field(&format, name)
-                    .map_err(|why| anyhow::anyhow!("--probe-field {}:{name}: {why}", spec.event()))?,
-            )
-        }
+        Some(name) => Some(
+            integer_field(&format, name)
+                .map_err(|why| anyhow::anyhow!("--probe-field {}:{name}: {why}", spec.event()))?,
+        ),
     };
     Ok(TraceEvent {
         spec: spec.clone(),
         id,
         field,
+        integer_fields: integer_fields(&format),
     })
 }
 
@@ -212,18 +223,22 @@ impl<'a> FormatLine<'a> {
     }
 }
 
+/// The event's own integer fields (not the `common_*` every event has,
+/// which are not worth distributing).
+pub fn integer_fields(format: &str) -> Vec<String> {
+    format
+        .lines()
+        .filter_map(FormatLine::parse)
+        .filter(|f| !f.name().starts_with("common_") && f.is_integer())
+        .map(|f| f.name().to_owned())
+        .collect()
+}
+
 /// The field `name` of a tracefs `format` text, when it is an integer.
 pub fn integer_field(format: &str, name: &str) -> std::result::Result<EventField, String> {
     let fields: Vec<FormatLine> = format.lines().filter_map(FormatLine::parse).collect();
-    // common_* fields belong to every event: not worth distributing.
     let own = || fields.iter().filter(|f| !f.name().starts_with("common_"));
-    let integers = || {
-        own()
-            .filter(|f| f.is_integer())
-            .map(FormatLine::name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let integers = || integer_fields(format).join(", ");
     match own().find(|f| f.name() == name) {
         Some(field) if field.is_integer() => Ok(EventField {
             name: name.to_owned(),
