@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::model::{
-    CpuCalls, FieldValues, LatencySummary, Profile, ProgramCost, Report, Scope, TargetReport, ValueStats,
+    Backend, CpuCalls, FieldValues, LatencySummary, Profile, ProgramCost, Report, Scope, TargetReport, ValueStats,
 };
 
 /// "850 ns", "1.02 us", "3.40 ms", "1.20 s".
@@ -160,7 +160,10 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
                         "-",
                         "-"
                     );
-                    let _ = writeln!(out, "{:<26} {}", "", target.attachment.reason);
+                    // A tracepoint's name says what it is; a call site's does not.
+                    if target.attachment.backend == Backend::CallSite {
+                        let _ = writeln!(out, "{:<26} {}", "", target.attachment.reason);
+                    }
                 }
                 None => {
                     let _ = writeln!(
@@ -443,13 +446,13 @@ fn render_processes(out: &mut String, profile: &Profile, top: Option<usize>) {
     );
     let shown = top.unwrap_or(PROCESSES_SHOWN);
     for process in processes.iter().take(shown) {
-        let name = if process.process.kernel_thread {
-            format!("[{}]", process.process.comm)
-        } else {
-            process.process.comm.clone()
-        };
         // Kernel threads' names run long ("kworker/u8:4-events_unbound").
-        let name: String = name.chars().take(24).collect();
+        let comm: String = process.process.comm.chars().take(22).collect();
+        let name = if process.process.kernel_thread {
+            format!("[{comm}]")
+        } else {
+            comm
+        };
         let _ = writeln!(
             out,
             "{name:<24} {:>8} {:>9} {:>6.1}% {:>12}",
