@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use mprotect_trace::commands;
 use mprotect_trace::options::{
-    AbOptions, CompareOptions, DoctorOptions, RunOptions, SyscallTracing, TraceTarget, WorkloadCommandOptions,
+    AbOptions, CompareOptions, DoctorOptions, PrintFormat, RunOptions, SyscallTracing, TraceTarget,
+    WorkloadCommandOptions,
 };
 use mprotect_trace::probes::backend;
 use mprotect_trace::probes::plan::BackendChoice;
@@ -61,12 +62,16 @@ impl Cli {
                 json: args.json,
                 wait_for_start: args.wait_for_start,
             }),
-            Command::Report(args) => commands::report(&args.dir, args.top),
+            Command::Report(args) => commands::report(&args.dir, args.top, args.format.into()),
             Command::Plot(args) => commands::plot(&args.dir),
             Command::Compare(args) => commands::compare(&CompareOptions {
                 sides: args.sides,
                 force: args.force,
-                json: args.json,
+                format: if args.json {
+                    PrintFormat::Json
+                } else {
+                    args.format.into()
+                },
                 output: args.output,
             }),
             Command::Doctor(args) => commands::doctor(&DoctorOptions {
@@ -323,6 +328,28 @@ struct ReportArgs {
     /// List the first N kernel functions by total share [default: those of 0.5 % or more].
     #[arg(long, value_name = "N", value_parser = whole::<usize>)]
     top: Option<usize>,
+    /// text: the table and the `result` line; mail: at most 80 columns,
+    /// with latency percentiles and text histograms; json: report.json.
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    format: FormatArg,
+}
+
+/// `--format` of `report` and `compare`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FormatArg {
+    Text,
+    Mail,
+    Json,
+}
+
+impl From<FormatArg> for PrintFormat {
+    fn from(format: FormatArg) -> Self {
+        match format {
+            FormatArg::Text => PrintFormat::Text,
+            FormatArg::Mail => PrintFormat::Mail,
+            FormatArg::Json => PrintFormat::Json,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -340,9 +367,13 @@ struct CompareArgs {
     /// Compare even when the sides' settings differ.
     #[arg(long)]
     force: bool,
-    /// Print the comparison as JSON.
-    #[arg(long)]
+    /// Print the comparison as JSON (the same as --format json).
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+    /// text: the wide tables; mail: at most 80 columns, with each side's
+    /// latency percentiles and text histograms; json: for machines.
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    format: FormatArg,
     /// Also write comparison.txt, .json and .html, the latency CDFs of every
     /// side and, when the sides sampled stacks, diff-flame.svg here.
     #[arg(short = 'o', long, value_name = "DIR")]

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::model::Report;
-use crate::options::{AbOptions, CompareOptions, DoctorOptions, RunOptions, WorkloadCommandOptions};
+use crate::options::{AbOptions, CompareOptions, DoctorOptions, PrintFormat, RunOptions, WorkloadCommandOptions};
 use crate::{compare, doctor, output, series, workload};
 
 /// `run`: trace, print the table, write the run's directory; with
@@ -25,12 +25,19 @@ pub fn ab(options: &AbOptions) -> Result<ExitCode> {
     series::interleaved(options)
 }
 
-/// `report DIR`: the table of a saved run; `top`: list that many kernel functions.
-pub fn report(path: &Path, top: Option<usize>) -> Result<ExitCode> {
+/// `report DIR`: the table of a saved run (or its mail text, or its JSON);
+/// `top`: list that many kernel functions.
+pub fn report(path: &Path, top: Option<usize>, format: PrintFormat) -> Result<ExitCode> {
     let report = Report::load(path)?;
-    print!("{}", output::table::render_top(&report, top));
-    if let Some(workload) = &report.workload {
-        println!("{}", workload.result_line());
+    match format {
+        PrintFormat::Text => {
+            print!("{}", output::table::render_top(&report, top));
+            if let Some(workload) = &report.workload {
+                println!("{}", workload.result_line());
+            }
+        }
+        PrintFormat::Mail => print!("{}", output::mail::render(&report, top)),
+        PrintFormat::Json => print!("{}", String::from_utf8_lossy(&report.to_json()?)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -63,7 +70,7 @@ pub fn compare(options: &CompareOptions) -> Result<ExitCode> {
         .map(|(index, path)| compare::Side::load(compare::label(index), path))
         .collect::<Result<Vec<_>>>()?;
     let comparison = compare::compare(&sides, options.force.then_some("--force"))?;
-    compare::publish(&sides, &comparison, options.output.as_deref(), options.json)?;
+    compare::publish(&sides, &comparison, options.output.as_deref(), options.format)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -115,13 +115,24 @@ pub struct WorkloadCommandOptions {
     pub wait_for_start: bool,
 }
 
+/// How `report` and `compare` print their result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PrintFormat {
+    /// The wide text tables.
+    #[default]
+    Text,
+    /// At most 80 columns of plain text, for a mail.
+    Mail,
+    Json,
+}
+
 #[derive(Clone, Debug)]
 pub struct CompareOptions {
     /// Each side a run directory or a directory of runs; the first is the baseline.
     pub sides: Vec<PathBuf>,
     /// Compare even when the workloads differ.
     pub force: bool,
-    pub json: bool,
+    pub format: PrintFormat,
     /// Where to write comparison.txt, .json, .html and the plots.
     pub output: Option<PathBuf>,
 }

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::compare::{self, Side};
 use crate::model::Report;
-use crate::options::{AbOptions, RunOptions};
+use crate::options::{AbOptions, PrintFormat, RunOptions};
 use crate::output::table::format_ns;
 use crate::run::{self, Signals, Status};
 
@@ -189,7 +189,12 @@ pub fn interleaved(options: &AbOptions) -> Result<ExitCode> {
         // A blank line between the runs' progress and the comparison.
         crate::output::print("\n")?;
     }
-    compare::publish(&sides, &comparison, Some(&options.output), options.json)?;
+    let format = if options.json {
+        PrintFormat::Json
+    } else {
+        PrintFormat::Text
+    };
+    compare::publish(&sides, &comparison, Some(&options.output), format)?;
     if !options.json {
         println!(
             "\ncomparison: {}",
