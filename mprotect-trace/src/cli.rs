@@ -212,6 +212,11 @@ struct RunArgs {
     /// Print the whole report as JSON instead of the table and the `result` line.
     #[arg(long)]
     json: bool,
+    /// Print only the summary line (the workload's ns/page and the syscall's
+    /// calls, p50 and p99) on stdout; stderr keeps the attached line, where
+    /// the report went, warnings and errors.
+    #[arg(short = 'q', long, conflicts_with_all = ["json", "interval"])]
+    quiet: bool,
     /// Another kernel function to probe (repeatable), e.g. prot_commit_flush_ptes.
     #[arg(long = "probe", value_name = "NAME")]
     probes: Vec<String>,
@@ -316,6 +321,7 @@ impl RunArgs {
             output: self.output,
             replace: self.replace,
             json: self.json,
+            quiet: self.quiet,
             top: self.top,
         })
     }

@@ -16,6 +16,9 @@ pub fn run(options: RunOptions, repeat: u32) -> Result<ExitCode> {
     match repeat {
         0 => anyhow::bail!("--repeat must be at least 1 (got 0)"),
         1 => crate::run::run(options),
+        runs if options.quiet => {
+            anyhow::bail!("--quiet is for one run: with --repeat {runs} each run says its line on stderr; drop --quiet")
+        }
         runs => series::repeat(options, runs),
     }
 }

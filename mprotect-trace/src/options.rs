@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub replace: bool,
     /// Print the report as JSON instead of the table.
     pub json: bool,
+    /// Print only the summary line on stdout.
+    pub quiet: bool,
     /// List the first N kernel functions (default: those of 0.5 % or more).
     pub top: Option<usize>,
 }
@@ -73,6 +75,7 @@ impl Default for RunOptions {
             output: None,
             replace: false,
             json: false,
+            quiet: false,
             top: None,
         }
     }

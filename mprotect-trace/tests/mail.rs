@@ -1,7 +1,7 @@
 //! The mail texts (`report --format mail`, `compare --format mail`) of
 //! real runs on this machine's kernel (root): every line at most 80
 //! characters, and every figure the one report.json (or the comparison's
-//! JSON) holds.
+//! JSON) holds. And `run --quiet`: one summary line on stdout, nothing else.
 
 mod common;
 
@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use mprotect_trace::model::{LatencySummary, Report, ValueStats};
 use mprotect_trace::output::mail_layout::compact_ns;
+use mprotect_trace::output::table::format_ns;
+use mprotect_trace::run::ATTACHED_LINE;
 use serde_json::{Value, json};
 
 /// A small workload, so the many runs here stay quick.
@@ -439,7 +441,60 @@ fn a_comparison_mail_of_two_and_three_sides_fits_80_columns_and_holds_the_figure
 }
 
 #[test]
-fn format_refuses_what_it_cannot_do_in_one_line() {
+fn quiet_prints_only_the_summary_line() {
+    let dir = common::out_dir("mail", "quiet");
+    let output = common::binary()
+        .args(["run", "--quiet", "-o", path(&dir)])
+        .args(SMALL)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = common::report(&dir);
+    let (workload, latency) = (report.workload.as_ref().unwrap(), &report.syscall.latency);
+    let ns = |v: Option<f64>| format_ns(v.unwrap());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!(
+            "{:.2} ns/page (run median); {} mprotect calls, p50 {}, p99 {}\n",
+            workload.iteration_ns_per_page_median,
+            latency.calls,
+            ns(latency.p50_ns),
+            ns(latency.p99_ns)
+        )
+    );
+    // stderr: the attached line the tests wait on, and where the report
+    // went; not the tool's timings.
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("{ATTACHED_LINE} the workload, pid ")),
+        "{stderr}"
+    );
+    assert_eq!(lines[1], format!("report: {}", dir.join("report.json").display()));
+
+    // A command: the syscall's figures alone.
+    let dir = common::out_dir("mail", "quiet-command");
+    let output = common::binary()
+        .args(["run", "-q", "--no-sample", "-o", path(&dir), "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let latency = common::report(&dir).syscall.latency;
+    assert!(latency.calls > 0);
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!(
+            "{} mprotect calls, p50 {}, p99 {}\n",
+            latency.calls,
+            ns(latency.p50_ns),
+            ns(latency.p99_ns)
+        )
+    );
+}
+
+#[test]
+fn quiet_and_format_refuse_what_they_cannot_do_in_one_line() {
     let refused = |args: &[&str], code: i32| {
         let output = common::binary().args(args).output().unwrap();
         assert_eq!(output.status.code(), Some(code), "{args:?}");
@@ -451,6 +506,14 @@ fn format_refuses_what_it_cannot_do_in_one_line() {
             .unwrap_or_default()
             .to_owned()
     };
+    assert_eq!(
+        refused(&["run", "--quiet", "--repeat", "2"], 1),
+        "error: --quiet is for one run: with --repeat 2 each run says its line on stderr; drop --quiet"
+    );
+    assert_eq!(
+        refused(&["run", "--quiet", "--json"], 2),
+        "error: the argument '--quiet' cannot be used with '--json'"
+    );
     assert_eq!(
         refused(&["compare", "--json", "--format", "mail", "a", "b"], 2),
         "error: the argument '--json' cannot be used with '--format <FORMAT>'"

@@ -12,6 +12,7 @@ pub mod json;
 pub mod mail;
 pub mod mail_layout;
 pub mod plots;
+pub mod summary;
 pub mod table;
 
 use std::io::Write as _;
