@@ -9,7 +9,7 @@ use super::text::{delta, optional, value, verdict};
 use super::{Comparison, MetricDelta, PairComparison, SYSCALL, Side};
 use crate::model::{ExactDistribution, LatencySummary, Report, TargetReport, ValueStats};
 use crate::output::mail_layout::{
-    self, compact_ns, field, histogram, histogram_bars, latency_heading, latency_row, nr_ptes_bars, wrap,
+    self, compact_ns, field, histogram, histogram_bars, latency_heading, latency_row, name_column, nr_ptes_bars, wrap,
 };
 
 /// The widest metric or function name kept beside its numbers.
@@ -59,12 +59,8 @@ pub fn render(sides: &[Side], comparison: &Comparison) -> String {
 
 fn write_pair(out: &mut String, pair: &PairComparison, allowed_by: Option<&str>) {
     let _ = writeln!(out, "\n== {} against {}", pair.b, pair.a);
-    for difference in &pair.differences {
-        let why = match (difference.shaping, allowed_by) {
-            (true, Some(reason)) => format!(" (compared anyway: {reason})"),
-            _ => String::new(),
-        };
-        wrap(out, "differs: ", "  ", &format!("{}{why}", difference.describe()));
+    for difference in pair.differences_described(allowed_by) {
+        wrap(out, "differs: ", "  ", &difference);
     }
     out.push('\n');
     let _ = writeln!(
@@ -87,16 +83,6 @@ fn write_pair(out: &mut String, pair: &PairComparison, allowed_by: Option<&str>)
     wrap(out, "", "  ", &pair.home.explanation);
 }
 
-/// A name in its column, or on a line of its own when it is too long.
-fn name_column<'a>(out: &mut String, name: &'a str) -> &'a str {
-    if name.chars().count() > NAME_WIDTH {
-        wrap(out, "", "  ", name);
-        ""
-    } else {
-        name
-    }
-}
-
 /// A latency compactly, any other value with two decimals.
 fn figure(unit: &str, v: f64) -> String {
     if unit == "ns" { compact_ns(v) } else { value(unit, v) }
@@ -105,7 +91,7 @@ fn figure(unit: &str, v: f64) -> String {
 /// The medians and the ratio on one line; the ranges, the interval and
 /// the verdict wrapped under it.
 fn write_metric(out: &mut String, pair: &PairComparison, m: &MetricDelta) {
-    let name = name_column(out, &m.metric);
+    let name = name_column(out, &m.metric, NAME_WIDTH);
     let _ = writeln!(
         out,
         "{name:<NAME_WIDTH$} {:>12} {:>12} {:>8.3}",
@@ -151,12 +137,7 @@ fn write_costs(out: &mut String, pair: &PairComparison) {
     );
     let two = |v: Option<f64>| optional(v, |v| format!("{v:.2}"));
     for t in measured {
-        let name = if t.name.chars().count() > 24 {
-            wrap(out, "", "  ", &t.name);
-            ""
-        } else {
-            &t.name
-        };
+        let name = name_column(out, &t.name, 24);
         let _ = writeln!(
             out,
             "{name:<24} {:>10} {:>10} {:>10} {:>10} {:>9}",
@@ -214,7 +195,7 @@ fn write_sampled(out: &mut String, pair: &PairComparison) {
         "kernel function", pair.a, pair.b, pair.a, pair.b, "of delta"
     );
     for row in &pair.sampled {
-        let name = name_column(out, &row.name);
+        let name = name_column(out, &row.name, NAME_WIDTH);
         let _ = writeln!(
             out,
             "{name:<NAME_WIDTH$} {:>8} {:>8} {:>8.2} {:>8.2} {:>9}",

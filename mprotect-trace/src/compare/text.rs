@@ -112,6 +112,17 @@ impl PairComparison {
         }
     }
 
+    /// Each differing setting, and why the sides were compared all the same.
+    pub(super) fn differences_described(&self, allowed_by: Option<&str>) -> Vec<String> {
+        self.differences
+            .iter()
+            .map(|difference| match (difference.shaping, allowed_by) {
+                (true, Some(reason)) => format!("{} (compared anyway: {reason})", difference.describe()),
+                _ => difference.describe(),
+            })
+            .collect()
+    }
+
     /// Why metrics have no verdict, each reason once.
     pub(super) fn no_claim_reasons(&self) -> Vec<&str> {
         let mut reasons: Vec<&str> = Vec::new();
@@ -125,12 +136,8 @@ impl PairComparison {
 
     fn write_text(&self, out: &mut String, allowed_by: Option<&str>) {
         let _ = writeln!(out, "\n== {} against {}", self.b, self.a);
-        for difference in &self.differences {
-            let why = match (difference.shaping, allowed_by) {
-                (true, Some(reason)) => format!(" (compared anyway: {reason})"),
-                _ => String::new(),
-            };
-            let _ = writeln!(out, "differs: {}{why}", difference.describe());
+        for difference in self.differences_described(allowed_by) {
+            let _ = writeln!(out, "differs: {difference}");
         }
         let confidence = self
             .metrics

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::mail_layout::{self, Bar, field, histogram, latency_heading, latency_row, wrap};
+use super::mail_layout::{self, Bar, field, histogram, latency_heading, latency_row, name_column, wrap};
 use super::table;
 use crate::model::{Profile, Report, TargetReport, WorkloadResult};
 
@@ -175,13 +175,7 @@ fn functions(out: &mut String, profile: &Profile, top: Option<usize>) {
         "kernel function", "self", "total"
     );
     for function in shown {
-        // A name too long for its column gets a line of its own.
-        let name = if function.name.chars().count() > FUNCTION_WIDTH {
-            wrap(out, "", "  ", &function.name);
-            ""
-        } else {
-            &function.name
-        };
+        let name = name_column(out, &function.name, FUNCTION_WIDTH);
         let _ = writeln!(
             out,
             "{name:<FUNCTION_WIDTH$} {:>7.1}% {:>7.1}%",

@@ -95,6 +95,17 @@ pub fn machine(out: &mut String, report: &Report) {
     field(out, "command:", &super::command_line::repeating(report));
 }
 
+/// `name` for a column `width` wide; a longer one is written on a line
+/// of its own first, and the column left blank.
+pub fn name_column<'a>(out: &mut String, name: &'a str, width: usize) -> &'a str {
+    if name.chars().count() > width {
+        wrap(out, "", "  ", name);
+        ""
+    } else {
+        name
+    }
+}
+
 /// The heading of [`latency_row`]s.
 pub fn latency_heading(out: &mut String, first: &str) {
     let _ = writeln!(
@@ -106,12 +117,7 @@ pub fn latency_heading(out: &mut String, first: &str) {
 
 /// One latency stream in 75 columns: calls, p50, p90, p99, p99.9, min, max.
 pub fn latency_row(out: &mut String, name: &str, latency: &LatencySummary) {
-    let name = if name.chars().count() > NAME_WIDTH {
-        wrap(out, "", "  ", name);
-        ""
-    } else {
-        name
-    };
+    let name = name_column(out, name, NAME_WIDTH);
     let _ = writeln!(
         out,
         "{name:<NAME_WIDTH$} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
