@@ -126,19 +126,29 @@ fn sum(bars: &[(String, u64)]) -> u64 {
     bars.iter().map(|(_, count)| count).sum()
 }
 
-/// The names listed under the kernel-function heading.
+/// The names listed under the kernel-function heading: each beside its
+/// two shares, or a long one on its own line above them.
 fn listed_functions(text: &str) -> Vec<String> {
-    text.lines()
+    let shares = |words: &[&str]| words.iter().all(|word| word.ends_with('%'));
+    let mut names = Vec::new();
+    let mut lines = text
+        .lines()
         .skip_while(|line| !line.starts_with("kernel function "))
         .skip(1)
-        .map_while(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match words.as_slice() {
-                [name, own, total] if own.ends_with('%') && total.ends_with('%') => Some(name.to_string()),
-                _ => None,
+        .peekable();
+    while let Some(line) = lines.next() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [name, own, total] if shares(&[own, total]) => names.push(name.to_string()),
+            [name] => {
+                let next: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+                assert!(next.len() == 2 && shares(&next), "no shares under {name}");
+                names.push(name.to_string());
             }
-        })
-        .collect()
+            _ => break,
+        }
+    }
+    names
 }
 
 /// Checks a run's mail against its report.json: the machine, the command
@@ -391,7 +401,9 @@ fn check_compare_mail(sides: &[&Path]) -> String {
     mail
 }
 
-/// The function names of the sampled rows of one pair.
+/// The function names of the sampled rows of one pair: every line of
+/// the table that starts with a name (the numbers and the B-A lines are
+/// indented, and a long name has a line of its own).
 fn listed_sampled(section: &str) -> Vec<String> {
     section
         .lines()
@@ -399,10 +411,7 @@ fn listed_sampled(section: &str) -> Vec<String> {
         .skip(1)
         .take_while(|line| !line.is_empty())
         .filter(|line| !line.starts_with(' '))
-        .map_while(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            (words.len() == 7 || words.len() == 6).then(|| words[0].to_owned())
-        })
+        .map(|line| line.split_whitespace().next().unwrap_or_default().to_owned())
         .collect()
 }
 
