@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use mprotect_trace::commands;
 use mprotect_trace::kernel::trace_events::{self, TracepointSpec};
 use mprotect_trace::options::{
-    AbOptions, CompareOptions, DoctorOptions, RunOptions, SyscallTracing, TraceTarget, WorkloadCommandOptions,
+    AbOptions, CompareOptions, DoctorOptions, PrintFormat, RunOptions, SyscallTracing, TraceTarget,
+    WorkloadCommandOptions,
 };
 use mprotect_trace::probes::backend;
 use mprotect_trace::probes::plan::BackendChoice;
@@ -62,12 +63,16 @@ impl Cli {
                 json: args.json,
                 wait_for_start: args.wait_for_start,
             }),
-            Command::Report(args) => commands::report(&args.dir, args.top),
+            Command::Report(args) => commands::report(&args.dir, args.top, args.format.into()),
             Command::Plot(args) => commands::plot(&args.dir),
             Command::Compare(args) => commands::compare(&CompareOptions {
                 sides: args.sides,
                 force: args.force,
-                json: args.json,
+                format: if args.json {
+                    PrintFormat::Json
+                } else {
+                    args.format.into()
+                },
                 output: args.output,
             }),
             Command::Doctor(args) => commands::doctor(&DoctorOptions {
@@ -209,6 +214,11 @@ struct RunArgs {
     /// Print the whole report as JSON instead of the table and the `result` line.
     #[arg(long)]
     json: bool,
+    /// Print only the summary line (the workload's ns/page and the syscall's
+    /// calls, p50 and p99) on stdout; stderr keeps the attached line, where
+    /// the report went, warnings and errors.
+    #[arg(short = 'q', long, conflicts_with_all = ["json", "interval"])]
+    quiet: bool,
     /// Another kernel function to probe, e.g. prot_commit_flush_ptes, or a
     /// tracepoint to count, e.g. tlb:tlb_flush (repeatable).
     #[arg(long = "probe", value_name = "NAME")]
@@ -337,6 +347,7 @@ impl RunArgs {
             output: self.output,
             replace: self.replace,
             json: self.json,
+            quiet: self.quiet,
             top: self.top,
         })
     }
@@ -349,6 +360,28 @@ struct ReportArgs {
     /// List the first N kernel functions by total share [default: those of 0.5 % or more].
     #[arg(long, value_name = "N", value_parser = whole::<usize>)]
     top: Option<usize>,
+    /// text: the table and the `result` line; mail: at most 80 columns,
+    /// with latency percentiles and text histograms; json: report.json.
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    format: FormatArg,
+}
+
+/// `--format` of `report` and `compare`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FormatArg {
+    Text,
+    Mail,
+    Json,
+}
+
+impl From<FormatArg> for PrintFormat {
+    fn from(format: FormatArg) -> Self {
+        match format {
+            FormatArg::Text => PrintFormat::Text,
+            FormatArg::Mail => PrintFormat::Mail,
+            FormatArg::Json => PrintFormat::Json,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -366,9 +399,13 @@ struct CompareArgs {
     /// Compare even when the sides' settings differ.
     #[arg(long)]
     force: bool,
-    /// Print the comparison as JSON.
-    #[arg(long)]
+    /// Print the comparison as JSON (the same as --format json).
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+    /// text: the wide tables; mail: at most 80 columns, with each side's
+    /// latency percentiles and text histograms; json: for machines.
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    format: FormatArg,
     /// Also write comparison.txt, .json and .html, the latency CDFs of every
     /// side and, when the sides sampled stacks, diff-flame.svg here.
     #[arg(short = 'o', long, value_name = "DIR")]

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::model::Report;
-use crate::options::{AbOptions, CompareOptions, DoctorOptions, RunOptions, WorkloadCommandOptions};
+use crate::options::{AbOptions, CompareOptions, DoctorOptions, PrintFormat, RunOptions, WorkloadCommandOptions};
 use crate::{compare, doctor, output, series, workload};
 
 /// `run`: trace, print the table, write the run's directory; with
@@ -16,6 +16,9 @@ pub fn run(options: RunOptions, repeat: u32) -> Result<ExitCode> {
     match repeat {
         0 => anyhow::bail!("--repeat must be at least 1 (got 0)"),
         1 => crate::run::run(options),
+        runs if options.quiet => {
+            anyhow::bail!("--quiet is for one run: with --repeat {runs} each run says its line on stderr; drop --quiet")
+        }
         runs => series::repeat(options, runs),
     }
 }
@@ -25,12 +28,19 @@ pub fn ab(options: &AbOptions) -> Result<ExitCode> {
     series::interleaved(options)
 }
 
-/// `report DIR`: the table of a saved run; `top`: list that many kernel functions.
-pub fn report(path: &Path, top: Option<usize>) -> Result<ExitCode> {
+/// `report DIR`: the table of a saved run (or its mail text, or its JSON);
+/// `top`: list that many kernel functions.
+pub fn report(path: &Path, top: Option<usize>, format: PrintFormat) -> Result<ExitCode> {
     let report = Report::load(path)?;
-    print!("{}", output::table::render_top(&report, top));
-    if let Some(workload) = &report.workload {
-        println!("{}", workload.result_line());
+    match format {
+        PrintFormat::Text => {
+            print!("{}", output::table::render_top(&report, top));
+            if let Some(workload) = &report.workload {
+                println!("{}", workload.result_line());
+            }
+        }
+        PrintFormat::Mail => print!("{}", output::mail::render(&report, top)),
+        PrintFormat::Json => print!("{}", String::from_utf8_lossy(&report.to_json()?)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -63,7 +73,7 @@ pub fn compare(options: &CompareOptions) -> Result<ExitCode> {
         .map(|(index, path)| compare::Side::load(compare::label(index), path))
         .collect::<Result<Vec<_>>>()?;
     let comparison = compare::compare(&sides, options.force.then_some("--force"))?;
-    compare::publish(&sides, &comparison, options.output.as_deref(), options.json)?;
+    compare::publish(&sides, &comparison, options.output.as_deref(), options.format)?;
     Ok(ExitCode::SUCCESS)
 }
 

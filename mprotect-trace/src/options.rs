@@ -54,6 +54,8 @@ pub struct RunOptions {
     pub replace: bool,
     /// Print the report as JSON instead of the table.
     pub json: bool,
+    /// Print only the summary line on stdout.
+    pub quiet: bool,
     /// List the first N kernel functions (default: those of 0.5 % or more).
     pub top: Option<usize>,
     /// Tracepoints to count (`--probe category:name`, `--probe-field`).
@@ -78,6 +80,7 @@ impl Default for RunOptions {
             output: None,
             replace: false,
             json: false,
+            quiet: false,
             top: None,
             tracepoints: Vec::new(),
             per_cpu: false,
@@ -122,13 +125,24 @@ pub struct WorkloadCommandOptions {
     pub wait_for_start: bool,
 }
 
+/// How `report` and `compare` print their result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PrintFormat {
+    /// The wide text tables.
+    #[default]
+    Text,
+    /// At most 80 columns of plain text, for a mail.
+    Mail,
+    Json,
+}
+
 #[derive(Clone, Debug)]
 pub struct CompareOptions {
     /// Each side a run directory or a directory of runs; the first is the baseline.
     pub sides: Vec<PathBuf>,
     /// Compare even when the workloads differ.
     pub force: bool,
-    pub json: bool,
+    pub format: PrintFormat,
     /// Where to write comparison.txt, .json, .html and the plots.
     pub output: Option<PathBuf>,
 }

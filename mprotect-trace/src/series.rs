@@ -10,8 +10,8 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::compare::{self, Side};
 use crate::model::Report;
-use crate::options::{AbOptions, RunOptions};
-use crate::output::table::format_ns;
+use crate::options::{AbOptions, PrintFormat, RunOptions};
+use crate::output::summary;
 use crate::run::{self, Signals, Status};
 
 /// `DIR/run-01`, `DIR/run-02`, ...: name order is run order.
@@ -79,15 +79,8 @@ impl Interrupts {
 /// What one run measured, in a few words.
 fn headline(report: &Report) -> String {
     match &report.workload {
-        Some(w) => format!("{:.2} ns/page (run median)", w.iteration_ns_per_page_median),
-        None => {
-            let latency = &report.syscall.latency;
-            format!(
-                "{} mprotect calls, p50 {}",
-                latency.calls,
-                latency.p50_ns.map_or_else(|| "-".to_owned(), format_ns)
-            )
-        }
+        Some(workload) => summary::workload_figure(workload),
+        None => summary::syscall_figures(report),
     }
 }
 
@@ -189,7 +182,12 @@ pub fn interleaved(options: &AbOptions) -> Result<ExitCode> {
         // A blank line between the runs' progress and the comparison.
         crate::output::print("\n")?;
     }
-    compare::publish(&sides, &comparison, Some(&options.output), options.json)?;
+    let format = if options.json {
+        PrintFormat::Json
+    } else {
+        PrintFormat::Text
+    };
+    compare::publish(&sides, &comparison, Some(&options.output), format)?;
     if !options.json {
         println!(
             "\ncomparison: {}",

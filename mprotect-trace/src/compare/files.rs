@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 
 use super::{Comparison, Side};
+use crate::options::PrintFormat;
 use crate::output::{self, Artifact};
 
 /// Plots draw each side's representative run (the one whose workload
@@ -53,12 +54,16 @@ pub fn write_outputs(sides: &[Side], text: &str, json: &str, dir: &Path) -> Resu
     Ok(())
 }
 
-/// Prints a comparison (text, or JSON with `json`) and, with `dir`, writes
-/// its files there: what `compare` and `ab` both end with.
-pub fn publish(sides: &[Side], comparison: &Comparison, dir: Option<&Path>, json: bool) -> Result<()> {
+/// Prints a comparison as `format` says and, with `dir`, writes its files
+/// there: what `compare` and `ab` both end with.
+pub fn publish(sides: &[Side], comparison: &Comparison, dir: Option<&Path>, format: PrintFormat) -> Result<()> {
     let (text, json_text) = (comparison.to_text(), serde_json::to_string_pretty(comparison)?);
     if let Some(dir) = dir {
         write_outputs(sides, &text, &json_text, dir)?;
     }
-    output::print(&if json { format!("{json_text}\n") } else { text })
+    output::print(&match format {
+        PrintFormat::Text => text,
+        PrintFormat::Mail => super::mail::render(sides, comparison),
+        PrintFormat::Json => format!("{json_text}\n"),
+    })
 }

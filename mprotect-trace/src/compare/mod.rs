@@ -4,6 +4,7 @@
 //! independent (they drift together), runs are.
 
 mod files;
+mod mail;
 mod side;
 mod text;
 

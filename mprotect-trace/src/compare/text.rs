@@ -2,18 +2,18 @@
 
 use std::fmt::Write as _;
 
-use super::{Comparison, Delta, IntervalSource, MetricDelta, OrderKind, PairComparison, Verdict};
+use super::{Comparison, Delta, Design, IntervalSource, MetricDelta, OrderKind, PairComparison, Verdict};
 use crate::output::table::format_ns;
 
-fn value(unit: &str, v: f64) -> String {
+pub(super) fn value(unit: &str, v: f64) -> String {
     if unit == "ns" { format_ns(v) } else { format!("{v:.2}") }
 }
 
-fn optional(v: Option<f64>, format: impl Fn(f64) -> String) -> String {
+pub(super) fn optional(v: Option<f64>, format: impl Fn(f64) -> String) -> String {
     v.map_or_else(|| "-".to_owned(), format)
 }
 
-fn delta(d: &Option<Delta>) -> String {
+pub(super) fn delta(d: &Option<Delta>) -> String {
     match d {
         Some(Delta {
             estimate,
@@ -26,7 +26,7 @@ fn delta(d: &Option<Delta>) -> String {
 }
 
 /// Two significant digits: 0.69, 0.0079; below 1e-4 in e notation.
-fn p_value(p: f64) -> String {
+pub(super) fn p_value(p: f64) -> String {
     if p < 1e-4 {
         return format!("{p:.1e}");
     }
@@ -34,7 +34,7 @@ fn p_value(p: f64) -> String {
     format!("{p:.decimals$}")
 }
 
-fn verdict(m: &MetricDelta) -> String {
+pub(super) fn verdict(m: &MetricDelta) -> String {
     match (m.verdict, &m.test) {
         (Verdict::Significant, Some(test)) => format!(
             "significant (p = {}); smallest detectable: {}",
@@ -64,37 +64,80 @@ impl Comparison {
                 side.label, side.path, side.traced, side.kernel_release
             );
         }
-        let runs: Vec<String> = self.design.runs.iter().map(usize::to_string).collect();
-        let order = match self.design.order.kind {
-            OrderKind::Single => "one run a side".to_owned(),
-            OrderKind::Interleaved => format!("interleaved ({})", self.design.order.sequence),
-            OrderKind::NotInterleaved => format!("NOT interleaved ({})", self.design.order.sequence),
-        };
-        let _ = writeln!(out, "runs: {}, order: {order}", runs.join(" / "));
+        let _ = writeln!(out, "{}", self.design.runs_and_order());
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
         }
         for pair in &self.against_baseline {
             pair.write_text(&mut out, self.allowed_by.as_deref());
         }
-        let _ = writeln!(
-            out,
-            "\nunit: {}\ntest: {}, alpha {}\ninterval: {}\ndetectable: {}",
-            self.design.unit, self.design.test, self.design.alpha, self.design.interval, self.design.detectable
-        );
+        out.push('\n');
+        for (name, text) in self.design.method() {
+            let _ = writeln!(out, "{name}: {text}");
+        }
         out
     }
 }
 
+impl Design {
+    /// "runs: 5 / 5, order: interleaved (A B A B ...)".
+    pub(super) fn runs_and_order(&self) -> String {
+        let runs: Vec<String> = self.runs.iter().map(usize::to_string).collect();
+        let order = match self.order.kind {
+            OrderKind::Single => "one run a side".to_owned(),
+            OrderKind::Interleaved => format!("interleaved ({})", self.order.sequence),
+            OrderKind::NotInterleaved => format!("NOT interleaved ({})", self.order.sequence),
+        };
+        format!("runs: {}, order: {order}", runs.join(" / "))
+    }
+
+    /// What the statistics are, one `name: text` line each.
+    pub(super) fn method(&self) -> [(&'static str, String); 4] {
+        [
+            ("unit", self.unit.to_owned()),
+            ("test", format!("{}, alpha {}", self.test, self.alpha)),
+            ("interval", self.interval.to_owned()),
+            ("detectable", self.detectable.to_owned()),
+        ]
+    }
+}
+
 impl PairComparison {
+    /// Where the sampled rows' intervals come from, in a few words.
+    pub(super) fn sampled_intervals(&self) -> &'static str {
+        match self.sampled.first().map(|row| row.delta_ns_per_page.interval_from) {
+            Some(IntervalSource::Runs) => "intervals over runs",
+            Some(IntervalSource::SamplingOnly) => "95 % intervals of the sampling error only: one run a side",
+            Some(IntervalSource::None) | None => "no intervals: too few runs",
+        }
+    }
+
+    /// Each differing setting, and why the sides were compared all the same.
+    pub(super) fn differences_described(&self, allowed_by: Option<&str>) -> Vec<String> {
+        self.differences
+            .iter()
+            .map(|difference| match (difference.shaping, allowed_by) {
+                (true, Some(reason)) => format!("{} (compared anyway: {reason})", difference.describe()),
+                _ => difference.describe(),
+            })
+            .collect()
+    }
+
+    /// Why metrics have no verdict, each reason once.
+    pub(super) fn no_claim_reasons(&self) -> Vec<&str> {
+        let mut reasons: Vec<&str> = Vec::new();
+        for reason in self.metrics.iter().filter_map(|m| m.reason.as_deref()) {
+            if !reasons.contains(&reason) {
+                reasons.push(reason);
+            }
+        }
+        reasons
+    }
+
     fn write_text(&self, out: &mut String, allowed_by: Option<&str>) {
         let _ = writeln!(out, "\n== {} against {}", self.b, self.a);
-        for difference in &self.differences {
-            let why = match (difference.shaping, allowed_by) {
-                (true, Some(reason)) => format!(" (compared anyway: {reason})"),
-                _ => String::new(),
-            };
-            let _ = writeln!(out, "differs: {}{why}", difference.describe());
+        for difference in self.differences_described(allowed_by) {
+            let _ = writeln!(out, "differs: {difference}");
         }
         let confidence = self
             .metrics
@@ -110,7 +153,6 @@ impl PairComparison {
             "\n{:<32} {:<34} {:<34} {:>7} {:<24} verdict",
             "metric", a_heading, b_heading, ratio_heading, interval_heading
         );
-        let mut reasons: Vec<&str> = Vec::new();
         for m in &self.metrics {
             let spread = |s: &super::Spread| match s.runs.len() {
                 1 => value(m.unit, s.median),
@@ -134,13 +176,8 @@ impl PairComparison {
                 interval,
                 verdict(m)
             );
-            if let Some(reason) = &m.reason
-                && !reasons.contains(&reason.as_str())
-            {
-                reasons.push(reason);
-            }
         }
-        for reason in reasons {
+        for reason in self.no_claim_reasons() {
             let _ = writeln!(out, "no claim: {reason}");
         }
 
@@ -188,11 +225,7 @@ impl PairComparison {
         }
 
         if !self.sampled.is_empty() {
-            let source = match self.sampled[0].delta_ns_per_page.interval_from {
-                IntervalSource::Runs => "intervals over runs",
-                IntervalSource::SamplingOnly => "95 % intervals of the sampling error only: one run a side",
-                IntervalSource::None => "no intervals: too few runs",
-            };
+            let source = self.sampled_intervals();
             let _ = writeln!(
                 out,
                 "\nfrom stack samples (self share x syscall ns/page per iteration; {source}):\n{:<32} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",

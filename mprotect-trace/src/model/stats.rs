@@ -55,6 +55,19 @@ impl Histogram {
         None
     }
 
+    /// Bucket-wise sum of `histograms` (one stream measured in several runs).
+    pub fn pooled<'a>(histograms: impl IntoIterator<Item = &'a Histogram>) -> Histogram {
+        let mut buckets: Vec<(u64, u64, u64)> = Vec::new();
+        for &(low, high, count) in histograms.into_iter().flat_map(|h| &h.buckets) {
+            match buckets.iter_mut().find(|b| b.0 == low) {
+                Some(bucket) => bucket.2 += count,
+                None => buckets.push((low, high, count)),
+            }
+        }
+        buckets.sort_unstable();
+        Histogram { buckets }
+    }
+
     /// Bucket-wise difference `self - earlier` (for per-interval output).
     pub fn since(&self, earlier: &Histogram) -> Histogram {
         let buckets = self
@@ -85,6 +98,18 @@ impl ValueStats {
         (self.count > 0).then(|| self.total as f64 / self.count as f64)
     }
 
+    /// One stream measured in several runs, as if in one: counts, totals
+    /// and buckets added, the least min and the greatest max.
+    pub fn pooled<'a>(all: impl IntoIterator<Item = &'a ValueStats> + Clone) -> ValueStats {
+        ValueStats {
+            count: all.clone().into_iter().map(|s| s.count).sum(),
+            total: all.clone().into_iter().map(|s| s.total).sum(),
+            min: all.clone().into_iter().filter_map(|s| s.min).min(),
+            max: all.clone().into_iter().filter_map(|s| s.max).max(),
+            histogram: Histogram::pooled(all.into_iter().map(|s| &s.histogram)),
+        }
+    }
+
     pub fn since(&self, earlier: &ValueStats) -> ValueStats {
         // min/max cannot be split by interval; they stay run-wide.
         ValueStats {
@@ -106,6 +131,19 @@ pub struct ExactDistribution {
 impl ExactDistribution {
     pub fn total(&self) -> u64 {
         self.counts.iter().map(|(_, count)| count).sum()
+    }
+
+    /// Value-wise sum of `distributions`, in value order.
+    pub fn pooled<'a>(distributions: impl IntoIterator<Item = &'a ExactDistribution>) -> ExactDistribution {
+        let mut counts: Vec<(u64, u64)> = Vec::new();
+        for &(value, count) in distributions.into_iter().flat_map(|d| &d.counts) {
+            match counts.iter_mut().find(|c| c.0 == value) {
+                Some(entry) => entry.1 += count,
+                None => counts.push((value, count)),
+            }
+        }
+        counts.sort_unstable();
+        ExactDistribution { counts }
     }
 }
 
@@ -190,6 +228,26 @@ mod tests {
             let error = (estimate - exact).abs() / exact;
             assert!(error <= PERCENTILE_RELATIVE_ERROR, "q={q}: {estimate} vs {exact}");
         }
+    }
+
+    #[test]
+    fn pooling_adds_counts_bucket_by_bucket() {
+        let stats = |values: &[u64]| ValueStats {
+            count: values.len() as u64,
+            total: values.iter().sum(),
+            min: values.iter().copied().min(),
+            max: values.iter().copied().max(),
+            histogram: histogram_of(values),
+        };
+        let (a, b) = (stats(&[5, 100, 100]), stats(&[3, 100, 4000]));
+        assert_eq!(ValueStats::pooled([&a, &b]), stats(&[5, 100, 100, 3, 100, 4000]));
+        let a = ExactDistribution {
+            counts: vec![(4, 1), (1, 2)],
+        };
+        let b = ExactDistribution {
+            counts: vec![(1, 3), (513, 1)],
+        };
+        assert_eq!(ExactDistribution::pooled([&a, &b]).counts, [(1, 5), (4, 1), (513, 1)]);
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! The workload's measured result and the page state it ran in, printed
 //! as the reproducers print it: one `result key=value ...` line, or JSON.
 
-use std::fmt::Write as _;
-
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -93,21 +91,51 @@ impl SmapsEntry {
 impl WorkloadResult {
     /// The one-line summary, with the reproducer's field names.
     pub fn result_line(&self) -> String {
-        let mut line = format!(
-            "result scenario={} pages={} mapping_mb={} iterations={} warmup={} rounds={} threads={}",
-            self.scenario, self.pages, self.mapping_mb, self.iterations, self.warmup, self.rounds, self.threads
-        );
+        let fields: Vec<String> = self
+            .result_fields()
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        format!("result {}", fields.join(" "))
+    }
+
+    /// The `result` line's fields, in its order: `(key, value)`.
+    pub fn result_fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = vec![
+            ("scenario", self.scenario.clone()),
+            ("pages", self.pages.to_string()),
+            ("mapping_mb", self.mapping_mb.to_string()),
+            ("iterations", self.iterations.to_string()),
+            ("warmup", self.warmup.to_string()),
+            ("rounds", self.rounds.to_string()),
+            ("threads", self.threads.to_string()),
+        ];
         if let Some(kb) = self.folio_kb {
-            let _ = write!(line, " folio_kb={kb}");
+            fields.push(("folio_kb", kb.to_string()));
         }
         if self.stopped_early {
-            let _ = write!(
-                line,
-                " stopped_early=1 measured_iterations={}",
-                self.measured_iterations
-            );
+            fields.push(("stopped_early", "1".to_owned()));
+            fields.push(("measured_iterations", self.measured_iterations.to_string()));
+        }
+        for (key, value) in self.ns_per_page_fields() {
+            fields.push((key, format!("{value:.2}")));
         }
         for (key, value) in [
+            ("kernel_page_kb", self.kernel_page_kb),
+            ("mmu_page_kb", self.mmu_page_kb),
+            ("anon_huge_kb", self.anon_huge_kb),
+            ("thpeligible", self.thpeligible),
+            ("expected_match_ratio", self.expected_match_ratio),
+            ("mprotect_calls", self.mprotect_calls),
+        ] {
+            fields.push((key, value.to_string()));
+        }
+        fields
+    }
+
+    /// The per-page times of the `result` line: means, then medians.
+    pub fn ns_per_page_fields(&self) -> [(&'static str, f64); 8] {
+        [
             ("protect_ns_per_page", self.protect_ns_per_page),
             ("restore_ns_per_page", self.restore_ns_per_page),
             ("post_touch_ns_per_page", self.post_touch_ns_per_page),
@@ -116,20 +144,7 @@ impl WorkloadResult {
             ("restore_ns_per_page_median", self.restore_ns_per_page_median),
             ("post_touch_ns_per_page_median", self.post_touch_ns_per_page_median),
             ("iteration_ns_per_page_median", self.iteration_ns_per_page_median),
-        ] {
-            let _ = write!(line, " {key}={value:.2}");
-        }
-        let _ = write!(
-            line,
-            " kernel_page_kb={} mmu_page_kb={} anon_huge_kb={} thpeligible={} expected_match_ratio={} mprotect_calls={}",
-            self.kernel_page_kb,
-            self.mmu_page_kb,
-            self.anon_huge_kb,
-            self.thpeligible,
-            self.expected_match_ratio,
-            self.mprotect_calls
-        );
-        line
+        ]
     }
 }
 

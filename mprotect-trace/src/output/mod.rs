@@ -4,12 +4,16 @@
 //! there), then each is written atomically, `report.json` last, so a run
 //! that fails to write leaves no report that looks complete.
 
+pub mod command_line;
 pub mod flame;
 pub mod folded;
 pub mod html;
 pub mod json;
+pub mod mail;
+pub mod mail_layout;
 pub mod plots;
 pub mod pprof;
+pub mod summary;
 pub mod table;
 
 use std::io::Write as _;

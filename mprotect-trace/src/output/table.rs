@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::model::{
-    Backend, CpuCalls, FieldValues, LatencySummary, Profile, ProgramCost, Report, Scope, TargetReport, ValueStats,
+    Backend, CpuCalls, FieldValues, FunctionShare, LatencySummary, Profile, ProgramCost, Report, Scope, TargetReport,
+    ValueStats,
 };
 
 /// "850 ns", "1.02 us", "3.40 ms", "1.20 s".
@@ -198,20 +199,24 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
     if let Some(costs) = &report.program_costs {
         render_program_costs(&mut out, report, costs);
     }
-    let lost = &report.lost;
-    let _ = writeln!(
-        out,
-        "\nlost data: {} exits without their entry, {} entry timestamps overwritten before their exit, {} failed map lookups",
-        lost.exit_without_entry, lost.entry_overwritten, lost.map_lookup_failed
-    );
-    if lost.in_flight > 0 {
+    let _ = writeln!(out, "\n{}", lost_data(report));
+    if report.lost.in_flight > 0 {
         let _ = writeln!(
             out,
             "{} calls were in flight when tracing stopped: entered, not returned, so not in the latency above",
-            lost.in_flight
+            report.lost.in_flight
         );
     }
     out
+}
+
+/// "lost data: 0 exits without their entry, ...": what the programs could not record.
+pub fn lost_data(report: &Report) -> String {
+    let lost = &report.lost;
+    format!(
+        "lost data: {} exits without their entry, {} entry timestamps overwritten before their exit, {} failed map lookups",
+        lost.exit_without_entry, lost.entry_overwritten, lost.map_lookup_failed
+    )
 }
 
 fn render_program_costs(out: &mut String, report: &Report, costs: &[ProgramCost]) {
@@ -240,19 +245,24 @@ fn render_program_costs(out: &mut String, report: &Report, costs: &[ProgramCost]
     }
 }
 
+/// Why a run has no nr_ptes distribution: "no source: ...".
+pub fn no_nr_ptes_source(report: &Report) -> String {
+    let why = if report.capabilities.btf.available {
+        "no probed function here has an nr_ptes/nr parameter".to_owned()
+    } else {
+        format!(
+            "parameters are found by name in BTF, and {}",
+            report.capabilities.btf.detail
+        )
+    };
+    format!("no source: {why}")
+}
+
 fn render_distributions(out: &mut String, report: &Report) {
     let _ = writeln!(out, "\nnr_ptes (PTEs handled per step):");
     let sources: Vec<&TargetReport> = report.targets.iter().filter(|t| t.nr_ptes.is_some()).collect();
     if sources.is_empty() {
-        let why = if report.capabilities.btf.available {
-            "no probed function here has an nr_ptes/nr parameter".to_owned()
-        } else {
-            format!(
-                "parameters are found by name in BTF, and {}",
-                report.capabilities.btf.detail
-            )
-        };
-        let _ = writeln!(out, "  no source: {why}");
+        let _ = writeln!(out, "  {}", no_nr_ptes_source(report));
     }
     for target in sources {
         let (Some(source), Some(nr_ptes)) = (&target.attachment.nr_ptes_source, &target.nr_ptes) else {
@@ -474,6 +484,48 @@ fn render_processes(out: &mut String, profile: &Profile, top: Option<usize>) {
     }
 }
 
+/// The kernel functions a summary lists: the first `top` by total share,
+/// or those of [`FUNCTION_SHARE_THRESHOLD`] or more; and, when some are
+/// left out, the line that says how many and how to see them.
+pub fn listed_functions(profile: &Profile, top: Option<usize>) -> (&[FunctionShare], Option<String>) {
+    let above = |f: &FunctionShare| f.total_share >= FUNCTION_SHARE_THRESHOLD;
+    let shown = top
+        .unwrap_or_else(|| profile.functions.iter().filter(|f| above(f)).count())
+        .min(profile.functions.len());
+    let (listed, hidden) = profile.functions.split_at(shown);
+    if hidden.is_empty() {
+        return (listed, None);
+    }
+    let big = hidden.iter().filter(|f| above(f)).count();
+    let small = hidden.len() - big;
+    let threshold = FUNCTION_SHARE_THRESHOLD * 100.0;
+    let what = match (big, small) {
+        (0, small) => format!("{small} more below {threshold} %"),
+        (big, 0) => format!("{big} more of {threshold} % or more"),
+        (big, small) => format!(
+            "{} more: {big} of {threshold} % or more, {small} below {threshold} %",
+            big + small
+        ),
+    };
+    (
+        listed,
+        Some(format!("{what} (--top {} shows them)", profile.functions.len())),
+    )
+}
+
+/// The warning that a share rests on too few samples, if it does.
+pub fn few_samples_warning(profile: &Profile) -> Option<String> {
+    // One standard error of a share p of n samples is sqrt(p(1-p)/n), at most 0.5/sqrt(n).
+    let error = 0.5 / (profile.in_syscall_samples as f64).sqrt();
+    (error > SHARE_ERROR_WARNING).then(|| {
+        format!(
+            "warning: only {} samples inside mprotect(): a share is uncertain by up to ±{:.1} % (one standard error); sample longer or at a higher --sample-hz",
+            profile.in_syscall_samples,
+            error * 100.0
+        )
+    })
+}
+
 fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>) {
     let c = &profile.counters;
     let _ = writeln!(
@@ -517,9 +569,8 @@ fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>) {
         "{:<32} {:>8} {:>8}",
         "kernel function (in mprotect)", "self", "total"
     );
-    let above = |f: &crate::model::FunctionShare| f.total_share >= FUNCTION_SHARE_THRESHOLD;
-    let shown = top.unwrap_or_else(|| profile.functions.iter().filter(|f| above(f)).count());
-    for function in profile.functions.iter().take(shown) {
+    let (shown, hidden) = listed_functions(profile, top);
+    for function in shown {
         let _ = writeln!(
             out,
             "{:<32} {:>7.1}% {:>7.1}%",
@@ -528,30 +579,11 @@ fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>) {
             function.total_share * 100.0
         );
     }
-    let hidden = profile.functions.get(shown..).unwrap_or_default();
-    if !hidden.is_empty() {
-        let big = hidden.iter().filter(|f| above(f)).count();
-        let small = hidden.len() - big;
-        let threshold = FUNCTION_SHARE_THRESHOLD * 100.0;
-        let what = match (big, small) {
-            (0, small) => format!("{small} more below {threshold} %"),
-            (big, 0) => format!("{big} more of {threshold} % or more"),
-            (big, small) => format!(
-                "{} more: {big} of {threshold} % or more, {small} below {threshold} %",
-                big + small
-            ),
-        };
-        let _ = writeln!(out, "{what} (--top {} shows them)", profile.functions.len());
+    if let Some(hidden) = hidden {
+        let _ = writeln!(out, "{hidden}");
     }
-    // One standard error of a share p of n samples is sqrt(p(1-p)/n), at most 0.5/sqrt(n).
-    let error = 0.5 / (profile.in_syscall_samples as f64).sqrt();
-    if error > SHARE_ERROR_WARNING {
-        let _ = writeln!(
-            out,
-            "warning: only {} samples inside mprotect(): a share is uncertain by up to ±{:.1} % (one standard error); sample longer or at a higher --sample-hz",
-            profile.in_syscall_samples,
-            error * 100.0
-        );
+    if let Some(warning) = few_samples_warning(profile) {
+        let _ = writeln!(out, "{warning}");
     }
     for inlined in &profile.inlined_targets {
         let line = match (&inlined.inlined_into, &inlined.inlined_into_share) {

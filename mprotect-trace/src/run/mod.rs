@@ -61,13 +61,19 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
         }
         output::print(&text)
     };
-    let traced = if json {
+    let quiet = options.quiet;
+    let traced = if json || quiet {
         trace(options)?
     } else {
         trace_showing(options, &show_table)?
     };
     if json {
         output::print(&format!("{}\n", serde_json::to_string_pretty(&traced.report)?))?;
+    } else if quiet {
+        // stdout is the one summary line; where the report went is for
+        // the reader, beside the warnings.
+        output::print(&format!("{}\n", output::summary::line(&traced.report)))?;
+        eprintln!("report: {}", traced.path.display());
     } else {
         output::print(&format!("report: {}\n", traced.path.display()))?;
     }
@@ -331,10 +337,13 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         directory::clear_old_run(&output_dir)?;
     }
     output::write(&report, Formats::Run, &output_dir)?;
-    eprintln!(
-        "mprotect-trace: attached {attach_ms:.0} ms after the start; after the stop, the table took {stop_to_table_ms:.0} ms and the files (plots, flame graph, HTML, report.json) {:.0} ms",
-        stopped.elapsed().as_secs_f64() * 1e3
-    );
+    // The tool's own timings are for whoever watches it, not for --quiet.
+    if !options.quiet {
+        eprintln!(
+            "mprotect-trace: attached {attach_ms:.0} ms after the start; after the stop, the table took {stop_to_table_ms:.0} ms and the files (plots, flame graph, HTML, report.json) {:.0} ms",
+            stopped.elapsed().as_secs_f64() * 1e3
+        );
+    }
     let path = output_dir.join(output::json::FILE_NAME);
     let status = match (stop, ending) {
         (StopReason::Interrupt, _) => Status::Interrupted,
