@@ -10,12 +10,14 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mprotect_trace::commands;
 use mprotect_trace::kernel::trace_events::{self, TracepointSpec};
+use mprotect_trace::lab::{self, AccelChoice, LabOptions};
 use mprotect_trace::options::{
     AbOptions, CompareOptions, DoctorOptions, PrintFormat, RunOptions, SyscallTracing, TraceTarget,
     WorkloadCommandOptions,
 };
 use mprotect_trace::probes::backend;
 use mprotect_trace::probes::plan::BackendChoice;
+use mprotect_trace::vm::Accel;
 use mprotect_trace::workload::{Scenario, WorkloadOptions};
 
 #[derive(Parser, Debug)]
@@ -45,6 +47,9 @@ enum Command {
     Compare(CompareArgs),
     /// Report what this kernel supports and which probe backend each target would use.
     Doctor(DoctorArgs),
+    /// Boot several kernels under QEMU, run the traced workload in each in
+    /// interleaved repeats, and compare them function by function.
+    Lab(LabArgs),
 }
 
 impl Cli {
@@ -58,6 +63,7 @@ impl Cli {
                 commands::run(args.into_options()?, repeat)
             }
             Command::Ab(args) => commands::ab(&args.into_options()?),
+            Command::Lab(args) => lab::run(&args.into_options()?),
             Command::Workload(args) => commands::workload(&WorkloadCommandOptions {
                 workload: args.workload.into_options(),
                 json: args.json,
@@ -433,6 +439,82 @@ struct AbArgs {
     json: bool,
 }
 
+#[derive(Args, Debug)]
+struct LabArgs {
+    /// A kernel to boot (repeatable; the first is the baseline):
+    /// debian:VERSION[:ARCH] (Debian's newest cloud kernel of that series,
+    /// e.g. debian:6.12, debian:7.3:arm64), or the path of a bzImage or
+    /// arm64 Image.
+    #[arg(long = "kernel", value_name = "SPEC", required = true)]
+    kernels: Vec<String>,
+    /// The guests' `run` options as one quoted string, e.g.
+    /// "--mapping-mb 16 --iterations 20" (empty: the defaults).
+    #[arg(long, allow_hyphen_values = true, default_value = "", value_name = "OPTIONS")]
+    run: String,
+    /// Boots of each kernel (and CPU count), in interleaved order.
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = whole::<u32>)]
+    repeat: u32,
+    /// Guest CPU counts, e.g. 1,2: every kernel runs with each.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_name = "N[,N...]", value_parser = whole::<u32>)]
+    smp: Vec<u32>,
+    /// Guest memory.
+    #[arg(long, default_value_t = 2048, value_name = "MiB", value_parser = whole::<u32>)]
+    memory: u32,
+    /// auto: KVM where it works, else TCG (said so); tcg-icount: guest time
+    /// by instructions executed, deterministic and comparable between kernels.
+    #[arg(long, default_value = "auto", value_parser = PossibleValuesParser::new(["auto", "kvm", "tcg", "tcg-icount"]))]
+    accel: String,
+    /// Boots tried again after a failed boot or run.
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = whole::<u32>)]
+    retries: u32,
+    /// Directory for every report, serial log and comparison.
+    #[arg(short = 'o', long, value_name = "DIR")]
+    output: PathBuf,
+    /// The tracer built for arm64 guests [default: the aarch64-unknown-linux-musl
+    /// release build beside this binary's target directory].
+    #[arg(long, value_name = "PATH")]
+    arm64_tracer: Option<PathBuf>,
+    /// Where Debian kernels are downloaded and kept [default:
+    /// ~/.cache/mprotect-trace/kernels].
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// QEMU is stopped after this many seconds.
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS", value_parser = whole::<u64>)]
+    boot_timeout: u64,
+    /// Print the lab's summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl LabArgs {
+    fn into_options(self) -> Result<LabOptions> {
+        let (run, words) = run_options_of("--run", &self.run, ("a guest's", "lab"))?;
+        if !run.command.is_empty() || run.pid.is_some() {
+            return Err(anyhow!(
+                "--run {:?}: a guest has neither your command nor your processes; trace the workload or -a",
+                self.run
+            ));
+        }
+        Ok(LabOptions {
+            kernels: self.kernels,
+            run_args: words,
+            repeat: self.repeat,
+            smp: self.smp,
+            memory_mib: self.memory,
+            accel: match Accel::from_name(&self.accel) {
+                Some(accel) => AccelChoice::Only(accel),
+                None => AccelChoice::Auto,
+            },
+            retries: self.retries,
+            output: self.output,
+            arm64_tracer: self.arm64_tracer,
+            cache: self.cache.unwrap_or_else(lab::default_cache),
+            boot_timeout: Duration::from_secs(self.boot_timeout),
+            json: self.json,
+        })
+    }
+}
+
 /// One side's options, parsed as `run` parses its own.
 #[derive(Parser, Debug)]
 #[command(no_binary_name = true)]
@@ -441,30 +523,39 @@ struct SideArgs {
     run: RunArgs,
 }
 
+/// `run` options given as one quoted string to another subcommand (`ab`'s
+/// sides, `lab`'s guests): parsed as `run` parses its own, with the flags
+/// that belong to the subcommand itself refused (`whose`: "a side's" of
+/// `ab`). Returns them and the words.
+fn run_options_of(flag: &str, text: &str, whose: (&str, &str)) -> Result<(RunArgs, Vec<String>)> {
+    let words = shlex::split(text).ok_or_else(|| anyhow!("{flag} {text:?}: unbalanced quotes"))?;
+    let args = SideArgs::try_parse_from(&words).map_err(|err| {
+        let message = err.to_string();
+        let first = message.lines().next().unwrap_or_default().trim_start_matches("error: ");
+        anyhow!("{flag} {text:?}: {first}")
+    })?;
+    for (set, what) in [
+        (args.run.output.is_some(), "-o"),
+        (args.run.repeat != 1, "--repeat"),
+        (args.run.json, "--json"),
+    ] {
+        if set {
+            let (whose, subcommand) = whose;
+            return Err(anyhow!(
+                "{flag} {text:?}: {what} is not {whose} option; give it to `{subcommand}` itself"
+            ));
+        }
+    }
+    Ok((args.run, words))
+}
+
 impl AbArgs {
     fn into_options(self) -> Result<AbOptions> {
         if self.repeat == 0 {
             return Err(anyhow!("--repeat must be at least 1 (got 0)"));
         }
-        let side = |flag: &str, text: &str| -> Result<RunOptions> {
-            let words = shlex::split(text).ok_or_else(|| anyhow!("{flag} {text:?}: unbalanced quotes"))?;
-            let args = SideArgs::try_parse_from(&words).map_err(|err| {
-                let message = err.to_string();
-                let first = message.lines().next().unwrap_or_default().trim_start_matches("error: ");
-                anyhow!("{flag} {text:?}: {first}")
-            })?;
-            for (set, what) in [
-                (args.run.output.is_some(), "-o"),
-                (args.run.repeat != 1, "--repeat"),
-                (args.run.json, "--json"),
-            ] {
-                if set {
-                    return Err(anyhow!(
-                        "{flag} {text:?}: {what} is not a side's option; give it to `ab` itself"
-                    ));
-                }
-            }
-            args.run.into_options()
+        let side = |flag: &str, text: &str| {
+            run_options_of(flag, text, ("a side's", "ab")).and_then(|(args, _)| args.into_options())
         };
         Ok(AbOptions {
             sides: vec![side("--a", &self.a)?, side("--b", &self.b)?],

@@ -12,6 +12,7 @@ pub mod compare;
 pub mod doctor;
 pub mod ebpf_object;
 pub mod kernel;
+pub mod lab;
 pub mod model;
 pub mod options;
 pub mod output;

@@ -9,7 +9,7 @@ pub mod console;
 pub mod initramfs;
 pub mod kernel;
 
-pub use boot::{Accel, Machine};
+pub use boot::{Accel, Machine, kvm_works};
 pub use console::{Console, GuestScript};
 pub use initramfs::Initramfs;
 pub use kernel::KernelImage;
@@ -35,6 +35,22 @@ impl Arch {
         match self {
             Self::X86_64 => "x86_64",
             Self::Arm64 => "aarch64",
+        }
+    }
+
+    /// QEMU's system emulator and machine type for it.
+    pub fn qemu(self) -> (&'static str, &'static str) {
+        match self {
+            Self::X86_64 => ("qemu-system-x86_64", "pc"),
+            Self::Arm64 => ("qemu-system-aarch64", "virt"),
+        }
+    }
+
+    /// The guest's serial console device.
+    pub fn console(self) -> &'static str {
+        match self {
+            Self::X86_64 => "ttyS0",
+            Self::Arm64 => "ttyAMA0",
         }
     }
 

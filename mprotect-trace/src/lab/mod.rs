@@ -1,0 +1,362 @@
+//! `mprotect-trace lab`: several kernels booted under QEMU, the same traced
+//! workload in each, repeated in interleaved order, and the kernels
+//! compared run by run, as the regression reports in this field are made
+//! by hand. Each boot runs one `mprotect-trace run` in the guest and brings
+//! its report back over the serial console.
+
+pub mod kernels;
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::compare;
+use crate::model::Report;
+use crate::vm::{Accel, Console, GuestScript, Initramfs, Machine, kvm_works};
+use kernels::{KernelSpec, LabKernel};
+use summary::{BootOutcome, LabSummary};
+
+/// `--accel`: as asked, or KVM where it works and TCG elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccelChoice {
+    Auto,
+    Only(Accel),
+}
+
+#[derive(Clone, Debug)]
+pub struct LabOptions {
+    /// `--kernel` specs, in order: the first is the baseline.
+    pub kernels: Vec<String>,
+    /// The guest's `run` options, as words (checked by the caller).
+    pub run_args: Vec<String>,
+    pub repeat: u32,
+    /// Guest CPU counts; every kernel runs with each.
+    pub smp: Vec<u32>,
+    pub memory_mib: u32,
+    pub accel: AccelChoice,
+    /// Boots tried again after a failed boot or run.
+    pub retries: u32,
+    pub output: PathBuf,
+    pub arm64_tracer: Option<PathBuf>,
+    /// Where Debian kernels are downloaded and unpacked.
+    pub cache: PathBuf,
+    /// QEMU is stopped after this long.
+    pub boot_timeout: Duration,
+    pub json: bool,
+}
+
+/// The file the guest's report is saved as in each run directory.
+const CONSOLE_LOG: &str = "console.log";
+
+/// The default kernel cache: `$XDG_CACHE_HOME/mprotect-trace/kernels`.
+pub fn default_cache() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    base.join("mprotect-trace/kernels")
+}
+
+/// One boot of the plan: which kernel, with how many CPUs, which repeat.
+#[derive(Clone, Copy, Debug)]
+struct Boot {
+    kernel: usize,
+    smp: u32,
+    repeat: u32,
+}
+
+/// The boots in interleaved order: every kernel and CPU count once per
+/// repeat (A B C A B C ...), so a drift over time hits every kernel alike.
+fn interleaved(kernels: usize, smp: &[u32], repeat: u32) -> Vec<Boot> {
+    (1..=repeat)
+        .flat_map(|repeat| {
+            (0..kernels).flat_map(move |kernel| smp.iter().map(move |&smp| Boot { kernel, smp, repeat }))
+        })
+        .collect()
+}
+
+/// The directory of one kernel's runs with `smp` CPUs: a side for `compare`.
+fn side_dir(output: &Path, kernel: &LabKernel, smp: u32) -> PathBuf {
+    output.join(&kernel.label).join(format!("smp-{smp}"))
+}
+
+/// The guest's init: its CPU count, then the traced run.
+fn guest_script(run_args: &[String]) -> String {
+    let args = shlex::try_join(run_args.iter().map(String::as_str)).unwrap_or_default();
+    GuestScript::new()
+        .shell("echo ===BEGIN cpus===; nproc; echo ===END cpus===")
+        .run("run", &args)
+        .finish()
+}
+
+/// Checks one boot's console: the guest ran its init to the end, has the
+/// CPUs asked for, and its run succeeded with a report.
+fn read_boot(console: &Console, smp: u32) -> Result<Report> {
+    if !console.init_done() {
+        bail!("the guest did not finish its init (a failed boot)");
+    }
+    let cpus = console.section("cpus").map(str::trim).unwrap_or_default();
+    if cpus != smp.to_string() {
+        bail!("the guest has {cpus:?} CPUs, not the {smp} asked for");
+    }
+    if !console.text.contains("run exit status 0") {
+        let status = console
+            .text
+            .lines()
+            .find(|line| line.starts_with("run exit status"))
+            .unwrap_or("run exit status unknown");
+        bail!("the traced run failed in the guest ({status})");
+    }
+    console.report("run")
+}
+
+fn progress(boots: usize) -> ProgressBar {
+    let bar = ProgressBar::new(boots as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} boots, {elapsed} elapsed, about {eta} left: {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Which accelerator a kernel boots with, and a note when `auto` fell back.
+fn accel_for(choice: AccelChoice, kernel: &LabKernel) -> (Accel, Option<String>) {
+    match choice {
+        AccelChoice::Only(accel) => (accel, None),
+        AccelChoice::Auto if kvm_works(kernel.image.arch) => (Accel::Kvm, None),
+        AccelChoice::Auto => (
+            Accel::Tcg,
+            Some(format!(
+                "{}: KVM does not work here for {} guests; TCG instead: times are emulated",
+                kernel.label,
+                kernel.image.arch.debian()
+            )),
+        ),
+    }
+}
+
+/// Boots `kernel` until its run succeeds or the retries are spent; every
+/// failed attempt's console is kept beside the run's directory.
+fn boot_with_retries(
+    kernel: &LabKernel,
+    machine: &Machine,
+    initramfs: &Initramfs,
+    run_dir: &Path,
+    retries: u32,
+    bar: &ProgressBar,
+) -> Result<BootOutcome> {
+    let mut failures = Vec::new();
+    for attempt in 0..=retries {
+        let (console, why) = match machine.boot(&kernel.image, initramfs) {
+            Ok(console) => match read_boot(&console, machine.cpus) {
+                Ok(report) => {
+                    std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+                    std::fs::write(run_dir.join(CONSOLE_LOG), &console.text)?;
+                    crate::output::write_atomically(
+                        &run_dir.join(crate::model::report::FILE_NAME),
+                        &report.to_json()?,
+                    )?;
+                    return Ok(BootOutcome::succeeded(run_dir, failures));
+                }
+                Err(why) => (console.text, why),
+            },
+            Err(why) => (format!("{why:#}\n"), why),
+        };
+        let log = run_dir.with_file_name(format!(
+            "{}.failed-{}.log",
+            run_dir
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            attempt + 1
+        ));
+        std::fs::create_dir_all(log.parent().context("a run directory has a parent")?)?;
+        std::fs::write(&log, console).with_context(|| format!("writing {}", log.display()))?;
+        bar.println(format!(
+            "lab: {} ({} CPUs) failed: {why:#}; its console is {}{}",
+            kernel.label,
+            machine.cpus,
+            log.display(),
+            if attempt < retries { "; booting again" } else { "" }
+        ));
+        failures.push(format!("{why:#} (console: {})", log.display()));
+    }
+    Ok(BootOutcome::failed(run_dir, failures))
+}
+
+pub fn run(options: &LabOptions) -> Result<ExitCode> {
+    if options.repeat == 0 {
+        bail!("--repeat must be at least 1 (got 0)");
+    }
+    if options.smp.is_empty() || options.smp.contains(&0) {
+        bail!("--smp takes CPU counts of 1 or more, e.g. --smp 1,2");
+    }
+    let output = crate::run::directory::prepare(Some(&options.output), false)?;
+    // Every kernel that can be booted is: one that cannot is one line, not
+    // the end of the lab.
+    let mut kernels: Vec<LabKernel> = Vec::new();
+    let mut refused: Vec<String> = Vec::new();
+    for text in &options.kernels {
+        match KernelSpec::parse(text)
+            .and_then(|spec| kernels::resolve(&spec, &options.cache, options.arm64_tracer.as_deref()))
+        {
+            Ok(kernel) => {
+                eprintln!("lab: {text}: {} ({})", kernel.image.source, kernel.image.arch.debian());
+                kernels.push(kernel);
+            }
+            Err(err) => {
+                eprintln!("error: --kernel {text}: {err:#}");
+                refused.push(format!("{text}: {err:#}"));
+            }
+        }
+    }
+    if kernels.is_empty() {
+        bail!("no kernel to boot: every --kernel was refused");
+    }
+    let mut notes = Vec::new();
+    let accels: Vec<Accel> = kernels
+        .iter()
+        .map(|kernel| {
+            let (accel, note) = accel_for(options.accel, kernel);
+            notes.extend(note);
+            accel
+        })
+        .collect();
+    for note in &notes {
+        eprintln!("note: {note}");
+    }
+    let script = guest_script(&options.run_args);
+    let initramfs: Vec<Initramfs> = kernels
+        .iter()
+        .map(|kernel| {
+            let dir = output.join(&kernel.label);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            Initramfs::build(&dir, &kernel.busybox, &kernel.tracer, &script)
+        })
+        .collect::<Result<_>>()?;
+
+    let plan = interleaved(kernels.len(), &options.smp, options.repeat);
+    let bar = progress(plan.len());
+    let mut outcomes: Vec<(usize, u32, BootOutcome)> = Vec::new();
+    for boot in &plan {
+        let kernel = &kernels[boot.kernel];
+        bar.set_message(format!(
+            "{} with {} CPUs, repeat {}",
+            kernel.label, boot.smp, boot.repeat
+        ));
+        let machine = Machine {
+            accel: accels[boot.kernel],
+            memory_mib: options.memory_mib,
+            cpus: boot.smp,
+            timeout: options.boot_timeout,
+        };
+        let run_dir = side_dir(&output, kernel, boot.smp).join(format!("run-{:02}", boot.repeat));
+        let outcome = boot_with_retries(
+            kernel,
+            &machine,
+            &initramfs[boot.kernel],
+            &run_dir,
+            options.retries,
+            &bar,
+        )?;
+        outcomes.push((boot.kernel, boot.smp, outcome));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    // Per CPU count, the kernels compared: the first kernel with runs is
+    // the baseline.
+    let mut comparisons = Vec::new();
+    for &smp in &options.smp {
+        let sides: Vec<compare::Side> = kernels
+            .iter()
+            .map(|kernel| side_dir(&output, kernel, smp))
+            .zip(&kernels)
+            .filter(|(dir, _)| dir.is_dir())
+            .map(|(dir, kernel)| compare::Side::load(kernel.label.clone(), &dir))
+            .filter_map(Result::ok)
+            .collect();
+        if sides.len() < 2 {
+            continue;
+        }
+        let comparison = compare::compare(&sides, None)?;
+        let dir = output.join(format!("comparison-smp-{smp}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        compare::write_outputs(
+            &sides,
+            &comparison.to_text(),
+            &serde_json::to_string_pretty(&comparison)?,
+            &dir,
+        )?;
+        comparisons.push((smp, dir, comparison));
+    }
+    let summary = LabSummary::new(options, &kernels, &accels, &outcomes, &comparisons, refused, notes)?;
+    summary.write(&output)?;
+    let text = if options.json {
+        format!("{}\n", serde_json::to_string_pretty(&summary)?)
+    } else {
+        summary.to_text()
+    };
+    crate::output::print(&text)?;
+    Ok(if summary.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boots_go_in_interleaved_order() {
+        let order: Vec<(usize, u32, u32)> = interleaved(3, &[1, 2], 2)
+            .iter()
+            .map(|b| (b.kernel, b.smp, b.repeat))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (0, 1, 1),
+                (0, 2, 1),
+                (1, 1, 1),
+                (1, 2, 1),
+                (2, 1, 1),
+                (2, 2, 1),
+                (0, 1, 2),
+                (0, 2, 2),
+                (1, 1, 2),
+                (1, 2, 2),
+                (2, 1, 2),
+                (2, 2, 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_boot_is_read_only_when_it_ran_what_was_asked() {
+        let console = |text: &str| Console { text: text.to_owned() };
+        let done = crate::vm::console::INIT_DONE;
+        let err = |text: &str, smp| format!("{:#}", read_boot(&console(text), smp).unwrap_err());
+        assert_eq!(
+            err("Kernel panic", 1),
+            "the guest did not finish its init (a failed boot)"
+        );
+        assert_eq!(
+            err(&format!("===BEGIN cpus===\n2\n===END cpus===\n{done}\n"), 1),
+            "the guest has \"2\" CPUs, not the 1 asked for"
+        );
+        assert_eq!(
+            err(
+                &format!("===BEGIN cpus===\n1\n===END cpus===\nrun exit status 1\n{done}\n"),
+                1
+            ),
+            "the traced run failed in the guest (run exit status 1)"
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! What a lab found, per kernel and CPU count: its runs, its failed boots,
+//! the workload's iteration ns/page with its spread, the state audit, and
+//! the comparisons; as `lab.json`, `lab.txt` and `lab.html`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use super::LabOptions;
+use super::kernels::LabKernel;
+use crate::compare::{Comparison, Spread};
+use crate::model::Report;
+use crate::vm::Accel;
+
+/// How one planned boot ended, retries included.
+#[derive(Clone, Debug, Serialize)]
+pub struct BootOutcome {
+    pub run_dir: PathBuf,
+    pub succeeded: bool,
+    /// Each failed attempt: why, and where its console is.
+    pub failures: Vec<String>,
+}
+
+impl BootOutcome {
+    pub fn succeeded(run_dir: &Path, failures: Vec<String>) -> Self {
+        Self {
+            run_dir: run_dir.to_path_buf(),
+            succeeded: true,
+            failures,
+        }
+    }
+
+    pub fn failed(run_dir: &Path, failures: Vec<String>) -> Self {
+        Self {
+            run_dir: run_dir.to_path_buf(),
+            succeeded: false,
+            failures,
+        }
+    }
+}
+
+/// The page state the workload's audit found, as one line; the runs of a
+/// kernel must agree, and the kernels should.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StateAudit {
+    pub kernel_page_kb: u64,
+    pub anon_huge_kb: u64,
+    pub thpeligible: u64,
+    /// Percent of the mapping in the state the scenario expects.
+    pub expected_match_ratio: u64,
+}
+
+impl StateAudit {
+    fn of(report: &Report) -> Option<Self> {
+        let w = report.workload.as_ref()?;
+        Some(Self {
+            kernel_page_kb: w.kernel_page_kb,
+            anon_huge_kb: w.anon_huge_kb,
+            thpeligible: w.thpeligible,
+            expected_match_ratio: w.expected_match_ratio,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} kB pages, AnonHugePages {} kB, THPeligible {}, {} % in the expected state",
+            self.kernel_page_kb, self.anon_huge_kb, self.thpeligible, self.expected_match_ratio
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CpuCountResult {
+    pub smp: u32,
+    pub runs: usize,
+    pub failed_runs: usize,
+    /// Failed boots or runs that were tried again.
+    pub failed_attempts: usize,
+    /// Each run's median iteration ns/page.
+    pub iteration_ns_per_page: Option<Spread>,
+    /// (max - min) / median of those.
+    pub relative_spread: Option<f64>,
+    /// The audit every run agreed on, or each run's when they differ.
+    pub audits: Vec<StateAudit>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KernelResult {
+    pub label: String,
+    pub spec: String,
+    /// The package or image file booted.
+    pub source: String,
+    pub arch: String,
+    /// `uname -r` in the guest, from its reports.
+    pub kernel_release: Option<String>,
+    pub accel: Accel,
+    pub times: &'static str,
+    pub by_smp: Vec<CpuCountResult>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ComparisonSummary {
+    pub smp: u32,
+    pub dir: PathBuf,
+    /// Per kernel after the first: the workload's ratio and verdict, and
+    /// the functions the sampled delta sits in, largest first.
+    pub against_baseline: Vec<KernelDelta>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KernelDelta {
+    pub baseline: String,
+    pub kernel: String,
+    pub iteration_ratio: Option<f64>,
+    pub verdict: Option<String>,
+    /// (function, B - A ns/page), largest change first.
+    pub functions: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LabSummary {
+    pub run_options: Vec<String>,
+    pub repeat: u32,
+    pub smp: Vec<u32>,
+    pub kernels: Vec<KernelResult>,
+    /// Kernels that could not be booted at all, each with its reason.
+    pub refused: Vec<String>,
+    pub notes: Vec<String>,
+    pub boots: usize,
+    pub failed_attempts: usize,
+    pub comparisons: Vec<ComparisonSummary>,
+}
+
+/// Functions named as carrying a kernel's difference.
+const FUNCTIONS_NAMED: usize = 5;
+
+fn kernel_delta(pair: &crate::compare::PairComparison) -> KernelDelta {
+    let workload = pair.metrics.first();
+    let mut functions: Vec<(String, f64)> = pair
+        .sampled
+        .iter()
+        .map(|s| (s.name.clone(), s.delta_ns_per_page.estimate))
+        .filter(|(_, delta)| *delta != 0.0)
+        .collect();
+    functions.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+    functions.truncate(FUNCTIONS_NAMED);
+    KernelDelta {
+        baseline: pair.a.clone(),
+        kernel: pair.b.clone(),
+        iteration_ratio: workload.map(|m| m.ratio),
+        verdict: workload.map(|m| match &m.reason {
+            Some(reason) => format!("no claim: {reason}"),
+            None => format!("{:?}", m.verdict).to_lowercase(),
+        }),
+        functions,
+    }
+}
+
+impl LabSummary {
+    pub fn new(
+        options: &LabOptions,
+        kernels: &[LabKernel],
+        accels: &[Accel],
+        outcomes: &[(usize, u32, BootOutcome)],
+        comparisons: &[(u32, PathBuf, Comparison)],
+        refused: Vec<String>,
+        notes: Vec<String>,
+    ) -> Result<Self> {
+        let mut results = Vec::new();
+        for (index, kernel) in kernels.iter().enumerate() {
+            let mut release = None;
+            let mut by_smp = Vec::new();
+            for &smp in &options.smp {
+                let mine: Vec<&BootOutcome> = outcomes
+                    .iter()
+                    .filter(|(k, s, _)| *k == index && *s == smp)
+                    .map(|(_, _, outcome)| outcome)
+                    .collect();
+                let reports: Vec<Report> = mine
+                    .iter()
+                    .filter(|outcome| outcome.succeeded)
+                    .map(|outcome| Report::load(&outcome.run_dir))
+                    .collect::<Result<_>>()?;
+                release = release.or_else(|| reports.first().map(|r| r.kernel_release.clone()));
+                let medians: Vec<f64> = reports
+                    .iter()
+                    .filter_map(|r| r.workload.as_ref().map(|w| w.iteration_ns_per_page_median))
+                    .collect();
+                let spread = Spread::of(medians);
+                let mut audits: Vec<StateAudit> = reports.iter().filter_map(StateAudit::of).collect();
+                audits.dedup();
+                by_smp.push(CpuCountResult {
+                    smp,
+                    runs: reports.len(),
+                    failed_runs: mine.iter().filter(|o| !o.succeeded).count(),
+                    failed_attempts: mine.iter().map(|o| o.failures.len()).sum(),
+                    relative_spread: spread
+                        .as_ref()
+                        .filter(|s| s.median > 0.0)
+                        .map(|s| (s.max - s.min) / s.median),
+                    iteration_ns_per_page: spread,
+                    audits,
+                });
+            }
+            results.push(KernelResult {
+                label: kernel.label.clone(),
+                spec: kernel.spec.to_string(),
+                source: kernel.image.source.clone(),
+                arch: kernel.image.arch.debian().to_owned(),
+                kernel_release: release,
+                accel: accels[index],
+                times: accels[index].time_label(),
+                by_smp,
+            });
+        }
+        Ok(Self {
+            run_options: options.run_args.clone(),
+            repeat: options.repeat,
+            smp: options.smp.clone(),
+            boots: outcomes.len(),
+            failed_attempts: outcomes.iter().map(|(_, _, o)| o.failures.len()).sum(),
+            kernels: results,
+            refused,
+            notes,
+            comparisons: comparisons
+                .iter()
+                .map(|(smp, dir, comparison)| ComparisonSummary {
+                    smp: *smp,
+                    dir: dir.clone(),
+                    against_baseline: comparison.against_baseline.iter().map(kernel_delta).collect(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Every kernel given booted, and every planned run succeeded.
+    pub fn complete(&self) -> bool {
+        self.refused.is_empty()
+            && self
+                .kernels
+                .iter()
+                .all(|k| k.by_smp.iter().all(|s| s.failed_runs == 0 && s.runs > 0))
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let cpus: Vec<String> = self.smp.iter().map(u32::to_string).collect();
+        let _ = writeln!(
+            out,
+            "mprotect-trace lab: {} kernels x {} repeats with {} CPUs, interleaved; run options: {}",
+            self.kernels.len(),
+            self.repeat,
+            cpus.join(", "),
+            if self.run_options.is_empty() {
+                "(defaults)".to_owned()
+            } else {
+                self.run_options.join(" ")
+            }
+        );
+        let mut accels: Vec<(Accel, &str)> = self.kernels.iter().map(|k| (k.accel, k.times)).collect();
+        accels.dedup();
+        for (accel, times) in accels {
+            let _ = writeln!(out, "accel {}: {times}", accel.name());
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "note: {note}");
+        }
+        let _ = writeln!(
+            out,
+            "\n{:<16} {:<28} {:>4} {:>5} {:>6}  iteration ns/page: median [min, max], spread",
+            "kernel", "release", "cpus", "runs", "failed"
+        );
+        for kernel in &self.kernels {
+            for smp in &kernel.by_smp {
+                let figures = match (&smp.iteration_ns_per_page, smp.relative_spread) {
+                    (Some(s), Some(spread)) => {
+                        format!("{:.2} [{:.2}, {:.2}], {:.2} %", s.median, s.min, s.max, spread * 100.0)
+                    }
+                    _ => "-".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<16} {:<28} {:>4} {:>5} {:>6}  {figures}",
+                    kernel.label,
+                    kernel.kernel_release.as_deref().unwrap_or("-"),
+                    smp.smp,
+                    format!("{}/{}", smp.runs, smp.runs + smp.failed_runs),
+                    smp.failed_attempts
+                );
+            }
+        }
+        if self.smp.len() > 1 {
+            let _ = writeln!(out, "\niteration ns/page (median of runs), CPUs x kernels:");
+            let _ = write!(out, "{:>6}", "cpus");
+            for kernel in &self.kernels {
+                let _ = write!(out, " {:>16}", kernel.label);
+            }
+            let _ = writeln!(out);
+            for &smp in &self.smp {
+                let _ = write!(out, "{smp:>6}");
+                for kernel in &self.kernels {
+                    let cell = kernel
+                        .by_smp
+                        .iter()
+                        .find(|s| s.smp == smp)
+                        .and_then(|s| s.iteration_ns_per_page.as_ref())
+                        .map_or_else(|| "-".to_owned(), |s| format!("{:.2}", s.median));
+                    let _ = write!(out, " {cell:>16}");
+                }
+                let _ = writeln!(out);
+            }
+        }
+        let _ = writeln!(out, "\nstate audit (the workload's smaps and pagemap audit):");
+        for kernel in &self.kernels {
+            for smp in &kernel.by_smp {
+                let audit = match smp.audits.as_slice() {
+                    [] => "no audit (no run)".to_owned(),
+                    [one] => format!("{} (every run)", one.describe()),
+                    many => format!(
+                        "runs disagree: {}",
+                        many.iter().map(StateAudit::describe).collect::<Vec<_>>().join("; ")
+                    ),
+                };
+                let _ = writeln!(out, "  {} ({} CPUs): {audit}", kernel.label, smp.smp);
+            }
+        }
+        for comparison in &self.comparisons {
+            let _ = writeln!(
+                out,
+                "\ncomparison with {} CPUs ({}):",
+                comparison.smp,
+                comparison.dir.join("comparison.html").display()
+            );
+            for delta in &comparison.against_baseline {
+                let ratio = delta.iteration_ratio.map_or("-".to_owned(), |r| format!("{r:.3}"));
+                let _ = writeln!(
+                    out,
+                    "  {} against {}: iteration ns/page x{ratio}; {}",
+                    delta.kernel,
+                    delta.baseline,
+                    delta.verdict.as_deref().unwrap_or("-")
+                );
+                if !delta.functions.is_empty() {
+                    let named: Vec<String> = delta
+                        .functions
+                        .iter()
+                        .map(|(name, ns)| format!("{name} {ns:+.2}"))
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "    carried by (sampled self time, ns/page per iteration, B-A): {}",
+                        named.join(", ")
+                    );
+                }
+            }
+        }
+        for refused in &self.refused {
+            let _ = writeln!(out, "\nnot booted: {refused}");
+        }
+        if self.failed_attempts > 0 {
+            let _ = writeln!(
+                out,
+                "\n{} of {} boots failed and were tried again; their consoles are kept as run-NN.failed-K.log",
+                self.failed_attempts, self.boots
+            );
+        }
+        out
+    }
+
+    fn to_html(&self) -> String {
+        let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        let mut html = String::from(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>mprotect-trace lab</title>\n\
+             <style>body{font-family:sans-serif;max-width:1200px;margin:1em auto}pre{white-space:pre-wrap}</style></head><body>\n",
+        );
+        let _ = writeln!(
+            html,
+            "<h1>mprotect-trace lab</h1>\n<pre>{}</pre>",
+            escape(&self.to_text())
+        );
+        for comparison in &self.comparisons {
+            let name = comparison
+                .dir
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let _ = writeln!(
+                html,
+                "<p><a href=\"{name}/comparison.html\">comparison with {} CPUs</a></p>",
+                comparison.smp
+            );
+        }
+        html.push_str("</body></html>\n");
+        html
+    }
+
+    /// `lab.json`, `lab.txt` and `lab.html` in `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).context("serializing the lab summary")?;
+        crate::output::write_atomically(&dir.join("lab.txt"), self.to_text().as_bytes())?;
+        crate::output::write_atomically(&dir.join("lab.html"), self.to_html().as_bytes())?;
+        crate::output::write_atomically(&dir.join("lab.json"), format!("{json}\n").as_bytes())?;
+        Ok(())
+    }
+}
