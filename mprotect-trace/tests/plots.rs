@@ -29,7 +29,7 @@ fn a_run_writes_every_plot_and_plot_redraws_them_from_the_report() {
     );
     assert!(histogram.contains("shared-dirty-toggle 8 MiB x 20 iterations (+3 warmup) on "));
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert_eq!(html.matches("<img ").count(), names.len());
+    assert_eq!(html.matches("<figure class=\"plot\"><svg ").count(), names.len());
     assert!(
         !html.contains("http://") && !html.contains("https://"),
         "report.html must need no network"
