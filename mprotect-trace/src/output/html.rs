@@ -29,7 +29,11 @@ fn figures(artifacts: &[Artifact]) -> String {
         let _ = writeln!(
             html,
             "<figure class=\"plot\">{}<figcaption>{}.png, {}.svg</figcaption></figure>",
-            String::from_utf8_lossy(&svg.bytes).trim_end(),
+            // An HTML parser puts <svg> in the SVG namespace itself: without
+            // the xmlns URL the page names no address at all.
+            String::from_utf8_lossy(&svg.bytes)
+                .replacen(" xmlns=\"http://www.w3.org/2000/svg\"", "", 1)
+                .trim_end(),
             escape(name),
             escape(name)
         );
@@ -53,7 +57,7 @@ fn embedded_svg(artifacts: &[Artifact], file_name: &str, heading: &str) -> Strin
 fn page_head(title: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0}</title>\n\
-         <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}pre{{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}}\
+         <style>body{{font-family:sans-serif;margin:2em;max-width:1250px}}pre{{background:#f6f6f6;padding:1em;font-size:12px;white-space:pre-wrap;overflow-wrap:anywhere}}\
          figure.plot svg{{max-width:100%;height:auto}}figure.plot svg,object{{max-width:100%;border:1px solid #ddd;margin:0.5em 0}}</style></head>\n<body>\n<h1>{0}</h1>\n",
         escape(title)
     )
