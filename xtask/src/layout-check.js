@@ -1,6 +1,6 @@
 // Appended to a copy of report.html or comparison.html by `cargo xtask
 // flame-check`: after load, it measures what Chromium laid out and writes
-// the findings as JSON into <pre id="layout-check">, which --dump-dom prints.
+// the findings as JSON into a pre element (id layout-check), which --dump-dom prints.
 window.addEventListener('load', () => {
   const found = { plots: 0, texts: 0, clipped: [], overlapping: [], scrolling: [] };
   const box = (r) => `[${r.left.toFixed(1)}, ${r.top.toFixed(1)}, ${r.right.toFixed(1)}, ${r.bottom.toFixed(1)}]`;

@@ -39,10 +39,10 @@ pub fn measure(profile: &Path, page: &Path) -> Result<Layout> {
             .arg("--dump-dom")
             .arg(url(&copy)?),
     )?;
+    // The last one: the script's own text comes before the element it adds.
     let json = dom
-        .split("<pre id=\"layout-check\">")
-        .nth(1)
-        .and_then(|rest| rest.split("</pre>").next())
+        .rsplit_once("<pre id=\"layout-check\">")
+        .and_then(|(_, rest)| rest.split("</pre>").next())
         .with_context(|| format!("{} did not finish loading in Chromium", page.display()))?;
     // --dump-dom escapes the text as HTML.
     let json = json
