@@ -396,3 +396,48 @@ fn bad_report_files_get_one_line_errors() {
             .ends_with("has report schema 99, newer than the 4 this mprotect-trace reads: upgrade mprotect-trace")
     );
 }
+
+/// The title of comparison.html of `a` and `b`, written into `name`.
+fn page_title(a: &std::path::Path, b: &std::path::Path, name: &str) -> String {
+    let out = common::out_dir("compare", name);
+    let output = compare(&[path(a), path(b), "--force", "-o", path(&out)]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let html = std::fs::read_to_string(out.join("comparison.html")).unwrap();
+    html.split("<title>")
+        .nth(1)
+        .unwrap()
+        .split("</title>")
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn the_comparison_page_is_titled_with_what_differs() {
+    let same = || report("6.18", 100_000, 100_000, latency(8, 1, 1, 2), latency(8, 1, 1, 2));
+    let a = write("ta", &same());
+    let mut other = same();
+    other["settings"]["workload"]["scenario"] = json!("private-dirty-toggle");
+    let b = write("tb", &other);
+    assert_eq!(
+        page_title(&a, &b, "t-scenario"),
+        "mprotect-trace compare: scenario: shared-dirty-toggle vs private-dirty-toggle"
+    );
+    // Same settings, other kernels: the kernels.
+    let c = write(
+        "tc",
+        &report("6.19", 100_000, 100_000, latency(8, 1, 1, 2), latency(8, 1, 1, 2)),
+    );
+    assert_eq!(
+        page_title(&a, &c, "t-kernel"),
+        "mprotect-trace compare: kernel: 6.18 vs 6.19"
+    );
+    // Nothing tells them apart but where they are.
+    let d = write("td", &same());
+    let name = |dir: &std::path::Path| dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        page_title(&a, &d, "t-same"),
+        format!("mprotect-trace compare: {} vs {}", name(&a), name(&d))
+    );
+    assert!(name(&d).ends_with("-td"));
+}

@@ -3,6 +3,7 @@
 mod bench;
 mod browser;
 mod command;
+mod layout;
 mod overhead;
 mod readme;
 mod setup;

@@ -47,11 +47,65 @@ pub fn write_outputs(sides: &[Side], text: &str, json: &str, dir: &Path) -> Resu
         }
     }
     artifacts.extend(output::plots::render_comparison_cdfs(&shown)?);
-    let kernels: Vec<&str> = shown.iter().map(|(_, r)| r.kernel_release.as_str()).collect();
-    let title = format!("mprotect-trace compare: {}", kernels.join(" vs "));
+    let title = format!("mprotect-trace compare: {}", what_differs(sides));
     artifacts.push(output::html::comparison(&title, text, &artifacts, &differentials));
     output::write_artifacts(&artifacts, dir)?;
     Ok(())
+}
+
+/// What tells the sides apart, for the page's title: the settings that
+/// differ (`scenario: shared-dirty-toggle vs private-dirty-toggle`), else
+/// the kernels, else the side directories' names.
+fn what_differs(sides: &[Side]) -> String {
+    let Some((baseline, others)) = sides.split_first() else {
+        return String::new();
+    };
+    // Per setting that differs anywhere: its value on each side.
+    let mut settings: Vec<(String, Vec<String>)> = Vec::new();
+    for (index, side) in others.iter().enumerate() {
+        for difference in super::differences(baseline, side).into_iter().filter(|d| d.shaping) {
+            let position = match settings.iter().position(|(name, _)| *name == difference.setting) {
+                Some(position) => position,
+                None => {
+                    settings.push((difference.setting.clone(), vec![difference.a.clone(); sides.len()]));
+                    settings.len() - 1
+                }
+            };
+            settings[position].1[index + 1] = difference.b;
+        }
+    }
+    if !settings.is_empty() {
+        return settings
+            .iter()
+            .map(|(name, values)| {
+                // `workload.scenario` reads as `scenario`.
+                let short = name.rsplit('.').next().unwrap_or(name);
+                format!("{short}: {}", values.join(" vs "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    let kernels: Vec<String> = sides
+        .iter()
+        .map(|side| {
+            side.runs
+                .first()
+                .map_or_else(String::new, |run| run.report.kernel_release.clone())
+        })
+        .collect();
+    if kernels.iter().any(|kernel| *kernel != kernels[0]) {
+        return format!("kernel: {}", kernels.join(" vs "));
+    }
+    sides
+        .iter()
+        .map(|side| {
+            side.path.file_name().map_or_else(
+                || side.path.display().to_string(),
+                |name| name.to_string_lossy().into_owned(),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" vs ")
 }
 
 /// Prints a comparison as `format` says and, with `dir`, writes its files

@@ -324,7 +324,7 @@ pub fn compare(sides: &[Side], allowed_by: Option<&str>) -> Result<Comparison> {
 
 /// Settings that differ between the first runs of two sides; for reports
 /// older than recorded settings, the workload's shape.
-fn differences(a: &Side, b: &Side) -> Vec<Difference> {
+pub(super) fn differences(a: &Side, b: &Side) -> Vec<Difference> {
     let (Some(ra), Some(rb)) = (a.runs.first(), b.runs.first()) else {
         return Vec::new();
     };

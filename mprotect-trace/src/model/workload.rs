@@ -55,7 +55,8 @@ pub struct WorkloadResult {
     pub cpu_time_s: f64,
     pub smaps_before: SmapsEntry,
     pub smaps_after: SmapsEntry,
-    /// Per measured iteration, in order (threads and rounds concatenated).
+    /// Per measured iteration, in order: thread 0's (the main thread's)
+    /// rounds one after another, then thread 1's, ...
     pub per_iteration_ns: PerIteration,
 }
 
@@ -64,6 +65,10 @@ pub struct PerIteration {
     pub protect: Vec<u64>,
     pub restore: Vec<u64>,
     pub post_touch: Vec<u64>,
+    /// Measured iterations of each thread, in thread order. Absent from
+    /// reports written before it: see [`WorkloadResult::iterations_by_thread`].
+    #[serde(default)]
+    pub threads: Vec<u64>,
 }
 
 /// The smaps fields of the VMA holding one mapping, in kB.
@@ -89,6 +94,36 @@ impl SmapsEntry {
 }
 
 impl WorkloadResult {
+    /// Which per-iteration values each thread measured, as index ranges in
+    /// thread order. A report that does not record it (written before
+    /// `per_iteration_ns.threads`) still tells when every thread ran its
+    /// planned iterations; after an early stop it cannot: `None`.
+    pub fn iterations_by_thread(&self) -> Option<Vec<std::ops::Range<usize>>> {
+        let measured = self.per_iteration_ns.protect.len();
+        let counts: Vec<usize> = if !self.per_iteration_ns.threads.is_empty() {
+            self.per_iteration_ns.threads.iter().map(|&n| n as usize).collect()
+        } else if self.threads <= 1 {
+            vec![measured]
+        } else if !self.stopped_early && measured as u64 == self.threads * self.rounds * self.iterations {
+            vec![(self.rounds * self.iterations) as usize; self.threads as usize]
+        } else {
+            return None;
+        };
+        if counts.iter().sum::<usize>() != measured {
+            return None;
+        }
+        let mut start = 0;
+        Some(
+            counts
+                .into_iter()
+                .map(|count| {
+                    start += count;
+                    start - count..start
+                })
+                .collect(),
+        )
+    }
+
     /// The one-line summary, with the reproducer's field names.
     pub fn result_line(&self) -> String {
         let fields: Vec<String> = self
@@ -153,4 +188,47 @@ pub fn mean(values: &[u64]) -> f64 {
         return 0.0;
     }
     values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(threads: u64, measured: usize, recorded: Vec<u64>, stopped_early: bool) -> WorkloadResult {
+        let json = serde_json::json!({
+            "scenario": "shared-dirty-toggle", "pages": 16, "mapping_mb": 1, "iterations": 3, "warmup": 1,
+            "rounds": 1, "threads": threads, "protect_ns_per_page": 0.0, "restore_ns_per_page": 0.0,
+            "post_touch_ns_per_page": 0.0, "iteration_ns_per_page": 0.0, "protect_ns_per_page_median": 0.0,
+            "restore_ns_per_page_median": 0.0, "post_touch_ns_per_page_median": 0.0,
+            "iteration_ns_per_page_median": 0.0, "kernel_page_kb": 4, "mmu_page_kb": 4, "anon_huge_kb": 0,
+            "thpeligible": 0, "expected_match_ratio": 100, "mprotect_calls": 0, "stopped_early": stopped_early,
+            "smaps_before": SmapsEntry::default(), "smaps_after": SmapsEntry::default(),
+            "per_iteration_ns": {"protect": vec![1; measured], "restore": vec![1; measured], "post_touch": vec![1; measured]},
+        });
+        let mut result: WorkloadResult = serde_json::from_value(json).expect("a workload result without threads loads");
+        result.per_iteration_ns.threads = recorded;
+        result
+    }
+
+    #[test]
+    fn recorded_thread_counts_split_the_iterations() {
+        assert_eq!(
+            result(2, 5, vec![3, 2], true).iterations_by_thread(),
+            Some(vec![0..3, 3..5])
+        );
+    }
+
+    #[test]
+    fn an_older_report_splits_when_every_thread_ran_its_plan() {
+        assert_eq!(
+            result(2, 6, Vec::new(), false).iterations_by_thread(),
+            Some(vec![0..3, 3..6])
+        );
+        let one_thread = result(1, 2, Vec::new(), true)
+            .iterations_by_thread()
+            .unwrap_or_default();
+        assert_eq!((one_thread.len(), one_thread.first()), (1, Some(&(0..2))));
+        // Stopped early, two threads: which did how many is lost.
+        assert_eq!(result(2, 5, Vec::new(), true).iterations_by_thread(), None);
+    }
 }

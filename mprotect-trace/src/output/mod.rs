@@ -4,6 +4,7 @@
 //! there), then each is written atomically, `report.json` last, so a run
 //! that fails to write leaves no report that looks complete.
 
+mod axis;
 pub mod command_line;
 pub mod flame;
 pub mod folded;

@@ -9,13 +9,24 @@ use image::ImageEncoder as _;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::table::what_was_traced;
-use super::{Artifact, Format};
-use crate::model::{ExactDistribution, Report, ValueStats};
+use super::{Artifact, Format, axis};
+use crate::model::{Backend, ExactDistribution, Report, ValueStats, WorkloadResult};
 
 const SIZE: (u32, u32) = (1000, 560);
 const FONT: &str = "sans-serif";
+/// Axis labels (plotters scales the size for SVG the same way for every text).
+const LABEL_SIZE: f64 = 14.0;
+const CAPTION_SIZE: f64 = 15.0;
+const TITLE_HEIGHT: u32 = 40;
+const MARGIN: u32 = 10;
+/// Beyond the plotting area's right end: half of the widest x label
+/// centred on it must fit, or that label is not drawn.
+const RIGHT_MARGIN: u32 = 30;
+const Y_LABEL_AREA: u32 = 70;
+const X_LABEL_AREA: u32 = 45;
 static FONT_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plot-font.ttf"));
 static REGISTER_FONT: Once = Once::new();
 
@@ -59,36 +70,79 @@ fn render(chart: &impl Chart, name: &str) -> Result<Vec<Artifact>> {
     ])
 }
 
-/// `[low, high]` widened to whole decades, so a log axis has labelled ticks
-/// (plotters puts them at powers of ten).
-fn decades(low: f64, high: f64) -> std::ops::Range<f64> {
-    let low = 10f64.powf(low.max(1.0).log10().floor());
-    let high = 10f64.powf(high.max(low * 10.0).log10().ceil());
-    low..high
+/// The width `text` takes in `size` on `area`, in pixels.
+fn text_width<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, text: &str, size: f64) -> f64 {
+    let style = TextStyle::from((FONT, size).into_font());
+    // Measuring only fails on a font that cannot load, and then nothing
+    // is drawn: any estimate will do.
+    area.estimate_text_size(text, &style)
+        .map_or(text.chars().count() as f64 * size * 0.6, |(width, _)| f64::from(width))
 }
 
-/// Clears `area`, writes `title` across its top, and returns the rest.
-fn framed<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str) -> Result<DrawingArea<DB, Shift>>
+/// What the x axis of a plot has to place its labels in.
+fn x_room() -> axis::Room {
+    axis::Room {
+        pixels: f64::from(SIZE.0 - MARGIN - Y_LABEL_AREA - RIGHT_MARGIN),
+        // Left of the axis start sits the lowest y label.
+        left: 0.0,
+        right: f64::from(RIGHT_MARGIN),
+    }
+}
+
+/// `caption` broken into lines no wider than `width` pixels.
+fn wrapped<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, caption: &str, width: f64) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in caption.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if text_width(area, &format!("{line} {word}"), CAPTION_SIZE) <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_owned()),
+        }
+    }
+    lines
+}
+
+/// Clears `area`, writes `title` across its top and `caption` (what the
+/// plot shows and how it was measured, wrapped) along its bottom, and
+/// returns the rest.
+fn framed<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    caption: &str,
+) -> Result<DrawingArea<DB, Shift>>
 where
     DB::ErrorType: 'static,
 {
     area.fill(&WHITE).map_err(plot_error)?;
-    let (top, rest) = area.split_vertically(40);
+    let (top, rest) = area.split_vertically(TITLE_HEIGHT);
     top.titled(title, (FONT, 22)).map_err(plot_error)?;
+    let lines = wrapped(area, caption, f64::from(SIZE.0 - 4 * MARGIN));
+    let line_height = 19;
+    let caption_height = line_height * lines.len() as u32 + MARGIN;
+    let (rest, bottom) = rest.split_vertically(SIZE.1 - TITLE_HEIGHT - caption_height);
+    let style = TextStyle::from((FONT, CAPTION_SIZE).into_font()).color(&RGBColor(60, 60, 60));
+    for (index, line) in lines.iter().enumerate() {
+        bottom
+            .draw_text(line, &style, (2 * MARGIN as i32, (line_height * index as u32) as i32))
+            .map_err(plot_error)?;
+    }
     Ok(rest)
 }
 
-/// The chart layout every plot shares, with `caption` under the title.
+/// The chart layout every plot shares, with `subtitle` under the title.
 fn chart_builder<'a, 'b, DB: DrawingBackend>(
     area: &'a DrawingArea<DB, Shift>,
-    caption: &str,
+    subtitle: &str,
 ) -> ChartBuilder<'a, 'b, DB> {
     let mut builder = ChartBuilder::on(area);
     builder
-        .caption(caption, (FONT, 15))
-        .margin(10)
-        .x_label_area_size(45)
-        .y_label_area_size(70);
+        .caption(subtitle, (FONT, 15))
+        .margin(MARGIN)
+        .margin_right(RIGHT_MARGIN)
+        .x_label_area_size(X_LABEL_AREA)
+        .y_label_area_size(Y_LABEL_AREA);
     builder
 }
 
@@ -117,41 +171,67 @@ fn color(index: usize) -> RGBColor {
     PALETTE[index % PALETTE.len()]
 }
 
+/// One latency stream of a run and how it was measured.
+struct Stream<'a> {
+    name: String,
+    backend: String,
+    /// e.g. "from the sys_enter_mprotect to the sys_exit_mprotect tracepoint".
+    how: String,
+    stats: &'a ValueStats,
+}
+
 /// The latency streams of a run: the syscall, then each probed function.
-fn latency_series(report: &Report) -> Vec<(String, String, &ValueStats)> {
-    let mut series = vec![(
-        "mprotect (syscall)".to_owned(),
-        report.syscall.backend.label().to_owned(),
-        &report.syscall.latency_ns,
-    )];
+fn latency_series(report: &Report) -> Vec<Stream<'_>> {
+    let mut series = vec![Stream {
+        name: "mprotect (syscall)".to_owned(),
+        backend: report.syscall.backend.label().to_owned(),
+        how: "from the sys_enter_mprotect to the sys_exit_mprotect tracepoint".to_owned(),
+        stats: &report.syscall.latency_ns,
+    }];
     for target in &report.targets {
         if let Some(stats) = &target.latency_ns {
-            series.push((
-                target.attachment.name.clone(),
-                target.attachment.backend.label().to_owned(),
+            let how = match target.attachment.backend {
+                Backend::Fentry => "from entry to return by fentry and fexit programs",
+                Backend::Kprobe => "from entry to return by a kprobe and a kretprobe",
+                Backend::CallSite | Backend::Tracepoint | Backend::None => "by no timing probe",
+            };
+            series.push(Stream {
+                name: target.attachment.name.clone(),
+                backend: target.attachment.backend.label().to_owned(),
+                how: how.to_owned(),
                 stats,
-            ));
+            });
         }
     }
-    series.retain(|(_, _, stats)| stats.count > 0);
+    series.retain(|stream| stream.stats.count > 0);
     series
 }
 
-/// The grid and labels of a chart with latency on a log x axis; the y
-/// axis (counts or shares) is the caller's.
-fn draw_latency_mesh<DB, Y>(chart: &mut ChartContext<'_, DB, Cartesian2d<LogCoord<f64>, Y>>, y_desc: &str) -> Result<()>
+/// A log x axis of latency over `[low, high]` ns, labelled in whole units.
+fn latency_axis<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, low: u64, high: u64) -> axis::Axis {
+    axis::log(low as f64, high as f64, x_room(), |ns| {
+        text_width(area, &axis::duration(ns), LABEL_SIZE)
+    })
+}
+
+/// The grid and labels of a chart; `x_label` writes an x tick's label.
+fn draw_mesh<DB, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    (x_desc, x_label): (&str, &dyn Fn(&f64) -> String),
+    y_desc: &str,
+) -> Result<()>
 where
     DB: DrawingBackend,
     DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
     Y: Ranged + ValueFormatter<<Y as Ranged>::ValueType>,
 {
     chart
         .configure_mesh()
-        .x_desc("latency (log scale)")
-        .x_labels(10)
-        .x_label_formatter(&|ns| super::table::format_ns(*ns))
+        .x_desc(x_desc)
+        .x_label_formatter(x_label)
         .y_desc(y_desc)
-        .label_style((FONT, 14))
+        .label_style((FONT, LABEL_SIZE))
         .draw()
         .map_err(plot_error)
 }
@@ -159,6 +239,7 @@ where
 struct LatencyHistogram<'a> {
     title: String,
     subtitle: String,
+    caption: String,
     stats: &'a ValueStats,
 }
 
@@ -168,14 +249,15 @@ impl Chart for LatencyHistogram<'_> {
         DB::ErrorType: 'static,
     {
         let buckets = &self.stats.histogram.buckets;
-        let low = buckets.first().map_or(1, |b| b.0).max(1) as f64;
-        let high = buckets.last().map_or(2, |b| b.1).max(2) as f64;
+        let low = buckets.first().map_or(1, |b| b.0).max(1);
+        let high = buckets.last().map_or(2, |b| b.1).max(2);
         let peak = buckets.iter().map(|b| b.2).max().unwrap_or(1);
-        let rest = framed(area, &self.title)?;
+        let rest = framed(area, &self.title, &self.caption)?;
+        let x = latency_axis(area, low, high);
         let mut chart = chart_builder(&rest, &self.subtitle)
-            .build_cartesian_2d(decades(low, high).log_scale(), 0u64..peak + peak / 10 + 1)
+            .build_cartesian_2d(x, 0u64..peak + peak / 10 + 1)
             .map_err(plot_error)?;
-        draw_latency_mesh(&mut chart, "calls")?;
+        draw_mesh(&mut chart, ("latency (log scale)", &|ns| axis::duration(*ns)), "calls")?;
         chart
             .draw_series(buckets.iter().map(|&(low, high, count)| {
                 Rectangle::new([(low.max(1) as f64, 0), (high as f64, count)], color(0).filled())
@@ -188,7 +270,9 @@ impl Chart for LatencyHistogram<'_> {
 struct LatencyCdf<'a> {
     title: String,
     subtitle: String,
-    series: Vec<(String, String, &'a ValueStats)>,
+    caption: String,
+    /// (legend, stream)
+    series: Vec<(String, Stream<'a>)>,
 }
 
 impl Chart for LatencyCdf<'_> {
@@ -196,18 +280,24 @@ impl Chart for LatencyCdf<'_> {
     where
         DB::ErrorType: 'static,
     {
-        let all = self.series.iter().flat_map(|(_, _, s)| s.histogram.buckets.iter());
+        let all = self.series.iter().flat_map(|(_, s)| s.stats.histogram.buckets.iter());
         let (low, high) = all.fold((u64::MAX, 1), |(lo, hi), b| (lo.min(b.0.max(1)), hi.max(b.1)));
         let low = if low == u64::MAX { 1 } else { low };
-        let rest = framed(area, &self.title)?;
+        let rest = framed(area, &self.title, &self.caption)?;
+        let x = latency_axis(area, low, high);
         let mut chart = chart_builder(&rest, &self.subtitle)
-            .build_cartesian_2d(decades(low as f64, high as f64).log_scale(), 0f64..1.0)
+            .build_cartesian_2d(x, 0f64..1.0)
             .map_err(plot_error)?;
-        draw_latency_mesh(&mut chart, "share of calls at or below")?;
-        for (index, (name, backend, stats)) in self.series.iter().enumerate() {
-            let total = stats.histogram.total().max(1) as f64;
+        draw_mesh(
+            &mut chart,
+            ("latency (log scale)", &|ns| axis::duration(*ns)),
+            "share of calls at or below",
+        )?;
+        for (index, (legend, stream)) in self.series.iter().enumerate() {
+            let total = stream.stats.histogram.total().max(1) as f64;
             let mut seen = 0u64;
-            let points: Vec<(f64, f64)> = stats
+            let points: Vec<(f64, f64)> = stream
+                .stats
                 .histogram
                 .buckets
                 .iter()
@@ -220,7 +310,7 @@ impl Chart for LatencyCdf<'_> {
             chart
                 .draw_series(LineSeries::new(points, style))
                 .map_err(plot_error)?
-                .label(format!("{name} ({backend})"))
+                .label(legend.clone())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color(index).stroke_width(2)));
         }
         chart
@@ -228,21 +318,35 @@ impl Chart for LatencyCdf<'_> {
             .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
-            .label_font((FONT, 14))
+            .label_font((FONT, LABEL_SIZE))
             .draw()
             .map_err(plot_error)?;
         Ok(())
     }
 }
 
+/// How a bar chart spreads its x axis.
+enum Scale {
+    /// Every value the same: one bar, labelled with the value and its count.
+    Single {
+        value: u64,
+        unit: &'static str,
+    },
+    Linear,
+    Log,
+}
+
 /// Bars of an exact distribution (`nr_ptes`) or a log-linear one (pages).
 struct Bars {
     title: String,
     subtitle: String,
+    caption: String,
     x_desc: String,
-    /// (low, high, count)
-    bars: Vec<(u64, u64, u64)>,
-    log_x: bool,
+    y_desc: &'static str,
+    /// (low, high, count), in x units
+    bars: Vec<(f64, f64, u64)>,
+    scale: Scale,
+    color: RGBColor,
 }
 
 impl Chart for Bars {
@@ -251,44 +355,64 @@ impl Chart for Bars {
         DB::ErrorType: 'static,
     {
         let peak = self.bars.iter().map(|b| b.2).max().unwrap_or(1);
-        let low = self.bars.first().map_or(0, |b| b.0);
-        let high = self.bars.last().map_or(1, |b| b.1).max(low + 1);
-        let rest = framed(area, &self.title)?;
-        let y = 0u64..peak + peak / 10 + 1;
-        if self.log_x {
-            let mut chart = chart_builder(&rest, &self.subtitle)
-                .build_cartesian_2d(decades(low as f64, high as f64).log_scale(), y)
-                .map_err(plot_error)?;
-            chart
-                .configure_mesh()
-                .x_desc(&self.x_desc)
-                .y_desc("calls")
-                .label_style((FONT, 14))
-                .draw()
-                .map_err(plot_error)?;
-            chart
-                .draw_series(self.bars.iter().map(|&(lo, hi, count)| {
-                    Rectangle::new([(lo.max(1) as f64, 0), (hi as f64, count)], color(2).filled())
-                }))
-                .map_err(plot_error)?;
-        } else {
-            let mut chart = chart_builder(&rest, &self.subtitle)
-                .build_cartesian_2d(low as f64..high as f64, y)
-                .map_err(plot_error)?;
-            chart
-                .configure_mesh()
-                .x_desc(&self.x_desc)
-                .y_desc("steps")
-                .label_style((FONT, 14))
-                .draw()
-                .map_err(plot_error)?;
-            chart
-                .draw_series(
-                    self.bars.iter().map(|&(lo, hi, count)| {
-                        Rectangle::new([(lo as f64, 0), (hi as f64, count)], color(3).filled())
-                    }),
-                )
-                .map_err(plot_error)?;
+        let low = self.bars.first().map_or(0.0, |b| b.0);
+        let high = self.bars.last().map_or(1.0, |b| b.1).max(low + 1.0);
+        let rest = framed(area, &self.title, &self.caption)?;
+        let y = 0u64..peak + peak / 8 + 1;
+        let number = |v: &f64| axis::number(*v);
+        let width = |v: f64| text_width(area, &axis::number(v), LABEL_SIZE);
+        let fill = self.color.filled();
+        match &self.scale {
+            Scale::Log => {
+                let x = axis::log(low.max(1.0), high, x_room(), width);
+                let mut chart = chart_builder(&rest, &self.subtitle)
+                    .build_cartesian_2d(x, y)
+                    .map_err(plot_error)?;
+                draw_mesh(&mut chart, (&self.x_desc, &number), self.y_desc)?;
+                chart
+                    .draw_series(
+                        self.bars
+                            .iter()
+                            .map(|&(lo, hi, count)| Rectangle::new([(lo.max(1.0), 0), (hi, count)], fill)),
+                    )
+                    .map_err(plot_error)?;
+            }
+            Scale::Linear => {
+                let x = axis::linear(low, high, 1.0, x_room(), width);
+                let mut chart = chart_builder(&rest, &self.subtitle)
+                    .build_cartesian_2d(x, y)
+                    .map_err(plot_error)?;
+                draw_mesh(&mut chart, (&self.x_desc, &number), self.y_desc)?;
+                chart
+                    .draw_series(
+                        self.bars
+                            .iter()
+                            .map(|&(lo, hi, count)| Rectangle::new([(lo, 0), (hi, count)], fill)),
+                    )
+                    .map_err(plot_error)?;
+            }
+            Scale::Single { value, unit } => {
+                // A linear axis around the one value, labelled there only.
+                let value = *value as f64;
+                let x = axis::Axis::around(value);
+                let half = (x.range.end - x.range.start) / 2.0;
+                let mut chart = chart_builder(&rest, &self.subtitle)
+                    .build_cartesian_2d(x, y)
+                    .map_err(plot_error)?;
+                draw_mesh(&mut chart, (&self.x_desc, &number), self.y_desc)?;
+                let bar = half / 20.0;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(value - bar, 0), (value + bar, peak)],
+                        fill,
+                    )))
+                    .map_err(plot_error)?;
+                let label = format!("{} {unit}: {peak} {}", axis::number(value), self.y_desc);
+                let style = TextStyle::from((FONT, LABEL_SIZE).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+                chart
+                    .draw_series(std::iter::once(Text::new(label, (value, peak), style)))
+                    .map_err(plot_error)?;
+            }
         }
         Ok(())
     }
@@ -298,6 +422,7 @@ impl Chart for Bars {
 struct Timeline {
     title: String,
     subtitle: String,
+    caption: String,
     layers: [(String, Vec<f64>); 3],
 }
 
@@ -309,7 +434,7 @@ impl Chart for Timeline {
         let n = self.layers[0].1.len();
         let totals: Vec<f64> = (0..n).map(|i| self.layers.iter().map(|(_, v)| v[i]).sum()).collect();
         let peak = totals.iter().copied().fold(1.0, f64::max);
-        let rest = framed(area, &self.title)?;
+        let rest = framed(area, &self.title, &self.caption)?;
         let mut chart = chart_builder(&rest, &self.subtitle)
             .build_cartesian_2d(0usize..n.max(1), 0f64..peak * 1.1)
             .map_err(plot_error)?;
@@ -317,7 +442,8 @@ impl Chart for Timeline {
             .configure_mesh()
             .x_desc("measured iteration (warmup iterations are not measured)")
             .y_desc("ns per page")
-            .label_style((FONT, 14))
+            .y_label_formatter(&|v| axis::number(*v))
+            .label_style((FONT, LABEL_SIZE))
             .draw()
             .map_err(plot_error)?;
         // Stacked: each layer is drawn up to the sum of itself and those below.
@@ -336,7 +462,55 @@ impl Chart for Timeline {
             .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
-            .label_font((FONT, 14))
+            .label_font((FONT, LABEL_SIZE))
+            .draw()
+            .map_err(plot_error)?;
+        Ok(())
+    }
+}
+
+/// Per measured iteration of each thread: its whole iteration, ns per page,
+/// one line per thread.
+struct ThreadTimeline {
+    title: String,
+    subtitle: String,
+    caption: String,
+    threads: Vec<Vec<f64>>,
+}
+
+impl Chart for ThreadTimeline {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let n = self.threads.iter().map(Vec::len).max().unwrap_or(0);
+        let peak = self.threads.iter().flatten().copied().fold(1.0, f64::max);
+        let rest = framed(area, &self.title, &self.caption)?;
+        let mut chart = chart_builder(&rest, &self.subtitle)
+            .build_cartesian_2d(0usize..n.max(1), 0f64..peak * 1.1)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("measured iteration of the thread (warmup iterations are not measured)")
+            .y_desc("ns per page, whole iteration")
+            .y_label_formatter(&|v| axis::number(*v))
+            .label_style((FONT, LABEL_SIZE))
+            .draw()
+            .map_err(plot_error)?;
+        for (thread, values) in self.threads.iter().enumerate() {
+            let points: Vec<(usize, f64)> = values.iter().copied().enumerate().collect();
+            chart
+                .draw_series(LineSeries::new(points, color(thread).stroke_width(2)))
+                .map_err(plot_error)?
+                .label(format!("thread {thread}"))
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color(thread).stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font((FONT, LABEL_SIZE))
             .draw()
             .map_err(plot_error)?;
         Ok(())
@@ -351,12 +525,44 @@ fn slug(name: &str) -> String {
         .to_owned()
 }
 
-fn exact_bars(distribution: &ExactDistribution) -> Vec<(u64, u64, u64)> {
+/// Bars of an exact distribution, one centred on each value.
+fn exact_bars(distribution: &ExactDistribution) -> Vec<(f64, f64, u64)> {
     distribution
         .counts
         .iter()
-        .map(|&(value, count)| (value, value + 1, count))
+        .map(|&(value, count)| (value as f64 - 0.4, value as f64 + 0.4, count))
         .collect()
+}
+
+/// The scale for bars of `stats` (lengths in pages): one bar when every
+/// value is the same, a linear axis over less than a decade, else log.
+fn pages_scale(stats: &ValueStats) -> Scale {
+    match (stats.min, stats.max) {
+        (Some(min), Some(max)) if min == max => Scale::Single {
+            value: min,
+            unit: "pages",
+        },
+        (Some(min), Some(max)) if max < min.max(1) * 10 => Scale::Linear,
+        _ => Scale::Log,
+    }
+}
+
+fn pages_bars(stats: &ValueStats) -> Vec<(f64, f64, u64)> {
+    stats
+        .histogram
+        .buckets
+        .iter()
+        .map(|&(low, high, count)| (low as f64, high as f64, count))
+        .collect()
+}
+
+/// "16384 pages each" when every value is one, else the range.
+fn spread(stats: &ValueStats, unit: &str) -> String {
+    match (stats.min, stats.max) {
+        (Some(min), Some(max)) if min == max => format!("every one {min} {unit}"),
+        (Some(min), Some(max)) => format!("{min} to {max} {unit}"),
+        _ => format!("no {unit}"),
+    }
 }
 
 /// Every plot of a run, PNG and SVG.
@@ -372,19 +578,42 @@ fn render_all(report: &Report) -> Result<Vec<Artifact>> {
     let context = context(report);
     let mut files = Vec::new();
     let series = latency_series(report);
-    for (name, backend, stats) in &series {
-        let chart = LatencyHistogram {
-            title: format!("{name} latency ({backend}, {} calls)", stats.count),
-            subtitle: context.clone(),
-            stats,
+    for stream in &series {
+        let what = if stream.name == "mprotect (syscall)" {
+            "successful mprotect() call".to_owned()
+        } else {
+            format!("{}() call", stream.name)
         };
-        files.extend(render(&chart, &format!("latency-{}", slug(name)))?);
+        let chart = LatencyHistogram {
+            title: format!(
+                "{} latency ({}, {} calls)",
+                stream.name, stream.backend, stream.stats.count
+            ),
+            subtitle: context.clone(),
+            caption: format!(
+                "Latency of each {what}, measured {}: {} calls, each bar one histogram bucket (1/16 of a power of two wide).",
+                stream.how, stream.stats.count
+            ),
+            stats: stream.stats,
+        };
+        files.extend(render(&chart, &format!("latency-{}", slug(&stream.name)))?);
     }
     if !series.is_empty() {
+        let measured: Vec<String> = series
+            .iter()
+            .map(|s| format!("{}, {} calls measured {}", s.name, s.stats.count, s.how))
+            .collect();
         let chart = LatencyCdf {
             title: "latency CDF of every target".to_owned(),
             subtitle: context.clone(),
-            series,
+            caption: format!(
+                "Share of calls that took at most each latency: {}.",
+                measured.join("; ")
+            ),
+            series: series
+                .into_iter()
+                .map(|s| (format!("{} ({})", s.name, s.backend), s))
+                .collect(),
         };
         files.extend(render(&chart, "latency-cdf")?);
     }
@@ -392,55 +621,145 @@ fn render_all(report: &Report) -> Result<Vec<Artifact>> {
         if let (Some(source), Some(nr_ptes)) = (&target.attachment.nr_ptes_source, &target.nr_ptes)
             && nr_ptes.total() > 0
         {
+            let scale = match nr_ptes.counts.as_slice() {
+                [(value, _)] => Scale::Single {
+                    value: *value,
+                    unit: "PTEs",
+                },
+                _ => Scale::Linear,
+            };
             let chart = Bars {
                 title: format!("nr_ptes per step: {source}"),
                 subtitle: context.clone(),
+                caption: format!(
+                    "PTEs handled per step, read from {source} at each call: {} steps (513 stands for more than 512).",
+                    nr_ptes.total()
+                ),
                 x_desc: "nr_ptes (513 = more than 512)".to_owned(),
+                y_desc: "steps",
                 bars: exact_bars(nr_ptes),
-                log_x: false,
+                scale,
+                color: color(3),
             };
             files.extend(render(&chart, &format!("nr-ptes-{}", slug(&target.attachment.name)))?);
         }
         if let (Some(source), Some(pages)) = (&target.attachment.pages_source, &target.pages_per_call)
             && pages.count > 0
         {
+            let scale = pages_scale(pages);
             let chart = Bars {
                 title: format!("pages changed per call: {source}"),
                 subtitle: context.clone(),
-                x_desc: "pages (log scale)".to_owned(),
-                bars: pages.histogram.buckets.clone(),
-                log_x: true,
+                caption: format!(
+                    "Pages each {}() call changed, read from its {source}: {} calls, {}.",
+                    target.attachment.name,
+                    pages.count,
+                    spread(pages, "pages")
+                ),
+                x_desc: pages_desc(&scale),
+                y_desc: "calls",
+                bars: pages_bars(pages),
+                scale,
+                color: color(2),
             };
             files.extend(render(&chart, &format!("pages-{}", slug(&target.attachment.name)))?);
         }
     }
-    if report.syscall.pages_per_call.count > 0 {
+    let pages = &report.syscall.pages_per_call;
+    if pages.count > 0 {
+        let scale = pages_scale(pages);
         let chart = Bars {
             title: "mprotect() length in pages".to_owned(),
             subtitle: context.clone(),
-            x_desc: "pages (log scale)".to_owned(),
-            bars: report.syscall.pages_per_call.histogram.buckets.clone(),
-            log_x: true,
+            caption: format!(
+                "Length of each successful mprotect() call: its len argument in pages (rounded up), read at the sys_enter_mprotect tracepoint; {} calls, {}.",
+                pages.count,
+                spread(pages, "pages")
+            ),
+            x_desc: pages_desc(&scale),
+            y_desc: "calls",
+            bars: pages_bars(pages),
+            scale,
+            color: color(2),
         };
         files.extend(render(&chart, "pages-syscall")?);
     }
     if let Some(workload) = &report.workload
         && !workload.per_iteration_ns.protect.is_empty()
     {
-        let per_page = |values: &[u64]| values.iter().map(|&v| v as f64 / workload.pages as f64).collect();
-        let p = &workload.per_iteration_ns;
-        let chart = Timeline {
-            title: format!("per-iteration time, {} warmup iterations before", workload.warmup),
-            subtitle: context.clone(),
-            layers: [
-                ("protect".to_owned(), per_page(&p.protect)),
-                ("restore".to_owned(), per_page(&p.restore)),
-                ("post-touch".to_owned(), per_page(&p.post_touch)),
-            ],
-        };
-        files.extend(render(&chart, "timeline")?);
+        files.extend(timeline(workload, &context)?);
     }
     Ok(files)
+}
+
+fn pages_desc(scale: &Scale) -> String {
+    match scale {
+        Scale::Log => "pages (log scale)".to_owned(),
+        Scale::Linear | Scale::Single { .. } => "pages".to_owned(),
+    }
+}
+
+/// The workload's per-iteration time: phases stacked for one thread, one
+/// line per thread for more (their iterations ran at the same time, so
+/// one after the other on one axis they would read as a drift).
+fn timeline(workload: &WorkloadResult, context: &str) -> Result<Vec<Artifact>> {
+    let pages = workload.pages.max(1) as f64;
+    let per_page = |values: &[u64]| -> Vec<f64> { values.iter().map(|&v| v as f64 / pages).collect() };
+    let p = &workload.per_iteration_ns;
+    let clock = "by the workload's own clock (protect: mprotect(PROT_READ); restore: mprotect(PROT_READ|PROT_WRITE); post-touch: touching every page again)";
+    match workload.iterations_by_thread() {
+        Some(threads) if threads.len() > 1 => {
+            let lines: Vec<Vec<f64>> = threads
+                .iter()
+                .map(|range| {
+                    range
+                        .clone()
+                        .map(|i| (p.protect[i] + p.restore[i] + p.post_touch[i]) as f64 / pages)
+                        .collect()
+                })
+                .collect();
+            let counts: Vec<String> = lines.iter().map(|line| line.len().to_string()).collect();
+            let chart = ThreadTimeline {
+                title: format!(
+                    "per-iteration time of each of {} threads, {} warmup iterations before",
+                    lines.len(),
+                    workload.warmup
+                ),
+                subtitle: context.to_owned(),
+                caption: format!(
+                    "Time per page of each measured iteration, protect + restore + post-touch, {clock}: {} threads at once, each its own mapping; {} iterations.",
+                    lines.len(),
+                    counts.join(" + ")
+                ),
+                threads: lines,
+            };
+            render(&chart, "timeline")
+        }
+        split => {
+            let note = if split.is_none() && workload.threads > 1 {
+                format!(
+                    " The report does not say which of the {} threads ran which iteration: their iterations follow one another.",
+                    workload.threads
+                )
+            } else {
+                String::new()
+            };
+            let chart = Timeline {
+                title: format!("per-iteration time, {} warmup iterations before", workload.warmup),
+                subtitle: context.to_owned(),
+                caption: format!(
+                    "Time per page of each measured iteration, {clock}: {} iterations.{note}",
+                    p.protect.len()
+                ),
+                layers: [
+                    ("protect".to_owned(), per_page(&p.protect)),
+                    ("restore".to_owned(), per_page(&p.restore)),
+                    ("post-touch".to_owned(), per_page(&p.post_touch)),
+                ],
+            };
+            render(&chart, "timeline")
+        }
+    }
 }
 
 /// One CDF chart per target measured in both runs, A and B overlaid.
@@ -459,22 +778,40 @@ pub fn render_comparison_cdfs(sides: &[(&str, &Report)]) -> Result<Vec<Artifact>
     let Some((_, baseline)) = series.first() else {
         return Ok(files);
     };
-    for (name, _, _) in baseline {
+    for stream in baseline {
+        let name = &stream.name;
         // Drawn where every side measured the target.
         let lines: Option<Vec<_>> = series
             .iter()
             .map(|(label, side)| {
-                side.iter()
-                    .find(|(n, _, _)| n == name)
-                    .map(|(_, backend, stats)| (format!("{label}: {name}"), backend.clone(), *stats))
+                side.iter().find(|s| &s.name == name).map(|s| {
+                    let legend = format!("{label}: {name} ({})", s.backend);
+                    let copy = Stream {
+                        name: s.name.clone(),
+                        backend: s.backend.clone(),
+                        how: s.how.clone(),
+                        stats: s.stats,
+                    };
+                    (legend, copy)
+                })
             })
             .collect();
         let Some(lines) = lines else {
             continue;
         };
+        let counts: Vec<String> = lines
+            .iter()
+            .zip(&labels)
+            .map(|((_, s), label)| format!("{label} {} calls", s.stats.count))
+            .collect();
         let chart = LatencyCdf {
             title: format!("{name} latency CDF, {}", labels.join(" vs ")),
             subtitle: subtitle.clone(),
+            caption: format!(
+                "Share of {name} calls that took at most each latency, measured {}, in each side's representative run (the one with the side's median iteration time): {}.",
+                stream.how,
+                counts.join(", ")
+            ),
             series: lines,
         };
         files.extend(render(&chart, &format!("cdf-{}", slug(name)))?);

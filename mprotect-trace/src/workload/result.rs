@@ -14,7 +14,9 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadRe
     let mut mprotect_calls = 0;
     let mut pte_table_walks = 0;
     let mut worst: Option<(u64, SmapsEntry, SmapsEntry, BTreeMap<u64, u64>)> = None;
+    let mut threads = Vec::new();
     for outcome in outcomes {
+        threads.push(outcome.samples.protect.len() as u64);
         mprotect_calls += outcome.mprotect_calls;
         pte_table_walks += outcome.pte_table_walks;
         samples.protect.extend(outcome.samples.protect);
@@ -77,6 +79,7 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadRe
             protect: samples.protect,
             restore: samples.restore,
             post_touch: samples.post_touch,
+            threads,
         },
     }
 }
