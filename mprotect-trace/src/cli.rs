@@ -121,9 +121,12 @@ fn scenario_parser() -> impl clap::builder::TypedValueParser<Value = Scenario> {
 
 /// `--backend`: auto, or one of the function-probe backends by name.
 fn backend_parser() -> impl clap::builder::TypedValueParser<Value = BackendChoice> {
-    let names = std::iter::once("auto").chain(backend::ALL.iter().map(|b| b.kind().label()));
+    let names = ["auto", "none"]
+        .into_iter()
+        .chain(backend::ALL.iter().map(|b| b.kind().label()));
     PossibleValuesParser::new(names).try_map(|name| match name.as_str() {
         "auto" => Ok(BackendChoice::Auto),
+        "none" => Ok(BackendChoice::NoFunctions),
         name => backend::named(name)
             .map(|b| BackendChoice::Only(b.kind()))
             .ok_or_else(|| format!("unknown backend {name}")),
@@ -236,7 +239,8 @@ struct RunArgs {
     /// Break every target's calls and latency down by CPU.
     #[arg(long)]
     per_cpu: bool,
-    /// Function probe backend.
+    /// Function probe backend; none: no function probe (the syscall
+    /// tracepoints and sampling only, no probe's cost in the times).
     #[arg(long, value_parser = backend_parser(), default_value = "auto")]
     backend: BackendChoice,
     /// Trace a running process instead of the workload.
@@ -508,7 +512,9 @@ impl LabArgs {
             retries: self.retries,
             output: self.output,
             arm64_tracer: self.arm64_tracer,
-            cache: self.cache.unwrap_or_else(lab::default_cache),
+            // apt reads relative Dir:: paths from /, not from here.
+            cache: std::path::absolute(self.cache.unwrap_or_else(lab::default_cache))
+                .map_err(|err| anyhow!("--cache: {err}"))?,
             boot_timeout: Duration::from_secs(self.boot_timeout),
             json: self.json,
         })

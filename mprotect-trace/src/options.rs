@@ -102,6 +102,12 @@ impl RunOptions {
                 anyhow::bail!("{flag} must be more than 0 seconds");
             }
         }
+        if self.backend == BackendChoice::NoFunctions && !self.probes.is_empty() {
+            anyhow::bail!(
+                "--probe {} needs a function probe, and --backend none attaches none: drop one of them",
+                self.probes[0]
+            );
+        }
         if self.calibrate && !matches!(self.target, TraceTarget::Workload(_)) {
             anyhow::bail!("--calibrate needs the built-in workload (not -p, -a or -- CMD)");
         }

@@ -524,3 +524,35 @@ fn a_deadline_stops_the_workload_cleanly_with_what_it_did() {
     );
     assert_eq!(workload.mprotect_calls, report.syscall.latency.calls);
 }
+
+/// `--backend none`: no function probe (so no probe's cost in the times),
+/// the syscall still counted exactly; with a `--probe`, refused.
+#[test]
+fn backend_none_attaches_no_function_probe() {
+    let dir = out_dir("backend-none");
+    let output = run(&[
+        "-o",
+        dir.to_str().unwrap(),
+        "--backend",
+        "none",
+        "--iterations",
+        "10",
+        "--mapping-mb",
+        "4",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = mprotect_trace::model::Report::load(&dir).unwrap();
+    assert!(!report.targets.is_empty());
+    for target in &report.targets {
+        assert_eq!(target.attachment.backend.label(), "none", "{}", target.attachment.name);
+        assert_eq!(target.attachment.reason, "no function probe: --backend none");
+    }
+    assert_eq!(report.syscall.latency.calls, 30);
+    assert_eq!(report.settings.as_ref().unwrap().backend, "none");
+    let refused = run(&["--backend", "none", "--probe", "flush_tlb_mm_range"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr),
+        "error: --probe flush_tlb_mm_range needs a function probe, and --backend none attaches none: drop one of them\n"
+    );
+}

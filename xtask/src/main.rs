@@ -3,6 +3,7 @@
 mod bench;
 mod browser;
 mod command;
+mod lab;
 mod layout;
 mod overhead;
 mod readme;
@@ -36,6 +37,8 @@ enum Task {
     VmTest,
     /// Run every `$ mprotect-trace` example of the README: none may crash.
     ReadmeCheck,
+    /// `mprotect-trace lab` on Debian 6.12 and 7.3 under TCG icount, twice: spread, agreement, attribution.
+    LabCheck,
     /// Benchmarks (timings, not tests): the workload against an independent C loop, tracing overhead.
     Bench(bench::BenchArgs),
 }
@@ -69,6 +72,7 @@ fn main() -> Result<()> {
                 tally.failed += 1;
             }
             tally.step("vm-test", vm::run);
+            tally.step("lab-check", lab::run);
             tally.step("flame-check", browser::run);
             tally.step("readme-check", readme::run);
             // One closing line for CI: every check of every step.
@@ -87,6 +91,10 @@ fn main() -> Result<()> {
         Task::ReadmeCheck => {
             setup::run()?;
             readme::run().map(drop)
+        }
+        Task::LabCheck => {
+            setup::run()?;
+            lab::run().map(drop)
         }
         Task::Bench(args) => {
             setup::run()?;

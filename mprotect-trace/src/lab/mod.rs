@@ -218,6 +218,11 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
         bail!("no kernel to boot: every --kernel was refused");
     }
     let mut notes = Vec::new();
+    if !options.run_args.iter().any(|word| word.starts_with("--backend")) {
+        notes.push(
+            "function probes add their own cost to the times compared, and differently on each kernel (what each inlines differs): --run \"--backend none ...\" times the workload with the syscall tracepoints and sampling only".to_owned(),
+        );
+    }
     let accels: Vec<Accel> = kernels
         .iter()
         .map(|kernel| {
@@ -235,7 +240,10 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
         .map(|kernel| {
             let dir = output.join(&kernel.label);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            Initramfs::build(&dir, &kernel.busybox, &kernel.tracer, &script)
+            let initramfs = Initramfs::build(&dir, &kernel.busybox, &kernel.tracer, &script)?;
+            // Only the packed archive is kept: the staging tree is a copy.
+            let _ = std::fs::remove_dir_all(dir.join("initramfs"));
+            Ok(initramfs)
         })
         .collect::<Result<_>>()?;
 

@@ -20,6 +20,9 @@ pub enum BackendChoice {
     #[default]
     Auto,
     Only(Backend),
+    /// `--backend none`: no function probe at all; the syscall
+    /// tracepoints and sampling only, so no probe's cost is in the times.
+    NoFunctions,
 }
 
 impl BackendChoice {
@@ -27,6 +30,7 @@ impl BackendChoice {
         match self {
             Self::Auto => true,
             Self::Only(only) => only == backend,
+            Self::NoFunctions => false,
         }
     }
 }
@@ -107,11 +111,15 @@ pub fn function_probes_possible(caps: &Capabilities) -> bool {
 /// target gets none, with each backend's reason. Nothing is read (neither
 /// kallsyms nor BTF), so such a run attaches fast; `in_kallsyms` and
 /// `in_btf` are then unknown and read false.
-pub fn without_function_probes(caps: &Capabilities) -> Vec<TargetPlan> {
-    let why: Vec<String> = backend::ALL
-        .iter()
-        .map(|b| format!("{} {}", b.capability(), caps.backend(b.capability()).summary))
-        .collect();
+pub fn without_function_probes(caps: &Capabilities, choice: BackendChoice) -> Vec<TargetPlan> {
+    let why: Vec<String> = if choice == BackendChoice::NoFunctions {
+        vec!["--backend none".to_owned()]
+    } else {
+        backend::ALL
+            .iter()
+            .map(|b| format!("{} {}", b.capability(), caps.backend(b.capability()).summary))
+            .collect()
+    };
     targets::with_user_probes(&[])
         .into_iter()
         .map(|target| TargetPlan {

@@ -29,6 +29,7 @@ use crate::model::{
 use crate::options::{RunOptions, TraceTarget};
 use crate::output::{self, Formats, table};
 use crate::probes::attach;
+use crate::probes::plan::BackendChoice;
 use crate::probes::{plan, tracepoints};
 use crate::sampling;
 use target::Ending;
@@ -192,12 +193,16 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     plan::check_choice(options.backend, &caps)?;
     // Symbols and BTF are read only when a function probe could attach (or
     // a --probe name must be checked): reading them is most of the startup.
-    let (kallsyms, plans) = if plan::function_probes_possible(&caps) || !options.probes.is_empty() {
+    let wanted = options.backend != BackendChoice::NoFunctions;
+    let (kallsyms, plans) = if wanted && (plan::function_probes_possible(&caps) || !options.probes.is_empty()) {
         let kallsyms = Kallsyms::load()?;
         let plans = plan::plan_targets(&options.probes, &caps, &kallsyms, options.backend)?;
         (kallsyms, plans)
     } else {
-        (Kallsyms::default(), plan::without_function_probes(&caps))
+        (
+            Kallsyms::default(),
+            plan::without_function_probes(&caps, options.backend),
+        )
     };
     // Refused before anything is attached when it is already clear.
     refuse_nothing_to_trace(

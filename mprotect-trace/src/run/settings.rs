@@ -38,6 +38,7 @@ pub fn of(options: &RunOptions) -> Result<Settings> {
         backend: match options.backend {
             BackendChoice::Auto => "auto".to_owned(),
             BackendChoice::Only(backend) => backend.label().to_owned(),
+            BackendChoice::NoFunctions => "none".to_owned(),
         },
         probes: options
             .probes

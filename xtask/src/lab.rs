@@ -1,0 +1,161 @@
+//! `cargo xtask lab-check`: `mprotect-trace lab` on Debian's 6.12 and 7.3
+//! kernels under instruction-counting TCG, three interleaved repeats,
+//! twice: each kernel's median is reported with its spread, the two labs
+//! agree within 1 %, the comparison names the functions that carry the
+//! difference, and kernels that cannot boot are refused in one line each
+//! while the others run.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use serde_json::Value;
+
+use crate::command::{cargo, release_binary, run_checked, workspace_root};
+
+const KERNELS: [&str; 2] = ["debian:6.12", "debian:7.3"];
+/// The guests' run: small enough for about 25 s a boot under TCG; no
+/// function probe, so no probe's cost is in the times compared.
+const RUN: &str = "--mapping-mb 16 --iterations 20 --backend none";
+/// The two labs' medians may differ by this much (relative).
+const AGREEMENT: f64 = 0.01;
+
+/// One lab: its exit status, its summary (lab.json) and its stderr.
+fn lab(dir: &Path, extra_kernels: &[String]) -> Result<(std::process::ExitStatus, Value, String)> {
+    let _ = std::fs::remove_dir_all(dir);
+    let mut command = Command::new(release_binary()?);
+    command.arg("lab");
+    for kernel in KERNELS
+        .iter()
+        .map(|k| k.to_string())
+        .chain(extra_kernels.iter().cloned())
+    {
+        command.args(["--kernel", &kernel]);
+    }
+    let cache = workspace_root().join("target/vm/kernels");
+    let output = command
+        .args(["--accel", "tcg-icount", "--repeat", "3", "--run", RUN])
+        .args(["--arm64-tracer", "/nonexistent/mprotect-trace"])
+        .arg("--cache")
+        .arg(&cache)
+        .arg("-o")
+        .arg(dir)
+        .output()
+        .context("starting mprotect-trace lab")?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let text = std::fs::read_to_string(dir.join("lab.txt"))
+        .with_context(|| format!("the lab wrote no lab.txt; its stderr:\n{stderr}"))?;
+    println!("{text}");
+    let summary = serde_json::from_slice(&std::fs::read(dir.join("lab.json"))?)?;
+    Ok((output.status, summary, stderr))
+}
+
+/// Each kernel's median iteration ns/page, after checking its runs.
+fn medians(summary: &Value) -> Result<Vec<(String, f64)>> {
+    let kernels = summary["kernels"].as_array().context("no kernels")?;
+    ensure!(
+        kernels.len() == KERNELS.len(),
+        "{} kernels ran, not {}",
+        kernels.len(),
+        KERNELS.len()
+    );
+    kernels
+        .iter()
+        .map(|kernel| {
+            let label = kernel["label"].as_str().unwrap_or_default().to_owned();
+            ensure!(kernel["accel"] == "tcg-icount", "{label}: accel {}", kernel["accel"]);
+            let smp = &kernel["by_smp"][0];
+            ensure!(
+                smp["smp"] == 1 && smp["runs"] == 3 && smp["failed_runs"] == 0,
+                "{label}: {smp}"
+            );
+            // One state for every run, the scenario's expected one.
+            let audits = smp["audits"].as_array().context("no audits")?;
+            ensure!(
+                audits.len() == 1 && audits[0]["expected_match_ratio"] == 100,
+                "{label}: state audit {audits:?}"
+            );
+            let spread = &smp["iteration_ns_per_page"];
+            ensure!(spread["runs"].as_array().map(Vec::len) == Some(3), "{label}: {spread}");
+            ensure!(smp["relative_spread"].is_number(), "{label}: no spread");
+            Ok((label, spread["median"].as_f64().context("no median")?))
+        })
+        .collect()
+}
+
+/// Returns the number of checks that passed.
+pub fn run() -> Result<u64> {
+    run_checked(&mut cargo(["build", "--release", "--package", "mprotect-trace"]))?;
+    let root = workspace_root().join("target/lab-check");
+    std::fs::create_dir_all(&root)?;
+    let junk = root.join("not-a-kernel");
+    std::fs::write(&junk, vec![0u8; 8192])?;
+    let refused_kernels = vec![
+        "/nonexistent/bzImage".to_owned(),
+        junk.display().to_string(),
+        "debian:7.3:arm64".to_owned(),
+    ];
+    let started = std::time::Instant::now();
+    let (status, first, stderr) = lab(&root.join("first"), &refused_kernels)?;
+    // Refused kernels make the lab incomplete (exit 1), the others ran.
+    ensure!(status.code() == Some(1), "the lab with refused kernels exited {status}");
+    let expected_refusals = [
+        "error: --kernel /nonexistent/bzImage: kernel image /nonexistent/bzImage does not exist: give a bzImage or arm64 Image file".to_owned(),
+        format!(
+            "error: --kernel {0}: kernel image {0} is neither an x86_64 bzImage nor an arm64 Image: QEMU cannot boot it",
+            junk.display()
+        ),
+        "error: --kernel debian:7.3:arm64: --arm64-tracer /nonexistent/mprotect-trace does not exist".to_owned(),
+    ];
+    for refusal in &expected_refusals {
+        ensure!(
+            stderr.lines().any(|line| line == refusal),
+            "no line {refusal:?} in the lab's stderr:\n{stderr}"
+        );
+    }
+    ensure!(
+        first["refused"].as_array().map(Vec::len) == Some(3),
+        "refused: {}",
+        first["refused"]
+    );
+    let first_medians = medians(&first)?;
+
+    // The functions that carry the difference are named, change_pte_range among them.
+    let delta = &first["comparisons"][0]["against_baseline"][0];
+    let functions: Vec<&str> = delta["functions"]
+        .as_array()
+        .context("no functions")?
+        .iter()
+        .filter_map(|f| f[0].as_str())
+        .collect();
+    ensure!(
+        functions.contains(&"change_pte_range"),
+        "functions named: {functions:?}"
+    );
+    let comparison = root.join("first/comparison-smp-1/comparison.html");
+    ensure!(comparison.is_file(), "no {}", comparison.display());
+    let first_time = started.elapsed();
+
+    let (status, second, _) = lab(&root.join("second"), &[])?;
+    ensure!(status.success(), "the second lab exited {status}");
+    let second_medians = medians(&second)?;
+    for ((label, a), (_, b)) in first_medians.iter().zip(&second_medians) {
+        let difference = (b / a - 1.0).abs();
+        if difference > AGREEMENT {
+            bail!(
+                "{label}: the two labs' medians differ by {:.2} % ({a:.2} vs {b:.2})",
+                difference * 100.0
+            );
+        }
+        println!(
+            "lab-check: {label}: {a:.2} and {b:.2} ns/page in the two labs ({:.3} % apart)",
+            difference * 100.0
+        );
+    }
+    println!(
+        "lab-check passed: two kernels x 3 repeats under tcg-icount, twice; the first lab took {:.0} s, both {:.0} s",
+        first_time.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(3 + first_medians.len() as u64)
+}
