@@ -278,3 +278,63 @@ fn system_wide_stacks_are_rooted_at_their_process_and_unknown_frames_explain_the
     assert!(table.contains("[unknown] user frames in "), "{table}");
     assert!(table.contains(UnknownUser::ProcessExited.describe()), "{table}");
 }
+
+/// Below the function, from kallsyms alone: the hottest instructions of
+/// each hot function (`change_pte_range+0x239`), counted from the sampled
+/// leaf addresses, in the report, the table and a folded variant; and the
+/// kernel's build id, so the addresses can be symbolized again later.
+#[test]
+fn hot_spots_are_instruction_offsets_counted_from_the_sampled_addresses() {
+    let (_, dir, table) = traced("hot-spots", &["--iterations", "100", "--mapping-mb", "16"]);
+    let report = common::report(&dir);
+    let profile = report.sampling.as_ref().expect("a profile");
+    assert!(!profile.hot_spots.is_empty(), "{table}");
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    let start_of = |name: &str| {
+        kallsyms
+            .lines()
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                (fields.len() >= 3 && fields[2] == name).then(|| u64::from_str_radix(fields[0], 16).unwrap())
+            })
+            .unwrap()
+    };
+    for spot in &profile.hot_spots {
+        // The same count, from the leaf addresses independently.
+        let start = start_of(&spot.function);
+        let samples: u64 = profile
+            .stacks
+            .iter()
+            .filter(|s| s.kernel.iter().any(|f| f == "do_mprotect_pkey"))
+            .filter(|s| s.kernel_addresses.last() == Some(&(start + spot.offset)))
+            .map(|s| s.count)
+            .sum();
+        assert_eq!(samples, spot.samples, "{}", spot.label());
+        let row = format!("{:<40} {:>8} ", spot.label(), spot.samples);
+        assert!(table.contains(&row), "no row {row:?} in:\n{table}");
+    }
+    // The offsets' folded variant: the same samples, leaves with offsets.
+    let folded = std::fs::read_to_string(dir.join("stacks.folded")).unwrap();
+    let offsets = std::fs::read_to_string(dir.join("stacks-offsets.folded")).unwrap();
+    let total = |text: &str| -> u64 {
+        text.lines()
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(total(&folded), total(&offsets));
+    let top = &profile.hot_spots[0];
+    let with_top: u64 = offsets
+        .lines()
+        .filter(|l| l.rsplit_once(' ').unwrap().0.ends_with(&format!(";{}", top.label())))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    assert!(with_top >= top.samples, "{}: {with_top} < {}", top.label(), top.samples);
+
+    // The build id, read independently from the notes: after "GNU\0", 20 bytes.
+    let notes = std::fs::read("/sys/kernel/notes").unwrap();
+    let at = notes.windows(4).position(|w| w == b"GNU\0").unwrap() + 4;
+    let expected: String = notes[at..at + 20].iter().map(|b| format!("{b:02x}")).collect();
+    let identity = report.kernel_identity.as_ref().expect("the kernel's identity");
+    assert_eq!(identity.build_id.as_deref(), Some(expected.as_str()));
+    assert_eq!(identity.text_address, Some(start_of("_text")));
+}

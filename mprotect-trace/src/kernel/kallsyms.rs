@@ -139,6 +139,14 @@ impl Kallsyms {
         best
     }
 
+    /// The offset of `address` in the function it falls in (`sym+0x239`),
+    /// when it falls in a function.
+    pub fn function_offset(&self, address: u64) -> Option<u64> {
+        let index = self.symbols.partition_point(|symbol| symbol.start <= address);
+        let start = self.symbols.get(index.checked_sub(1)?)?.start;
+        matches!(self.code_at(address), CodeAt::Function(_)).then(|| address - start)
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         !self.named(name).is_empty()
     }
@@ -228,6 +236,8 @@ ffffffffc0003000 t bpf_prog_6deef7357e7b4530_sample_stack\t[bpf]
             symbols.code_at(0xffffffff81234569),
             CodeAt::Function("change_pte_range")
         );
+        assert_eq!(symbols.function_offset(0xffffffff81234799), Some(0x239));
+        assert_eq!(symbols.function_offset(0xffffffff82000010), None);
         // Past the last function, inside data: never named after the data.
         assert_eq!(symbols.code_at(0xffffffff82000010), CodeAt::Unknown);
         assert_eq!(symbols.code_at(0xffffffff80000000), CodeAt::Unknown);

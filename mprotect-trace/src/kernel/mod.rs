@@ -4,6 +4,7 @@ pub mod btf;
 pub mod call_sites;
 pub mod capabilities;
 pub mod ftrace;
+pub mod identity;
 pub mod kallsyms;
 pub mod kcore;
 pub mod mounts;

@@ -356,8 +356,11 @@ impl LabSummary {
                 }
             }
         }
+        if !self.refused.is_empty() {
+            let _ = writeln!(out);
+        }
         for refused in &self.refused {
-            let _ = writeln!(out, "\nnot booted: {refused}");
+            let _ = writeln!(out, "not booted: {refused}");
         }
         if self.failed_attempts > 0 {
             let _ = writeln!(

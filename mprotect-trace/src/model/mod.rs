@@ -11,11 +11,12 @@ pub mod workload;
 
 pub use capabilities::{Capabilities, Check};
 pub use profile::{
-    FunctionShare, InlinedTarget, ProcessSamples, Profile, SampleCounters, SampledProcess, SampledStack, UnknownUser,
+    FunctionShare, HotSpot, InlinedTarget, ProcessSamples, Profile, SampleCounters, SampledProcess, SampledStack,
+    UnknownUser,
 };
 pub use report::{
     Attachment, Backend, Calibration, CpuCalls, FailedCalls, FieldValue, FieldValues, IntervalCalls, IntervalSample,
-    ProgramCost, Report, Role, Scope, StopReason, SyscallProbe, SyscallReport, TargetReport, Timings,
+    KernelIdentity, ProgramCost, Report, Role, Scope, StopReason, SyscallProbe, SyscallReport, TargetReport, Timings,
 };
 pub use settings::{Difference, Settings, WorkloadSettings};
 pub use stats::{Counters, ExactDistribution, Histogram, LatencySummary, ValueStats};

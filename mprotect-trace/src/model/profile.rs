@@ -25,6 +25,10 @@ pub struct SampledStack {
     pub user_addresses: Vec<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kernel_addresses: Vec<u64>,
+    /// Each kernel frame's offset in its function (`sym+0x239`), from
+    /// kallsyms; null for frames in no function.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_offsets: Vec<Option<u64>>,
     /// Why user frames read `[unknown]`, when any do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_user: Option<UnknownUser>,
@@ -116,6 +120,69 @@ pub struct Profile {
     /// Every folded stack starts at its process (`comm-pid`): -a and -p.
     #[serde(default)]
     pub process_roots: bool,
+    /// The hottest instructions of the hottest functions inside mprotect().
+    #[serde(default)]
+    pub hot_spots: Vec<HotSpot>,
+}
+
+/// One instruction where in-syscall samples landed: `function+offset`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HotSpot {
+    pub function: String,
+    pub offset: u64,
+    pub samples: u64,
+    /// Of the function's own (self) samples.
+    pub share_of_function: f64,
+    /// Of every sample inside mprotect().
+    pub share: f64,
+}
+
+impl HotSpot {
+    pub fn label(&self) -> String {
+        format!("{}+{:#x}", self.function, self.offset)
+    }
+}
+
+/// Functions whose hot spots are listed: those of at least this self share.
+const HOT_FUNCTION_SHARE: f64 = 0.01;
+/// At most this many functions, and this many instructions each.
+const HOT_FUNCTIONS: usize = 8;
+const HOT_SPOTS_PER_FUNCTION: usize = 5;
+
+/// The leaf instructions of the in-syscall samples, per hot function.
+fn hot_spots(stacks: &[SampledStack], functions: &[FunctionShare], in_syscall_samples: u64) -> Vec<HotSpot> {
+    let mut by_instruction: HashMap<(&str, u64), u64> = HashMap::new();
+    for stack in stacks.iter().filter(|s| in_syscall(s)) {
+        if let (Some(leaf), Some(Some(offset))) = (stack.kernel.last(), stack.kernel_offsets.last()) {
+            *by_instruction.entry((leaf, *offset)).or_default() += stack.count;
+        }
+    }
+    let mut hot: Vec<&FunctionShare> = functions
+        .iter()
+        .filter(|f| f.self_share >= HOT_FUNCTION_SHARE)
+        .collect();
+    hot.sort_by(|a, b| b.self_samples.cmp(&a.self_samples).then(a.name.cmp(&b.name)));
+    let mut spots = Vec::new();
+    for function in hot.into_iter().take(HOT_FUNCTIONS) {
+        let mut mine: Vec<(u64, u64)> = by_instruction
+            .iter()
+            .filter(|((name, _), _)| *name == function.name)
+            .map(|((_, offset), samples)| (*offset, *samples))
+            .collect();
+        mine.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        spots.extend(
+            mine.into_iter()
+                .take(HOT_SPOTS_PER_FUNCTION)
+                .map(|(offset, samples)| HotSpot {
+                    function: function.name.clone(),
+                    offset,
+                    samples,
+                    share_of_function: samples as f64 / function.self_samples.max(1) as f64,
+                    share: samples as f64 / in_syscall_samples.max(1) as f64,
+                }),
+        );
+    }
+    spots
 }
 
 /// Samples of one process.
@@ -172,6 +239,7 @@ impl Profile {
     ) -> Self {
         let in_syscall_samples = stacks.iter().filter(|s| in_syscall(s)).map(|s| s.count).sum();
         let functions = shares(&stacks, in_syscall_samples);
+        let hot_spots = hot_spots(&stacks, &functions, in_syscall_samples);
         let inlined_targets = inlined
             .into_iter()
             .map(|(target, inlined_into)| {
@@ -196,6 +264,7 @@ impl Profile {
             inlined_targets,
             stacks,
             process_roots: false,
+            hot_spots,
         }
     }
 
@@ -235,6 +304,16 @@ impl Profile {
     /// Brendan Gregg's folded format: `root;...;leaf count`, one stack a
     /// line, stacks that differ only by address merged, most sampled first.
     pub fn folded(&self) -> String {
+        self.folded_with(false)
+    }
+
+    /// The same, with each kernel leaf as `function+0xoffset`: the hot
+    /// instructions, for a flame graph below the function.
+    pub fn folded_with_leaf_offsets(&self) -> String {
+        self.folded_with(true)
+    }
+
+    fn folded_with(&self, leaf_offsets: bool) -> String {
         let mut merged: HashMap<String, u64> = HashMap::new();
         for stack in &self.stacks {
             let root = stack
@@ -243,11 +322,15 @@ impl Profile {
                 .filter(|_| self.process_roots)
                 .map(SampledProcess::frame);
             let lost = (stack.unknown_user == Some(UnknownUser::StackLost)).then(|| USER_STACK_LOST_FRAME.to_owned());
+            let mut kernel = stack.kernel.clone();
+            if leaf_offsets && let (Some(leaf), Some(Some(offset))) = (kernel.last_mut(), stack.kernel_offsets.last()) {
+                *leaf = format!("{leaf}+{offset:#x}");
+            }
             let frames: Vec<String> = root
                 .into_iter()
                 .chain(lost)
                 .chain(stack.user.iter().cloned())
-                .chain(stack.kernel.iter().cloned())
+                .chain(kernel)
                 .map(|frame| frame.replace(';', ":"))
                 .collect();
             let line = if frames.is_empty() {

@@ -199,9 +199,25 @@ pub struct Report {
     /// How long the tool itself took to start and to report (schema 3).
     #[serde(default)]
     pub timings: Option<Timings>,
+    /// Which kernel binary ran: its build id and where its text was, so
+    /// the sampled addresses can be symbolized later with its vmlinux (schema 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_identity: Option<KernelIdentity>,
     /// `--interval`: each interval's calls and latency, as printed (schema 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_series: Option<Vec<IntervalSample>>,
+}
+
+/// The running kernel, as a debug vmlinux must match it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelIdentity {
+    /// GNU build id (hex), from /sys/kernel/notes.
+    pub build_id: Option<String>,
+    /// Where `_text` was (from /proc/kallsyms).
+    pub text_address: Option<u64>,
+    /// `_text` minus where the kernel was linked to start it (x86-64's
+    /// default; elsewhere found from the vmlinux when one is given).
+    pub kaslr_offset: Option<u64>,
 }
 
 /// One `--interval` line set: what happened since the one before.

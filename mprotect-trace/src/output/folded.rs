@@ -7,6 +7,8 @@ use super::{Artifact, Format};
 use crate::model::Report;
 
 pub const FILE_NAME: &str = "stacks.folded";
+/// The same stacks with each kernel leaf as `function+0xoffset`.
+pub const OFFSETS_FILE_NAME: &str = "stacks-offsets.folded";
 
 pub struct FoldedStacks;
 
@@ -15,8 +17,12 @@ impl Format for FoldedStacks {
         // No samples (a target that never ran on a CPU): nothing to fold.
         Ok(report
             .sampled_stacks()
-            .map(|profile| Artifact::new(FILE_NAME, profile.folded()))
-            .into_iter()
-            .collect())
+            .map(|profile| {
+                vec![
+                    Artifact::new(FILE_NAME, profile.folded()),
+                    Artifact::new(OFFSETS_FILE_NAME, profile.folded_with_leaf_offsets()),
+                ]
+            })
+            .unwrap_or_default())
     }
 }

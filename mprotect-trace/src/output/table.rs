@@ -603,4 +603,31 @@ fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>) {
         };
         let _ = writeln!(out, "  {line}");
     }
+    render_hot_spots(out, profile);
+}
+
+/// The hottest instructions of each hot function (from kallsyms).
+fn render_hot_spots(out: &mut String, profile: &Profile) {
+    if profile.hot_spots.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "hot spots: where the samples inside mprotect() landed, by instruction (offsets from kallsyms)"
+    );
+    let _ = writeln!(
+        out,
+        "{:<40} {:>8} {:>8} {:>12}",
+        "instruction", "samples", "share", "of function"
+    );
+    for spot in &profile.hot_spots {
+        let _ = writeln!(
+            out,
+            "{:<40} {:>8} {:>7.1}% {:>11.1}%",
+            spot.label(),
+            spot.samples,
+            spot.share * 100.0,
+            spot.share_of_function * 100.0
+        );
+    }
 }

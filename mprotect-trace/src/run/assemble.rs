@@ -249,6 +249,7 @@ pub fn report(collected: Collected) -> Report {
         calibration,
         program_costs: collected.program_costs,
         timings: None,
+        kernel_identity: Some(crate::kernel::identity::running()),
         interval_series: None,
     }
 }

@@ -177,6 +177,10 @@ impl RawSamples {
                     comm,
                     kernel_thread,
                 }),
+                kernel_offsets: kernel_addresses
+                    .iter()
+                    .map(|&address| kallsyms.function_offset(address))
+                    .collect(),
                 user_addresses,
                 kernel_addresses,
                 unknown_user,
