@@ -69,8 +69,8 @@ impl Cli {
                 json: args.json,
                 wait_for_start: args.wait_for_start,
             }),
-            Command::Report(args) => commands::report(&args.dir, args.top, args.format.into()),
-            Command::Plot(args) => commands::plot(&args.dir),
+            Command::Report(args) => commands::report(&args.dir, args.top, args.format.into(), args.vmlinux.as_deref()),
+            Command::Plot(args) => commands::plot(&args.dir, args.vmlinux.as_deref()),
             Command::Compare(args) => commands::compare(&CompareOptions {
                 sides: args.sides,
                 force: args.force,
@@ -80,6 +80,7 @@ impl Cli {
                     args.format.into()
                 },
                 output: args.output,
+                vmlinux: args.vmlinux,
             }),
             Command::Doctor(args) => commands::doctor(&DoctorOptions {
                 probes: args.probes,
@@ -374,6 +375,10 @@ struct ReportArgs {
     /// with latency percentiles and text histograms; json: report.json.
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     format: FormatArg,
+    /// The run's kernel's debug vmlinux (its build id must match): inlined
+    /// functions get their own shares, hot spots their source lines.
+    #[arg(long, value_name = "PATH")]
+    vmlinux: Option<PathBuf>,
 }
 
 /// `--format` of `report` and `compare`.
@@ -398,6 +403,10 @@ impl From<FormatArg> for PrintFormat {
 struct PlotArgs {
     /// A run's output directory (or its report.json).
     dir: PathBuf,
+    /// The run's kernel's debug vmlinux (its build id must match): inlined
+    /// functions become frames of the flame graph.
+    #[arg(long, value_name = "PATH")]
+    vmlinux: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -420,6 +429,10 @@ struct CompareArgs {
     /// side and, when the sides sampled stacks, diff-flame.svg here.
     #[arg(short = 'o', long, value_name = "DIR")]
     output: Option<PathBuf>,
+    /// A kernel's debug vmlinux (repeatable), applied to the runs whose
+    /// build id it has: the same logical functions on both sides, inlined or not.
+    #[arg(long, value_name = "PATH")]
+    vmlinux: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]

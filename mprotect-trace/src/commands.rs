@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use crate::model::Report;
 use crate::options::{AbOptions, CompareOptions, DoctorOptions, PrintFormat, RunOptions, WorkloadCommandOptions};
-use crate::{compare, doctor, output, series, workload};
+use crate::{compare, debuginfo, doctor, output, series, workload};
 
 /// `run`: trace, print the table, write the run's directory; with
 /// `repeat` above 1, that many runs, each in its own directory.
@@ -30,8 +30,11 @@ pub fn ab(options: &AbOptions) -> Result<ExitCode> {
 
 /// `report DIR`: the table of a saved run (or its mail text, or its JSON);
 /// `top`: list that many kernel functions.
-pub fn report(path: &Path, top: Option<usize>, format: PrintFormat) -> Result<ExitCode> {
-    let report = Report::load(path)?;
+pub fn report(path: &Path, top: Option<usize>, format: PrintFormat, vmlinux: Option<&Path>) -> Result<ExitCode> {
+    let mut report = Report::load(path)?;
+    if let Some(vmlinux) = vmlinux {
+        debuginfo::Vmlinux::for_report(vmlinux, &report)?.symbolize(&mut report)?;
+    }
     match format {
         PrintFormat::Text => {
             print!("{}", output::table::render_top(&report, top));
@@ -46,8 +49,11 @@ pub fn report(path: &Path, top: Option<usize>, format: PrintFormat) -> Result<Ex
 }
 
 /// `plot DIR`: everything `run` drew, drawn again from report.json.
-pub fn plot(path: &Path) -> Result<ExitCode> {
-    let report = Report::load(path)?;
+pub fn plot(path: &Path, vmlinux: Option<&Path>) -> Result<ExitCode> {
+    let mut report = Report::load(path)?;
+    if let Some(vmlinux) = vmlinux {
+        debuginfo::Vmlinux::for_report(vmlinux, &report)?.symbolize(&mut report)?;
+    }
     let dir = if path.is_dir() {
         path
     } else {
@@ -66,12 +72,18 @@ pub fn plot(path: &Path) -> Result<ExitCode> {
 
 /// `compare A B [C ...]`.
 pub fn compare(options: &CompareOptions) -> Result<ExitCode> {
-    let sides = options
+    let mut sides = options
         .sides
         .iter()
         .enumerate()
         .map(|(index, path)| compare::Side::load(compare::label(index), path))
         .collect::<Result<Vec<_>>>()?;
+    debuginfo::apply(
+        &options.vmlinux,
+        sides
+            .iter_mut()
+            .flat_map(|side| side.runs.iter_mut().map(|run| &mut run.report)),
+    )?;
     let comparison = compare::compare(&sides, options.force.then_some("--force"))?;
     compare::publish(&sides, &comparison, options.output.as_deref(), options.format)?;
     Ok(ExitCode::SUCCESS)

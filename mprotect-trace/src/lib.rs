@@ -9,6 +9,7 @@
 pub mod collect;
 pub mod commands;
 pub mod compare;
+pub mod debuginfo;
 pub mod doctor;
 pub mod ebpf_object;
 pub mod kernel;

@@ -151,6 +151,8 @@ pub struct CompareOptions {
     pub format: PrintFormat,
     /// Where to write comparison.txt, .json, .html and the plots.
     pub output: Option<PathBuf>,
+    /// Debug vmlinux files, each applied to the runs of its kernel.
+    pub vmlinux: Vec<PathBuf>,
 }
 
 /// `ab`: configurations run in interleaved order, then compared.

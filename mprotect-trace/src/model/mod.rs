@@ -11,8 +11,8 @@ pub mod workload;
 
 pub use capabilities::{Capabilities, Check};
 pub use profile::{
-    FunctionShare, HotSpot, InlinedTarget, ProcessSamples, Profile, SampleCounters, SampledProcess, SampledStack,
-    UnknownUser,
+    DebugInfoUsed, FunctionShare, HotSpot, InlinedTarget, ProcessSamples, Profile, SampleCounters, SampledProcess,
+    SampledStack, UnknownUser,
 };
 pub use report::{
     Attachment, Backend, Calibration, CpuCalls, FailedCalls, FieldValue, FieldValues, IntervalCalls, IntervalSample,

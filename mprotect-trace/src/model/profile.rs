@@ -32,6 +32,45 @@ pub struct SampledStack {
     /// Why user frames read `[unknown]`, when any do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_user: Option<UnknownUser>,
+    /// With the kernel's debug info: per kernel frame, the functions
+    /// inlined at its address, outermost first (empty without debug info).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_inlined: Vec<Vec<String>>,
+    /// With the kernel's debug info: per kernel frame, the source line of
+    /// its address (`mm/mprotect.c:334`), the innermost function's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_lines: Vec<Option<String>>,
+}
+
+/// How an inlined function's frame is named in stacks and tables.
+pub fn inlined_frame(name: &str) -> String {
+    format!("{name} (inlined)")
+}
+
+impl SampledStack {
+    /// The kernel frames, root first, each followed by the functions
+    /// inlined at its address (marked `(inlined)`) when debug info said.
+    pub fn kernel_frames(&self) -> Vec<String> {
+        let mut frames = Vec::with_capacity(self.kernel.len());
+        for (index, frame) in self.kernel.iter().enumerate() {
+            frames.push(frame.clone());
+            if let Some(inlined) = self.kernel_inlined.get(index) {
+                frames.extend(inlined.iter().map(|name| inlined_frame(name)));
+            }
+        }
+        frames
+    }
+
+    /// Each frame of [`Self::kernel_frames`] with its address.
+    pub fn kernel_frame_addresses(&self) -> Vec<u64> {
+        let mut addresses = Vec::with_capacity(self.kernel.len());
+        for index in 0..self.kernel.len() {
+            let address = self.kernel_addresses.get(index).copied().unwrap_or(0);
+            let inlined = self.kernel_inlined.get(index).map_or(0, Vec::len);
+            addresses.extend(std::iter::repeat_n(address, 1 + inlined));
+        }
+        addresses
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +162,15 @@ pub struct Profile {
     /// The hottest instructions of the hottest functions inside mprotect().
     #[serde(default)]
     pub hot_spots: Vec<HotSpot>,
+    /// The vmlinux whose debug info named the inlined functions and lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug_info: Option<DebugInfoUsed>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebugInfoUsed {
+    pub vmlinux: String,
+    pub build_id: String,
 }
 
 /// One instruction where in-syscall samples landed: `function+offset`.
@@ -130,6 +178,11 @@ pub struct Profile {
 pub struct HotSpot {
     pub function: String,
     pub offset: u64,
+    /// With debug info: its source line and the functions inlined there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inlined: Vec<String>,
     pub samples: u64,
     /// Of the function's own (self) samples.
     pub share_of_function: f64,
@@ -150,37 +203,49 @@ const HOT_FUNCTIONS: usize = 8;
 const HOT_SPOTS_PER_FUNCTION: usize = 5;
 
 /// The leaf instructions of the in-syscall samples, per hot function.
-fn hot_spots(stacks: &[SampledStack], functions: &[FunctionShare], in_syscall_samples: u64) -> Vec<HotSpot> {
+fn hot_spots(stacks: &[SampledStack], in_syscall_samples: u64) -> Vec<HotSpot> {
     let mut by_instruction: HashMap<(&str, u64), u64> = HashMap::new();
+    // Where each instruction is in the source, when debug info said.
+    let mut sources: HashMap<(&str, u64), (Option<String>, Vec<String>)> = HashMap::new();
     for stack in stacks.iter().filter(|s| in_syscall(s)) {
         if let (Some(leaf), Some(Some(offset))) = (stack.kernel.last(), stack.kernel_offsets.last()) {
             *by_instruction.entry((leaf, *offset)).or_default() += stack.count;
+            let line = stack.kernel_lines.last().cloned().flatten();
+            let inlined = stack.kernel_inlined.last().cloned().unwrap_or_default();
+            sources.entry((leaf, *offset)).or_insert((line, inlined));
         }
     }
-    let mut hot: Vec<&FunctionShare> = functions
-        .iter()
-        .filter(|f| f.self_share >= HOT_FUNCTION_SHARE)
+    // Self samples by symbol (inlined code counts for its symbol here:
+    // the offsets are the symbol's).
+    let mut by_symbol: HashMap<&str, u64> = HashMap::new();
+    for ((name, _), samples) in &by_instruction {
+        *by_symbol.entry(name).or_default() += samples;
+    }
+    let mut hot: Vec<(&str, u64)> = by_symbol
+        .into_iter()
+        .filter(|(_, samples)| *samples as f64 >= HOT_FUNCTION_SHARE * in_syscall_samples as f64)
         .collect();
-    hot.sort_by(|a, b| b.self_samples.cmp(&a.self_samples).then(a.name.cmp(&b.name)));
+    hot.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let mut spots = Vec::new();
-    for function in hot.into_iter().take(HOT_FUNCTIONS) {
+    for (function, self_samples) in hot.into_iter().take(HOT_FUNCTIONS) {
         let mut mine: Vec<(u64, u64)> = by_instruction
             .iter()
-            .filter(|((name, _), _)| *name == function.name)
+            .filter(|((name, _), _)| *name == function)
             .map(|((_, offset), samples)| (*offset, *samples))
             .collect();
         mine.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        spots.extend(
-            mine.into_iter()
-                .take(HOT_SPOTS_PER_FUNCTION)
-                .map(|(offset, samples)| HotSpot {
-                    function: function.name.clone(),
-                    offset,
-                    samples,
-                    share_of_function: samples as f64 / function.self_samples.max(1) as f64,
-                    share: samples as f64 / in_syscall_samples.max(1) as f64,
-                }),
-        );
+        spots.extend(mine.into_iter().take(HOT_SPOTS_PER_FUNCTION).map(|(offset, samples)| {
+            let (line, inlined) = sources.get(&(function, offset)).cloned().unwrap_or_default();
+            HotSpot {
+                function: function.to_owned(),
+                offset,
+                line,
+                inlined,
+                samples,
+                share_of_function: samples as f64 / self_samples.max(1) as f64,
+                share: samples as f64 / in_syscall_samples.max(1) as f64,
+            }
+        }));
     }
     spots
 }
@@ -239,7 +304,7 @@ impl Profile {
     ) -> Self {
         let in_syscall_samples = stacks.iter().filter(|s| in_syscall(s)).map(|s| s.count).sum();
         let functions = shares(&stacks, in_syscall_samples);
-        let hot_spots = hot_spots(&stacks, &functions, in_syscall_samples);
+        let hot_spots = hot_spots(&stacks, in_syscall_samples);
         let inlined_targets = inlined
             .into_iter()
             .map(|(target, inlined_into)| {
@@ -265,6 +330,7 @@ impl Profile {
             stacks,
             process_roots: false,
             hot_spots,
+            debug_info: None,
         }
     }
 
@@ -322,7 +388,7 @@ impl Profile {
                 .filter(|_| self.process_roots)
                 .map(SampledProcess::frame);
             let lost = (stack.unknown_user == Some(UnknownUser::StackLost)).then(|| USER_STACK_LOST_FRAME.to_owned());
-            let mut kernel = stack.kernel.clone();
+            let mut kernel = stack.kernel_frames();
             if leaf_offsets && let (Some(leaf), Some(Some(offset))) = (kernel.last_mut(), stack.kernel_offsets.last()) {
                 *leaf = format!("{leaf}+{offset:#x}");
             }
@@ -348,14 +414,16 @@ impl Profile {
 
 /// Self and total samples of every kernel function in in-syscall stacks.
 fn shares(stacks: &[SampledStack], in_syscall_samples: u64) -> Vec<FunctionShare> {
-    let mut self_samples: HashMap<&str, u64> = HashMap::new();
-    let mut total_samples: HashMap<&str, u64> = HashMap::new();
+    let mut self_samples: HashMap<String, u64> = HashMap::new();
+    let mut total_samples: HashMap<String, u64> = HashMap::new();
     for stack in stacks.iter().filter(|s| in_syscall(s)) {
-        if let Some(leaf) = stack.kernel.last() {
-            *self_samples.entry(leaf).or_default() += stack.count;
+        // Inlined functions are frames of their own.
+        let frames = stack.kernel_frames();
+        if let Some(leaf) = frames.last() {
+            *self_samples.entry(leaf.clone()).or_default() += stack.count;
         }
         // A recursive function counts once per stack.
-        let unique: HashSet<&str> = stack.kernel.iter().map(String::as_str).collect();
+        let unique: HashSet<String> = frames.into_iter().collect();
         for frame in unique {
             *total_samples.entry(frame).or_default() += stack.count;
         }
@@ -370,9 +438,9 @@ fn shares(stacks: &[SampledStack], in_syscall_samples: u64) -> Vec<FunctionShare
     let mut functions: Vec<FunctionShare> = total_samples
         .into_iter()
         .map(|(name, total)| {
-            let own = self_samples.get(name).copied().unwrap_or(0);
+            let own = self_samples.get(&name).copied().unwrap_or(0);
             FunctionShare {
-                name: name.to_owned(),
+                name,
                 self_samples: own,
                 total_samples: total,
                 self_share: share(own),

@@ -200,13 +200,14 @@ fn stack_locations(builder: &mut Builder, profile: &Profile, stack: &SampledStac
     for (index, name) in stack.user.iter().enumerate() {
         ids.push(builder.location(address(&stack.user_addresses, index), name, 0));
     }
-    for (index, name) in stack.kernel.iter().enumerate() {
+    let kernel_addresses = stack.kernel_frame_addresses();
+    for (index, name) in stack.kernel_frames().iter().enumerate() {
         let mapping = if stack.kernel_addresses.is_empty() {
             0
         } else {
             KERNEL_MAPPING_ID
         };
-        ids.push(builder.location(address(&stack.kernel_addresses, index), name, mapping));
+        ids.push(builder.location(address(&kernel_addresses, index), name, mapping));
     }
     ids
 }

@@ -184,6 +184,9 @@ impl RawSamples {
                 user_addresses,
                 kernel_addresses,
                 unknown_user,
+                // Symbolized by kallsyms: no inline chains, no lines.
+                kernel_inlined: Vec::new(),
+                kernel_lines: Vec::new(),
             });
         }
         out.sort_by(|a, b| {
