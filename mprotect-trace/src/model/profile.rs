@@ -202,11 +202,14 @@ const HOT_FUNCTION_SHARE: f64 = 0.01;
 const HOT_FUNCTIONS: usize = 8;
 const HOT_SPOTS_PER_FUNCTION: usize = 5;
 
+/// An instruction's source line and the functions inlined there.
+type SourceOf = (Option<String>, Vec<String>);
+
 /// The leaf instructions of the in-syscall samples, per hot function.
 fn hot_spots(stacks: &[SampledStack], in_syscall_samples: u64) -> Vec<HotSpot> {
     let mut by_instruction: HashMap<(&str, u64), u64> = HashMap::new();
     // Where each instruction is in the source, when debug info said.
-    let mut sources: HashMap<(&str, u64), (Option<String>, Vec<String>)> = HashMap::new();
+    let mut sources: HashMap<(&str, u64), SourceOf> = HashMap::new();
     for stack in stacks.iter().filter(|s| in_syscall(s)) {
         if let (Some(leaf), Some(Some(offset))) = (stack.kernel.last(), stack.kernel_offsets.last()) {
             *by_instruction.entry((leaf, *offset)).or_default() += stack.count;
