@@ -10,6 +10,7 @@ mod readme;
 mod setup;
 mod startup;
 mod vm;
+mod vm_debuginfo;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -19,6 +19,7 @@ use mprotect_trace::model::{Backend, Report, TargetReport};
 use mprotect_trace::vm::{Arch, Console, GuestScript, Initramfs, KernelImage, Machine, kernel};
 
 use crate::command::{cargo, run_checked, workspace_root};
+use crate::vm_debuginfo;
 
 const ITERATIONS: u64 = 10;
 const WARMUP: u64 = 2;
@@ -37,6 +38,10 @@ const UNTRACEABLE_PROBE: &str = "exc_page_fault";
 const NO_BTF: &str = "no-btf";
 /// The run with the automatic backend choice.
 const AUTO: &str = "auto";
+/// 7.x x86: a run with no function probe and denser sampling, symbolized
+/// afterwards on the host with the kernel's debug vmlinux.
+const DEBUGINFO: &str = "debuginfo";
+const DEBUGINFO_RUN: &str = "--backend none --iterations 40 --warmup 2 --mapping-mb 16 --sample-hz 1999 --no-syscall";
 /// The console section with the guest's function names (gzip, base64).
 const FUNCTIONS: &str = "functions";
 /// The large-folio runs on 7.x: 64 kB multi-size THP, private and shared.
@@ -116,6 +121,9 @@ fn guest_script(generation: Generation) -> String {
             );
         }
     }
+    if generation == Generation::Batched {
+        script.run(DEBUGINFO, DEBUGINFO_RUN);
+    }
     if let Generation::Inlined = generation {
         // A kernel whose BTF user space cannot read: fentry must fall back to kprobes.
         script
@@ -158,6 +166,10 @@ pub fn run() -> Result<u64> {
             Generation::BatchedArm64 => check_arm64(&reports),
         }
         .and_then(|summary| Ok(summary + &check_frames(&reports, &functions)?))
+        .and_then(|summary| match &reports.debuginfo_dir {
+            Some(dir) => Ok(summary + &vm_debuginfo::check(&kernel, &cache, dir)? + "\n"),
+            None => Ok(summary),
+        })
         .with_context(|| format!("on {release} (console: {})", log.display()))?;
         if let Some(doctor) = console.section("doctor") {
             println!("mprotect-trace doctor inside the VM:\n{doctor}");
@@ -179,11 +191,13 @@ struct Reports {
     no_btf: Option<Report>,
     /// 7.x: the large-folio runs, by name.
     folios: Vec<(&'static str, Report)>,
+    /// 7.x x86: where the debug-info run's report was saved.
+    debuginfo_dir: Option<std::path::PathBuf>,
 }
 
 impl Reports {
     fn read(console: &Console, log: &Path, generation: Generation) -> Result<Self> {
-        let report = |name: &str| -> Result<Report> {
+        let saved = |name: &str| -> Result<(Report, std::path::PathBuf)> {
             let report = console
                 .report(name)
                 .with_context(|| format!("the {name} run (console: {})", log.display()))?;
@@ -193,8 +207,9 @@ impl Reports {
                 .join(name);
             std::fs::create_dir_all(&dir)?;
             std::fs::write(dir.join("report.json"), report.to_json()?)?;
-            Ok(report)
+            Ok((report, dir))
         };
+        let report = |name: &str| saved(name).map(|(report, _)| report);
         Ok(Self {
             forced: BACKENDS
                 .iter()
@@ -212,11 +227,19 @@ impl Reports {
                     .map(|(name, _)| Ok((*name, report(name)?)))
                     .collect::<Result<_>>()?,
             },
+            debuginfo_dir: match generation {
+                Generation::Batched => Some(saved(DEBUGINFO)?.1),
+                Generation::Inlined | Generation::BatchedArm64 => None,
+            },
         })
     }
 
     fn count(&self) -> u64 {
-        (self.forced.len() + 1 + usize::from(self.no_btf.is_some()) + self.folios.len()) as u64
+        (self.forced.len()
+            + 1
+            + usize::from(self.no_btf.is_some())
+            + self.folios.len()
+            + usize::from(self.debuginfo_dir.is_some())) as u64
     }
 }
 

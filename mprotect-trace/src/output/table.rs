@@ -611,9 +611,14 @@ fn render_hot_spots(out: &mut String, profile: &Profile) {
     if profile.hot_spots.is_empty() {
         return;
     }
+    let source = if profile.debug_info.is_some() {
+        "offsets from kallsyms, lines and inlined functions from the vmlinux"
+    } else {
+        "offsets from kallsyms"
+    };
     let _ = writeln!(
         out,
-        "hot spots: where the samples inside mprotect() landed, by instruction (offsets from kallsyms)"
+        "hot spots: where the samples inside mprotect() landed, by instruction ({source})"
     );
     let _ = writeln!(
         out,
@@ -629,5 +634,13 @@ fn render_hot_spots(out: &mut String, profile: &Profile) {
             spot.share * 100.0,
             spot.share_of_function * 100.0
         );
+        if let Some(line) = &spot.line {
+            let inlined = if spot.inlined.is_empty() {
+                String::new()
+            } else {
+                format!(", inlined: {}", spot.inlined.join(" > "))
+            };
+            let _ = writeln!(out, "  at {line}{inlined}");
+        }
     }
 }

@@ -77,6 +77,21 @@ impl KernelImage {
     }
 }
 
+/// The DWARF vmlinux of a Debian kernel image, from its `-dbg` package
+/// (about 350 MB): only `*/vmlinux` is extracted, once, into `cache`.
+pub fn debian_debug_vmlinux(image: &KernelImage, cache: &Path) -> Result<PathBuf> {
+    // linux-binary-7.3.4+deb13-cloud-amd64 -> linux-image-7.3.4+deb13-cloud-amd64-dbg;
+    // linux-image-6.1.0-50-cloud-amd64-unsigned -> linux-image-6.1.0-50-cloud-amd64-dbg.
+    let flavour = image
+        .source
+        .strip_prefix("linux-binary-")
+        .or_else(|| image.source.strip_prefix("linux-image-"))
+        .map(|rest| rest.trim_end_matches("-unsigned"))
+        .with_context(|| format!("{} is not a Debian kernel package", image.source))?;
+    let package = format!("linux-image-{flavour}-dbg");
+    PrivateApt::new(cache, image.arch)?.extracted(&package, "vmlinux")
+}
+
 /// A static busybox for `arch`'s guests: the machine's own for x86_64,
 /// Debian's `busybox-static` for arm64, fetched once into `cache`.
 pub fn busybox(arch: Arch, cache: &Path) -> Result<PathBuf> {
@@ -151,13 +166,34 @@ impl PrivateApt {
         command
     }
 
-    /// `package` (the newest apt knows) downloaded and unpacked under the
-    /// cache, once.
-    fn unpacked(&self, package: &str) -> Result<PathBuf> {
-        let unpacked = self.cache.join(format!("{package}_{}", self.arch.debian()));
-        if unpacked.is_dir() {
-            return Ok(unpacked);
+    /// The file named `file_name` of `package`, extracted alone (a debug
+    /// package is gigabytes unpacked), once; the .deb is removed after.
+    fn extracted(&self, package: &str, file_name: &str) -> Result<PathBuf> {
+        let dir = self.cache.join(format!("{package}_{}", self.arch.debian()));
+        let path = dir.join(file_name);
+        if path.is_file() {
+            return Ok(path);
         }
+        let deb = self.download(package)?;
+        let partial = dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        std::fs::create_dir_all(&partial).with_context(|| format!("creating {}", partial.display()))?;
+        let extract = format!(
+            "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards '*/{file_name}'",
+            deb.display(),
+            partial.display()
+        );
+        run_checked(Command::new("sh").args(["-c", &extract]))?;
+        let found = find_file(&partial, file_name).with_context(|| format!("{package} holds no {file_name}"))?;
+        std::fs::create_dir_all(&dir)?;
+        std::fs::rename(&found, &path).with_context(|| format!("moving {} to {}", found.display(), path.display()))?;
+        let _ = std::fs::remove_dir_all(&partial);
+        let _ = std::fs::remove_file(&deb);
+        Ok(path)
+    }
+
+    /// `package` (the newest apt knows) downloaded into the cache: its .deb.
+    fn download(&self, package: &str) -> Result<PathBuf> {
         let download = self.cache.join("download");
         std::fs::create_dir_all(&download).with_context(|| format!("creating {}", download.display()))?;
         run_checked(
@@ -166,7 +202,7 @@ impl PrivateApt {
                 .current_dir(&download),
         )?;
         let suffix = format!("_{}.deb", self.arch.debian());
-        let deb = std::fs::read_dir(&download)?
+        std::fs::read_dir(&download)?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .find(|path| {
                 path.file_name().is_some_and(|name| {
@@ -174,13 +210,38 @@ impl PrivateApt {
                     name.starts_with(&format!("{package}_")) && name.ends_with(&suffix)
                 })
             })
-            .context("apt-get download left no .deb")?;
+            .context("apt-get download left no .deb")
+    }
+
+    /// `package` (the newest apt knows) downloaded and unpacked under the
+    /// cache, once.
+    fn unpacked(&self, package: &str) -> Result<PathBuf> {
+        let unpacked = self.cache.join(format!("{package}_{}", self.arch.debian()));
+        if unpacked.is_dir() {
+            return Ok(unpacked);
+        }
+        let deb = self.download(package)?;
         let partial = unpacked.with_extension("partial");
         let _ = std::fs::remove_dir_all(&partial);
         run_checked(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial))?;
         std::fs::rename(&partial, &unpacked).with_context(|| format!("renaming to {}", unpacked.display()))?;
         Ok(unpacked)
     }
+}
+
+/// The first file called `name` under `dir`, depth first.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
 }
 
 /// The numbers in a kernel package's name, for ordering:
