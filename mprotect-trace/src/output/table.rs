@@ -564,16 +564,18 @@ fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>) {
     if profile.in_syscall_samples == 0 {
         return;
     }
+    let (shown, hidden) = listed_functions(profile, top);
+    // Inlined functions' names ("... (inlined)") run longer.
+    let width = shown.iter().map(|f| f.name.len() + 1).max().unwrap_or(0).max(32);
     let _ = writeln!(
         out,
-        "{:<32} {:>8} {:>8}",
+        "{:<width$} {:>8} {:>8}",
         "kernel function (in mprotect)", "self", "total"
     );
-    let (shown, hidden) = listed_functions(profile, top);
     for function in shown {
         let _ = writeln!(
             out,
-            "{:<32} {:>7.1}% {:>7.1}%",
+            "{:<width$} {:>7.1}% {:>7.1}%",
             function.name,
             function.self_share * 100.0,
             function.total_share * 100.0
@@ -586,6 +588,24 @@ fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>) {
         let _ = writeln!(out, "{warning}");
     }
     for inlined in &profile.inlined_targets {
+        // With debug info the inlined function has a share of its own.
+        if profile.debug_info.is_some() {
+            let own = crate::model::profile::inlined_frame(&inlined.target);
+            let line = match profile.functions.iter().find(|f| f.name == own) {
+                Some(share) => format!(
+                    "{} is inlined here; from the debug info: self {:.1}%, total {:.1}%",
+                    inlined.target,
+                    share.self_share * 100.0,
+                    share.total_share * 100.0
+                ),
+                None => format!(
+                    "{} is inlined here; the debug info found no sample in it",
+                    inlined.target
+                ),
+            };
+            let _ = writeln!(out, "  {line}");
+            continue;
+        }
         let line = match (&inlined.inlined_into, &inlined.inlined_into_share) {
             (Some(parent), Some(share)) => format!(
                 "{} has no symbol here (inlined): its time is inside {parent}, self {:.1}%, total {:.1}%",
