@@ -14,6 +14,7 @@ use serde::Serialize;
 pub use files::{publish, write_outputs};
 pub use side::{Order, OrderKind, Run, Side, label};
 
+use crate::model::profile::logical_function;
 use crate::model::{Difference, Report, ValueStats};
 use crate::statistics::{self, ALPHA, Detectable, Interval, RankTest};
 
@@ -510,23 +511,26 @@ fn sampled_deltas(a: &Side, b: &Side, workload_delta: Option<f64>) -> Vec<Sample
     if !sampled(a) || !sampled(b) {
         return Vec::new();
     }
+    // By logical function: inlined on one kernel and called on the other
+    // is the same function (with debug info, inlined frames are named).
     let mut names: Vec<&str> = Vec::new();
     for run in a.runs.iter().chain(&b.runs) {
         for function in run.report.sampling.iter().flat_map(|p| &p.functions) {
-            if function.self_samples > 0 && !names.contains(&function.name.as_str()) {
-                names.push(&function.name);
+            let name = logical_function(&function.name);
+            if function.self_samples > 0 && !names.contains(&name) {
+                names.push(name);
             }
         }
     }
     // (share, samples in the syscall, syscall ns/page, self samples) of one run.
     let shares = |r: &Report, name: &str| {
         let profile = r.sampling.as_ref()?;
-        let function = profile.functions.iter().find(|f| f.name == name);
+        let mine = || profile.functions.iter().filter(|f| logical_function(&f.name) == name);
         Some((
-            function.map_or(0.0, |f| f.self_share),
+            mine().map(|f| f.self_share).sum::<f64>(),
             profile.in_syscall_samples,
             syscall_per_page(r)?,
-            function.map_or(0, |f| f.self_samples),
+            mine().map(|f| f.self_samples).sum::<u64>(),
         ))
     };
     let mut rows: Vec<SampledDelta> = names

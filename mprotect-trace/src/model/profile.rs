@@ -44,7 +44,15 @@ pub struct SampledStack {
 
 /// How an inlined function's frame is named in stacks and tables.
 pub fn inlined_frame(name: &str) -> String {
-    format!("{name} (inlined)")
+    format!("{name}{INLINED}")
+}
+
+const INLINED: &str = " (inlined)";
+
+/// The function a frame stands for, inlined or not: kernels that inline
+/// differently still compare function by function.
+pub fn logical_function(frame: &str) -> &str {
+    frame.strip_suffix(INLINED).unwrap_or(frame)
 }
 
 impl SampledStack {
@@ -510,6 +518,44 @@ mod tests {
         assert_eq!(get("change_protection").total_share, 0.8);
         assert!(functions.iter().all(|f| f.name != "handle_mm_fault"));
         assert_eq!(functions[0].name, "__x64_sys_mprotect");
+    }
+
+    #[test]
+    fn inlined_frames_are_their_function_for_comparisons() {
+        assert_eq!(
+            inlined_frame("modify_prot_start_ptes"),
+            "modify_prot_start_ptes (inlined)"
+        );
+        assert_eq!(
+            logical_function("modify_prot_start_ptes (inlined)"),
+            "modify_prot_start_ptes"
+        );
+        assert_eq!(logical_function("change_pte_range"), "change_pte_range");
+        // Shares count an inlined function as a frame of its own.
+        let stack = SampledStack {
+            kernel_inlined: vec![
+                vec![],
+                vec!["change_present_ptes".into(), "modify_prot_start_ptes".into()],
+            ],
+            ..stack(&["do_mprotect_pkey", "change_pte_range"], 4)
+        };
+        assert_eq!(
+            stack.kernel_frames(),
+            [
+                "do_mprotect_pkey",
+                "change_pte_range",
+                "change_present_ptes (inlined)",
+                "modify_prot_start_ptes (inlined)"
+            ]
+        );
+        let functions = shares(&[stack], 4);
+        let leaf = functions
+            .iter()
+            .find(|f| f.name == "modify_prot_start_ptes (inlined)")
+            .unwrap();
+        assert_eq!((leaf.self_samples, leaf.total_samples), (4, 4));
+        let outer = functions.iter().find(|f| f.name == "change_pte_range").unwrap();
+        assert_eq!((outer.self_samples, outer.total_samples), (0, 4));
     }
 
     fn profile_of(stacks: Vec<SampledStack>, process_roots: bool) -> Profile {
