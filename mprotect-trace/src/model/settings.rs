@@ -63,6 +63,37 @@ impl Difference {
     }
 }
 
+#[cfg(test)]
+impl Settings {
+    /// `run` with every default: a fixture for the tests that read settings.
+    pub fn default_workload_run() -> Settings {
+        Settings {
+            workload: Some(WorkloadSettings {
+                scenario: "shared-dirty-toggle".to_owned(),
+                mapping_mb: 64,
+                iterations: 200,
+                warmup: 5,
+                rounds: 1,
+                threads: 1,
+                cpu: None,
+                touch: true,
+                folio_kb: None,
+            }),
+            command: Vec::new(),
+            pid: None,
+            all_tasks: false,
+            backend: "auto".to_owned(),
+            probes: Vec::new(),
+            syscall: SyscallProbe::Tracepoint,
+            sample_hz: Some(999),
+            max_stacks: mprotect_trace_common::STACK_MAP_ENTRIES,
+            duration_s: None,
+            calibrate: false,
+            probe_cost: false,
+        }
+    }
+}
+
 impl Settings {
     /// Every setting that differs, by its path in report.json.
     pub fn differences(&self, other: &Settings) -> Vec<Difference> {
@@ -131,30 +162,7 @@ mod tests {
     use super::*;
 
     fn workload_run() -> Settings {
-        Settings {
-            workload: Some(WorkloadSettings {
-                scenario: "shared-dirty-toggle".to_owned(),
-                mapping_mb: 64,
-                iterations: 200,
-                warmup: 5,
-                rounds: 1,
-                threads: 1,
-                cpu: None,
-                touch: true,
-                folio_kb: None,
-            }),
-            command: Vec::new(),
-            pid: None,
-            all_tasks: false,
-            backend: "auto".to_owned(),
-            probes: Vec::new(),
-            syscall: SyscallProbe::Tracepoint,
-            sample_hz: Some(999),
-            max_stacks: 16384,
-            duration_s: None,
-            calibrate: false,
-            probe_cost: false,
-        }
+        Settings::default_workload_run()
     }
 
     #[test]

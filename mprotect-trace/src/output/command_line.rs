@@ -103,33 +103,9 @@ fn run_arguments(settings: &Settings) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::WorkloadSettings;
 
     fn defaults() -> Settings {
-        Settings {
-            workload: Some(WorkloadSettings {
-                scenario: "shared-dirty-toggle".to_owned(),
-                mapping_mb: 64,
-                iterations: 200,
-                warmup: 5,
-                rounds: 1,
-                threads: 1,
-                cpu: None,
-                touch: true,
-                folio_kb: None,
-            }),
-            command: Vec::new(),
-            pid: None,
-            all_tasks: false,
-            backend: "auto".to_owned(),
-            probes: Vec::new(),
-            syscall: SyscallProbe::Tracepoint,
-            sample_hz: Some(999),
-            max_stacks: mprotect_trace_common::STACK_MAP_ENTRIES,
-            duration_s: None,
-            calibrate: false,
-            probe_cost: false,
-        }
+        Settings::default_workload_run()
     }
 
     #[test]

@@ -313,15 +313,7 @@ impl Chart for LatencyCdf<'_> {
                 .label(legend.clone())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color(index).stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font((FONT, LABEL_SIZE))
-            .draw()
-            .map_err(plot_error)?;
-        Ok(())
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)
     }
 }
 
@@ -457,15 +449,7 @@ impl Chart for Timeline {
                 .label(self.layers[layer].0.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color(layer).filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font((FONT, LABEL_SIZE))
-            .draw()
-            .map_err(plot_error)?;
-        Ok(())
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
     }
 }
 
@@ -505,16 +489,30 @@ impl Chart for ThreadTimeline {
                 .label(format!("thread {thread}"))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color(thread).stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font((FONT, LABEL_SIZE))
-            .draw()
-            .map_err(plot_error)?;
-        Ok(())
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
     }
+}
+
+/// The series' legend, as every multi-series plot draws it.
+fn draw_legend<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    X: Ranged,
+    Y: Ranged,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font((FONT, LABEL_SIZE))
+        .draw()
+        .map_err(plot_error)?;
+    Ok(())
 }
 
 fn slug(name: &str) -> String {

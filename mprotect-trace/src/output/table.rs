@@ -17,6 +17,11 @@ pub fn format_ns(ns: f64) -> String {
     }
 }
 
+/// One figure of an optional latency summary, `-` when there is none.
+pub fn latency_cell(latency: Option<&LatencySummary>, value: fn(&LatencySummary) -> Option<f64>) -> String {
+    latency.and_then(value).map_or_else(|| "-".to_owned(), format_ns)
+}
+
 fn opt_ns(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), format_ns)
 }
@@ -391,12 +396,7 @@ fn render_per_cpu(out: &mut String, report: &Report) {
             let _ = writeln!(out, "{name:<28} {:>4} {:>9}", "-", 0);
         }
         for cpu in cpus {
-            let latency = |value: fn(&LatencySummary) -> Option<f64>| {
-                cpu.latency
-                    .as_ref()
-                    .and_then(value)
-                    .map_or_else(|| "-".to_owned(), format_ns)
-            };
+            let latency = |value| latency_cell(cpu.latency.as_ref(), value);
             let _ = writeln!(
                 out,
                 "{name:<28} {:>4} {:>9} {:>10} {:>10} {:>10}",

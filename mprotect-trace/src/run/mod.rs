@@ -474,13 +474,7 @@ fn interval_sample(
 fn print_interval(sample: &IntervalSample) -> Result<()> {
     let mut text = format!("--- {:.1} s\n", sample.elapsed_s);
     for target in &sample.targets {
-        let ns = |value: fn(&LatencySummary) -> Option<f64>| {
-            target
-                .latency
-                .as_ref()
-                .and_then(value)
-                .map_or_else(|| "-".to_owned(), table::format_ns)
-        };
+        let ns = |value| table::latency_cell(target.latency.as_ref(), value);
         text.push_str(&format!(
             "{:<26} {:>9} calls  mean {:>10}  p50 {:>10}  p99 {:>10}\n",
             target.name,
