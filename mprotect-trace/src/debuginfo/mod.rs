@@ -32,6 +32,37 @@ pub fn build_id(path: &Path) -> Result<Option<String>> {
     Ok(id.map(|bytes| bytes.iter().map(|byte| format!("{byte:02x}")).collect()))
 }
 
+/// Where distributions and kernel builds leave a kernel's DWARF vmlinux.
+pub fn usual_places(release: &str) -> [PathBuf; 4] {
+    [
+        PathBuf::from(format!("/usr/lib/debug/boot/vmlinux-{release}")),
+        PathBuf::from(format!("/usr/lib/debug/lib/modules/{release}/vmlinux")),
+        PathBuf::from(format!("/lib/modules/{release}/build/vmlinux")),
+        PathBuf::from(format!("/boot/vmlinux-{release}")),
+    ]
+}
+
+/// The running kernel's vmlinux found in the usual places by its build
+/// id; a file there of another build is passed over, and said so.
+pub fn find_for(report: &Report) -> Option<Vmlinux> {
+    let wanted = report.kernel_identity.as_ref()?.build_id.clone()?;
+    for path in usual_places(&report.kernel_release) {
+        if !path.is_file() {
+            continue;
+        }
+        match build_id(&path) {
+            Ok(Some(id)) if id == wanted => return Some(Vmlinux { path, build_id: id }),
+            Ok(id) => eprintln!(
+                "note: {} is not the running kernel's vmlinux (build id {}, not {wanted}): not used",
+                path.display(),
+                id.as_deref().unwrap_or("none")
+            ),
+            Err(err) => eprintln!("note: {}: {err:#}: not used", path.display()),
+        }
+    }
+    None
+}
+
 /// Symbolizes every report whose kernel has one of `vmlinuxes` (matched
 /// by build id); a vmlinux that matches no report's kernel is refused.
 pub fn apply<'a>(vmlinuxes: &[PathBuf], reports: impl IntoIterator<Item = &'a mut Report>) -> Result<()> {
@@ -248,5 +279,52 @@ impl Vmlinux {
         });
         report.sampling = Some(rebuilt);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_usual_places_are_debians_then_a_kernel_builds() {
+        let places: Vec<String> = usual_places("7.3.4+deb13-cloud-amd64")
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(
+            places,
+            [
+                "/usr/lib/debug/boot/vmlinux-7.3.4+deb13-cloud-amd64",
+                "/usr/lib/debug/lib/modules/7.3.4+deb13-cloud-amd64/vmlinux",
+                "/lib/modules/7.3.4+deb13-cloud-amd64/build/vmlinux",
+                "/boot/vmlinux-7.3.4+deb13-cloud-amd64",
+            ]
+        );
+    }
+
+    #[test]
+    fn build_ids_are_read_from_the_elf_notes() {
+        // This test binary has one (cargo links with --build-id), and
+        // readelf agrees.
+        let me = std::env::current_exe().unwrap();
+        let ours = build_id(&me).unwrap().expect("a build id");
+        let readelf = std::process::Command::new("readelf")
+            .arg("-n")
+            .arg(&me)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&readelf.stdout);
+        let theirs = text.lines().find_map(|l| l.trim().strip_prefix("Build ID: ")).unwrap();
+        assert_eq!(ours, theirs);
+        let not_elf = std::env::temp_dir().join(format!("mprotect-trace-not-elf-{}", std::process::id()));
+        std::fs::write(&not_elf, b"hello").unwrap();
+        assert!(
+            build_id(&not_elf)
+                .unwrap_err()
+                .to_string()
+                .contains("is not an ELF file")
+        );
+        std::fs::remove_file(&not_elf).unwrap();
     }
 }

@@ -18,7 +18,6 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::collect::program_cost::{self, RunTimeStats};
 use crate::collect::{Snapshot, maps as map_reader};
-use crate::ebpf_object;
 use crate::kernel::capabilities;
 use crate::kernel::kallsyms::Kallsyms;
 use crate::kernel::trace_events;
@@ -32,6 +31,7 @@ use crate::probes::attach;
 use crate::probes::plan::BackendChoice;
 use crate::probes::{plan, tracepoints};
 use crate::sampling;
+use crate::{debuginfo, ebpf_object};
 use target::Ending;
 
 /// How the tracer says on stderr that tracing has begun: every probe is
@@ -330,6 +330,14 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         trace_events,
         per_cpu: options.per_cpu,
     });
+    // The kernel's debug info, when it is installed where distributions
+    // put it: inlined functions and source lines in the first table.
+    if report.sampling.is_some()
+        && let Some(vmlinux) = debuginfo::find_for(&report)
+        && let Err(err) = vmlinux.symbolize(&mut report)
+    {
+        eprintln!("note: {} found but not used: {err:#}", vmlinux.path.display());
+    }
     warn_about_hot_probes(&report);
     show_first(&report)?;
     let stop_to_table_ms = stopped.elapsed().as_secs_f64() * 1e3;
