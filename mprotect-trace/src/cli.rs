@@ -491,6 +491,10 @@ struct LabArgs {
     /// release build beside this binary's target directory].
     #[arg(long, value_name = "PATH")]
     arm64_tracer: Option<PathBuf>,
+    /// A kernel's debug vmlinux (repeatable), applied by build id to that
+    /// kernel's runs in the comparisons.
+    #[arg(long, value_name = "PATH")]
+    vmlinux: Vec<PathBuf>,
     /// Where Debian kernels are downloaded and kept [default:
     /// ~/.cache/mprotect-trace/kernels].
     #[arg(long, value_name = "DIR")]
@@ -525,6 +529,7 @@ impl LabArgs {
             retries: self.retries,
             output: self.output,
             arm64_tracer: self.arm64_tracer,
+            vmlinux: self.vmlinux,
             // apt reads relative Dir:: paths from /, not from here.
             cache: std::path::absolute(self.cache.unwrap_or_else(lab::default_cache))
                 .map_err(|err| anyhow!("--cache: {err}"))?,

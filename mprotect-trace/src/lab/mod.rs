@@ -42,6 +42,9 @@ pub struct LabOptions {
     pub retries: u32,
     pub output: PathBuf,
     pub arm64_tracer: Option<PathBuf>,
+    /// Debug vmlinux files, each applied (by build id) to its kernel's runs
+    /// in the comparisons.
+    pub vmlinux: Vec<PathBuf>,
     /// Where Debian kernels are downloaded and unpacked.
     pub cache: PathBuf,
     /// QEMU is stopped after this long.
@@ -280,7 +283,7 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
     // the baseline.
     let mut comparisons = Vec::new();
     for &smp in &options.smp {
-        let sides: Vec<compare::Side> = kernels
+        let mut sides: Vec<compare::Side> = kernels
             .iter()
             .map(|kernel| side_dir(&output, kernel, smp))
             .zip(&kernels)
@@ -290,6 +293,16 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
             .collect();
         if sides.len() < 2 {
             continue;
+        }
+        // With debug info, inlined functions are compared as functions.
+        if let Err(err) = crate::debuginfo::apply(
+            &options.vmlinux,
+            sides
+                .iter_mut()
+                .flat_map(|side| side.runs.iter_mut().map(|run| &mut run.report)),
+        ) {
+            eprintln!("error: {err:#}");
+            refused.push(format!("--vmlinux: {err:#}"));
         }
         let comparison = compare::compare(&sides, None)?;
         let dir = output.join(format!("comparison-smp-{smp}"));
