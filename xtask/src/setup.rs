@@ -17,7 +17,8 @@ const BPF_LINKER_VERSION: &str = "0.10.3";
 /// flame graph and the HTML report as a user sees them, and the font the
 /// plots are drawn with (embedded in the binary at build time); bpftrace,
 /// which `cargo xtask bench startup` measures against; golang, whose
-/// `go tool pprof` reads the runs' profile.pb.gz in the tests.
+/// `go tool pprof` reads the runs' profile.pb.gz in the tests; llvm, whose
+/// llvm-addr2line checks the debug-info symbolization in vm-test.
 const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",
     "bpftrace",
@@ -29,6 +30,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "chromium",
     "fonts-dejavu-core",
     "golang",
+    "llvm",
 ];
 
 /// The arm64 guests' tracer: static, so the initramfs needs no libraries.
