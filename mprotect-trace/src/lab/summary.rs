@@ -117,6 +117,9 @@ pub struct KernelDelta {
     pub verdict: Option<String>,
     /// (function, B - A ns/page), largest change first.
     pub functions: Vec<(String, f64)>,
+    /// (target, calls per workload iteration on the baseline, on this
+    /// kernel): what stays comparable when times are emulated.
+    pub calls_per_iteration: Vec<(String, Option<f64>, Option<f64>)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,6 +158,11 @@ fn kernel_delta(pair: &crate::compare::PairComparison) -> KernelDelta {
             None => format!("{:?}", m.verdict).to_lowercase(),
         }),
         functions,
+        calls_per_iteration: pair
+            .targets
+            .iter()
+            .map(|t| (t.name.clone(), t.calls_per_iteration_a, t.calls_per_iteration_b))
+            .collect(),
     }
 }
 
@@ -333,7 +341,27 @@ impl LabSummary {
                 comparison.smp,
                 comparison.dir.join("comparison.html").display()
             );
+            // Emulated times say nothing about a kernel: counts still do.
+            let emulated = self.kernels.iter().any(|k| !k.accel.times_comparable());
             for delta in &comparison.against_baseline {
+                if emulated {
+                    let counts: Vec<String> = delta
+                        .calls_per_iteration
+                        .iter()
+                        .map(|(name, a, b)| {
+                            let count = |v: &Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+                            format!("{name} {} vs {}", count(a), count(b))
+                        })
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "  {} against {}: times emulated (TCG), not compared; calls per workload iteration: {}",
+                        delta.kernel,
+                        delta.baseline,
+                        counts.join(", ")
+                    );
+                    continue;
+                }
                 let ratio = delta.iteration_ratio.map_or("-".to_owned(), |r| format!("{r:.3}"));
                 let _ = writeln!(
                     out,
@@ -405,5 +433,96 @@ impl LabSummary {
         crate::output::write_atomically(&dir.join("lab.html"), self.to_html().as_bytes())?;
         crate::output::write_atomically(&dir.join("lab.json"), format!("{json}\n").as_bytes())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spread(median: f64) -> Option<Spread> {
+        Spread::of(vec![median * 0.999, median, median * 1.001])
+    }
+
+    fn kernel(label: &str, accel: Accel, medians: [f64; 2]) -> KernelResult {
+        KernelResult {
+            label: label.to_owned(),
+            spec: format!("debian:{label}"),
+            source: format!("linux-image-{label}"),
+            arch: "amd64".to_owned(),
+            kernel_release: Some(format!("{label}.1-cloud-amd64")),
+            accel,
+            times: accel.time_label(),
+            by_smp: [1, 2]
+                .into_iter()
+                .zip(medians)
+                .map(|(smp, median)| CpuCountResult {
+                    smp,
+                    runs: 3,
+                    failed_runs: 0,
+                    failed_attempts: usize::from(smp == 2),
+                    relative_spread: Some(0.002),
+                    iteration_ns_per_page: spread(median),
+                    audits: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    fn summary(accel: Accel) -> LabSummary {
+        LabSummary {
+            run_options: vec!["--backend".into(), "none".into()],
+            repeat: 3,
+            smp: vec![1, 2],
+            kernels: vec![
+                kernel("6.12", accel, [300.0, 310.0]),
+                kernel("7.3", accel, [700.0, 720.0]),
+            ],
+            refused: Vec::new(),
+            notes: Vec::new(),
+            boots: 12,
+            failed_attempts: 2,
+            comparisons: vec![ComparisonSummary {
+                smp: 1,
+                dir: PathBuf::from("lab/comparison-smp-1"),
+                against_baseline: vec![KernelDelta {
+                    baseline: "debian-6.12".into(),
+                    kernel: "debian-7.3".into(),
+                    iteration_ratio: Some(2.333),
+                    verdict: Some("no claim: 3 and 3 runs".into()),
+                    functions: vec![("change_pte_range".into(), 230.6)],
+                    calls_per_iteration: vec![("mprotect (syscall)".into(), Some(2.0), Some(2.0))],
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn several_cpu_counts_get_a_table_of_cpus_by_kernels() {
+        let text = summary(Accel::TcgIcount).to_text();
+        assert!(
+            text.contains("\niteration ns/page (median of runs), CPUs x kernels:\n"),
+            "{text}"
+        );
+        assert!(text.contains("  cpus             6.12              7.3\n     1           300.00           700.00\n     2           310.00           720.00\n"), "{text}");
+        assert!(
+            text.contains("debian-7.3 against debian-6.12: iteration ns/page x2.333; no claim: 3 and 3 runs"),
+            "{text}"
+        );
+        assert!(text.contains("2 of 12 boots failed and were tried again"), "{text}");
+    }
+
+    #[test]
+    fn emulated_times_are_not_compared_only_counts() {
+        let text = summary(Accel::Tcg).to_text();
+        assert!(
+            text.contains("accel tcg: emulated time (TCG): not comparable between kernels; compare counts"),
+            "{text}"
+        );
+        assert!(
+            text.contains("debian-7.3 against debian-6.12: times emulated (TCG), not compared; calls per workload iteration: mprotect (syscall) 2.00 vs 2.00"),
+            "{text}"
+        );
+        assert!(!text.contains("x2.333"), "{text}");
     }
 }
