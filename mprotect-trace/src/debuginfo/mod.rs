@@ -152,6 +152,13 @@ fn line_of(code_info: Option<&CodeInfo>) -> Option<String> {
     Some(format!("{}:{}", info.to_path().display(), info.line?))
 }
 
+/// Whether kallsyms' `symbol` is the debug info's `function`: the same
+/// name, or a compiler clone of it (`finish_task_switch.isra.0`, `.part.0`,
+/// `.constprop.0`, `.cold`), which DWARF names after its origin.
+fn same_function(symbol: &str, function: &str) -> bool {
+    symbol == function || symbol.strip_prefix(function).is_some_and(|rest| rest.starts_with('.'))
+}
+
 /// What the debug info says of one address: its function, the functions
 /// inlined there (outermost first), and the innermost one's line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -251,7 +258,12 @@ impl Vmlinux {
                 let found = located
                     .get(&lookup(frames, index, address))
                     .filter(|_| stack.kernel_offsets.get(index).is_some_and(Option::is_some))
-                    .filter(|l| stack.kernel.get(index).is_some_and(|name| *name == l.function));
+                    .filter(|l| {
+                        stack
+                            .kernel
+                            .get(index)
+                            .is_some_and(|name| same_function(name, &l.function))
+                    });
                 inlined.push(found.map(|l| l.inlined.clone()).unwrap_or_default());
                 lines.push(found.and_then(|l| l.line.clone()));
             }
@@ -285,6 +297,15 @@ impl Vmlinux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compiler_clones_are_their_origin() {
+        assert!(same_function("change_pte_range", "change_pte_range"));
+        assert!(same_function("finish_task_switch.isra.0", "finish_task_switch"));
+        assert!(same_function("mprotect_fixup.cold", "mprotect_fixup"));
+        assert!(!same_function("change_pte_range_x", "change_pte_range"));
+        assert!(!same_function("change_protection", "change_pte_range"));
+    }
 
     #[test]
     fn the_usual_places_are_debians_then_a_kernel_builds() {
