@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, ensure};
+use mprotect_trace::debuginfo;
 use mprotect_trace::model::Report;
 use mprotect_trace::vm::{KernelImage, kernel};
 
@@ -130,15 +131,15 @@ pub fn check(image: &KernelImage, cache: &Path, report_dir: &Path) -> Result<Str
         .context("the guest recorded no KASLR offset")?;
     let mut ours: BTreeMap<u64, (Vec<String>, Option<String>)> = BTreeMap::new();
     for stack in &profile.stacks {
-        let frames = stack.kernel_addresses.len();
-        for (index, &address) in stack.kernel_addresses.iter().enumerate() {
+        for index in 0..stack.kernel_addresses.len() {
             let Some(chain) = stack.kernel_inlined.get(index) else {
                 continue;
             };
             if stack.kernel_offsets.get(index).is_none_or(Option::is_none) {
                 continue;
             }
-            let lookup = if index + 1 == frames { address } else { address - 1 };
+            // The address the tool looked up (a caller's is its call).
+            let lookup = debuginfo::lookup_address(stack, index);
             let mut names: Vec<String> = chain.iter().rev().cloned().collect();
             names.push(stack.kernel[index].clone());
             ours.insert(lookup - offset, (names, stack.kernel_lines[index].clone()));

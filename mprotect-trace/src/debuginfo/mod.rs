@@ -10,7 +10,7 @@ use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{CodeInfo, Input, Symbolized, Symbolizer};
 use object::{Object as _, ObjectSymbol as _, ReadCache};
 
-use crate::model::{DebugInfoUsed, Profile, Report};
+use crate::model::{DebugInfoUsed, Profile, Report, SampledStack};
 
 /// A vmlinux whose build id matched a run's kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +152,21 @@ fn line_of(code_info: Option<&CodeInfo>) -> Option<String> {
     Some(format!("{}:{}", info.to_path().display(), info.line?))
 }
 
+/// The address whose source a kernel frame is: the leaf's own; a caller's
+/// return address less one (the call before it), except at a function's
+/// first byte, which is no return address but a frame an interrupt or
+/// exception left (the interrupted instruction itself).
+pub fn lookup_address(stack: &SampledStack, index: usize) -> u64 {
+    let address = stack.kernel_addresses.get(index).copied().unwrap_or(0);
+    let leaf = index + 1 == stack.kernel_addresses.len();
+    let at_entry = stack.kernel_offsets.get(index) == Some(&Some(0));
+    if leaf || at_entry {
+        address
+    } else {
+        address.saturating_sub(1)
+    }
+}
+
 /// Whether kallsyms' `symbol` is the debug info's `function`: the same
 /// name, or a compiler clone of it (`finish_task_switch.isra.0`, `.part.0`,
 /// `.constprop.0`, `.cold`), which DWARF names after its origin.
@@ -231,19 +246,10 @@ impl Vmlinux {
         let Some(profile) = report.sampling.as_ref() else {
             return Ok(());
         };
-        // A caller frame's address is a return address: the call is the
-        // instruction before it.
-        let lookup = |stack_len: usize, index: usize, address: u64| {
-            if index + 1 == stack_len {
-                address
-            } else {
-                address.saturating_sub(1)
-            }
-        };
         let mut addresses = BTreeSet::new();
         for stack in &profile.stacks {
-            for (index, &address) in stack.kernel_addresses.iter().enumerate() {
-                addresses.insert(lookup(stack.kernel_addresses.len(), index, address));
+            for index in 0..stack.kernel_addresses.len() {
+                addresses.insert(lookup_address(stack, index));
             }
         }
         let located = self.locate(report, &addresses)?;
@@ -252,11 +258,11 @@ impl Vmlinux {
             let frames = stack.kernel_addresses.len();
             let mut inlined = Vec::with_capacity(frames);
             let mut lines = Vec::with_capacity(frames);
-            for (index, &address) in stack.kernel_addresses.iter().enumerate() {
+            for index in 0..frames {
                 // Only frames kallsyms placed in a function, and only where
                 // the debug info names the same function.
                 let found = located
-                    .get(&lookup(frames, index, address))
+                    .get(&lookup_address(stack, index))
                     .filter(|_| stack.kernel_offsets.get(index).is_some_and(Option::is_some))
                     .filter(|l| {
                         stack
