@@ -355,8 +355,14 @@ impl Chart for Bars {
         let width = |v: f64| text_width(area, &axis::number(v), LABEL_SIZE);
         let fill = self.color.filled();
         match &self.scale {
-            Scale::Log => {
-                let x = axis::log(low.max(1.0), high, x_room(), width);
+            // Log and linear axes differ only in how the axis is laid out,
+            // and a log axis starts at 1.
+            scale @ (Scale::Log | Scale::Linear) => {
+                let (x, floor) = if matches!(scale, Scale::Log) {
+                    (axis::log(low.max(1.0), high, x_room(), width), 1.0)
+                } else {
+                    (axis::linear(low, high, 1.0, x_room(), width), f64::NEG_INFINITY)
+                };
                 let mut chart = chart_builder(&rest, &self.subtitle)
                     .build_cartesian_2d(x, y)
                     .map_err(plot_error)?;
@@ -365,21 +371,7 @@ impl Chart for Bars {
                     .draw_series(
                         self.bars
                             .iter()
-                            .map(|&(lo, hi, count)| Rectangle::new([(lo.max(1.0), 0), (hi, count)], fill)),
-                    )
-                    .map_err(plot_error)?;
-            }
-            Scale::Linear => {
-                let x = axis::linear(low, high, 1.0, x_room(), width);
-                let mut chart = chart_builder(&rest, &self.subtitle)
-                    .build_cartesian_2d(x, y)
-                    .map_err(plot_error)?;
-                draw_mesh(&mut chart, (&self.x_desc, &number), self.y_desc)?;
-                chart
-                    .draw_series(
-                        self.bars
-                            .iter()
-                            .map(|&(lo, hi, count)| Rectangle::new([(lo, 0), (hi, count)], fill)),
+                            .map(|&(lo, hi, count)| Rectangle::new([(lo.max(floor), 0), (hi, count)], fill)),
                     )
                     .map_err(plot_error)?;
             }
