@@ -108,8 +108,22 @@ pub fn log(low: f64, high: f64, room: Room, width: impl Fn(f64) -> f64) -> Axis 
         .iter()
         .map(|mantissas| labelled(candidates(mantissas)))
         .find(|ticks| ticks.len() >= 2 && clear(ticks, &position, &width))
-        // Decades too close for all their labels: every other one that clears.
-        .unwrap_or_else(|| thinned(&labelled(candidates(&[1.0])), &position, &width));
+        // A span with one round value or none inside (1.5 ms to 2.5 ms):
+        // its two ends, round by construction.
+        .or_else(|| {
+            let ends = labelled(vec![range.start, range.end]);
+            (ends.len() == 2 && clear(&ends, &position, &width)).then_some(ends)
+        })
+        // Decades too close for all their labels: every other one that
+        // clears; never no label at all.
+        .unwrap_or_else(|| {
+            let decades = thinned(&labelled(candidates(&[1.0])), &position, &width);
+            if decades.is_empty() {
+                labelled(candidates(LOG_MANTISSAS[0])).into_iter().take(1).collect()
+            } else {
+                decades
+            }
+        });
     Axis {
         range,
         ticks,
@@ -141,6 +155,13 @@ pub fn linear(low: f64, high: f64, min_step: f64, room: Room, width: impl Fn(f64
                 room,
             );
             if clear(&ticks, &position, &width) || step >= high - low {
+                // No multiple of the step inside (3.1 to 3.9 in steps of
+                // 1): the ends, so the axis still says where it is.
+                let ticks = if ticks.is_empty() {
+                    inside(vec![low, high], &position, &width, room)
+                } else {
+                    ticks
+                };
                 return Axis {
                     range,
                     ticks,
@@ -254,6 +275,26 @@ mod tests {
         let axis = log(1.94e6, 3.41e6, ROOM, |ns| width(&duration(ns)));
         assert_eq!(axis.range, 1.5e6..4e6);
         assert_eq!(axis.ticks, [2e6, 3e6, 4e6]);
+    }
+
+    #[test]
+    fn a_narrow_latency_axis_is_labelled_at_its_round_ends() {
+        // Buckets from 1.6 ms to 2.3 ms: only 2 ms is round inside, so the
+        // ends are labelled (a run under load once drew no label at all).
+        let axis = log(1.6e6, 2.3e6, ROOM, |ns| width(&duration(ns)));
+        assert_eq!(axis.range, 1.5e6..2.5e6);
+        assert_eq!(axis.ticks, [1.5e6, 2.5e6]);
+        // Whatever the span, at least one label.
+        for (low, high) in [(1.0, 1.2), (9.9e5, 1.01e6), (3.1e3, 3.9e3), (7e8, 9e8)] {
+            let axis = log(low, high, ROOM, |ns| width(&duration(ns)));
+            assert!(!axis.ticks.is_empty(), "{low}..{high}: {axis:?}");
+        }
+    }
+
+    #[test]
+    fn a_linear_axis_without_a_round_value_inside_labels_its_ends() {
+        let axis = linear(3.1, 3.9, 1.0, ROOM, |v| width(&number(v)));
+        assert_eq!(axis.ticks, [3.1, 3.9]);
     }
 
     #[test]
