@@ -109,7 +109,12 @@ pub fn log(low: f64, high: f64, room: Room, width: impl Fn(f64) -> f64) -> Axis 
         .map(|mantissas| labelled(candidates(mantissas)))
         .find(|ticks| ticks.len() >= 2 && clear(ticks, &position, &width))
         // A span with one round value or none inside (1.5 ms to 2.5 ms):
-        // its two ends, round by construction.
+        // the halves too (1.5, 2.5), as the axis's ends are chosen...
+        .or_else(|| {
+            let halves = labelled(candidates(&BOUND_MANTISSAS));
+            (halves.len() >= 2 && clear(&halves, &position, &width)).then_some(halves)
+        })
+        // ... else its two ends, round by construction.
         .or_else(|| {
             let ends = labelled(vec![range.start, range.end]);
             (ends.len() == 2 && clear(&ends, &position, &width)).then_some(ends)
@@ -278,12 +283,16 @@ mod tests {
     }
 
     #[test]
-    fn a_narrow_latency_axis_is_labelled_at_its_round_ends() {
+    fn a_narrow_latency_axis_is_labelled_at_round_halves() {
         // Buckets from 1.6 ms to 2.3 ms: only 2 ms is round inside, so the
-        // ends are labelled (a run under load once drew no label at all).
+        // halves are labelled too (runs under load drew no label, or one).
         let axis = log(1.6e6, 2.3e6, ROOM, |ns| width(&duration(ns)));
         assert_eq!(axis.range, 1.5e6..2.5e6);
-        assert_eq!(axis.ticks, [1.5e6, 2.5e6]);
+        assert_eq!(axis.ticks, [1.5e6, 2e6, 2.5e6]);
+        // With no room beyond the right end for its label: 1.5 and 2 ms.
+        let tight = Room { right: 4.0, ..ROOM };
+        let axis = log(1.6e5, 2.3e5, tight, |ns| width(&duration(ns)));
+        assert_eq!(axis.ticks, [1.5e5, 2e5]);
         // Whatever the span, at least one label.
         for (low, high) in [(1.0, 1.2), (9.9e5, 1.01e6), (3.1e3, 3.9e3), (7e8, 9e8)] {
             let axis = log(low, high, ROOM, |ns| width(&duration(ns)));
