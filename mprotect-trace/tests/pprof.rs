@@ -55,7 +55,8 @@ fn top_rows(top: &str) -> (BTreeMap<String, (u64, u64)>, u64) {
         .skip(1)
         .map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let name = fields[5..].join(" ");
+            // stacks.folded writes ';' in a name as ':' (';' separates its frames).
+            let name = fields[5..].join(" ").replace(';', ":");
             (name, (fields[0].parse().unwrap(), fields[3].parse().unwrap()))
         })
         .collect();
