@@ -204,7 +204,8 @@ pub mod counter {
     pub const SAMPLES_OUTSIDE_WINDOW: u32 = 12;
     /// Tracepoint field values not counted: the value map was full.
     pub const TRACEPOINT_VALUES_FULL: u32 = 13;
-    /// Samples of kernel threads, which have no user stack to walk.
+    /// Samples with no user stack to walk: kernel threads, and processes
+    /// sampled in do_exit after their memory is gone.
     pub const KERNEL_THREAD_SAMPLES: u32 = 14;
     pub const LEN: u32 = 15;
 }

@@ -141,7 +141,8 @@ pub struct SampleCounters {
     /// prefault, warmup, smaps audits, unmapping): not counted.
     #[serde(default)]
     pub samples_outside_window: u64,
-    /// Samples of kernel threads (under -a): they have no user stack.
+    /// Samples with no user stack (kernel threads, and processes sampled
+    /// in do_exit after their memory is gone), as the sampler counted them.
     #[serde(default)]
     pub kernel_thread_samples: u64,
 }

@@ -432,7 +432,12 @@ fn render_unknown_user(out: &mut String, profile: &Profile) {
     for (cause, n) in causes {
         let _ = writeln!(out, "  {:>5.1} % {}", percent(n), cause.describe());
     }
-    let kernel_threads = profile.counters.kernel_thread_samples;
+    let kernel_threads: u64 = profile
+        .stacks
+        .iter()
+        .filter(|s| s.process.as_ref().is_some_and(|p| p.kernel_thread))
+        .map(|s| s.count)
+        .sum();
     if kernel_threads > 0 {
         let _ = writeln!(
             out,

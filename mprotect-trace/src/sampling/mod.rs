@@ -148,6 +148,14 @@ impl RawSamples {
         let symbolizer = symbolize::Symbolizer::new();
         let mut out = Vec::with_capacity(self.pairs.len());
         let mut comms: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
+        // A process past exit_mm has no user stack either: only a task
+        // that never had one is a kernel thread.
+        let user_processes: std::collections::HashSet<u32> = self
+            .pairs
+            .iter()
+            .filter(|(key, _)| key.user_stack_id != KERNEL_THREAD_STACK_ID)
+            .map(|(key, _)| key.tgid)
+            .collect();
         for (key, count) in &self.pairs {
             let comm = comms
                 .entry(key.tgid)
@@ -158,12 +166,13 @@ impl RawSamples {
             let mut kernel_addresses = frames(key.kernel_stack_id).cloned().unwrap_or_default();
             kernel_addresses.reverse();
             let kernel = symbolizer.kernel(&kernel_addresses, kallsyms)?;
-            let kernel_thread = key.user_stack_id == KERNEL_THREAD_STACK_ID;
+            let no_user_stack = key.user_stack_id == KERNEL_THREAD_STACK_ID;
+            let kernel_thread = no_user_stack && !user_processes.contains(&key.tgid);
             let mut user_addresses = frames(key.user_stack_id).cloned().unwrap_or_default();
             user_addresses.reverse();
             let (user, unknown_user) = if !user_addresses.is_empty() {
                 symbolizer.user(key.tgid, &user_addresses)
-            } else if kernel_thread {
+            } else if no_user_stack {
                 (Vec::new(), None)
             } else {
                 (Vec::new(), Some(UnknownUser::StackLost))
