@@ -636,42 +636,24 @@ fn render_all(report: &Report) -> Result<Vec<Artifact>> {
         if let (Some(source), Some(pages)) = (&target.attachment.pages_source, &target.pages_per_call)
             && pages.count > 0
         {
-            let scale = pages_scale(pages);
-            let chart = Bars {
-                title: format!("pages changed per call: {source}"),
-                subtitle: context.clone(),
-                caption: format!(
-                    "Pages each {}() call changed, read from its {source}: {} calls, {}.",
-                    target.attachment.name,
-                    pages.count,
-                    spread(pages, "pages")
-                ),
-                x_desc: pages_desc(&scale),
-                y_desc: "calls",
-                bars: pages_bars(pages),
-                scale,
-                color: color(2),
-            };
+            let caption = format!(
+                "Pages each {}() call changed, read from its {source}: {} calls, {}.",
+                target.attachment.name,
+                pages.count,
+                spread(pages, "pages")
+            );
+            let chart = pages_chart(pages, format!("pages changed per call: {source}"), &context, caption);
             files.extend(render(&chart, &format!("pages-{}", slug(&target.attachment.name)))?);
         }
     }
     let pages = &report.syscall.pages_per_call;
     if pages.count > 0 {
-        let scale = pages_scale(pages);
-        let chart = Bars {
-            title: "mprotect() length in pages".to_owned(),
-            subtitle: context.clone(),
-            caption: format!(
-                "Length of each successful mprotect() call: its len argument in pages (rounded up), read at the sys_enter_mprotect tracepoint; {} calls, {}.",
-                pages.count,
-                spread(pages, "pages")
-            ),
-            x_desc: pages_desc(&scale),
-            y_desc: "calls",
-            bars: pages_bars(pages),
-            scale,
-            color: color(2),
-        };
+        let caption = format!(
+            "Length of each successful mprotect() call: its len argument in pages (rounded up), read at the sys_enter_mprotect tracepoint; {} calls, {}.",
+            pages.count,
+            spread(pages, "pages")
+        );
+        let chart = pages_chart(pages, "mprotect() length in pages".to_owned(), &context, caption);
         files.extend(render(&chart, "pages-syscall")?);
     }
     if let Some(workload) = &report.workload
@@ -680,6 +662,21 @@ fn render_all(report: &Report) -> Result<Vec<Artifact>> {
         files.extend(timeline(workload, &context)?);
     }
     Ok(files)
+}
+
+/// A pages-per-call chart: its axis chosen from the lengths seen.
+fn pages_chart(pages: &ValueStats, title: String, context: &str, caption: String) -> Bars {
+    let scale = pages_scale(pages);
+    Bars {
+        title,
+        subtitle: context.to_owned(),
+        caption,
+        x_desc: pages_desc(&scale),
+        y_desc: "calls",
+        bars: pages_bars(pages),
+        scale,
+        color: color(2),
+    }
 }
 
 fn pages_desc(scale: &Scale) -> String {
