@@ -135,6 +135,54 @@ impl Default for SlotConfig {
     }
 }
 
+/// Inlined instances one target can have probed; each has its own call
+/// counter, at `slot * INLINE_INSTANCES_PER_SLOT + instance`.
+pub const INLINE_INSTANCES_PER_SLOT: u32 = 32;
+/// Probed addresses of inlined instances (entries, and exits of the
+/// timed ones), over all targets.
+pub const INLINE_SITE_ENTRIES: u32 = 2 * FUNCTION_SLOTS * INLINE_INSTANCES_PER_SLOT;
+
+/// How an inlined instance's `nr_ptes` is read at its entry
+/// ([`InlineSiteConfig::nr_kind`]): where DWARF locates it there.
+pub mod nr_location {
+    /// Not readable: calls are counted only.
+    pub const NONE: u32 = 0;
+    /// A compile-time constant: `nr_value`.
+    pub const CONSTANT: u32 = 1;
+    /// A register, by DWARF number: `nr_register`.
+    pub const REGISTER: u32 = 2;
+    /// `nr_size` bytes at register `nr_register` + `nr_value`.
+    pub const MEMORY: u32 = 3;
+}
+
+/// What a probed address of an inlined instance is ([`InlineSiteConfig::role`]).
+pub mod inline_role {
+    /// Its entry: counts a call and reads `nr_ptes`.
+    pub const ENTRY: u32 = 0;
+    /// The entry of an instance with one exit: also starts its timing.
+    pub const TIMED_ENTRY: u32 = 1;
+    /// That one exit: ends the timing.
+    pub const EXIT: u32 = 2;
+}
+
+/// One probed address of an inlined instance, where the kernel runs it:
+/// which slot it belongs to, what it is, and where `nr_ptes` is there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InlineSiteConfig {
+    pub slot: u32,
+    /// One of [`inline_role`].
+    pub role: u32,
+    /// One of [`nr_location`].
+    pub nr_kind: u32,
+    pub nr_register: u32,
+    pub nr_size: u32,
+    /// Its call counter in `INLINE_CALLS`.
+    pub counter: u32,
+    /// The constant, or the offset from the register.
+    pub nr_value: i64,
+}
+
 /// Running summary of one value stream (latency in ns, or pages).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -167,6 +215,7 @@ mod pod {
     unsafe impl aya::Pod for super::SampleKey {}
     unsafe impl aya::Pod for super::TracepointConfig {}
     unsafe impl aya::Pod for super::TracepointValueKey {}
+    unsafe impl aya::Pod for super::InlineSiteConfig {}
 }
 
 /// Slots of the per-CPU `COUNTERS` array: event counts and lost data.
@@ -266,6 +315,9 @@ pub mod programs {
         "call_site_slot_6",
         "call_site_slot_7",
     ];
+    /// One kprobe for every inlined instance of every target: the slot
+    /// and where `nr_ptes` is come from the instance's entry address.
+    pub const INLINE_INSTANCE: &str = "inline_instance";
     /// One program per tracepoint target.
     pub const TRACEPOINT_SLOTS: [&str; super::TRACEPOINT_SLOTS as usize] = [
         "tracepoint_slot_0",
@@ -310,4 +362,6 @@ pub mod maps {
     pub const TRACEPOINT_CONFIG: &str = "TRACEPOINT_CONFIG";
     pub const TRACEPOINT_CALLS: &str = "TRACEPOINT_CALLS";
     pub const TRACEPOINT_VALUES: &str = "TRACEPOINT_VALUES";
+    pub const INLINE_SITES: &str = "INLINE_SITES";
+    pub const INLINE_CALLS: &str = "INLINE_CALLS";
 }

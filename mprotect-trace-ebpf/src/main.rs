@@ -18,10 +18,11 @@ use aya_ebpf::{
     },
 };
 use mprotect_trace_common::{
-    CONFIG_INDEX, ENTRY_TIME_SLOTS, ERRNO_BUCKETS, EntryTime, FUNCTION_SLOTS, KERNEL_THREAD_STACK_ID, NR_PTES_BUCKETS,
+    CONFIG_INDEX, ENTRY_TIME_SLOTS, ERRNO_BUCKETS, EntryTime, FUNCTION_SLOTS, INLINE_INSTANCES_PER_SLOT, INLINE_SITE_ENTRIES, InlineSiteConfig,
+    KERNEL_THREAD_STACK_ID, NR_PTES_BUCKETS,
     NR_PTES_EXACT_MAX, PROCESS_NAME_ENTRIES, PROT_BUCKETS, STACK_MAP_ENTRIES, SYSCALL_SLOT, SampleKey, SlotConfig,
     Stats, TRACEPOINT_SLOTS, TRACEPOINT_VALUE_ENTRIES, TraceConfig, TracepointConfig, TracepointValueKey, VALUE_SLOTS,
-    counter, entry_index, entry_owner, histogram,
+    counter, entry_index, entry_owner, histogram, inline_role, nr_location,
 };
 
 #[map]
@@ -419,6 +420,132 @@ function_slot_programs! {
     5: fentry_slot_5, fexit_slot_5, kprobe_slot_5, kretprobe_slot_5, call_site_slot_5;
     6: fentry_slot_6, fexit_slot_6, kprobe_slot_6, kretprobe_slot_6, call_site_slot_6;
     7: fentry_slot_7, fexit_slot_7, kprobe_slot_7, kretprobe_slot_7, call_site_slot_7;
+}
+
+/// Probed inlined instances by the address of their entry where the kernel runs.
+#[map]
+static INLINE_SITES: HashMap<u64, InlineSiteConfig> = HashMap::with_max_entries(INLINE_SITE_ENTRIES, 0);
+/// Calls per inlined instance (the slot's CALLS is their sum): which
+/// copy ran, e.g. the one-PTE path or the batch path.
+#[map]
+static INLINE_CALLS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FUNCTION_SLOTS * INLINE_INSTANCES_PER_SLOT, 0);
+
+/// The entry (or the one exit) of an inlined instance was reached. One
+/// program for every instance of every target: which target, and where
+/// DWARF says its `nr_ptes` is there, are looked up by the probed
+/// address (a kprobe that is not at a function's entry has no
+/// `bpf_get_func_ip`).
+#[kprobe]
+pub fn inline_instance(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if paused() {
+        return 0;
+    }
+    let Ok(regs) = (unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const pt_regs) }) else {
+        lookup_failed();
+        return 0;
+    };
+    let Some(site) = (unsafe { INLINE_SITES.get(&probed_address(&regs)) }) else {
+        lookup_failed();
+        return 0;
+    };
+    let site = *site;
+    if site.role == inline_role::EXIT {
+        // Paired by the entry's owner tag, as a function's exit is.
+        match on_exit(pid_tgid, site.slot) {
+            Some((latency, _)) => record(&LATENCY_STATS, &LATENCY_HIST, site.slot, latency),
+            None => count_unpaired_exit(pid_tgid, counter::FUNCTION_EXIT_WITHOUT_ENTRY),
+        }
+        return 0;
+    }
+    if !is_traced(pid_tgid) {
+        return 0;
+    }
+    bump(&CALLS, site.slot);
+    bump(&INLINE_CALLS, site.counter);
+    let nr = match site.nr_kind {
+        nr_location::CONSTANT => Some(site.nr_value as u64),
+        nr_location::REGISTER => dwarf_register(&regs, site.nr_register),
+        nr_location::MEMORY => dwarf_register(&regs, site.nr_register)
+            .and_then(|base| read_kernel_sized(base.wrapping_add(site.nr_value as u64), site.nr_size)),
+        _ => None,
+    };
+    match nr {
+        Some(nr) => record_nr_ptes(site.slot, nr),
+        // DWARF located it, but it could not be read.
+        None if site.nr_kind != nr_location::NONE => lookup_failed(),
+        None => {}
+    }
+    // Last, so the probe's own work is not in the time.
+    if site.role == inline_role::TIMED_ENTRY {
+        on_entry(pid_tgid, site.slot, 0);
+    }
+    0
+}
+
+/// `size` bytes of kernel memory at `address`, zero-extended.
+#[inline(always)]
+fn read_kernel_sized(address: u64, size: u32) -> Option<u64> {
+    unsafe {
+        match size {
+            1 => bpf_probe_read_kernel(address as *const u8).ok().map(u64::from),
+            2 => bpf_probe_read_kernel(address as *const u16).ok().map(u64::from),
+            4 => bpf_probe_read_kernel(address as *const u32).ok().map(u64::from),
+            8 => bpf_probe_read_kernel(address as *const u64).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Where the kprobe was placed: int3 has already run, so x86-64 reports
+/// the byte after it (optimized and ftrace kprobes emulate the same).
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+fn probed_address(regs: &pt_regs) -> u64 {
+    regs.rip.wrapping_sub(1)
+}
+
+/// arm64's BRK leaves the PC on the probed instruction.
+#[cfg(bpf_target_arch = "aarch64")]
+#[inline(always)]
+fn probed_address(regs: &pt_regs) -> u64 {
+    regs.pc
+}
+
+/// A register by its DWARF number (the x86-64 psABI's order).
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+fn dwarf_register(regs: &pt_regs, number: u32) -> Option<u64> {
+    Some(match number {
+        0 => regs.rax,
+        1 => regs.rdx,
+        2 => regs.rcx,
+        3 => regs.rbx,
+        4 => regs.rsi,
+        5 => regs.rdi,
+        6 => regs.rbp,
+        7 => regs.rsp,
+        8 => regs.r8,
+        9 => regs.r9,
+        10 => regs.r10,
+        11 => regs.r11,
+        12 => regs.r12,
+        13 => regs.r13,
+        14 => regs.r14,
+        15 => regs.r15,
+        _ => return None,
+    })
+}
+
+/// A register by its DWARF number: x0-x30, then sp.
+#[cfg(bpf_target_arch = "aarch64")]
+#[inline(always)]
+fn dwarf_register(regs: &pt_regs, number: u32) -> Option<u64> {
+    match number {
+        0..=30 => regs.regs.get(number as usize).copied(),
+        31 => Some(regs.sp),
+        _ => None,
+    }
 }
 
 #[map]

@@ -12,7 +12,7 @@ use mprotect_trace::commands;
 use mprotect_trace::kernel::trace_events::{self, TracepointSpec};
 use mprotect_trace::lab::{self, AccelChoice, LabOptions};
 use mprotect_trace::options::{
-    AbOptions, CompareOptions, DoctorOptions, PrintFormat, RunOptions, SyscallTracing, TraceTarget,
+    AbOptions, CompareOptions, DoctorOptions, InlineSitesFrom, PrintFormat, RunOptions, SyscallTracing, TraceTarget,
     WorkloadCommandOptions,
 };
 use mprotect_trace::probes::backend;
@@ -47,6 +47,9 @@ enum Command {
     Compare(CompareArgs),
     /// Report what this kernel supports and which probe backend each target would use.
     Doctor(DoctorArgs),
+    /// Where the targets are inlined in a kernel, from its debug vmlinux:
+    /// the sites file `run --inline-sites` probes them with.
+    InlineSites(InlineSitesArgs),
     /// Boot several kernels under QEMU, run the traced workload in each in
     /// interleaved repeats, and compare them function by function.
     Lab(LabArgs),
@@ -82,6 +85,9 @@ impl Cli {
                 output: args.output,
                 vmlinux: args.vmlinux,
             }),
+            Command::InlineSites(args) => {
+                commands::inline_sites(&args.vmlinux, &args.probes, args.output.as_deref(), args.json)
+            }
             Command::Doctor(args) => commands::doctor(&DoctorOptions {
                 probes: args.probes,
                 json: args.json,
@@ -96,7 +102,7 @@ impl Command {
     fn restores_nothing(&self) -> bool {
         matches!(
             self,
-            Command::Report(_) | Command::Plot(_) | Command::Compare(_) | Command::Doctor(_)
+            Command::Report(_) | Command::Plot(_) | Command::Compare(_) | Command::Doctor(_) | Command::InlineSites(_)
         )
     }
 }
@@ -206,6 +212,22 @@ struct WorkloadCommandArgs {
 }
 
 #[derive(Args, Debug)]
+struct InlineSitesArgs {
+    /// A kernel's debug vmlinux (Debian: linux-image-<version>-dbg).
+    #[arg(long, value_name = "PATH")]
+    vmlinux: PathBuf,
+    /// Another function to place, besides the built-in targets (repeatable).
+    #[arg(long = "probe", value_name = "NAME")]
+    probes: Vec<String>,
+    /// Write the sites file here (for `run --inline-sites`).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Print the sites file instead of the text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
 struct DoctorArgs {
     /// Another kernel function to check, besides the built-in targets, or
     /// a tracepoint (category:name) to look up (repeatable).
@@ -240,6 +262,16 @@ struct RunArgs {
     /// Break every target's calls and latency down by CPU.
     #[arg(long)]
     per_cpu: bool,
+    /// Where targets inlined everywhere are probed: a file written by
+    /// `mprotect-trace inline-sites` for this kernel (for a machine with
+    /// no room for its debug vmlinux).
+    #[arg(long, value_name = "FILE", conflicts_with = "vmlinux")]
+    inline_sites: Option<PathBuf>,
+    /// This kernel's debug vmlinux (default: found by build id in the
+    /// usual places): targets inlined everywhere are probed at each
+    /// inlined instance.
+    #[arg(long, value_name = "PATH")]
+    vmlinux: Option<PathBuf>,
     /// Function probe backend; none: no function probe (the syscall
     /// tracepoints and sampling only, no probe's cost in the times).
     #[arg(long, value_parser = backend_parser(), default_value = "auto")]
@@ -343,6 +375,11 @@ impl RunArgs {
             probes: functions,
             tracepoints,
             per_cpu: self.per_cpu,
+            inline_sites: match (self.inline_sites, self.vmlinux) {
+                (Some(file), _) => InlineSitesFrom::File(file),
+                (None, Some(path)) => InlineSitesFrom::Vmlinux(path),
+                (None, None) => InlineSitesFrom::UsualPlaces,
+            },
             backend: self.backend,
             duration: seconds("--duration", self.duration)?,
             interval: seconds("--interval", self.interval)?,

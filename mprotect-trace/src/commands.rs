@@ -134,3 +134,32 @@ pub fn doctor(options: &DoctorOptions) -> Result<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+/// `inline-sites --vmlinux PATH`: where the targets (and `probes`) are
+/// inlined in that kernel; with `output`, the sites file `run
+/// --inline-sites` reads on a machine that runs it.
+pub fn inline_sites(vmlinux: &Path, probes: &[String], output_file: Option<&Path>, json: bool) -> Result<ExitCode> {
+    if !vmlinux.is_file() {
+        anyhow::bail!("--vmlinux {} does not exist", vmlinux.display());
+    }
+    let names: Vec<String> = crate::targets::with_user_probes(probes)
+        .into_iter()
+        .map(|target| target.name.into_owned())
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let sites = debuginfo::inline_sites::read(vmlinux, &names)?;
+    let text = serde_json::to_string_pretty(&sites)?;
+    if json {
+        output::print(&format!("{text}\n"))?;
+    } else {
+        output::print(&output::inline_sites::render(&sites))?;
+    }
+    if let Some(path) = output_file {
+        output::write_atomically(path, format!("{text}\n").as_bytes())?;
+        eprintln!(
+            "wrote {}: give it to `mprotect-trace run --inline-sites` on a machine running this kernel",
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -105,6 +105,7 @@ mod tests {
             programs::FENTRY_CAPABILITY_CHECK,
             programs::KPROBE_CAPABILITY_CHECK,
             programs::SAMPLER_CAPABILITY_CHECK,
+            programs::INLINE_INSTANCE,
         ]
         .into_iter()
         .chain(programs::FENTRY_SLOTS)
@@ -142,6 +143,8 @@ mod tests {
             maps::TRACEPOINT_CONFIG,
             maps::TRACEPOINT_CALLS,
             maps::TRACEPOINT_VALUES,
+            maps::INLINE_SITES,
+            maps::INLINE_CALLS,
         ];
         map_names.sort_unstable();
         expected_maps.sort_unstable();

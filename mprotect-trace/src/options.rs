@@ -30,6 +30,18 @@ pub enum SyscallTracing {
     Off,
 }
 
+/// Where a run learns the inlined instances of targets inlined everywhere.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum InlineSitesFrom {
+    /// A debug vmlinux of this kernel in the usual places, if one is there.
+    #[default]
+    UsualPlaces,
+    /// `--inline-sites FILE`, written by `mprotect-trace inline-sites`.
+    File(PathBuf),
+    /// `--vmlinux PATH`: this kernel's debug vmlinux.
+    Vmlinux(PathBuf),
+}
+
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub target: TraceTarget,
@@ -62,6 +74,7 @@ pub struct RunOptions {
     pub tracepoints: Vec<TracepointSpec>,
     /// Break every target's calls and latency down by CPU.
     pub per_cpu: bool,
+    pub inline_sites: InlineSitesFrom,
 }
 
 impl Default for RunOptions {
@@ -84,6 +97,7 @@ impl Default for RunOptions {
             top: None,
             tracepoints: Vec::new(),
             per_cpu: false,
+            inline_sites: InlineSitesFrom::UsualPlaces,
         }
     }
 }

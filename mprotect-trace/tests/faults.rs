@@ -257,6 +257,7 @@ fn object_program_names() -> Vec<&'static str> {
         FENTRY_CAPABILITY_CHECK,
         KPROBE_CAPABILITY_CHECK,
         SAMPLER_CAPABILITY_CHECK,
+        INLINE_INSTANCE,
     ];
     for slots in [
         FENTRY_SLOTS,
@@ -320,6 +321,7 @@ fn only_the_programs_the_plan_uses_are_loaded() {
                 Backend::Fentry => vec![FENTRY_SLOTS[slot], FEXIT_SLOTS[slot]],
                 Backend::Kprobe => vec![KPROBE_SLOTS[slot], KRETPROBE_SLOTS[slot]],
                 Backend::CallSite => vec![CALL_SITE_SLOTS[slot]],
+                Backend::Inlined => vec![INLINE_INSTANCE],
                 Backend::Tracepoint => vec![TRACEPOINT_SLOTS[slot]],
                 Backend::None => vec![],
             }

@@ -11,6 +11,7 @@ mod setup;
 mod startup;
 mod vm;
 mod vm_debuginfo;
+mod vm_inline_probes;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

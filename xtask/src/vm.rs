@@ -19,7 +19,7 @@ use mprotect_trace::model::{Backend, Report, TargetReport};
 use mprotect_trace::vm::{Arch, Console, GuestScript, Initramfs, KernelImage, Machine, kernel};
 
 use crate::command::{cargo, run_checked, workspace_root};
-use crate::vm_debuginfo;
+use crate::{vm_debuginfo, vm_inline_probes};
 
 const ITERATIONS: u64 = 10;
 const WARMUP: u64 = 2;
@@ -42,6 +42,10 @@ const AUTO: &str = "auto";
 /// afterwards on the host with the kernel's debug vmlinux.
 const DEBUGINFO: &str = "debuginfo";
 const DEBUGINFO_RUN: &str = "--backend none --iterations 40 --warmup 2 --mapping-mb 16 --sample-hz 1999 --no-syscall";
+/// 7.x x86: where the sites file the host wrote from the debug vmlinux
+/// sits in the guest; the automatic and large-folio runs probe the
+/// inlined modify_prot_start_ptes with it.
+const GUEST_INLINE_SITES: &str = "/inline-sites.json";
 /// The console section with the guest's function names (gzip, base64).
 const FUNCTIONS: &str = "functions";
 /// The large-folio runs on 7.x: 64 kB multi-size THP, private and shared.
@@ -104,7 +108,11 @@ fn guest_script(generation: Generation) -> String {
         Generation::BatchedArm64 => "",
         Generation::Inlined | Generation::Batched => "--probe flush_tlb_mm_range",
     };
-    script.run(AUTO, &format!("{workload} {user_probe}"));
+    let sites = match generation {
+        Generation::Batched => format!("--inline-sites {GUEST_INLINE_SITES}"),
+        Generation::Inlined | Generation::BatchedArm64 => String::new(),
+    };
+    script.run(AUTO, &format!("{workload} {user_probe} {sites}"));
     // The guest's function names, for checking every sampled frame.
     script.shell(&format!(
         "echo ===BEGIN {FUNCTIONS}===\n\
@@ -117,7 +125,7 @@ fn guest_script(generation: Generation) -> String {
         for (name, scenario) in FOLIO_RUNS {
             script.run(
                 name,
-                &format!("{workload} --scenario {scenario} --folio-kb {FOLIO_KB} --no-sample"),
+                &format!("{workload} --scenario {scenario} --folio-kb {FOLIO_KB} --no-sample {sites}"),
             );
         }
     }
@@ -143,7 +151,13 @@ pub fn run() -> Result<u64> {
         let work = vm_dir.join(format!("debian-{series}-{}", arch.debian()));
         std::fs::create_dir_all(&work)?;
         let busybox = kernel::busybox(arch, &cache)?;
-        let initramfs = Initramfs::build(&work, &busybox, &tracer(arch)?, &guest_script(generation))?;
+        let tracer = tracer(arch)?;
+        let sites = match generation {
+            Generation::Batched => Some(vm_debuginfo::inline_sites(&kernel, &cache, &work)?),
+            Generation::Inlined | Generation::BatchedArm64 => None,
+        };
+        let files: Vec<(&Path, &str)> = sites.iter().map(|s| (s.as_path(), GUEST_INLINE_SITES)).collect();
+        let initramfs = Initramfs::build_with(&work, &busybox, &tracer, &guest_script(generation), &files)?;
         eprintln!("vm-test: booting {} under QEMU (TCG)", kernel.source);
         let (console, failed_boots) = Machine::default()
             .boot_retrying(&kernel, &initramfs, 3, |n| work.join(format!("console-failed-{n}.log")))?;
@@ -243,7 +257,7 @@ impl Reports {
     }
 }
 
-fn target<'a>(report: &'a Report, name: &str) -> Result<&'a TargetReport> {
+pub(crate) fn target<'a>(report: &'a Report, name: &str) -> Result<&'a TargetReport> {
     report
         .targets
         .iter()
@@ -251,7 +265,7 @@ fn target<'a>(report: &'a Report, name: &str) -> Result<&'a TargetReport> {
         .with_context(|| format!("{name} is missing from the report"))
 }
 
-fn calls(target: &TargetReport) -> u64 {
+pub(crate) fn calls(target: &TargetReport) -> u64 {
     target.calls.unwrap_or(0)
 }
 
@@ -450,8 +464,14 @@ fn check_batched(reports: &Reports) -> Result<String> {
         calls(commit),
         nr.counts
     );
+    let line = vm_inline_probes::check(report, 1, PAGES * CALLS).context("the inlined-instance probes")?;
+    let _ = writeln!(summary, "  {line}");
     for (name, report) in &reports.folios {
         let line = check_large_folios(report).with_context(|| format!("the {name} run"))?;
+        let _ = writeln!(summary, "  {name}: {line}");
+        let folios = PAGES * 4 / FOLIO_KB;
+        let line = vm_inline_probes::check(report, FOLIO_KB / 4, folios * CALLS)
+            .with_context(|| format!("the inlined-instance probes in the {name} run"))?;
         let _ = writeln!(summary, "  {name}: {line}");
     }
     Ok(summary)

@@ -94,6 +94,33 @@ fn addr2line(vmlinux: &Path, addresses: &[u64]) -> Result<BTreeMap<u64, (Vec<Str
     Ok(found)
 }
 
+/// The kernel's inline sites, written on the host from its debug vmlinux
+/// by `mprotect-trace inline-sites` (the guest has no room for the
+/// vmlinux); returns the file.
+pub fn inline_sites(image: &KernelImage, cache: &Path, work: &Path) -> Result<std::path::PathBuf> {
+    let vmlinux = kernel::debian_debug_vmlinux(image, cache)?;
+    let path = work.join("inline-sites.json");
+    let output = Command::new(release_binary()?)
+        .args(["inline-sites", "--vmlinux"])
+        .arg(&vmlinux)
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .context("running mprotect-trace inline-sites")?;
+    ensure!(
+        output.status.success(),
+        "inline-sites --vmlinux {} failed: {}",
+        vmlinux.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!(
+        "vm-test: inline sites from {}:\n{}",
+        vmlinux.display(),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    Ok(path)
+}
+
 /// Returns the summary line.
 pub fn check(image: &KernelImage, cache: &Path, report_dir: &Path) -> Result<String> {
     let started = Instant::now();

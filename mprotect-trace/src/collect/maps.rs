@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result};
 use aya::Ebpf;
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use mprotect_trace_common::{
-    ERRNO_BUCKETS, FUNCTION_SLOTS, NR_PTES_BUCKETS, PROT_BUCKETS, SYSCALL_SLOT, Stats, TRACEPOINT_SLOTS,
+    ERRNO_BUCKETS, FUNCTION_SLOTS, INLINE_INSTANCES_PER_SLOT, NR_PTES_BUCKETS, PROT_BUCKETS, SYSCALL_SLOT, Stats, TRACEPOINT_SLOTS,
     TracepointValueKey, counter, histogram, maps,
 };
 
@@ -172,6 +172,10 @@ pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
         functions: (0..FUNCTION_SLOTS).map(slot).collect::<Result<_>>()?,
         prot_flags: summed(&per_cpu::<u64>(ebpf, maps::PROT_FLAGS)?, 0..PROT_BUCKETS)?,
         failed,
+        inline_calls: summed(
+            &per_cpu::<u64>(ebpf, maps::INLINE_CALLS)?,
+            0..FUNCTION_SLOTS * INLINE_INSTANCES_PER_SLOT,
+        )?,
     })
 }
 

@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub tracepoints: Vec<TracepointData>,
     /// Field values not counted for lack of room in the kernel's map.
     pub tracepoint_values_full: u64,
+    /// Calls of each probed inlined instance, by its counter.
+    pub inline_calls: Vec<u64>,
 }
 
 /// What the kernel counted for one tracepoint target.

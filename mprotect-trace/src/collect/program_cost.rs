@@ -90,6 +90,7 @@ mod tests {
             nr_ptes_source: None,
             pages_source: None,
             return_source: None,
+            inlined: None,
         };
         let attachments = [attachment];
         assert_eq!(

@@ -2,6 +2,8 @@
 //! only when its GNU build id is the one the run recorded, so a report is
 //! never symbolized with another kernel's lines.
 
+pub mod inline_sites;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 

@@ -50,11 +50,16 @@ fn text_address() -> Option<u64> {
     None
 }
 
+/// The running kernel's GNU build id, if it exports its notes.
+pub fn running_build_id() -> Option<String> {
+    std::fs::read(NOTES).ok().and_then(|notes| build_id_of_notes(&notes))
+}
+
 /// The running kernel's identity; what cannot be read stays absent.
 pub fn running() -> KernelIdentity {
     let text_address = text_address();
     KernelIdentity {
-        build_id: std::fs::read(NOTES).ok().and_then(|notes| build_id_of_notes(&notes)),
+        build_id: running_build_id(),
         text_address,
         // Other architectures' link address is read from the vmlinux when
         // one is given.

@@ -3,6 +3,7 @@
 //! saved run is reported, plotted and compared anywhere, without root.
 
 pub mod capabilities;
+pub mod inline_sites;
 pub mod profile;
 pub mod report;
 pub mod settings;
@@ -10,12 +11,14 @@ pub mod stats;
 pub mod workload;
 
 pub use capabilities::{Capabilities, Check};
+pub use inline_sites::{InlineSites, InlinedFunction, InlinedInstance, InlinedParameter, ValueLocation};
 pub use profile::{
     DebugInfoUsed, FunctionShare, HotSpot, InlinedTarget, ProcessSamples, Profile, SampleCounters, SampledProcess,
     SampledStack, UnknownUser,
 };
 pub use report::{
-    Attachment, Backend, Calibration, CpuCalls, FailedCalls, FieldValue, FieldValues, IntervalCalls, IntervalSample,
+    Attachment, Backend, Calibration, CpuCalls, FailedCalls, FieldValue, FieldValues, InlinedProbe, IntervalCalls,
+    IntervalSample, ProbedInstance,
     KernelIdentity, ProgramCost, Report, Role, Scope, StopReason, SyscallProbe, SyscallReport, TargetReport, Timings,
 };
 pub use settings::{Difference, Settings, WorkloadSettings};
@@ -26,9 +29,10 @@ pub use workload::{PerIteration, SmapsEntry, WorkloadResult};
 mod tests {
     /// The model's sources, read as text: the boundary is checked on what
     /// the files say, not on what happens to compile today.
-    const SOURCES: [(&str, &str); 7] = [
+    const SOURCES: [(&str, &str); 8] = [
         ("mod.rs", include_str!("mod.rs")),
         ("capabilities.rs", include_str!("capabilities.rs")),
+        ("inline_sites.rs", include_str!("inline_sites.rs")),
         ("profile.rs", include_str!("profile.rs")),
         ("report.rs", include_str!("report.rs")),
         ("settings.rs", include_str!("settings.rs")),

@@ -87,17 +87,25 @@ pub enum Backend {
     Kprobe,
     /// Kprobes on the call instructions that call the target (no latency).
     CallSite,
+    /// Kprobes at the entry of each inlined instance, found in DWARF (no latency).
+    Inlined,
     /// A kernel tracepoint (`--probe category:name`): events, no latency.
     Tracepoint,
     None,
 }
 
 impl Backend {
+    /// Whether it counts calls at one place each and times nothing.
+    pub fn counts_calls_only(self) -> bool {
+        matches!(self, Self::CallSite | Self::Inlined)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Self::Fentry => "fentry",
             Self::Kprobe => "kprobe",
             Self::CallSite => "call-site",
+            Self::Inlined => "inlined",
             Self::Tracepoint => "tracepoint",
             Self::None => "none",
         }
@@ -151,6 +159,42 @@ pub struct Attachment {
     /// A return value that is not pages, e.g. "folio_pte_batch return value".
     #[serde(default)]
     pub return_source: Option<String>,
+    /// Where an inlined target was probed, and what could not be read there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inlined: Option<InlinedProbe>,
+}
+
+/// How a target inlined everywhere was probed: at each inlined instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InlinedProbe {
+    /// "change_pte_range (2 instances)".
+    pub inlined_in: String,
+    pub instances: Vec<ProbedInstance>,
+    /// The latency of the instances with one entry and one exit, timed
+    /// between the two (the others' calls are not in it); `None` when
+    /// no instance has them.
+    pub latency: Option<LatencySummary>,
+}
+
+/// One probed inlined instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbedInstance {
+    /// "change_pte_range+0x2ec".
+    pub at: String,
+    /// The inline chain down to it, outermost first.
+    pub chain: Vec<String>,
+    /// Its calls (the target's calls are their sum).
+    pub calls: Option<u64>,
+    /// Where its `nr_ptes` parameter is read there, or why it is not:
+    /// "nr: the constant 1", "nr: 4-byte stack slot at rsp+0x68".
+    pub nr: String,
+    /// Its one exit, "change_pte_range+0x743", when it is timed.
+    pub exit: Option<String>,
+    /// Why it is not timed (empty when it is).
+    pub no_latency: String,
+    /// Its call counter in the kernel's per-instance array.
+    #[serde(skip)]
+    pub counter: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -193,7 +193,7 @@ fn latency_series(report: &Report) -> Vec<Stream<'_>> {
             let how = match target.attachment.backend {
                 Backend::Fentry => "from entry to return by fentry and fexit programs",
                 Backend::Kprobe => "from entry to return by a kprobe and a kretprobe",
-                Backend::CallSite | Backend::Tracepoint | Backend::None => "by no timing probe",
+                Backend::CallSite | Backend::Inlined | Backend::Tracepoint | Backend::None => "by no timing probe",
             };
             series.push(Stream {
                 name: target.attachment.name.clone(),

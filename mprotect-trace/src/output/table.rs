@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::model::{
-    Backend, CpuCalls, FieldValues, FunctionShare, LatencySummary, Profile, ProgramCost, Report, Scope, TargetReport,
+    CpuCalls, FieldValues, InlinedProbe, FunctionShare, LatencySummary, Profile, ProgramCost, Report, Scope, TargetReport,
     ValueStats,
 };
 
@@ -167,8 +167,11 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
                         "-"
                     );
                     // A tracepoint's name says what it is; a call site's does not.
-                    if target.attachment.backend == Backend::CallSite {
+                    if target.attachment.backend.counts_calls_only() {
                         let _ = writeln!(out, "{:<26} {}", "", target.attachment.reason);
+                    }
+                    if let Some(inlined) = &target.attachment.inlined {
+                        render_instances(&mut out, inlined);
                     }
                 }
                 None => {
@@ -213,6 +216,34 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
         );
     }
     out
+}
+
+/// Each inlined instance of a target: its calls, where its nr_ptes was
+/// read, and its latency between its one entry and one exit, or why not.
+fn render_instances(out: &mut String, inlined: &InlinedProbe) {
+    for instance in &inlined.instances {
+        let calls = instance.calls.map_or_else(|| "-".to_owned(), |c| c.to_string());
+        let _ = writeln!(out, "{:<26}   {}: {calls} calls, {}", "", instance.at, instance.nr);
+        match &instance.exit {
+            Some(exit) => {
+                let _ = writeln!(out, "{:<26}     timed from its entry to its one exit, {exit}", "");
+            }
+            None => {
+                let _ = writeln!(out, "{:<26}     no latency: {}", "", instance.no_latency);
+            }
+        }
+    }
+    if let Some(latency) = &inlined.latency {
+        let _ = writeln!(
+            out,
+            "{:<26}   latency of the timed instances: {} calls, mean {}, p50 {}, p99 {}",
+            "",
+            latency.calls,
+            opt_ns(latency.mean_ns),
+            opt_ns(latency.p50_ns),
+            opt_ns(latency.p99_ns)
+        );
+    }
 }
 
 /// "lost data: 0 exits without their entry, ...": what the programs could not record.

@@ -14,12 +14,12 @@ use mprotect_trace_common::programs::{
 };
 use mprotect_trace_common::{FUNCTION_SLOTS, SlotConfig, maps};
 
-use super::backend::{self, AttachContext, FunctionBackend};
+use super::backend::{self, AttachContext, FunctionBackend, inlined};
 use super::plan::{self, BackendChoice, TargetPlan};
 use crate::kernel::btf::FunctionSignature;
 use crate::kernel::capabilities::error_chain;
 use crate::kernel::kallsyms::Kallsyms;
-use crate::model::{Attachment, Backend, Capabilities};
+use crate::model::{Attachment, Backend, Capabilities, InlinedFunction, InlinedProbe, ProbedInstance, ValueLocation};
 use crate::targets::Returns;
 
 /// Attaches the syscall tracepoint programs, or with `empty` programs that
@@ -76,6 +76,7 @@ pub fn attach_functions(
             nr_ptes_source: None,
             pages_source: None,
             return_source: None,
+            inlined: None,
         };
         let Some(planned) = backend::of_kind(plan.backend) else {
             attachments.push(attachment);
@@ -177,6 +178,29 @@ fn attach_with_fallback(
 /// what to distribute and what the return value is; BTF says where.
 fn slot_config(plan: &TargetPlan, backend: &dyn FunctionBackend, attachment: &mut Attachment) -> SlotConfig {
     let mut config = SlotConfig::default();
+    if backend.kind() == Backend::Inlined {
+        // Each instance's nr is in its own site entry, not the slot's.
+        if let Some(function) = &plan.inlined {
+            let probe = inlined_probe(attachment.slot.unwrap_or(0), function);
+            if function
+                .instances
+                .iter()
+                .any(|i| inlined::nr_parameter(i).is_some_and(|(_, l)| !matches!(l, ValueLocation::Unavailable { .. })))
+            {
+                let name = function
+                    .instances
+                    .iter()
+                    .find_map(|i| inlined::nr_parameter(i).map(|(name, _)| name))
+                    .unwrap_or("nr");
+                attachment.nr_ptes_source = Some(format!(
+                    "{}({name}), where DWARF locates it at each inlined instance",
+                    plan.name
+                ));
+            }
+            attachment.inlined = Some(probe);
+        }
+        return config;
+    }
     if let Some((index, parameter)) = plan
         .signature
         .as_ref()
@@ -203,6 +227,32 @@ fn slot_config(plan: &TargetPlan, backend: &dyn FunctionBackend, attachment: &mu
         config.records_return = 1;
     }
     config
+}
+
+/// What the report says of an inlined target's instances; their calls
+/// and latency are filled in from the maps at the end.
+fn inlined_probe(slot: u32, function: &InlinedFunction) -> InlinedProbe {
+    InlinedProbe {
+        inlined_in: function.places(),
+        instances: function
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(index, instance)| ProbedInstance {
+                at: format!("{}+{:#x}", instance.symbol, instance.offset),
+                chain: instance.chain.clone(),
+                calls: None,
+                nr: match inlined::nr_parameter(instance) {
+                    Some((name, location)) => format!("{name}: {}", location.describe()),
+                    None => "no nr_ptes parameter".to_owned(),
+                },
+                exit: instance.exit_offset.map(|exit| format!("{}+{exit:#x}", instance.symbol)),
+                no_latency: instance.no_latency.clone(),
+                counter: inlined::counter_index(slot, index),
+            })
+            .collect(),
+        latency: None,
+    }
 }
 
 /// The first parameter whose name is in `names`: found by name, never by position.

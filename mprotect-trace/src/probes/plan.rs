@@ -10,7 +10,7 @@ use super::backend::{self, FunctionBackend, TargetFacts};
 use crate::kernel::btf::{FunctionSignature, KernelBtf};
 use crate::kernel::ftrace::TraceableFunctions;
 use crate::kernel::kallsyms::Kallsyms;
-use crate::model::{Backend, Capabilities, Role};
+use crate::model::{Backend, Capabilities, InlineSites, InlinedFunction, Role};
 use crate::targets::{self, Target};
 
 /// `--backend`: let the tool choose, or insist on one.
@@ -48,6 +48,8 @@ pub struct TargetPlan {
     /// Whether ftrace can trace it (`None`: tracefs did not say).
     pub traceable: Option<bool>,
     pub signature: Option<FunctionSignature>,
+    /// Its inlined instances in this kernel, when DWARF was read and it has some.
+    pub inlined: Option<InlinedFunction>,
     pub backend: Backend,
     pub reason: String,
 }
@@ -61,16 +63,20 @@ impl TargetPlan {
             in_btf: self.in_btf,
             traceable: self.traceable,
             signature: self.signature.as_ref(),
+            inlined: self.inlined.as_ref(),
         }
     }
 }
 
-/// Plans the built-in targets and the user's `--probe` names on this kernel.
+/// Plans the built-in targets and the user's `--probe` names on this
+/// kernel; `inline_sites`, when this kernel's DWARF was read, places the
+/// ones inlined everywhere.
 pub fn plan_targets(
     user_probes: &[String],
     caps: &Capabilities,
     kallsyms: &Kallsyms,
     choice: BackendChoice,
+    inline_sites: Option<&InlineSites>,
 ) -> Result<Vec<TargetPlan>> {
     let btf = if caps.btf.available {
         Some(KernelBtf::load()?)
@@ -87,10 +93,16 @@ pub fn plan_targets(
                     .with_context(|| format!("reading the BTF of {}", target.name))?,
                 None => None,
             };
-            let plan = plan_target(target, caps, kallsyms, traceable.as_ref(), signature, choice);
+            let inlined = inline_sites.and_then(|sites| sites.function(&target.name)).cloned();
+            let plan = plan_target(target, caps, kallsyms, traceable.as_ref(), signature, inlined, choice);
             // A built-in target may be inlined away; a name the user typed
             // that exists nowhere is most likely a typo.
-            if plan.role == Role::User && !plan.in_kallsyms && !plan.in_btf && plan.kallsyms_variants.is_empty() {
+            if plan.role == Role::User
+                && !plan.in_kallsyms
+                && !plan.in_btf
+                && plan.kallsyms_variants.is_empty()
+                && plan.inlined.is_none()
+            {
                 anyhow::bail!(
                     "unknown kernel function {} (--probe): did you mean {}?",
                     plan.name,
@@ -131,6 +143,7 @@ pub fn without_function_probes(caps: &Capabilities, choice: BackendChoice) -> Ve
             in_btf: false,
             traceable: None,
             signature: None,
+            inlined: None,
             backend: Backend::None,
             reason: format!("no function probe: {}", why.join(", ")),
         })
@@ -197,6 +210,7 @@ pub fn plan_target(
     kallsyms: &Kallsyms,
     traceable: Option<&TraceableFunctions>,
     signature: Option<FunctionSignature>,
+    inlined: Option<InlinedFunction>,
     choice: BackendChoice,
 ) -> TargetPlan {
     let name = target.name.to_string();
@@ -211,8 +225,9 @@ pub fn plan_target(
         in_btf,
         traceable,
         signature: signature.as_ref(),
+        inlined: inlined.as_ref(),
     };
-    let (backend, reason) = if !in_kallsyms && !in_btf {
+    let (backend, reason) = if !in_kallsyms && !in_btf && inlined.is_none() {
         let copies = if variants.is_empty() {
             String::new()
         } else {
@@ -245,6 +260,7 @@ pub fn plan_target(
         in_btf,
         traceable,
         signature,
+        inlined,
         backend,
         reason,
     }

@@ -51,6 +51,7 @@ pub fn attach(ebpf: &mut Ebpf, events: &[TraceEvent]) -> Result<Vec<Attachment>>
             nr_ptes_source: None,
             pages_source: None,
             return_source: event.field.as_ref().map(|f| format!("field {}", f.name)),
+            inlined: None,
         });
     }
     Ok(attachments)

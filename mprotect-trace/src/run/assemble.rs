@@ -113,8 +113,23 @@ fn field_values(event: &TraceEvent, data: &TracepointData, not_stored: u64) -> O
     })
 }
 
-fn function_target(attachment: Attachment, data: Option<&SlotData>, syscall_ns: u64, per_cpu: bool) -> TargetReport {
-    let call_site = attachment.backend == Backend::CallSite;
+fn function_target(
+    mut attachment: Attachment,
+    data: Option<&SlotData>,
+    inline_calls: &[u64],
+    syscall_ns: u64,
+    per_cpu: bool,
+) -> TargetReport {
+    let call_site = attachment.backend.counts_calls_only();
+    if let Some(inlined) = attachment.inlined.as_mut() {
+        for instance in &mut inlined.instances {
+            instance.calls = inline_calls.get(instance.counter as usize).copied();
+        }
+        // Only the timed instances' entries start a timing.
+        inlined.latency = data
+            .filter(|_| inlined.instances.iter().any(|i| i.exit.is_some()))
+            .map(|d| LatencySummary::of(&d.latency_ns));
+    }
     TargetReport {
         calls: data.map(|d| {
             if call_site {
@@ -185,7 +200,7 @@ pub fn report(collected: Collected) -> Report {
             Backend::Tracepoint => tracepoint_target(attachment, snapshot, &collected.trace_events, per_cpu),
             _ => {
                 let data = attachment.slot.and_then(|slot| snapshot.functions.get(slot as usize));
-                function_target(attachment, data, syscall_ns, per_cpu)
+                function_target(attachment, data, &snapshot.inline_calls, syscall_ns, per_cpu)
             }
         })
         .collect();

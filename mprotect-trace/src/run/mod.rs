@@ -3,6 +3,7 @@
 
 mod assemble;
 pub mod directory;
+mod inline_sites;
 mod settings;
 mod target;
 
@@ -25,13 +26,13 @@ use crate::model::{
     Attachment, Backend, Check, IntervalCalls, IntervalSample, LatencySummary, Report, Scope, StopReason, SyscallProbe,
     ValueStats,
 };
-use crate::options::{RunOptions, TraceTarget};
+use crate::options::{InlineSitesFrom, RunOptions, TraceTarget};
 use crate::output::{self, Formats, table};
 use crate::probes::attach;
 use crate::probes::plan::BackendChoice;
 use crate::probes::{plan, tracepoints};
 use crate::sampling;
-use crate::{debuginfo, ebpf_object};
+use crate::{debuginfo, ebpf_object, targets};
 use target::Ending;
 
 /// How the tracer says on stderr that tracing has begun: every probe is
@@ -45,7 +46,7 @@ const HOT_PROBE_CALLS_PER_SECOND: f64 = 1e6;
 /// Typical cost of one entry+exit probe pair, for the overhead estimate.
 fn probe_pair_cost_ns(backend: Backend) -> f64 {
     match backend {
-        Backend::Kprobe | Backend::CallSite => 300.0,
+        Backend::Kprobe | Backend::CallSite | Backend::Inlined => 300.0,
         Backend::Fentry | Backend::Tracepoint | Backend::None => 100.0,
     }
 }
@@ -196,7 +197,26 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     let wanted = options.backend != BackendChoice::NoFunctions;
     let (kallsyms, plans) = if wanted && (plan::function_probes_possible(&caps) || !options.probes.is_empty()) {
         let kallsyms = Kallsyms::load()?;
-        let plans = plan::plan_targets(&options.probes, &caps, &kallsyms, options.backend)?;
+        let names: Vec<String> = targets::with_user_probes(&options.probes)
+            .into_iter()
+            .map(|target| target.name.into_owned())
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        // Sites asked for are read (and checked) first; the usual places
+        // are searched only when a target turns out inlined everywhere.
+        let asked = options.inline_sites != InlineSitesFrom::UsualPlaces;
+        let sites = if asked {
+            inline_sites::load(&options.inline_sites, &caps.kernel_release, &names)?
+        } else {
+            None
+        };
+        let mut plans = plan::plan_targets(&options.probes, &caps, &kallsyms, options.backend, sites.as_ref())?;
+        if !asked
+            && inline_sites::wanted(&plans)
+            && let Some(sites) = inline_sites::load(&options.inline_sites, &caps.kernel_release, &names)?
+        {
+            plans = plan::plan_targets(&options.probes, &caps, &kallsyms, options.backend, Some(&sites))?;
+        }
         (kallsyms, plans)
     } else {
         (
@@ -456,7 +476,7 @@ fn interval_sample(
                 .tracepoints
                 .get(slot)
                 .map(|now| counted(name, now.calls, previous.tracepoints.get(slot).map(|b| b.calls))),
-            Backend::CallSite => now.functions.get(slot).map(|now| {
+            Backend::CallSite | Backend::Inlined => now.functions.get(slot).map(|now| {
                 counted(
                     name,
                     now.call_site_calls,

@@ -20,6 +20,18 @@ impl Initramfs {
     /// `init` (the script's text) into `work_dir/initramfs.cpio.gz`,
     /// staging the tree in `work_dir/initramfs`.
     pub fn build(work_dir: &Path, busybox: &Path, tracer: &Path, init: &str) -> Result<Self> {
+        Self::build_with(work_dir, busybox, tracer, init, &[])
+    }
+
+    /// The same, with `files` too: each host file at its guest path
+    /// (a sites file the host wrote from a vmlinux too big for the guest).
+    pub fn build_with(
+        work_dir: &Path,
+        busybox: &Path,
+        tracer: &Path,
+        init: &str,
+        files: &[(&Path, &str)],
+    ) -> Result<Self> {
         let root = work_dir.join("initramfs");
         if root.exists() {
             std::fs::remove_dir_all(&root).with_context(|| format!("clearing {}", root.display()))?;
@@ -46,6 +58,11 @@ impl Initramfs {
             let target = root.join(library.trim_start_matches('/'));
             std::fs::create_dir_all(target.parent().context("library path has no parent")?)?;
             std::fs::copy(library, &target).with_context(|| format!("copying {library}"))?;
+        }
+        for (host, guest) in files {
+            let target = root.join(guest.trim_start_matches('/'));
+            std::fs::create_dir_all(target.parent().context("a guest path has no parent")?)?;
+            std::fs::copy(host, &target).with_context(|| format!("copying {}", host.display()))?;
         }
         let init_path = root.join("init");
         std::fs::write(&init_path, init).with_context(|| format!("writing {}", init_path.display()))?;

@@ -3,6 +3,7 @@
 
 mod call_site;
 mod fentry;
+pub mod inlined;
 mod kprobe;
 
 use std::cell::OnceCell;
@@ -12,14 +13,19 @@ use aya::Ebpf;
 
 use crate::kernel::btf::FunctionSignature;
 use crate::kernel::kallsyms::Kallsyms;
-use crate::model::{Backend, Check};
+use crate::model::{Backend, Check, InlinedFunction};
 
 /// Arguments a kprobe reads from the calling convention's registers (the
 /// eBPF side reads the same ones): six on x86-64, eight on arm64.
 pub const REGISTER_ARGUMENTS: usize = if cfg!(target_arch = "aarch64") { 8 } else { 6 };
 
 /// Every backend, most preferred first. Adding one: its module, and a line here.
-pub static ALL: &[&dyn FunctionBackend] = &[&fentry::Fentry, &kprobe::Kprobe, &call_site::CallSite];
+pub static ALL: &[&dyn FunctionBackend] = &[
+    &fentry::Fentry,
+    &kprobe::Kprobe,
+    &call_site::CallSite,
+    &inlined::Inlined,
+];
 
 /// What planning found out about a target on this kernel.
 pub struct TargetFacts<'a> {
@@ -32,6 +38,8 @@ pub struct TargetFacts<'a> {
     /// kprobes cannot attach to a function it does not.
     pub traceable: Option<bool>,
     pub signature: Option<&'a FunctionSignature>,
+    /// Its inlined instances, when this kernel's DWARF was read.
+    pub inlined: Option<&'a InlinedFunction>,
 }
 
 /// What a capability check may use: the object to load a test program

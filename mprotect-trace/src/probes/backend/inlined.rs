@@ -1,0 +1,202 @@
+//! Inlined-instance probes: a kprobe at the entry of every copy of a
+//! function the compiler inlined, where the vmlinux's DWARF puts it
+//! (`--inline-sites`, or a debug vmlinux of this kernel). Counts calls
+//! exactly and reads `nr_ptes` where DWARF locates it at each entry; an
+//! inlined body has no return to probe, so no latency.
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::maps::HashMap;
+use aya::programs::KProbe;
+use mprotect_trace_common::programs::INLINE_INSTANCE;
+use mprotect_trace_common::{INLINE_INSTANCES_PER_SLOT, InlineSiteConfig, inline_role, maps, nr_location};
+
+use super::{AttachContext, CheckContext, FunctionBackend, TargetFacts};
+use crate::ebpf_object::program_mut;
+use crate::kernel::capabilities::{PROBE_CHECK_FUNCTION, error_chain};
+use crate::model::{Backend, Check, InlinedInstance, ValueLocation};
+use crate::targets::NR_PTES_PARAMETERS;
+
+pub struct Inlined;
+
+/// The instance program, loaded once for every target that uses it.
+fn program(ebpf: &mut aya::Ebpf) -> Result<&mut KProbe> {
+    let program: &mut KProbe = program_mut(ebpf, INLINE_INSTANCE)?;
+    if program.fd().is_err() {
+        program.load().map_err(|e| anyhow!("{}", error_chain(&e)))?;
+    }
+    Ok(program)
+}
+
+impl FunctionBackend for Inlined {
+    fn kind(&self) -> Backend {
+        Backend::Inlined
+    }
+
+    fn capability(&self) -> &'static str {
+        "inlined_instances"
+    }
+
+    fn pair(&self) -> &'static str {
+        "inlined-instance kprobes"
+    }
+
+    fn needs(&self) -> &'static str {
+        "its inlined instances from this kernel's DWARF (--inline-sites or a debug vmlinux)"
+    }
+
+    fn first_choice_reason(&self) -> &'static str {
+        "inlined-instance kprobes: inlined everywhere, its instances are in this kernel's DWARF"
+    }
+
+    fn check(&self, context: &mut CheckContext) -> Check {
+        if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+            return Check::no(
+                "no kprobes",
+                "no kprobe PMU in /sys/bus/event_source/devices: the kernel has no CONFIG_KPROBES",
+            );
+        }
+        let mut attempt = || -> Result<(), String> {
+            let program = program(context.ebpf).map_err(|e| format!("{e:#}"))?;
+            let link = program.attach(PROBE_CHECK_FUNCTION, 0).map_err(|e| error_chain(&e))?;
+            program.detach(link).map_err(|e| error_chain(&e))?;
+            Ok(())
+        };
+        let outcome = attempt();
+        // Loaded again when a target uses it; a check leaves nothing loaded.
+        if let Ok(program) = program_mut::<KProbe>(context.ebpf, INLINE_INSTANCE) {
+            let _ = program.unload();
+        }
+        match outcome {
+            Ok(()) => Check::yes(format!("the inlined-instance kprobe attached on {PROBE_CHECK_FUNCTION}")),
+            Err(err) => Check::no("attach failed", format!("attaching a kprobe failed: {err}")),
+        }
+    }
+
+    fn cannot_probe(&self, target: &TargetFacts) -> Option<&'static str> {
+        if target.in_kallsyms {
+            Some("it has a symbol: not inlined everywhere")
+        } else if target.inlined.is_none() {
+            Some("no inlined instance known (no --inline-sites, no debug vmlinux)")
+        } else {
+            None
+        }
+    }
+
+    fn reads_argument(&self, _index: usize) -> bool {
+        // Parameters are read where DWARF locates them, not by position.
+        false
+    }
+
+    fn programs(&self, _slot: u32) -> Vec<&'static str> {
+        vec![INLINE_INSTANCE]
+    }
+
+    fn attach(&self, context: &mut AttachContext, slot: u32, target: &TargetFacts) -> Result<String> {
+        let function = target
+            .inlined
+            .with_context(|| format!("no inlined instance of {} is known", target.name))?;
+        if function.instances.len() > INLINE_INSTANCES_PER_SLOT as usize {
+            bail!(
+                "{} has {} inlined instances; at most {INLINE_INSTANCES_PER_SLOT} are probed",
+                target.name,
+                function.instances.len()
+            );
+        }
+        // Every probed place, checked against kallsyms before any is attached.
+        let mut places = Vec::new();
+        for (index, instance) in function.instances.iter().enumerate() {
+            let start = symbol_start(context, &instance.symbol)?;
+            let mut entry = site_config(slot, instance);
+            entry.counter = counter_index(slot, index);
+            if let Some(exit) = instance.exit_offset {
+                entry.role = inline_role::TIMED_ENTRY;
+                let exit_site = InlineSiteConfig {
+                    slot,
+                    role: inline_role::EXIT,
+                    ..InlineSiteConfig::default()
+                };
+                places.push((instance.symbol.as_str(), exit, start + exit, exit_site));
+            }
+            places.push((instance.symbol.as_str(), instance.offset, start + instance.offset, entry));
+        }
+        {
+            let mut sites: HashMap<_, u64, InlineSiteConfig> = HashMap::try_from(
+                context
+                    .ebpf
+                    .map_mut(maps::INLINE_SITES)
+                    .context("the eBPF object has no INLINE_SITES")?,
+            )?;
+            for (symbol, offset, address, config) in &places {
+                sites
+                    .insert(address, config, 0)
+                    .with_context(|| format!("recording the probe at {symbol}+{offset:#x}"))?;
+            }
+        }
+        // Exits first: an entry never starts a timing its exit misses.
+        let program = program(context.ebpf)?;
+        for (symbol, offset, _, _) in &places {
+            program
+                .attach(*symbol, *offset)
+                .map_err(|e| anyhow!("{}", error_chain(&e)))
+                .with_context(|| format!("a kprobe at {symbol}+{offset:#x}"))?;
+        }
+        Ok(format!("inlined in {}", function.places()))
+    }
+}
+
+/// The call counter of a slot's `index`th instance in `INLINE_CALLS`.
+pub fn counter_index(slot: u32, index: usize) -> u32 {
+    slot * INLINE_INSTANCES_PER_SLOT + index as u32
+}
+
+/// Where `symbol` starts in the running kernel (KASLR included): an
+/// instance is at that plus its offset.
+fn symbol_start(context: &AttachContext, symbol: &str) -> Result<u64> {
+    match context.kallsyms.addresses(symbol).as_slice() {
+        [] => bail!(
+            "{symbol} (which holds an inlined instance) is not in /proc/kallsyms: the inline sites are not this kernel's"
+        ),
+        [0] => bail!("/proc/kallsyms hides addresses here (kernel.kptr_restrict): run as root"),
+        [start] => Ok(*start),
+        many => bail!(
+            "{symbol} names {} functions in /proc/kallsyms: a probe inside it is ambiguous",
+            many.len()
+        ),
+    }
+}
+
+/// The `nr_ptes` parameter of an instance, by name, and its location.
+pub fn nr_parameter(instance: &InlinedInstance) -> Option<(&str, &ValueLocation)> {
+    instance
+        .parameters
+        .iter()
+        .find(|p| NR_PTES_PARAMETERS.contains(&p.name.as_str()))
+        .map(|p| (p.name.as_str(), &p.location))
+}
+
+fn site_config(slot: u32, instance: &InlinedInstance) -> InlineSiteConfig {
+    let mut config = InlineSiteConfig {
+        slot,
+        ..InlineSiteConfig::default()
+    };
+    match nr_parameter(instance).map(|(_, location)| location) {
+        Some(ValueLocation::Constant { value }) => {
+            config.nr_kind = nr_location::CONSTANT;
+            config.nr_value = *value;
+        }
+        Some(ValueLocation::Register { register, .. }) => {
+            config.nr_kind = nr_location::REGISTER;
+            config.nr_register = u32::from(*register);
+        }
+        Some(ValueLocation::Memory {
+            register, offset, size, ..
+        }) => {
+            config.nr_kind = nr_location::MEMORY;
+            config.nr_register = u32::from(*register);
+            config.nr_value = *offset;
+            config.nr_size = u32::from(*size);
+        }
+        Some(ValueLocation::Unavailable { .. }) | None => config.nr_kind = nr_location::NONE,
+    }
+    config
+}
