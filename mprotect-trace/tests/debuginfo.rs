@@ -80,3 +80,103 @@ fn a_vmlinux_of_another_kernel_is_refused_in_one_line() {
         "error: --vmlinux /nonexistent/vmlinux does not exist\n"
     );
 }
+
+/// The running kernel's release, as `uname -r` says it.
+fn release() -> String {
+    let output = Command::new("uname").arg("-r").output().expect("uname");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Inline sites are a kernel build's: `run` refuses a sites file or a
+/// vmlinux of another build, or a file that is neither, in one line,
+/// before it creates its output directory or attaches anything.
+#[test]
+fn inline_sites_of_another_kernel_are_refused_before_anything_is_made() {
+    let Some(running) = mprotect_trace::kernel::identity::running_build_id() else {
+        common::skip(
+            "inline_sites_of_another_kernel_are_refused_before_anything_is_made",
+            "this kernel exports no build id in /sys/kernel/notes",
+        );
+        return;
+    };
+    let dir = common::out_dir("debuginfo", "sites");
+    std::fs::create_dir_all(&dir).unwrap();
+    let other = std::env::current_exe().unwrap();
+    let other_id = readelf_build_id(&other);
+    let sites = dir.join("sites.json");
+    std::fs::write(
+        &sites,
+        format!(r#"{{"build_id": "{other_id}", "vmlinux": "elsewhere", "arch": "x86_64", "functions": []}}"#),
+    )
+    .unwrap();
+    let junk = dir.join("junk.json");
+    std::fs::write(&junk, "not json").unwrap();
+    let out = dir.join("run");
+    let refused = |args: &[&std::ffi::OsStr]| -> String {
+        let output = common::binary()
+            .arg("run")
+            .args(args)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(!out.exists(), "{args:?} created the output directory");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        stderr
+    };
+    let release = release();
+    assert_eq!(
+        refused(&["--inline-sites".as_ref(), sites.as_os_str()]),
+        format!(
+            "error: --inline-sites {} is for the kernel with build id {other_id}, not this one ({release}, {running}): give this kernel's\n",
+            sites.display()
+        )
+    );
+    assert_eq!(
+        refused(&["--vmlinux".as_ref(), other.as_os_str()]),
+        format!(
+            "error: --vmlinux {} is for the kernel with build id {other_id}, not this one ({release}, {running}): give this kernel's\n",
+            other.display()
+        )
+    );
+    assert!(
+        refused(&["--inline-sites".as_ref(), junk.as_os_str()]).starts_with(&format!(
+            "error: --inline-sites {} is not a sites file: write one with `mprotect-trace inline-sites --vmlinux PATH -o FILE`: ",
+            junk.display()
+        ))
+    );
+    assert!(
+        refused(&["--inline-sites".as_ref(), "/nonexistent/sites.json".as_ref()])
+            .starts_with("error: --inline-sites /nonexistent/sites.json: cannot read it: No such file or directory")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `inline-sites` reads only a vmlinux that exists and has DWARF.
+#[test]
+fn inline_sites_needs_a_vmlinux_with_dwarf() {
+    let missing = common::binary()
+        .args(["inline-sites", "--vmlinux", "/nonexistent/vmlinux"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr),
+        "error: --vmlinux /nonexistent/vmlinux does not exist\n"
+    );
+    // Debian's coreutils are stripped: an ELF with no .debug_info.
+    let stripped = Path::new("/bin/true");
+    let output = common::binary()
+        .args(["inline-sites", "--vmlinux"])
+        .arg(stripped)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: /bin/true has no DWARF (.debug_info): give the debug vmlinux (Debian: linux-image-<version>-dbg)\n"
+    );
+    assert!(output.stdout.is_empty());
+}

@@ -35,8 +35,12 @@ enum Task {
     Test,
     /// Open a real run's flame.svg and report.html in headless Chromium: screenshots and checks.
     FlameCheck,
-    /// Boot Debian's 6.1 kernel in QEMU and prove the fentry and kprobe backends there.
-    VmTest,
+    /// Boot Debian's 6.1 and 7.x kernels (x86_64, arm64) in QEMU and prove the function probes there.
+    VmTest {
+        /// Only the kernels of this series and architecture, e.g. 7:x86_64 (a developer's shortcut).
+        #[arg(long, value_name = "SERIES:ARCH")]
+        only: Option<String>,
+    },
     /// Run every `$ mprotect-trace` example of the README: none may crash.
     ReadmeCheck,
     /// `mprotect-trace lab` on Debian 6.12 and 7.3 under TCG icount, twice: spread, agreement, attribution.
@@ -73,7 +77,7 @@ fn main() -> Result<()> {
                 eprintln!("cargo test failed: {status}");
                 tally.failed += 1;
             }
-            tally.step("vm-test", vm::run);
+            tally.step("vm-test", || vm::run(None));
             tally.step("lab-check", lab::run);
             tally.step("flame-check", browser::run);
             tally.step("readme-check", readme::run);
@@ -86,9 +90,9 @@ fn main() -> Result<()> {
             setup::run()?;
             browser::run().map(drop)
         }
-        Task::VmTest => {
+        Task::VmTest { only } => {
             setup::run()?;
-            vm::run().map(drop)
+            vm::run(only.as_deref()).map(drop)
         }
         Task::ReadmeCheck => {
             setup::run()?;

@@ -26,7 +26,9 @@ pub fn check(report: &Report, batch: u64, batches: u64) -> Result<String> {
         attachment.reason
     );
     ensure!(
-        attachment.reason.starts_with("inlined in change_pte_range (2 instances)"),
+        attachment
+            .reason
+            .starts_with("inlined in change_pte_range (2 instances)"),
         "the table would say {:?}",
         attachment.reason
     );
@@ -44,7 +46,10 @@ pub fn check(report: &Report, batch: u64, batches: u64) -> Result<String> {
         nr.counts,
         committed.counts
     );
-    let inlined = attachment.inlined.as_ref().context("no inlined instances in the report")?;
+    let inlined = attachment
+        .inlined
+        .as_ref()
+        .context("no inlined instances in the report")?;
     let per_instance: Vec<u64> = inlined.instances.iter().map(|i| i.calls.unwrap_or(0)).collect();
     ensure!(
         per_instance.iter().sum::<u64>() == batches,
@@ -85,10 +90,10 @@ pub fn check(report: &Report, batch: u64, batches: u64) -> Result<String> {
         .instances
         .iter()
         .map(|i| {
-            let timing = i
-                .exit
-                .as_ref()
-                .map_or_else(|| format!("not timed: {}", i.no_latency), |exit| format!("timed to {exit}"));
+            let timing = i.exit.as_ref().map_or_else(
+                || format!("not timed: {}", i.no_latency),
+                |exit| format!("timed to {exit}"),
+            );
             format!("{} {} calls, {}, {timing}", i.at, i.calls.unwrap_or(0), i.nr)
         })
         .collect();

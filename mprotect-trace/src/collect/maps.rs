@@ -4,8 +4,8 @@ use anyhow::{Context as _, Result};
 use aya::Ebpf;
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use mprotect_trace_common::{
-    ERRNO_BUCKETS, FUNCTION_SLOTS, INLINE_INSTANCES_PER_SLOT, NR_PTES_BUCKETS, PROT_BUCKETS, SYSCALL_SLOT, Stats, TRACEPOINT_SLOTS,
-    TracepointValueKey, counter, histogram, maps,
+    ERRNO_BUCKETS, FUNCTION_SLOTS, INLINE_INSTANCES_PER_SLOT, NR_PTES_BUCKETS, PROT_BUCKETS, SYSCALL_SLOT, Stats,
+    TRACEPOINT_SLOTS, TracepointValueKey, counter, histogram, maps,
 };
 
 use super::{SlotData, Snapshot, TracepointData};

@@ -13,7 +13,8 @@ use anyhow::{Context as _, Result, anyhow};
 use gimli::{
     AttributeValue, CfaRule, DW_AT_abstract_origin, DW_AT_byte_size, DW_AT_const_value, DW_AT_entry_pc,
     DW_AT_frame_base, DW_AT_location, DW_AT_low_pc, DW_AT_name, DW_AT_type, DW_TAG_formal_parameter,
-    DW_TAG_inlined_subroutine, DW_TAG_subprogram, EndianSlice, Operation, RunTimeEndian, UnitOffset, UnwindSection as _,
+    DW_TAG_inlined_subroutine, DW_TAG_subprogram, EndianSlice, Operation, RunTimeEndian, UnitOffset,
+    UnwindSection as _,
 };
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, OpKind};
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
@@ -38,7 +39,10 @@ pub fn read(path: &Path, names: &[&str]) -> Result<InlineSites> {
     let arch = match elf.architecture() {
         object::Architecture::X86_64 => Arch::X86_64,
         object::Architecture::Aarch64 => Arch::Aarch64,
-        other => anyhow::bail!("{} is a {other:?} kernel: only x86_64 and aarch64 are read", path.display()),
+        other => anyhow::bail!(
+            "{} is a {other:?} kernel: only x86_64 and aarch64 are read",
+            path.display()
+        ),
     };
     let endian = if elf.is_little_endian() {
         RunTimeEndian::Little
@@ -181,6 +185,15 @@ impl Image<'_> {
     }
 }
 
+/// One DIE on the walk's path from the unit down.
+struct Step<'a> {
+    tag: gimli::DwTag,
+    name: Option<String>,
+    frame_base: Option<gimli::Expression<Slice<'a>>>,
+    /// (name, index in `found[name]`) of the instance whose parameters follow.
+    collecting: Option<(String, usize)>,
+}
+
 fn scan_unit<'a>(
     dwarf: &gimli::Dwarf<Slice<'a>>,
     unit: &Unit<'a>,
@@ -189,9 +202,7 @@ fn scan_unit<'a>(
 ) -> Result<()> {
     let encoding = unit.encoding();
     let mut names: HashMap<UnitOffset, Option<String>> = HashMap::new();
-    // (name, index in found[name]) of the instance whose parameters follow.
-    let mut path: Vec<(gimli::DwTag, Option<String>, Option<gimli::Expression<Slice<'a>>>, Option<(String, usize)>)> =
-        Vec::new();
+    let mut path: Vec<Step<'a>> = Vec::new();
     let mut cursor = unit.entries();
     while let Some(die) = cursor.next_dfs()? {
         path.truncate(die.depth() as usize);
@@ -233,8 +244,8 @@ fn scan_unit<'a>(
             {
                 let chain: Vec<String> = path
                     .iter()
-                    .filter(|(tag, ..)| *tag == DW_TAG_subprogram || *tag == DW_TAG_inlined_subroutine)
-                    .map(|(_, name, ..)| name.clone().unwrap_or_else(|| "?".to_owned()))
+                    .filter(|step| step.tag == DW_TAG_subprogram || step.tag == DW_TAG_inlined_subroutine)
+                    .map(|step| step.name.clone().unwrap_or_else(|| "?".to_owned()))
                     .chain([wanted.to_owned()])
                     .collect();
                 let exit = single_exit(image, entry, &ranges);
@@ -254,9 +265,12 @@ fn scan_unit<'a>(
             }
         }
         if tag == DW_TAG_formal_parameter
-            && let Some((_, _, _, Some((wanted, index)))) = path.last()
+            && let Some(Step {
+                collecting: Some((wanted, index)),
+                ..
+            }) = path.last()
         {
-            let frame_base = path.iter().rev().find_map(|(_, _, base, _)| base.clone());
+            let frame_base = path.iter().rev().find_map(|step| step.frame_base);
             let instance = &found[wanted.as_str()][*index];
             let entry = instance.entry;
             let parameter = InlinedParameter {
@@ -271,7 +285,12 @@ fn scan_unit<'a>(
                 instance.parameters.push(parameter);
             }
         }
-        path.push((tag, name, frame_base, collecting));
+        path.push(Step {
+            tag,
+            name,
+            frame_base,
+            collecting,
+        });
     }
     Ok(())
 }
@@ -390,9 +409,9 @@ fn evaluate(
             register: register.0,
             name: arch.register_name(*register),
         }),
-        [Operation::UnsignedConstant { value }, Operation::StackValue] => Ok(ValueLocation::Constant {
-            value: *value as i64,
-        }),
+        [Operation::UnsignedConstant { value }, Operation::StackValue] => {
+            Ok(ValueLocation::Constant { value: *value as i64 })
+        }
         [Operation::SignedConstant { value }, Operation::StackValue] => Ok(ValueLocation::Constant { value: *value }),
         [Operation::RegisterOffset { register, offset, .. }] => memory(*register, *offset),
         [Operation::FrameOffset { offset }] => {
@@ -402,22 +421,33 @@ fn evaluate(
                     let (register, cfa) = image.cfa_at(entry)?;
                     memory(register, cfa + offset)
                 }
-                &[Operation::RegisterOffset {
-                    register,
-                    offset: base_offset,
-                    ..
-                }] => memory(register, base_offset + offset),
+                &[
+                    Operation::RegisterOffset {
+                        register,
+                        offset: base_offset,
+                        ..
+                    },
+                ] => memory(register, base_offset + offset),
                 other => Err(format!("a frame base DWARF computes ({})", render(other))),
             }
         }
-        other => Err(format!("computed by DWARF as {}: not a register, stack slot or constant", render(other))),
+        other => Err(format!(
+            "computed by DWARF as {}: not a register, stack slot or constant",
+            render(other)
+        )),
     }
 }
 
-fn operations(expression: gimli::Expression<Slice>, encoding: gimli::Encoding) -> Result<Vec<Operation<Slice>>, String> {
+fn operations(
+    expression: gimli::Expression<Slice>,
+    encoding: gimli::Encoding,
+) -> Result<Vec<Operation<Slice>>, String> {
     let mut list = Vec::new();
     let mut iter = expression.operations(encoding);
-    while let Some(operation) = iter.next().map_err(|err| format!("a DWARF expression gimli cannot read: {err}"))? {
+    while let Some(operation) = iter
+        .next()
+        .map_err(|err| format!("a DWARF expression gimli cannot read: {err}"))?
+    {
         list.push(operation);
     }
     Ok(list)

@@ -109,6 +109,11 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         .to_owned()
 }
 
+/// The running kernel's release (`uname -r`).
+pub fn release() -> String {
+    uname().0
+}
+
 fn uname() -> (String, String) {
     // SAFETY: utsname is plain data that uname fills.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };

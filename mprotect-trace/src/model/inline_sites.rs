@@ -19,7 +19,9 @@ pub struct InlineSites {
 
 impl InlineSites {
     pub fn function(&self, name: &str) -> Option<&InlinedFunction> {
-        self.functions.iter().find(|f| f.name == name && !f.instances.is_empty())
+        self.functions
+            .iter()
+            .find(|f| f.name == name && !f.instances.is_empty())
     }
 }
 
@@ -106,9 +108,7 @@ impl ValueLocation {
         match self {
             Self::Constant { value } => format!("the constant {value}"),
             Self::Register { name, .. } => format!("register {name}"),
-            Self::Memory {
-                name, offset, size, ..
-            } => {
+            Self::Memory { name, offset, size, .. } => {
                 let sign = if *offset < 0 { "-" } else { "+" };
                 format!("{}-byte stack slot at {name}{sign}{:#x}", size, offset.unsigned_abs())
             }
@@ -162,6 +162,9 @@ mod tests {
         assert_eq!(slot.describe(), "4-byte stack slot at rsp+0x68");
         assert_eq!(ValueLocation::Constant { value: 1 }.describe(), "the constant 1");
         let json = serde_json::to_string(&slot).unwrap();
-        assert_eq!(json, r#"{"kind":"memory","register":7,"name":"rsp","offset":104,"size":4}"#);
+        assert_eq!(
+            json,
+            r#"{"kind":"memory","register":7,"name":"rsp","offset":104,"size":4}"#
+        );
     }
 }

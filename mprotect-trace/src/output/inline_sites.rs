@@ -28,7 +28,12 @@ pub fn render(sites: &InlineSites) -> String {
                 } else {
                     "read at entry: "
                 };
-                let _ = writeln!(out, "    {}: {readable}{}", parameter.name, parameter.location.describe());
+                let _ = writeln!(
+                    out,
+                    "    {}: {readable}{}",
+                    parameter.name,
+                    parameter.location.describe()
+                );
             }
             match instance.exit_offset {
                 Some(exit) => {

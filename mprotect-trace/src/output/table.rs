@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::model::{
-    CpuCalls, FieldValues, InlinedProbe, FunctionShare, LatencySummary, Profile, ProgramCost, Report, Scope, TargetReport,
-    ValueStats,
+    CpuCalls, FieldValues, FunctionShare, InlinedProbe, LatencySummary, Profile, ProgramCost, Report, Scope,
+    TargetReport, ValueStats,
 };
 
 /// "850 ns", "1.02 us", "3.40 ms", "1.20 s".

@@ -246,7 +246,9 @@ fn inlined_probe(slot: u32, function: &InlinedFunction) -> InlinedProbe {
                     Some((name, location)) => format!("{name}: {}", location.describe()),
                     None => "no nr_ptes parameter".to_owned(),
                 },
-                exit: instance.exit_offset.map(|exit| format!("{}+{exit:#x}", instance.symbol)),
+                exit: instance
+                    .exit_offset
+                    .map(|exit| format!("{}+{exit:#x}", instance.symbol)),
                 no_latency: instance.no_latency.clone(),
                 counter: inlined::counter_index(slot, index),
             })

@@ -243,6 +243,9 @@ pub fn plan_target(
         match choose(&facts, caps, choice, None) {
             (Some(chosen), passed_over) => {
                 let reason = match passed_over.first() {
+                    // The others pass over a function with no symbol for
+                    // want of one; the first choice's reason says it all.
+                    _ if chosen.kind() == Backend::Inlined => chosen.first_choice_reason().to_owned(),
                     None => chosen.first_choice_reason().to_owned(),
                     Some(why) => format!("{} ({why})", chosen.pair()),
                 };

@@ -39,8 +39,12 @@ pub fn load(from: &InlineSitesFrom, release: &str, names: &[&str]) -> Result<Opt
             if !path.is_file() {
                 bail!("--vmlinux {} does not exist", path.display());
             }
-            let id = debuginfo::build_id(path)?
-                .with_context(|| format!("--vmlinux {} has no build id: it cannot be matched to this kernel", path.display()))?;
+            let id = debuginfo::build_id(path)?.with_context(|| {
+                format!(
+                    "--vmlinux {} has no build id: it cannot be matched to this kernel",
+                    path.display()
+                )
+            })?;
             check_build_id("--vmlinux", path, &id, running.as_deref(), release)?;
             Ok(Some(inline_sites::read(path, names)?))
         }

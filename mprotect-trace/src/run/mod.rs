@@ -167,6 +167,18 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         sampling::check_rate(hz)?;
     }
     let trace_events = trace_events::resolve(&options.tracepoints)?;
+    let target_names: Vec<String> = targets::with_user_probes(&options.probes)
+        .into_iter()
+        .map(|target| target.name.into_owned())
+        .collect();
+    let target_names: Vec<&str> = target_names.iter().map(String::as_str).collect();
+    // Sites asked for are read and checked against this kernel first; the
+    // usual places are searched only when a target turns out inlined
+    // everywhere.
+    let asked_sites = match options.inline_sites {
+        InlineSitesFrom::UsualPlaces => None,
+        ref from => inline_sites::load(from, &crate::kernel::capabilities::release(), &target_names)?,
+    };
     let output_dir = directory::prepare(options.output.as_deref(), options.replace)?;
 
     let untraced = match &options.target {
@@ -197,23 +209,11 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     let wanted = options.backend != BackendChoice::NoFunctions;
     let (kallsyms, plans) = if wanted && (plan::function_probes_possible(&caps) || !options.probes.is_empty()) {
         let kallsyms = Kallsyms::load()?;
-        let names: Vec<String> = targets::with_user_probes(&options.probes)
-            .into_iter()
-            .map(|target| target.name.into_owned())
-            .collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        // Sites asked for are read (and checked) first; the usual places
-        // are searched only when a target turns out inlined everywhere.
-        let asked = options.inline_sites != InlineSitesFrom::UsualPlaces;
-        let sites = if asked {
-            inline_sites::load(&options.inline_sites, &caps.kernel_release, &names)?
-        } else {
-            None
-        };
-        let mut plans = plan::plan_targets(&options.probes, &caps, &kallsyms, options.backend, sites.as_ref())?;
-        if !asked
+        let mut plans = plan::plan_targets(&options.probes, &caps, &kallsyms, options.backend, asked_sites.as_ref())?;
+        if asked_sites.is_none()
+            && options.inline_sites == InlineSitesFrom::UsualPlaces
             && inline_sites::wanted(&plans)
-            && let Some(sites) = inline_sites::load(&options.inline_sites, &caps.kernel_release, &names)?
+            && let Some(sites) = inline_sites::load(&options.inline_sites, &caps.kernel_release, &target_names)?
         {
             plans = plan::plan_targets(&options.probes, &caps, &kallsyms, options.backend, Some(&sites))?;
         }

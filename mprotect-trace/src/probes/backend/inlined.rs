@@ -67,7 +67,9 @@ impl FunctionBackend for Inlined {
             let _ = program.unload();
         }
         match outcome {
-            Ok(()) => Check::yes(format!("the inlined-instance kprobe attached on {PROBE_CHECK_FUNCTION}")),
+            Ok(()) => Check::yes(format!(
+                "the inlined-instance kprobe attached on {PROBE_CHECK_FUNCTION}"
+            )),
             Err(err) => Check::no("attach failed", format!("attaching a kprobe failed: {err}")),
         }
     }
@@ -117,7 +119,12 @@ impl FunctionBackend for Inlined {
                 };
                 places.push((instance.symbol.as_str(), exit, start + exit, exit_site));
             }
-            places.push((instance.symbol.as_str(), instance.offset, start + instance.offset, entry));
+            places.push((
+                instance.symbol.as_str(),
+                instance.offset,
+                start + instance.offset,
+                entry,
+            ));
         }
         {
             let mut sites: HashMap<_, u64, InlineSiteConfig> = HashMap::try_from(
