@@ -441,11 +441,14 @@ pub fn inline_instance(ctx: ProbeContext) -> u32 {
     if paused() {
         return 0;
     }
-    let Ok(regs) = (unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const pt_regs) }) else {
+    // Registers are read one by one: arm64's pt_regs does not fit the
+    // BPF stack beside the rest.
+    let regs = ctx.as_ptr() as *const pt_regs;
+    let Some(address) = probed_address(regs) else {
         lookup_failed();
         return 0;
     };
-    let Some(site) = (unsafe { INLINE_SITES.get(&probed_address(&regs)) }) else {
+    let Some(site) = (unsafe { INLINE_SITES.get(&address) }) else {
         lookup_failed();
         return 0;
     };
@@ -465,8 +468,8 @@ pub fn inline_instance(ctx: ProbeContext) -> u32 {
     bump(&INLINE_CALLS, site.counter);
     let nr = match site.nr_kind {
         nr_location::CONSTANT => Some(site.nr_value as u64),
-        nr_location::REGISTER => dwarf_register(&regs, site.nr_register),
-        nr_location::MEMORY => dwarf_register(&regs, site.nr_register)
+        nr_location::REGISTER => dwarf_register(regs, site.nr_register),
+        nr_location::MEMORY => dwarf_register(regs, site.nr_register)
             .and_then(|base| read_kernel_sized(base.wrapping_add(site.nr_value as u64), site.nr_size)),
         _ => None,
     };
@@ -501,51 +504,68 @@ fn read_kernel_sized(address: u64, size: u32) -> Option<u64> {
 /// the byte after it (optimized and ftrace kprobes emulate the same).
 #[cfg(bpf_target_arch = "x86_64")]
 #[inline(always)]
-fn probed_address(regs: &pt_regs) -> u64 {
-    regs.rip.wrapping_sub(1)
+fn probed_address(regs: *const pt_regs) -> Option<u64> {
+    read_register(unsafe { core::ptr::addr_of!((*regs).rip) }).map(|ip| ip.wrapping_sub(1))
 }
 
 /// arm64's BRK leaves the PC on the probed instruction.
 #[cfg(bpf_target_arch = "aarch64")]
 #[inline(always)]
-fn probed_address(regs: &pt_regs) -> u64 {
-    regs.pc
+fn probed_address(regs: *const pt_regs) -> Option<u64> {
+    read_register(unsafe { core::ptr::addr_of!((*regs).pc) })
 }
 
-/// A register by its DWARF number (the x86-64 psABI's order).
+#[inline(always)]
+fn read_register(field: *const u64) -> Option<u64> {
+    unsafe { bpf_probe_read_kernel(field) }.ok()
+}
+
+/// A register by its DWARF number (the x86-64 psABI's order). Each field
+/// is a constant offset: the verifier refuses a variable one into the context.
 #[cfg(bpf_target_arch = "x86_64")]
 #[inline(always)]
-fn dwarf_register(regs: &pt_regs, number: u32) -> Option<u64> {
-    Some(match number {
-        0 => regs.rax,
-        1 => regs.rdx,
-        2 => regs.rcx,
-        3 => regs.rbx,
-        4 => regs.rsi,
-        5 => regs.rdi,
-        6 => regs.rbp,
-        7 => regs.rsp,
-        8 => regs.r8,
-        9 => regs.r9,
-        10 => regs.r10,
-        11 => regs.r11,
-        12 => regs.r12,
-        13 => regs.r13,
-        14 => regs.r14,
-        15 => regs.r15,
-        _ => return None,
-    })
+fn dwarf_register(regs: *const pt_regs, number: u32) -> Option<u64> {
+    use core::ptr::addr_of;
+    let field = unsafe {
+        match number {
+            0 => addr_of!((*regs).rax),
+            1 => addr_of!((*regs).rdx),
+            2 => addr_of!((*regs).rcx),
+            3 => addr_of!((*regs).rbx),
+            4 => addr_of!((*regs).rsi),
+            5 => addr_of!((*regs).rdi),
+            6 => addr_of!((*regs).rbp),
+            7 => addr_of!((*regs).rsp),
+            8 => addr_of!((*regs).r8),
+            9 => addr_of!((*regs).r9),
+            10 => addr_of!((*regs).r10),
+            11 => addr_of!((*regs).r11),
+            12 => addr_of!((*regs).r12),
+            13 => addr_of!((*regs).r13),
+            14 => addr_of!((*regs).r14),
+            15 => addr_of!((*regs).r15),
+            _ => return None,
+        }
+    };
+    read_register(field)
 }
 
 /// A register by its DWARF number: x0-x30, then sp.
 #[cfg(bpf_target_arch = "aarch64")]
 #[inline(always)]
-fn dwarf_register(regs: &pt_regs, number: u32) -> Option<u64> {
-    match number {
-        0..=30 => regs.regs.get(number as usize).copied(),
-        31 => Some(regs.sp),
-        _ => None,
+fn dwarf_register(regs: *const pt_regs, number: u32) -> Option<u64> {
+    use core::ptr::addr_of;
+    macro_rules! x {
+        ($($n:literal)*) => {
+            match number {
+                $($n => addr_of!((*regs).regs[$n]),)*
+                31 => addr_of!((*regs).sp),
+                _ => return None,
+            }
+        };
     }
+    let field = unsafe { x!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30) };
+    read_register(field)
 }
 
 #[map]

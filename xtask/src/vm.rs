@@ -109,8 +109,8 @@ fn guest_script(generation: Generation) -> String {
         Generation::Inlined | Generation::Batched => "--probe flush_tlb_mm_range",
     };
     let sites = match generation {
-        Generation::Batched => format!("--inline-sites {GUEST_INLINE_SITES}"),
-        Generation::Inlined | Generation::BatchedArm64 => String::new(),
+        Generation::Batched | Generation::BatchedArm64 => format!("--inline-sites {GUEST_INLINE_SITES}"),
+        Generation::Inlined => String::new(),
     };
     script.run(AUTO, &format!("{workload} {user_probe} {sites}"));
     // The guest's function names, for checking every sampled frame.
@@ -156,8 +156,8 @@ pub fn run(only: Option<&str>) -> Result<u64> {
         let busybox = kernel::busybox(arch, &cache)?;
         let tracer = tracer(arch)?;
         let sites = match generation {
-            Generation::Batched => Some(vm_debuginfo::inline_sites(&kernel, &cache, &work)?),
-            Generation::Inlined | Generation::BatchedArm64 => None,
+            Generation::Batched | Generation::BatchedArm64 => Some(vm_debuginfo::inline_sites(&kernel, &cache, &work)?),
+            Generation::Inlined => None,
         };
         let files: Vec<(&Path, &str)> = sites.iter().map(|s| (s.as_path(), GUEST_INLINE_SITES)).collect();
         let initramfs = Initramfs::build_with(&work, &busybox, &tracer, &guest_script(generation), &files)?;
@@ -609,6 +609,10 @@ fn check_arm64(reports: &Reports) -> Result<String> {
         let _ = writeln!(summary, "{line}");
     }
     check_sampled(reports, "change_protection")?;
+    let walks = reports.auto.workload.as_ref().map_or(0, |w| w.pte_table_walks);
+    let line = vm_inline_probes::check_counted(&reports.auto, "change_pte_range", walks)
+        .context("the inlined-instance probes")?;
+    let _ = writeln!(summary, "  {line}");
     for (name, report) in &reports.folios {
         check_workload(report).with_context(|| format!("the {name} run"))?;
         let batch = FOLIO_KB / 4;

@@ -106,3 +106,49 @@ pub fn check(report: &Report, batch: u64, batches: u64) -> Result<String> {
         latency.calls
     ))
 }
+
+/// arm64: `name`, inlined everywhere, was probed at its inlined instances
+/// and counted exactly `expected` times; each instance says why it is not
+/// timed. Returns the summary line.
+pub fn check_counted(report: &Report, name: &str, expected: u64) -> Result<String> {
+    let found = target(report, name)?;
+    let attachment = &found.attachment;
+    ensure!(
+        attachment.backend == Backend::Inlined && attachment.reason.starts_with("inlined in "),
+        "{name} used {:?}: {}",
+        attachment.backend,
+        attachment.reason
+    );
+    ensure!(
+        calls(found) == expected,
+        "{name}: {} calls at its inlined instances, expected {expected}",
+        calls(found)
+    );
+    let inlined = attachment
+        .inlined
+        .as_ref()
+        .context("no inlined instances in the report")?;
+    let per_instance: Vec<u64> = inlined.instances.iter().map(|i| i.calls.unwrap_or(0)).collect();
+    ensure!(
+        per_instance.iter().sum::<u64>() == expected,
+        "the instances' calls {per_instance:?} do not add up to {expected}"
+    );
+    ensure!(
+        inlined
+            .instances
+            .iter()
+            .all(|i| i.exit.is_some() || !i.no_latency.is_empty()),
+        "an untimed instance does not say why"
+    );
+    let instances: Vec<String> = inlined
+        .instances
+        .iter()
+        .map(|i| format!("{} {} calls ({}; {})", i.at, i.calls.unwrap_or(0), i.nr, i.no_latency))
+        .collect();
+    Ok(format!(
+        "{name} ({}): {} calls = the PTE tables walked; {}",
+        attachment.reason,
+        calls(found),
+        instances.join("; ")
+    ))
+}

@@ -22,7 +22,7 @@ use super::workload::WorkloadResult;
 /// `per_cpu` breakdowns (`--per-cpu`); sampled stacks keep their process
 /// and addresses; `interval_series`.
 /// Every older version still loads: what it lacks reads as zero or absent.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 pub const FILE_NAME: &str = "report.json";
 
 /// What was traced.
