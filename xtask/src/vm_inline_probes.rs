@@ -7,7 +7,7 @@
 //! with one entry and one exit is timed.
 
 use anyhow::{Context as _, Result, ensure};
-use mprotect_trace::model::{Backend, Report};
+use mprotect_trace::model::{Attachment, Backend, InlinedProbe, Report};
 
 use crate::vm::{calls, target};
 
@@ -46,15 +46,7 @@ pub fn check(report: &Report, batch: u64, batches: u64) -> Result<String> {
         nr.counts,
         committed.counts
     );
-    let inlined = attachment
-        .inlined
-        .as_ref()
-        .context("no inlined instances in the report")?;
-    let per_instance: Vec<u64> = inlined.instances.iter().map(|i| i.calls.unwrap_or(0)).collect();
-    ensure!(
-        per_instance.iter().sum::<u64>() == batches,
-        "the instances' calls {per_instance:?} do not add up to {batches}"
-    );
+    let inlined = instances_adding_up(attachment, batches)?;
     // The copy whose nr is the constant 1 runs only for one-PTE batches.
     let one = inlined
         .instances
@@ -124,15 +116,7 @@ pub fn check_counted(report: &Report, name: &str, expected: u64) -> Result<Strin
         "{name}: {} calls at its inlined instances, expected {expected}",
         calls(found)
     );
-    let inlined = attachment
-        .inlined
-        .as_ref()
-        .context("no inlined instances in the report")?;
-    let per_instance: Vec<u64> = inlined.instances.iter().map(|i| i.calls.unwrap_or(0)).collect();
-    ensure!(
-        per_instance.iter().sum::<u64>() == expected,
-        "the instances' calls {per_instance:?} do not add up to {expected}"
-    );
+    let inlined = instances_adding_up(attachment, expected)?;
     ensure!(
         inlined
             .instances
@@ -151,4 +135,18 @@ pub fn check_counted(report: &Report, name: &str, expected: u64) -> Result<Strin
         calls(found),
         instances.join("; ")
     ))
+}
+
+/// The probed instances, whose calls add up to the target's `calls`.
+fn instances_adding_up(attachment: &Attachment, calls: u64) -> Result<&InlinedProbe> {
+    let inlined = attachment
+        .inlined
+        .as_ref()
+        .context("no inlined instances in the report")?;
+    let per_instance: Vec<u64> = inlined.instances.iter().map(|i| i.calls.unwrap_or(0)).collect();
+    ensure!(
+        per_instance.iter().sum::<u64>() == calls,
+        "the instances' calls {per_instance:?} do not add up to {calls}"
+    );
+    Ok(inlined)
 }

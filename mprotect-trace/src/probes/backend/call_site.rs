@@ -19,11 +19,7 @@ pub struct CallSite;
 
 /// Slot `slot`'s call-site program, loaded once.
 fn program(context: &mut aya::Ebpf, slot: u32) -> Result<&mut KProbe> {
-    let program: &mut KProbe = program_mut(context, CALL_SITE_SLOTS[slot as usize])?;
-    if program.fd().is_err() {
-        program.load().map_err(|e| anyhow!("{}", error_chain(&e)))?;
-    }
-    Ok(program)
+    super::loaded_kprobe(context, CALL_SITE_SLOTS[slot as usize])
 }
 
 impl FunctionBackend for CallSite {

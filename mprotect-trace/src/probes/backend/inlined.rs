@@ -20,11 +20,7 @@ pub struct Inlined;
 
 /// The instance program, loaded once for every target that uses it.
 fn program(ebpf: &mut aya::Ebpf) -> Result<&mut KProbe> {
-    let program: &mut KProbe = program_mut(ebpf, INLINE_INSTANCE)?;
-    if program.fd().is_err() {
-        program.load().map_err(|e| anyhow!("{}", error_chain(&e)))?;
-    }
-    Ok(program)
+    super::loaded_kprobe(ebpf, INLINE_INSTANCE)
 }
 
 impl FunctionBackend for Inlined {

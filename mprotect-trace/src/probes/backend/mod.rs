@@ -82,6 +82,18 @@ pub trait FunctionBackend: Sync {
     fn attach(&self, context: &mut AttachContext, slot: u32, target: &TargetFacts) -> Result<String>;
 }
 
+/// The kprobe program `name`, loaded the first time it is asked for (a
+/// program several targets share is loaded once).
+fn loaded_kprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::KProbe> {
+    let program: &mut aya::programs::KProbe = crate::ebpf_object::program_mut(ebpf, name)?;
+    if program.fd().is_err() {
+        program
+            .load()
+            .map_err(|e| anyhow::anyhow!("{}", crate::kernel::capabilities::error_chain(&e)))?;
+    }
+    Ok(program)
+}
+
 /// The backend reports call `kind`.
 pub fn of_kind(kind: Backend) -> Option<&'static dyn FunctionBackend> {
     ALL.iter().copied().find(|backend| backend.kind() == kind)
