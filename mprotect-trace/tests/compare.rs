@@ -129,6 +129,46 @@ fn path(dir: &std::path::Path) -> &str {
     dir.to_str().unwrap()
 }
 
+/// Kernels that inline differently compare function by function: with
+/// debug info a 6.12-style run names `pte_modify (inlined)` where a
+/// 7.x-style run calls `pte_modify`; both are one row, `pte_modify`.
+#[test]
+fn an_inlined_function_and_its_out_of_line_self_are_one_row() {
+    let mut a = report(
+        "6.12",
+        100_000,
+        100_000,
+        latency(8, 100_000, 98304, 102400),
+        latency(8, 50_000, 49152, 51200),
+    );
+    let mut b = report(
+        "7.3",
+        130_000,
+        100_000,
+        latency(8, 115_000, 114688, 118784),
+        latency(8, 62_500, 61440, 63488),
+    );
+    a["sampling"] = sampling(&[("change_protection", 0.7), ("pte_modify (inlined)", 0.3)]);
+    b["sampling"] = sampling(&[("change_protection", 0.6), ("pte_modify", 0.4)]);
+    let (a, b) = (write("inlined-a", &a), write("inlined-b", &b));
+    let c = compared(&[path(&a), path(&b)]);
+    let sampled = c["against_baseline"][0]["sampled"].as_array().unwrap();
+    let names: Vec<&str> = sampled.iter().map(|row| row["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.contains(&"pte_modify") && names.contains(&"change_protection"),
+        "{names:?}"
+    );
+    let row = sampled.iter().find(|row| row["name"] == "pte_modify").unwrap();
+    assert_eq!(
+        (row["a_self_samples"].as_u64(), row["b_self_samples"].as_u64()),
+        (Some(300), Some(400))
+    );
+    // Self share x the syscall's ns/page: 0.3 x 200 and 0.4 x 230.
+    close(&row["a_ns_per_page"], 60.0);
+    close(&row["b_ns_per_page"], 92.0);
+}
+
 #[test]
 fn every_number_of_a_one_run_comparison_is_exact_and_claims_nothing() {
     // Syscall: 8 calls of 100000 ns (bucket [98304, 102400)) vs 115000 ns ([114688, 118784)).
