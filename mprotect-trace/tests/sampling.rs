@@ -293,23 +293,29 @@ fn hot_spots_are_instruction_offsets_counted_from_the_sampled_addresses() {
     let profile = report.sampling.as_ref().expect("a profile");
     assert!(!profile.hot_spots.is_empty(), "{table}");
     let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
-    let start_of = |name: &str| {
+    // A static function's name may stand for several functions.
+    let starts_of = |name: &str| -> Vec<u64> {
         kallsyms
             .lines()
-            .find_map(|line| {
+            .filter_map(|line| {
                 let fields: Vec<&str> = line.split_whitespace().collect();
                 (fields.len() >= 3 && fields[2] == name).then(|| u64::from_str_radix(fields[0], 16).unwrap())
             })
-            .unwrap()
+            .collect()
     };
+    let start_of = |name: &str| starts_of(name)[0];
     for spot in &profile.hot_spots {
         // The same count, from the leaf addresses independently.
-        let start = start_of(&spot.function);
+        let starts = starts_of(&spot.function);
         let samples: u64 = profile
             .stacks
             .iter()
             .filter(|s| s.kernel.iter().any(|f| f == "do_mprotect_pkey"))
-            .filter(|s| s.kernel_addresses.last() == Some(&(start + spot.offset)))
+            .filter(|s| {
+                s.kernel_addresses
+                    .last()
+                    .is_some_and(|leaf| starts.iter().any(|start| start + spot.offset == *leaf))
+            })
             .map(|s| s.count)
             .sum();
         assert_eq!(samples, spot.samples, "{}", spot.label());
