@@ -313,44 +313,34 @@ fn fentry_arg(ctx: &FEntryContext, index: u32) -> Option<u64> {
     (unsafe { bpf_get_func_arg(ctx.as_ptr(), index, &mut value) } == 0).then_some(value)
 }
 
-/// kprobe: the argument by runtime index. The registers are copied to the
-/// stack first: indexing the context itself compiles to a variable-offset
-/// ctx load, which the verifier refuses. The calling convention's argument
-/// registers: six on x86-64, eight on arm64.
+/// kprobe: the argument by runtime index, read from its register (the
+/// calling convention's: six on x86-64, eight on arm64).
 #[inline(always)]
 fn kprobe_arg(ctx: &ProbeContext, index: u32) -> Option<u64> {
-    let regs = unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const pt_regs) }.ok()?;
-    argument_register(&regs, index)
+    dwarf_register(ctx.as_ptr() as *const pt_regs, argument_register(index)?)
 }
 
+/// The DWARF number of argument `index`'s register: rdi, rsi, rdx, rcx,
+/// r8, r9 in the x86-64 psABI.
 #[cfg(bpf_target_arch = "x86_64")]
 #[inline(always)]
-fn argument_register(regs: &pt_regs, index: u32) -> Option<u64> {
+fn argument_register(index: u32) -> Option<u32> {
     match index {
-        0 => Some(regs.rdi),
-        1 => Some(regs.rsi),
-        2 => Some(regs.rdx),
-        3 => Some(regs.rcx),
-        4 => Some(regs.r8),
-        5 => Some(regs.r9),
+        0 => Some(5),
+        1 => Some(4),
+        2 => Some(1),
+        3 => Some(2),
+        4 => Some(8),
+        5 => Some(9),
         _ => None,
     }
 }
 
+/// The DWARF number of argument `index`'s register: x0-x7.
 #[cfg(bpf_target_arch = "aarch64")]
 #[inline(always)]
-fn argument_register(regs: &pt_regs, index: u32) -> Option<u64> {
-    match index {
-        0 => Some(regs.regs[0]),
-        1 => Some(regs.regs[1]),
-        2 => Some(regs.regs[2]),
-        3 => Some(regs.regs[3]),
-        4 => Some(regs.regs[4]),
-        5 => Some(regs.regs[5]),
-        6 => Some(regs.regs[6]),
-        7 => Some(regs.regs[7]),
-        _ => None,
-    }
+fn argument_register(index: u32) -> Option<u32> {
+    (index < 8).then_some(index)
 }
 
 /// Whether a perf sample interrupted kernel code.
