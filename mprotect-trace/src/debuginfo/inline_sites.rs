@@ -142,19 +142,12 @@ fn function_symbols(elf: &object::File) -> Vec<(u64, u64, String)> {
 }
 
 impl Image<'_> {
-    /// The function symbol whose code holds `address`.
-    fn symbol_at(&self, address: u64) -> Option<(&str, u64)> {
+    /// The function symbol whose code holds `address`: its name and its
+    /// code, `[start, end)`.
+    fn symbol_holding(&self, address: u64) -> Option<(&str, u64, u64)> {
         let index = self.symbols.partition_point(|(start, _, _)| *start <= address);
         let (start, size, name) = self.symbols.get(index.checked_sub(1)?)?;
-        (address < start + size).then_some((name.as_str(), address - start))
-    }
-
-    /// The code of the function symbol holding `address`: `[start, end)`.
-    fn symbol_range(&self, address: u64) -> Option<(u64, u64)> {
-        let (_, offset) = self.symbol_at(address)?;
-        let index = self.symbols.partition_point(|(start, _, _)| *start <= address);
-        let (start, size, _) = self.symbols.get(index.checked_sub(1)?)?;
-        (*start == address - offset).then_some((*start, start + size))
+        (address < start + size).then_some((name.as_str(), *start, start + size))
     }
 
     /// The CFA rule at `address`: register + offset.
@@ -240,7 +233,7 @@ fn scan_unit<'a>(
             };
             // An instance with no code left (all of it optimized away) is not a call.
             if let Some(entry) = entry.filter(|_| !ranges.is_empty())
-                && let Some((symbol, offset)) = image.symbol_at(entry)
+                && let Some((symbol, symbol_start, _)) = image.symbol_holding(entry)
             {
                 let chain: Vec<String> = path
                     .iter()
@@ -253,9 +246,9 @@ fn scan_unit<'a>(
                 instances.push(InlinedInstance {
                     inlined_in: chain.first().cloned().unwrap_or_else(|| symbol.to_owned()),
                     symbol: symbol.to_owned(),
-                    offset,
+                    offset: entry - symbol_start,
                     entry,
-                    exit_offset: exit.as_ref().ok().map(|exit| exit - (entry - offset)),
+                    exit_offset: exit.as_ref().ok().map(|exit| exit - symbol_start),
                     no_latency: exit.err().unwrap_or_default(),
                     ranges,
                     chain,
@@ -487,8 +480,8 @@ fn single_exit(image: &Image, entry: u64, ranges: &[[u64; 2]]) -> Result<u64, St
     if entry != *start {
         return Err(format!("its entry {entry:#x} is not the start of its code {start:#x}"));
     }
-    let (symbol_start, symbol_end) = image
-        .symbol_range(entry)
+    let (_, symbol_start, symbol_end) = image
+        .symbol_holding(entry)
         .ok_or_else(|| "its code is in no function symbol".to_owned())?;
     let code = image
         .code(symbol_start, symbol_end)

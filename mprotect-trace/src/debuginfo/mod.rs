@@ -48,21 +48,32 @@ pub fn usual_places(release: &str) -> [PathBuf; 4] {
 /// id; a file there of another build is passed over, and said so.
 pub fn find_for(report: &Report) -> Option<Vmlinux> {
     let wanted = report.kernel_identity.as_ref()?.build_id.clone()?;
-    for path in usual_places(&report.kernel_release) {
+    let (found, passed_over) = in_usual_places(&report.kernel_release, &wanted);
+    for note in passed_over {
+        eprintln!("note: {note}: not used");
+    }
+    found
+}
+
+/// The vmlinux of kernel `release` with build id `wanted` in the usual
+/// places, and why each other file there was passed over.
+pub fn in_usual_places(release: &str, wanted: &str) -> (Option<Vmlinux>, Vec<String>) {
+    let mut passed_over = Vec::new();
+    for path in usual_places(release) {
         if !path.is_file() {
             continue;
         }
         match build_id(&path) {
-            Ok(Some(id)) if id == wanted => return Some(Vmlinux { path, build_id: id }),
-            Ok(id) => eprintln!(
-                "note: {} is not the running kernel's vmlinux (build id {}, not {wanted}): not used",
+            Ok(Some(id)) if id == wanted => return (Some(Vmlinux { path, build_id: id }), passed_over),
+            Ok(id) => passed_over.push(format!(
+                "{} is not the running kernel's vmlinux (build id {}, not {wanted})",
                 path.display(),
                 id.as_deref().unwrap_or("none")
-            ),
-            Err(err) => eprintln!("note: {}: {err:#}: not used", path.display()),
+            )),
+            Err(err) => passed_over.push(format!("{}: {err:#}", path.display())),
         }
     }
-    None
+    (None, passed_over)
 }
 
 /// Symbolizes every report whose kernel has one of `vmlinuxes` (matched

@@ -16,15 +16,7 @@ pub fn find(kallsyms: &Kallsyms, kcore: &Kcore, caller: &str, callee: &str) -> R
     if targets.is_empty() {
         bail!("{callee} is not in /proc/kallsyms");
     }
-    let start = match kallsyms.addresses(caller).as_slice() {
-        [] => bail!("{caller} is not in /proc/kallsyms"),
-        [0] => bail!("/proc/kallsyms hides addresses here (kernel.kptr_restrict): run as root"),
-        [start] => *start,
-        many => bail!(
-            "{caller} names {} functions in /proc/kallsyms: a probe on it is ambiguous",
-            many.len()
-        ),
-    };
+    let start = kallsyms.unique_start(caller)?;
     let extent = kallsyms
         .extent(start)
         .with_context(|| format!("{caller} has no end in /proc/kallsyms"))?;

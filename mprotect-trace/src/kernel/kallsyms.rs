@@ -161,6 +161,20 @@ impl Kallsyms {
             .collect()
     }
 
+    /// Where the one function called `name` starts: a probe inside it
+    /// needs one, and addresses kallsyms does not hide.
+    pub fn unique_start(&self, name: &str) -> anyhow::Result<u64> {
+        match self.addresses(name).as_slice() {
+            [] => anyhow::bail!("{name} is not in /proc/kallsyms"),
+            [0] => anyhow::bail!("/proc/kallsyms hides addresses here (kernel.kptr_restrict): run as root"),
+            [start] => Ok(*start),
+            many => anyhow::bail!(
+                "{name} names {} functions in /proc/kallsyms: a probe in it is ambiguous",
+                many.len()
+            ),
+        }
+    }
+
     /// The text of the function that starts at `start`: up to the next symbol.
     pub fn extent(&self, start: u64) -> Option<Range<u64>> {
         let next = self.symbols.partition_point(|symbol| symbol.start <= start);

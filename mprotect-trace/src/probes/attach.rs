@@ -182,16 +182,12 @@ fn slot_config(plan: &TargetPlan, backend: &dyn FunctionBackend, attachment: &mu
         // Each instance's nr is in its own site entry, not the slot's.
         if let Some(function) = &plan.inlined {
             let probe = inlined_probe(attachment.slot.unwrap_or(0), function);
-            if function
+            let readable = function
                 .instances
                 .iter()
-                .any(|i| inlined::nr_parameter(i).is_some_and(|(_, l)| !matches!(l, ValueLocation::Unavailable { .. })))
-            {
-                let name = function
-                    .instances
-                    .iter()
-                    .find_map(|i| inlined::nr_parameter(i).map(|(name, _)| name))
-                    .unwrap_or("nr");
+                .filter_map(inlined::nr_parameter)
+                .find(|(_, location)| !matches!(location, ValueLocation::Unavailable { .. }));
+            if let Some((name, _)) = readable {
                 attachment.nr_ptes_source = Some(format!(
                     "{}({name}), where DWARF locates it at each inlined instance",
                     plan.name

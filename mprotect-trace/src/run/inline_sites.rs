@@ -52,12 +52,11 @@ pub fn load(from: &InlineSitesFrom, release: &str, names: &[&str]) -> Result<Opt
             let Some(wanted) = running else {
                 return Ok(None);
             };
-            for path in debuginfo::usual_places(release) {
-                if path.is_file() && debuginfo::build_id(&path).ok().flatten().as_deref() == Some(wanted.as_str()) {
-                    return Ok(Some(inline_sites::read(&path, names)?));
-                }
+            // Files of other builds are said so when the run symbolizes.
+            match debuginfo::in_usual_places(release, &wanted).0 {
+                Some(vmlinux) => Ok(Some(inline_sites::read(&vmlinux.path, names)?)),
+                None => Ok(None),
             }
-            Ok(None)
         }
     }
 }

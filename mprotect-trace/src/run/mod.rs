@@ -210,8 +210,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     let (kallsyms, plans) = if wanted && (plan::function_probes_possible(&caps) || !options.probes.is_empty()) {
         let kallsyms = Kallsyms::load()?;
         let mut plans = plan::plan_targets(&options.probes, &caps, &kallsyms, options.backend, asked_sites.as_ref())?;
-        if asked_sites.is_none()
-            && options.inline_sites == InlineSitesFrom::UsualPlaces
+        if options.inline_sites == InlineSitesFrom::UsualPlaces
             && inline_sites::wanted(&plans)
             && let Some(sites) = inline_sites::load(&options.inline_sites, &caps.kernel_release, &target_names)?
         {

@@ -9,7 +9,6 @@ use aya::programs::KProbe;
 use mprotect_trace_common::programs::CALL_SITE_SLOTS;
 
 use super::{AttachContext, CheckContext, FunctionBackend, TargetFacts};
-use crate::ebpf_object::program_mut;
 use crate::kernel::call_sites;
 use crate::kernel::capabilities::{PROBE_CHECK_FUNCTION, error_chain};
 use crate::kernel::kcore::{self, Kcore};
@@ -53,17 +52,7 @@ impl FunctionBackend for CallSite {
         if let Err(err) = Kcore::open() {
             return Check::no("no /proc/kcore", format!("{err:#}"));
         }
-        let mut attempt = || -> Result<(), String> {
-            let program = program(context.ebpf, 0).map_err(|e| format!("{e:#}"))?;
-            let link = program.attach(PROBE_CHECK_FUNCTION, 0).map_err(|e| error_chain(&e))?;
-            program.detach(link).map_err(|e| error_chain(&e))?;
-            Ok(())
-        };
-        let outcome = attempt();
-        // Loaded again if a target is planned on slot 0; a check leaves nothing loaded.
-        if let Ok(program) = program_mut::<KProbe>(context.ebpf, CALL_SITE_SLOTS[0]) {
-            let _ = program.unload();
-        }
+        let outcome = super::kprobe_attaches(context.ebpf, CALL_SITE_SLOTS[0]);
         match outcome {
             Ok(()) => Check::yes(format!(
                 "{} is readable and a kprobe attached on {PROBE_CHECK_FUNCTION}",

@@ -11,7 +11,6 @@ use mprotect_trace_common::programs::INLINE_INSTANCE;
 use mprotect_trace_common::{INLINE_INSTANCES_PER_SLOT, InlineSiteConfig, inline_role, maps, nr_location};
 
 use super::{AttachContext, CheckContext, FunctionBackend, TargetFacts};
-use crate::ebpf_object::program_mut;
 use crate::kernel::capabilities::{PROBE_CHECK_FUNCTION, error_chain};
 use crate::model::{Backend, Check, InlinedInstance, ValueLocation};
 use crate::targets::NR_PTES_PARAMETERS;
@@ -51,17 +50,7 @@ impl FunctionBackend for Inlined {
                 "no kprobe PMU in /sys/bus/event_source/devices: the kernel has no CONFIG_KPROBES",
             );
         }
-        let mut attempt = || -> Result<(), String> {
-            let program = program(context.ebpf).map_err(|e| format!("{e:#}"))?;
-            let link = program.attach(PROBE_CHECK_FUNCTION, 0).map_err(|e| error_chain(&e))?;
-            program.detach(link).map_err(|e| error_chain(&e))?;
-            Ok(())
-        };
-        let outcome = attempt();
-        // Loaded again when a target uses it; a check leaves nothing loaded.
-        if let Ok(program) = program_mut::<KProbe>(context.ebpf, INLINE_INSTANCE) {
-            let _ = program.unload();
-        }
+        let outcome = super::kprobe_attaches(context.ebpf, INLINE_INSTANCE);
         match outcome {
             Ok(()) => Check::yes(format!(
                 "the inlined-instance kprobe attached on {PROBE_CHECK_FUNCTION}"
@@ -103,7 +92,13 @@ impl FunctionBackend for Inlined {
         // Every probed place, checked against kallsyms before any is attached.
         let mut places = Vec::new();
         for (index, instance) in function.instances.iter().enumerate() {
-            let start = symbol_start(context, &instance.symbol)?;
+            // Its symbol's start where the kernel runs it: KASLR included.
+            let start = context.kallsyms.unique_start(&instance.symbol).with_context(|| {
+                format!(
+                    "placing the inlined instance at {}+{:#x}",
+                    instance.symbol, instance.offset
+                )
+            })?;
             let mut entry = site_config(slot, instance);
             entry.counter = counter_index(slot, index);
             if let Some(exit) = instance.exit_offset {
@@ -150,22 +145,6 @@ impl FunctionBackend for Inlined {
 /// The call counter of a slot's `index`th instance in `INLINE_CALLS`.
 pub fn counter_index(slot: u32, index: usize) -> u32 {
     slot * INLINE_INSTANCES_PER_SLOT + index as u32
-}
-
-/// Where `symbol` starts in the running kernel (KASLR included): an
-/// instance is at that plus its offset.
-fn symbol_start(context: &AttachContext, symbol: &str) -> Result<u64> {
-    match context.kallsyms.addresses(symbol).as_slice() {
-        [] => bail!(
-            "{symbol} (which holds an inlined instance) is not in /proc/kallsyms: the inline sites are not this kernel's"
-        ),
-        [0] => bail!("/proc/kallsyms hides addresses here (kernel.kptr_restrict): run as root"),
-        [start] => Ok(*start),
-        many => bail!(
-            "{symbol} names {} functions in /proc/kallsyms: a probe inside it is ambiguous",
-            many.len()
-        ),
-    }
 }
 
 /// The `nr_ptes` parameter of an instance, by name, and its location.

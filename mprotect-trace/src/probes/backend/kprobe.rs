@@ -44,19 +44,7 @@ impl FunctionBackend for Kprobe {
                 "kernel built without CONFIG_KPROBES: no kprobe PMU in /sys/bus/event_source/devices and no kprobe_events in tracefs",
             );
         }
-        let mut attempt = || -> Result<(), String> {
-            let program: &mut KProbe =
-                program_mut(context.ebpf, KPROBE_CAPABILITY_CHECK).map_err(|e| format!("{e:#}"))?;
-            program.load().map_err(|e| error_chain(&e))?;
-            let link = program.attach(PROBE_CHECK_FUNCTION, 0).map_err(|e| error_chain(&e))?;
-            program.detach(link).map_err(|e| error_chain(&e))?;
-            Ok(())
-        };
-        let outcome = attempt();
-        // The check's program is not one the run uses: out of the kernel.
-        if let Ok(program) = program_mut::<KProbe>(context.ebpf, KPROBE_CAPABILITY_CHECK) {
-            let _ = program.unload();
-        }
+        let outcome = super::kprobe_attaches(context.ebpf, KPROBE_CAPABILITY_CHECK);
         match outcome {
             Ok(()) => Check::yes(format!("a kprobe attached on {PROBE_CHECK_FUNCTION}")),
             Err(err) => Check::no(

@@ -94,6 +94,24 @@ fn loaded_kprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::prog
     Ok(program)
 }
 
+/// A capability check: whether kprobe program `name` loads and attaches
+/// on the check function. It leaves the program unloaded (a target that
+/// uses it loads it again), so a check leaves nothing in the kernel.
+fn kprobe_attaches(ebpf: &mut Ebpf, name: &str) -> std::result::Result<(), String> {
+    use crate::kernel::capabilities::{PROBE_CHECK_FUNCTION, error_chain};
+    let mut attempt = || -> std::result::Result<(), String> {
+        let program = loaded_kprobe(ebpf, name).map_err(|e| format!("{e:#}"))?;
+        let link = program.attach(PROBE_CHECK_FUNCTION, 0).map_err(|e| error_chain(&e))?;
+        program.detach(link).map_err(|e| error_chain(&e))?;
+        Ok(())
+    };
+    let outcome = attempt();
+    if let Ok(program) = crate::ebpf_object::program_mut::<aya::programs::KProbe>(ebpf, name) {
+        let _ = program.unload();
+    }
+    outcome
+}
+
 /// The backend reports call `kind`.
 pub fn of_kind(kind: Backend) -> Option<&'static dyn FunctionBackend> {
     ALL.iter().copied().find(|backend| backend.kind() == kind)
