@@ -66,6 +66,10 @@ impl Cli {
                 commands::run(args.into_options()?, repeat)
             }
             Command::Ab(args) => commands::ab(&args.into_options()?),
+            Command::Lab(args) if args.print_config => {
+                mprotect_trace::output::print(lab::config::FRAGMENT)?;
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Lab(args) => lab::run(&args.into_options()?),
             Command::Workload(args) => commands::workload(&WorkloadCommandOptions {
                 workload: args.workload.into_options(),
@@ -497,10 +501,21 @@ struct AbArgs {
 struct LabArgs {
     /// A kernel to boot (repeatable; the first is the baseline):
     /// debian:VERSION[:ARCH] (Debian's newest cloud kernel of that series,
-    /// e.g. debian:6.12, debian:7.3:arm64), or the path of a bzImage or
-    /// arm64 Image.
-    #[arg(long = "kernel", value_name = "SPEC", required = true)]
+    /// e.g. debian:6.12, debian:7.3:arm64), tree:PATH[@REV] (built from a
+    /// kernel source tree at a git revision, or as its files are), or the
+    /// path of a bzImage or arm64 Image.
+    #[arg(long = "kernel", value_name = "SPEC", required_unless_present = "print_config")]
     kernels: Vec<String>,
+    /// The base config of kernels built from trees; the lab fragment is
+    /// merged onto it [default: tinyconfig].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the config fragment every lab kernel needs, and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Words added to every guest's kernel command line, e.g. "mitigations=off".
+    #[arg(long, allow_hyphen_values = true, default_value = "", value_name = "ARGS")]
+    append: String,
     /// The guests' `run` options as one quoted string, e.g.
     /// "--mapping-mb 16 --iterations 20" (empty: the defaults).
     #[arg(long, allow_hyphen_values = true, default_value = "", value_name = "OPTIONS")]
@@ -521,9 +536,9 @@ struct LabArgs {
     /// Boots tried again after a failed boot or run.
     #[arg(long, default_value_t = 2, value_name = "N", value_parser = whole::<u32>)]
     retries: u32,
-    /// Directory for every report, serial log and comparison.
-    #[arg(short = 'o', long, value_name = "DIR")]
-    output: PathBuf,
+    /// Directory for every report, serial log, build log and comparison.
+    #[arg(short = 'o', long, value_name = "DIR", required_unless_present = "print_config")]
+    output: Option<PathBuf>,
     /// The tracer built for arm64 guests [default: the aarch64-unknown-linux-musl
     /// release build beside this binary's target directory].
     #[arg(long, value_name = "PATH")]
@@ -532,8 +547,8 @@ struct LabArgs {
     /// kernel's runs in the comparisons.
     #[arg(long, value_name = "PATH")]
     vmlinux: Vec<PathBuf>,
-    /// Where Debian kernels are downloaded and kept [default:
-    /// ~/.cache/mprotect-trace/kernels].
+    /// Where Debian kernels are downloaded and kept, and trees built
+    /// [default: ~/.cache/mprotect-trace/kernels].
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
     /// QEMU is stopped after this many seconds.
@@ -564,8 +579,10 @@ impl LabArgs {
                 None => AccelChoice::Auto,
             },
             retries: self.retries,
-            output: self.output,
+            output: self.output.ok_or_else(|| anyhow!("-o DIR is needed"))?,
             arm64_tracer: self.arm64_tracer,
+            base_config: self.config,
+            append: self.append,
             vmlinux: self.vmlinux,
             // apt reads relative Dir:: paths from /, not from here.
             cache: std::path::absolute(self.cache.unwrap_or_else(lab::default_cache))

@@ -4,6 +4,7 @@ mod bench;
 mod browser;
 mod command;
 mod lab;
+mod lab_tree;
 mod layout;
 mod overhead;
 mod readme;
@@ -45,6 +46,9 @@ enum Task {
     ReadmeCheck,
     /// `mprotect-trace lab` on Debian 6.12 and 7.3 under TCG icount, twice: spread, agreement, attribution.
     LabCheck,
+    /// `mprotect-trace lab` on kernels it builds from a git history over Debian's
+    /// linux-source-6.12: attribution against a known answer, caching, refusals, signals.
+    LabTreeCheck,
     /// Benchmarks (timings, not tests): the workload against an independent C loop, tracing overhead.
     Bench(bench::BenchArgs),
 }
@@ -101,6 +105,10 @@ fn main() -> Result<()> {
         Task::LabCheck => {
             setup::run()?;
             lab::run().map(drop)
+        }
+        Task::LabTreeCheck => {
+            setup::run()?;
+            lab_tree::run().map(drop)
         }
         Task::Bench(args) => {
             setup::run()?;

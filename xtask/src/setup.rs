@@ -18,7 +18,9 @@ const BPF_LINKER_VERSION: &str = "0.10.3";
 /// plots are drawn with (embedded in the binary at build time); bpftrace,
 /// which `cargo xtask bench startup` measures against; golang, whose
 /// `go tool pprof` reads the runs' profile.pb.gz in the tests; llvm, whose
-/// llvm-addr2line checks the debug-info symbolization in vm-test.
+/// llvm-addr2line checks the debug-info symbolization in vm-test; the
+/// kernel build toolchain (with pahole, for BTF), which `lab` uses for
+/// `tree:` kernels.
 const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",
     "bpftrace",
@@ -31,6 +33,14 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "fonts-dejavu-core",
     "golang",
     "llvm",
+    "flex",
+    "bison",
+    "bc",
+    "libelf-dev",
+    "libssl-dev",
+    "dwarves",
+    "make",
+    "git",
 ];
 
 /// The arm64 guests' tracer: static, so the initramfs needs no libraries.

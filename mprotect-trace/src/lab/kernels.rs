@@ -1,23 +1,30 @@
 //! The kernels a lab boots: `debian:VERSION[:ARCH]` (Debian's newest cloud
-//! kernel of that series, downloaded and cached) or the path of an image,
-//! whose architecture is read from its header. Each comes with the tracer
-//! binary its guests run.
+//! kernel of that series, downloaded and cached), `tree:PATH[@REV]` (built
+//! from a source tree, see [`super::tree`]) or the path of an image, whose
+//! architecture is read from its header. Each comes with the tracer binary
+//! its guests run, and its config is checked before it boots.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 
+use super::config;
+use super::tree::{BuildOptions, TreeSpec};
 use crate::vm::{Arch, KernelImage};
 
 /// `--kernel SPEC`, as given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelSpec {
     Debian { series: String, arch: Arch },
+    Tree(TreeSpec),
     Image { path: PathBuf },
 }
 
 impl KernelSpec {
     pub fn parse(text: &str) -> Result<Self> {
+        if let Some(rest) = text.strip_prefix("tree:") {
+            return TreeSpec::parse(rest).map(Self::Tree);
+        }
         let Some(rest) = text.strip_prefix("debian:") else {
             return Ok(Self::Image {
                 path: PathBuf::from(text),
@@ -45,6 +52,7 @@ impl KernelSpec {
         match self {
             Self::Debian { series, arch } if *arch == host_arch() => format!("debian-{series}"),
             Self::Debian { series, arch } => format!("debian-{series}-{}", arch.debian()),
+            Self::Tree(tree) => tree.label(),
             Self::Image { path } => path
                 .file_name()
                 .map_or_else(|| "kernel".to_owned(), |name| name.to_string_lossy().into_owned()),
@@ -56,6 +64,7 @@ impl std::fmt::Display for KernelSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Debian { series, arch } => write!(f, "debian:{series}:{}", arch.debian()),
+            Self::Tree(tree) => write!(f, "{tree}"),
             Self::Image { path } => write!(f, "{}", path.display()),
         }
     }
@@ -106,6 +115,20 @@ pub struct LabKernel {
     pub image: KernelImage,
     pub tracer: PathBuf,
     pub busybox: PathBuf,
+    /// Its debug vmlinux, when the lab built it.
+    pub vmlinux: Option<PathBuf>,
+    /// What was found of its config (checked, or not found).
+    pub config_note: String,
+}
+
+/// What resolving a spec needs besides the spec.
+pub struct ResolveOptions<'a> {
+    pub cache: &'a Path,
+    pub arm64_tracer: Option<&'a Path>,
+    /// `--config`: the base of tree builds.
+    pub base_config: Option<&'a Path>,
+    /// The lab's output directory (build logs go in each kernel's directory).
+    pub output: &'a Path,
 }
 
 /// Where the tracer built for `arch` is: this binary for the host's own
@@ -137,14 +160,15 @@ fn tracer_for(arch: Arch, arm64_tracer: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
-/// Resolves one spec: the image (downloaded once into `cache`), its
-/// tracer, and the guest's busybox. Every failure is one line that names
-/// the kernel.
-pub fn resolve(spec: &KernelSpec, cache: &Path, arm64_tracer: Option<&Path>) -> Result<LabKernel> {
+/// Resolves one spec: the image (downloaded or built once into the
+/// cache), its tracer, and the guest's busybox; then its config is checked.
+/// Every failure is one line that names the kernel.
+pub fn resolve(spec: &KernelSpec, options: &ResolveOptions) -> Result<LabKernel> {
     // The architecture and its tracer first: a kernel that cannot run is
-    // refused before anything is downloaded.
+    // refused before anything is downloaded or built.
     let arch = match spec {
         KernelSpec::Debian { arch, .. } => *arch,
+        KernelSpec::Tree(_) => Arch::X86_64,
         KernelSpec::Image { path } => {
             if !path.is_file() {
                 bail!(
@@ -155,18 +179,63 @@ pub fn resolve(spec: &KernelSpec, cache: &Path, arm64_tracer: Option<&Path>) -> 
             image_arch(path)?
         }
     };
-    let tracer = tracer_for(arch, arm64_tracer)?;
-    let image = match spec {
-        KernelSpec::Debian { series, .. } => KernelImage::debian_cloud(series, arch, cache)?,
-        KernelSpec::Image { path } => KernelImage::from_path(path, arch)?,
+    let tracer = tracer_for(arch, options.arm64_tracer)?;
+    let label = spec.label();
+    let (image, vmlinux, config_note) = match spec {
+        KernelSpec::Debian { series, .. } => {
+            let image = KernelImage::debian_cloud(series, arch, options.cache)?;
+            let note = checked_config(&image, &format!("{} ({})", spec, image.source))?;
+            (image, None, note)
+        }
+        KernelSpec::Image { path } => {
+            let image = KernelImage::from_path(path, arch)?;
+            let note = checked_config(&image, &format!("kernel image {}", path.display()))?;
+            (image, None, note)
+        }
+        KernelSpec::Tree(tree) => {
+            let built = super::tree::build(
+                tree,
+                &BuildOptions {
+                    cache: options.cache,
+                    base_config: options.base_config,
+                    log_dir: &options.output.join(&label),
+                },
+            )?;
+            eprintln!("lab: {spec}: {}: {}", built.source, built.how);
+            let mut image = KernelImage::from_path(&built.image, arch)?;
+            image.source = built.source.clone();
+            let note = format!("{}: every option of the lab fragment set", built.config.display());
+            (image, Some(built.vmlinux), note)
+        }
     };
     Ok(LabKernel {
-        label: spec.label(),
+        label,
         spec: spec.clone(),
         tracer,
-        busybox: crate::vm::kernel::busybox(arch, cache)?,
+        busybox: crate::vm::kernel::busybox(arch, options.cache)?,
         image,
+        vmlinux,
+        config_note,
     })
+}
+
+/// An image's config checked against what the guests need: refused in one
+/// line when it lacks some; booted with a warning when none is found.
+fn checked_config(image: &KernelImage, whose: &str) -> Result<String> {
+    let Some((text, from)) = config::of_image(&image.path) else {
+        let warning =
+            format!("{whose}: no config found (not in the image, no config-* or .config beside it): booted unchecked");
+        eprintln!("warning: {warning}");
+        return Ok(warning);
+    };
+    let missing = config::missing(&text, image.arch, false);
+    if !missing.is_empty() {
+        bail!(
+            "{}",
+            config::refusal(&format!("{whose} (config {})", from.display()), &missing)
+        );
+    }
+    Ok(format!("{}: every needed option set", from.display()))
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@
 //! by hand. Each boot runs one `mprotect-trace run` in the guest and brings
 //! its report back over the serial console.
 
+pub mod config;
 pub mod kernels;
 pub mod summary;
+pub mod tree;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,8 +18,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::compare;
 use crate::model::Report;
-use crate::vm::{Accel, Console, GuestScript, Initramfs, Machine, kvm_works};
-use kernels::{KernelSpec, LabKernel};
+use crate::vm::{Accel, Console, GuestScript, Initramfs, Machine, Stopped, kvm_works};
+use kernels::{KernelSpec, LabKernel, ResolveOptions};
 use summary::{BootOutcome, LabSummary};
 
 /// `--accel`: as asked, or KVM where it works and TCG elsewhere.
@@ -45,8 +47,12 @@ pub struct LabOptions {
     /// Debug vmlinux files, each applied (by build id) to its kernel's runs
     /// in the comparisons.
     pub vmlinux: Vec<PathBuf>,
-    /// Where Debian kernels are downloaded and unpacked.
+    /// Where Debian kernels are downloaded and unpacked, and trees built.
     pub cache: PathBuf,
+    /// `--config`: the base config of kernels built from trees.
+    pub base_config: Option<PathBuf>,
+    /// Words added to every guest's kernel command line.
+    pub append: String,
     /// QEMU is stopped after this long.
     pub boot_timeout: Duration,
     pub json: bool,
@@ -99,6 +105,9 @@ fn guest_script(run_args: &[String]) -> String {
 /// Checks one boot's console: the guest ran its init to the end, has the
 /// CPUs asked for, and its run succeeded with a report.
 fn read_boot(console: &Console, smp: u32) -> Result<Report> {
+    if let Some(stopped) = console.stopped {
+        bail!("{}", stopped.describe());
+    }
     if !console.init_done() {
         bail!("the guest did not finish its init (a failed boot)");
     }
@@ -112,9 +121,30 @@ fn read_boot(console: &Console, smp: u32) -> Result<Report> {
             .lines()
             .find(|line| line.starts_with("run exit status"))
             .unwrap_or("run exit status unknown");
-        bail!("the traced run failed in the guest ({status})");
+        // The tracer's own one-line error, printed between its status and its report.
+        let error = console
+            .text
+            .lines()
+            .skip_while(|line| !line.starts_with("run exit status"))
+            .take_while(|line| !line.starts_with("===BEGIN run==="))
+            .filter(|line| line.starts_with("error:"))
+            .last();
+        match error {
+            Some(error) => bail!("the traced run failed in the guest ({status}): {error}"),
+            None => bail!("the traced run failed in the guest ({status})"),
+        }
     }
     console.report("run")
+}
+
+/// A line above the bar, or on stderr as it is when no bar is drawn
+/// (stderr is not a terminal: indicatif then prints nothing).
+pub(crate) fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 fn progress(boots: usize) -> ProgressBar {
@@ -155,7 +185,26 @@ fn boot_with_retries(
 ) -> Result<BootOutcome> {
     let mut failures = Vec::new();
     for attempt in 0..=retries {
-        let (console, why) = match machine.boot(&kernel.image, initramfs) {
+        // While it runs, the bar shows the console's last line; its first
+        // says the guest is up.
+        let first = std::cell::Cell::new(true);
+        let show = |line: &str| {
+            if first.replace(false) {
+                say(
+                    bar,
+                    format!(
+                        "lab: booting {} with {} CPUs (attempt {})",
+                        kernel.label,
+                        machine.cpus,
+                        attempt + 1
+                    ),
+                );
+            }
+            if !line.trim().is_empty() {
+                bar.set_message(format!("{}: {}", kernel.label, line.trim()));
+            }
+        };
+        let (console, why, again) = match machine.boot(&kernel.image, initramfs, &show) {
             Ok(console) => match read_boot(&console, machine.cpus) {
                 Ok(report) => {
                     std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
@@ -166,10 +215,15 @@ fn boot_with_retries(
                     )?;
                     return Ok(BootOutcome::succeeded(run_dir, failures));
                 }
-                Err(why) => (console.text, why),
+                // A halt is the kernel's config: booting again ends the same.
+                Err(why) => {
+                    let again = console.stopped.is_none_or(Stopped::retry_helps);
+                    (console.text, why, again)
+                }
             },
-            Err(why) => (format!("{why:#}\n"), why),
+            Err(why) => (format!("{why:#}\n"), why, true),
         };
+        let again = again && attempt < retries && crate::children::interrupted().is_none();
         let log = run_dir.with_file_name(format!(
             "{}.failed-{}.log",
             run_dir
@@ -179,14 +233,20 @@ fn boot_with_retries(
         ));
         std::fs::create_dir_all(log.parent().context("a run directory has a parent")?)?;
         std::fs::write(&log, console).with_context(|| format!("writing {}", log.display()))?;
-        bar.println(format!(
-            "lab: {} ({} CPUs) failed: {why:#}; its console is {}{}",
-            kernel.label,
-            machine.cpus,
-            log.display(),
-            if attempt < retries { "; booting again" } else { "" }
-        ));
+        say(
+            bar,
+            format!(
+                "lab: {} ({} CPUs) failed: {why:#}; its console is {}{}",
+                kernel.label,
+                machine.cpus,
+                log.display(),
+                if again { "; booting again" } else { "" }
+            ),
+        );
         failures.push(format!("{why:#} (console: {})", log.display()));
+        if !again {
+            break;
+        }
     }
     Ok(BootOutcome::failed(run_dir, failures))
 }
@@ -198,15 +258,36 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
     if options.smp.is_empty() || options.smp.contains(&0) {
         bail!("--smp takes CPU counts of 1 or more, e.g. --smp 1,2");
     }
+    if let Some(path) = &options.base_config
+        && !path.is_file()
+    {
+        bail!("--config {} does not exist: give a kernel .config file", path.display());
+    }
+    let specs: Vec<(&String, Result<KernelSpec>)> = options
+        .kernels
+        .iter()
+        .map(|text| (text, KernelSpec::parse(text)))
+        .collect();
+    let started = std::time::Instant::now();
     let output = crate::run::directory::prepare(Some(&options.output), false)?;
+    // From here on a signal stops the builds and guests, and what ran is
+    // summarized.
+    crate::children::stop_on_signals()?;
+    let resolving = ResolveOptions {
+        cache: &options.cache,
+        arm64_tracer: options.arm64_tracer.as_deref(),
+        base_config: options.base_config.as_deref(),
+        output: &output,
+    };
     // Every kernel that can be booted is: one that cannot is one line, not
     // the end of the lab.
     let mut kernels: Vec<LabKernel> = Vec::new();
     let mut refused: Vec<String> = Vec::new();
-    for text in &options.kernels {
-        match KernelSpec::parse(text)
-            .and_then(|spec| kernels::resolve(&spec, &options.cache, options.arm64_tracer.as_deref()))
-        {
+    for (text, spec) in specs {
+        if crate::children::interrupted().is_some() {
+            break;
+        }
+        match spec.and_then(|spec| kernels::resolve(&spec, &resolving)) {
             Ok(kernel) => {
                 eprintln!("lab: {text}: {} ({})", kernel.image.source, kernel.image.arch.debian());
                 kernels.push(kernel);
@@ -217,9 +298,16 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
             }
         }
     }
+    if let Some(signal) = crate::children::interrupted() {
+        return interrupted_early(options, &output, signal, refused);
+    }
     if kernels.is_empty() {
+        // Nothing was run: no empty directory is left behind (a build log stays).
+        let _ = std::fs::remove_dir(&output);
         bail!("no kernel to boot: every --kernel was refused");
     }
+    let kernels_ready_s = started.elapsed().as_secs_f64();
+    eprintln!("lab: {} kernels ready in {kernels_ready_s:.1} s", kernels.len());
     let mut notes = Vec::new();
     if !options.run_args.iter().any(|word| word.starts_with("--backend")) {
         notes.push(
@@ -264,6 +352,7 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
             memory_mib: options.memory_mib,
             cpus: boot.smp,
             timeout: options.boot_timeout,
+            append: options.append.clone(),
         };
         let run_dir = side_dir(&output, kernel, boot.smp).join(format!("run-{:02}", boot.repeat));
         let outcome = boot_with_retries(
@@ -276,8 +365,27 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
         )?;
         outcomes.push((boot.kernel, boot.smp, outcome));
         bar.inc(1);
+        if crate::children::interrupted().is_some() {
+            break;
+        }
     }
     bar.finish_and_clear();
+    let interrupted = crate::children::interrupted();
+    if let Some(signal) = interrupted {
+        notes.push(format!(
+            "interrupted by {} after {} of {} boots: the summary covers those",
+            crate::children::signal_name(signal),
+            outcomes.len(),
+            plan.len()
+        ));
+    }
+    // The kernels the lab built bring their own debug info.
+    let vmlinux: Vec<PathBuf> = options
+        .vmlinux
+        .iter()
+        .cloned()
+        .chain(kernels.iter().filter_map(|kernel| kernel.vmlinux.clone()))
+        .collect();
 
     // Per CPU count, the kernels compared: the first kernel with runs is
     // the baseline.
@@ -296,7 +404,7 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
         }
         // With debug info, inlined functions are compared as functions.
         if let Err(err) = crate::debuginfo::apply(
-            &options.vmlinux,
+            &vmlinux,
             sides
                 .iter_mut()
                 .flat_map(|side| side.runs.iter_mut().map(|run| &mut run.report)),
@@ -315,7 +423,8 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
         )?;
         comparisons.push((smp, dir, comparison));
     }
-    let summary = LabSummary::new(options, &kernels, &accels, &outcomes, &comparisons, refused, notes)?;
+    let mut summary = LabSummary::new(options, &kernels, &accels, &outcomes, &comparisons, refused, notes)?;
+    summary.kernels_ready_s = Some(kernels_ready_s);
     summary.write(&output)?;
     let text = if options.json {
         format!("{}\n", serde_json::to_string_pretty(&summary)?)
@@ -323,11 +432,24 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
         summary.to_text()
     };
     crate::output::print(&text)?;
-    Ok(if summary.complete() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    Ok(match interrupted {
+        Some(signal) => ExitCode::from(128 + signal as u8),
+        None if summary.complete() => ExitCode::SUCCESS,
+        None => ExitCode::FAILURE,
     })
+}
+
+/// A lab stopped by `signal` before any boot (while building or
+/// downloading): its summary says so and lists what was refused.
+fn interrupted_early(options: &LabOptions, output: &Path, signal: i32, refused: Vec<String>) -> Result<ExitCode> {
+    let notes = vec![format!(
+        "interrupted by {} before any kernel booted",
+        crate::children::signal_name(signal)
+    )];
+    let summary = LabSummary::new(options, &[], &[], &[], &[], refused, notes)?;
+    summary.write(output)?;
+    eprint!("{}", summary.to_text());
+    Ok(ExitCode::from(128 + signal as u8))
 }
 
 #[cfg(test)]
@@ -361,7 +483,10 @@ mod tests {
 
     #[test]
     fn a_boot_is_read_only_when_it_ran_what_was_asked() {
-        let console = |text: &str| Console { text: text.to_owned() };
+        let console = |text: &str| Console {
+            text: text.to_owned(),
+            stopped: None,
+        };
         let done = crate::vm::console::INIT_DONE;
         let err = |text: &str, smp| format!("{:#}", read_boot(&console(text), smp).unwrap_err());
         assert_eq!(

@@ -90,8 +90,13 @@ pub struct CpuCountResult {
 pub struct KernelResult {
     pub label: String,
     pub spec: String,
-    /// The package or image file booted.
+    /// The package, tree revision or image file booted.
     pub source: String,
+    /// The image booted, its debug vmlinux (for a kernel the lab built),
+    /// and what its config check found.
+    pub image: PathBuf,
+    pub vmlinux: Option<PathBuf>,
+    pub config: String,
     pub arch: String,
     /// `uname -r` in the guest, from its reports.
     pub kernel_release: Option<String>,
@@ -117,6 +122,14 @@ pub struct KernelDelta {
     pub verdict: Option<String>,
     /// (function, B - A ns/page), largest change first.
     pub functions: Vec<(String, f64)>,
+    /// The function the difference lives in, when the design can say
+    /// (the workload's difference significant, the function's interval
+    /// over runs excluding zero), and why or why not.
+    pub home: Option<String>,
+    pub home_explanation: String,
+    /// (function, B - A ns/page, interval) of every function whose change
+    /// over runs excludes zero in the workload's direction.
+    pub significant_functions: Vec<(String, f64, [f64; 2])>,
     /// (target, calls per workload iteration on the baseline, on this
     /// kernel): what stays comparable when times are emulated.
     pub calls_per_iteration: Vec<(String, Option<f64>, Option<f64>)>,
@@ -128,9 +141,14 @@ pub struct LabSummary {
     pub repeat: u32,
     pub smp: Vec<u32>,
     pub kernels: Vec<KernelResult>,
+    /// Where each kernel came from and how its config was checked.
+    pub kernel_notes: Vec<String>,
     /// Kernels that could not be booted at all, each with its reason.
     pub refused: Vec<String>,
     pub notes: Vec<String>,
+    /// Seconds from the lab's start until every kernel was ready to boot
+    /// (downloads and builds; a cached kernel takes none).
+    pub kernels_ready_s: Option<f64>,
     pub boots: usize,
     pub failed_attempts: usize,
     pub comparisons: Vec<ComparisonSummary>,
@@ -149,6 +167,18 @@ fn kernel_delta(pair: &crate::compare::PairComparison) -> KernelDelta {
         .collect();
     functions.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
     functions.truncate(FUNCTIONS_NAMED);
+    let up = workload.is_some_and(|m| m.ratio > 1.0);
+    let significant_functions = pair
+        .sampled
+        .iter()
+        .filter(|s| s.delta_ns_per_page.interval_from == crate::compare::IntervalSource::Runs)
+        .filter_map(|s| {
+            let interval = s.delta_ns_per_page.interval?;
+            let estimate = s.delta_ns_per_page.estimate;
+            (interval.excludes(0.0) && (estimate > 0.0) == up)
+                .then(|| (s.name.clone(), estimate, [interval.low, interval.high]))
+        })
+        .collect();
     KernelDelta {
         baseline: pair.a.clone(),
         kernel: pair.b.clone(),
@@ -158,6 +188,9 @@ fn kernel_delta(pair: &crate::compare::PairComparison) -> KernelDelta {
             None => format!("{:?}", m.verdict).to_lowercase(),
         }),
         functions,
+        home: pair.home.function.clone(),
+        home_explanation: pair.home.explanation.clone(),
+        significant_functions,
         calls_per_iteration: pair
             .targets
             .iter()
@@ -216,6 +249,9 @@ impl LabSummary {
                 label: kernel.label.clone(),
                 spec: kernel.spec.to_string(),
                 source: kernel.image.source.clone(),
+                image: kernel.image.path.clone(),
+                vmlinux: kernel.vmlinux.clone(),
+                config: kernel.config_note.clone(),
                 arch: kernel.image.arch.debian().to_owned(),
                 kernel_release: release,
                 accel: accels[index],
@@ -227,8 +263,13 @@ impl LabSummary {
             run_options: options.run_args.clone(),
             repeat: options.repeat,
             smp: options.smp.clone(),
+            kernels_ready_s: None,
             boots: outcomes.len(),
             failed_attempts: outcomes.iter().map(|(_, _, o)| o.failures.len()).sum(),
+            kernel_notes: kernels
+                .iter()
+                .map(|k| format!("{}: {}; config {}", k.label, k.image.source, k.config_note))
+                .collect(),
             kernels: results,
             refused,
             notes,
@@ -274,6 +315,9 @@ impl LabSummary {
         }
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
+        }
+        for kernel in &self.kernel_notes {
+            let _ = writeln!(out, "kernel {kernel}");
         }
         let _ = writeln!(
             out,
@@ -370,6 +414,7 @@ impl LabSummary {
                     delta.baseline,
                     delta.verdict.as_deref().unwrap_or("-")
                 );
+                let _ = writeln!(out, "    {}", delta.home_explanation);
                 if !delta.functions.is_empty() {
                     let named: Vec<String> = delta
                         .functions

@@ -139,6 +139,13 @@ pub(crate) struct Signals {
 
 impl Signals {
     pub(crate) fn install() -> Result<Self> {
+        // tokio's signal driver makes a socketpair and panics when it
+        // cannot: a kernel without AF_UNIX gets one line instead.
+        if let Err(err) = std::os::unix::net::UnixStream::pair() {
+            bail!(
+                "this kernel has no AF_UNIX sockets ({err}): the tracer needs CONFIG_NET and CONFIG_UNIX to handle signals"
+            );
+        }
         Ok(Self {
             interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
             terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,

@@ -1,11 +1,14 @@
 //! Boots a kernel and an initramfs under QEMU and returns what the guest
 //! printed on its serial console.
 
+use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+use super::console::INIT_DONE;
 use super::{Arch, Console, Initramfs, KernelImage};
 
 /// How QEMU runs the guest's instructions.
@@ -98,6 +101,8 @@ pub struct Machine {
     pub cpus: u32,
     /// QEMU is stopped after this long.
     pub timeout: Duration,
+    /// Words added to the kernel command line (`lab --append`).
+    pub append: String,
 }
 
 impl Default for Machine {
@@ -107,7 +112,45 @@ impl Default for Machine {
             memory_mib: 2048,
             cpus: 2,
             timeout: Duration::from_secs(900),
+            append: String::new(),
         }
+    }
+}
+
+/// How long a guest may take to power off after its init printed its last
+/// line, before it is stopped and said to have halted.
+pub const POWER_OFF_GRACE: Duration = Duration::from_secs(30);
+
+/// Why the host stopped a guest that did not power off by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The kernel said "Power off not available: System halted instead".
+    Halted,
+    /// Its init finished and it neither powered off nor said why.
+    NoPowerOff,
+    /// The boot timeout passed.
+    TimedOut(Duration),
+    /// The lab got this signal.
+    Interrupted(i32),
+}
+
+impl Stopped {
+    pub fn describe(self) -> String {
+        match self {
+            Self::Halted => "the guest halted instead of powering off (\"Power off not available\"): its kernel has no power-off path (on x86, CONFIG_ACPI with CONFIG_PCI)".to_owned(),
+            Self::NoPowerOff => format!(
+                "the guest did not power off within {} s of its init finishing",
+                POWER_OFF_GRACE.as_secs()
+            ),
+            Self::TimedOut(after) => format!("the guest was stopped after the boot timeout of {} s", after.as_secs()),
+            Self::Interrupted(signal) => format!("interrupted by {}", crate::children::signal_name(signal)),
+        }
+    }
+
+    /// Whether booting the same kernel again could end otherwise (a halt
+    /// is the kernel's configuration; a timeout may be a stuck boot).
+    pub fn retry_helps(self) -> bool {
+        matches!(self, Self::TimedOut(_))
     }
 }
 
@@ -125,7 +168,7 @@ impl Machine {
     ) -> Result<(Console, u32)> {
         let mut failures = 0;
         loop {
-            let console = self.boot(kernel, initramfs)?;
+            let console = self.boot(kernel, initramfs, &|_| {})?;
             if console.init_done() || failures + 1 >= attempts {
                 return Ok((console, failures));
             }
@@ -140,15 +183,20 @@ impl Machine {
         }
     }
 
-    /// Boots `kernel` with `initramfs`; the console, once the guest has
-    /// powered off.
-    pub fn boot(&self, kernel: &KernelImage, initramfs: &Initramfs) -> Result<Console> {
+    /// Boots `kernel` with `initramfs` and returns its console once the
+    /// guest has powered off, or once the host stopped it (a guest that
+    /// halts, hangs, or outlives the timeout; the lab interrupted).
+    /// `on_line` sees each console line as it comes.
+    pub fn boot(&self, kernel: &KernelImage, initramfs: &Initramfs, on_line: &dyn Fn(&str)) -> Result<Console> {
         let (accel, cpu) = self.accel.qemu_args();
         let (qemu, machine) = kernel.arch.qemu();
         let console = kernel.arch.console();
-        let output = Command::new("timeout")
-            .arg(self.timeout.as_secs().to_string())
-            .arg(qemu)
+        let mut append = format!("console={console} quiet loglevel=1 panic=-1");
+        if !self.append.is_empty() {
+            append = format!("{append} {}", self.append);
+        }
+        let mut command = Command::new(qemu);
+        command
             .args(["-M", machine])
             .args(accel)
             .args(["-cpu", cpu])
@@ -158,18 +206,79 @@ impl Machine {
             .arg("-initrd")
             .arg(&initramfs.path)
             .arg("-append")
-            .arg(format!("console={console} quiet loglevel=1 panic=-1"))
+            .arg(append)
             .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("starting {qemu} (Debian packages qemu-system-x86, qemu-system-arm)"))?;
-        let console = String::from_utf8_lossy(&output.stdout).replace('\r', "");
-        if !output.status.success() {
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut guest = crate::children::spawn(
+            &mut command,
+            &format!("{qemu} (Debian packages qemu-system-x86, qemu-system-arm)"),
+        )?;
+        let lines = read_lines(guest.child.stdout.take().context("QEMU's stdout")?);
+        let stderr = guest.child.stderr.take().context("QEMU's stderr")?;
+        let stderr = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+        let started = Instant::now();
+        let mut text = String::new();
+        let mut init_done = None;
+        let mut stopped = None;
+        loop {
+            match lines.recv_timeout(Duration::from_millis(250)) {
+                Ok(line) => {
+                    if line.contains(INIT_DONE) {
+                        init_done = Some(Instant::now());
+                    }
+                    if init_done.is_some() && line.contains("Power off not available") {
+                        stopped = stopped.or(Some(Stopped::Halted));
+                    }
+                    on_line(&line);
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                // QEMU closed its stdout: it has exited.
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if stopped.is_none() {
+                stopped = if let Some(signal) = crate::children::interrupted() {
+                    Some(Stopped::Interrupted(signal))
+                } else if init_done.is_some_and(|at| at.elapsed() > POWER_OFF_GRACE) {
+                    Some(Stopped::NoPowerOff)
+                } else if started.elapsed() > self.timeout {
+                    Some(Stopped::TimedOut(self.timeout))
+                } else {
+                    None
+                };
+                if stopped.is_some() {
+                    // The rest of what it printed still arrives, then the channel closes.
+                    guest.kill();
+                }
+            }
+        }
+        let status = guest.child.wait().context("waiting for QEMU")?;
+        let stderr = stderr.join().unwrap_or_default();
+        if stopped.is_none() && !status.success() {
             bail!(
-                "QEMU failed ({}) booting {}; console:\n{console}",
-                output.status,
-                kernel.path.display()
+                "QEMU failed ({status}) booting {}: {}; console:\n{text}",
+                kernel.path.display(),
+                stderr.lines().last().unwrap_or("no message")
             );
         }
-        Ok(Console { text: console })
+        Ok(Console { text, stopped })
     }
+}
+
+/// The lines `reader` gives, as they come, through a channel that closes
+/// at its end.
+fn read_lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line).replace('\r', "");
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
 }

@@ -78,6 +78,8 @@ pub const INIT_DONE: &str = "===INIT DONE===";
 /// Everything the guest printed.
 pub struct Console {
     pub text: String,
+    /// Why the host stopped the guest, when it did not power off itself.
+    pub stopped: Option<super::boot::Stopped>,
 }
 
 impl Console {
@@ -111,6 +113,7 @@ mod tests {
     #[test]
     fn sections_are_cut_out_between_their_markers() {
         let console = Console {
+            stopped: None,
             text: "boot noise\n===BEGIN a===\n{}\n===END a===\n===BEGIN b===\nhalf".to_owned(),
         };
         assert_eq!(console.section("a"), Some("{}\n"));

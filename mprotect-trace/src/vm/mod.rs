@@ -9,7 +9,7 @@ pub mod console;
 pub mod initramfs;
 pub mod kernel;
 
-pub use boot::{Accel, Machine, kvm_works};
+pub use boot::{Accel, Machine, Stopped, kvm_works};
 pub use console::{Console, GuestScript};
 pub use initramfs::Initramfs;
 pub use kernel::KernelImage;
