@@ -449,7 +449,7 @@ mod tests {
         let spec = TreeSpec::parse("linux@origin/mm-unstable").unwrap();
         assert_eq!(spec.label(), "linux@origin_mm-unstable");
         let spec = TreeSpec::parse("/src/linux").unwrap();
-        assert_eq!((spec.rev, spec.label()), (None, "linux".to_owned()));
+        assert_eq!((spec.label(), spec.rev), ("linux".to_owned(), None));
         assert_eq!(
             TreeSpec::parse("").unwrap_err().to_string(),
             "--kernel tree:: give the path of a kernel source tree, e.g. tree:~/linux@v6.19"
