@@ -568,8 +568,21 @@ impl LabArgs {
                 self.run
             ));
         }
+        let guest_run = run.into_options()?;
+        // Targets that only DWARF can place are probed in the guests of
+        // kernels the lab built (it has their vmlinux), unless the run
+        // probes no function or names its own sites.
+        let guest_inline_targets = (guest_run.backend != BackendChoice::NoFunctions
+            && guest_run.inline_sites == InlineSitesFrom::UsualPlaces)
+            .then(|| {
+                mprotect_trace::targets::with_user_probes(&guest_run.probes)
+                    .into_iter()
+                    .map(|target| target.name.into_owned())
+                    .collect()
+            });
         Ok(LabOptions {
             kernels: self.kernels,
+            guest_inline_targets,
             run_args: words,
             repeat: self.repeat,
             smp: self.smp,

@@ -39,6 +39,9 @@ const BROKEN_LINE: &str = "this line does not compile;\n";
 /// The guests' run: no function probe, so the only cost compared is the
 /// kernels'; 4 runs a side are the fewest a rank test can call significant.
 const RUN: &str = "--mapping-mb 16 --iterations 20 --backend none";
+/// The cached lab's run: function probes, so the inline sites the lab read
+/// from the vmlinux it built are probed in the guest.
+const PROBED_RUN: &str = "--mapping-mb 16 --iterations 20";
 const REPEAT: &str = "4";
 
 fn cache_root() -> PathBuf {
@@ -191,11 +194,12 @@ fn attribution(tree: &Path, root: &Path) -> Result<u64> {
         started.elapsed().as_secs_f64()
     );
 
-    // Again: nothing is built, and the kernels are ready in seconds.
+    // Again: nothing is built, and the kernels are ready in seconds. This
+    // time the guests probe functions, at the inline sites of the kept vmlinux.
     let again: Vec<String> = kernels(tree, &["base", "injected"])
         .into_iter()
         .chain(words("--accel tcg-icount --repeat 1"))
-        .chain(["--run".to_owned(), RUN.to_owned()])
+        .chain(["--run".to_owned(), PROBED_RUN.to_owned()])
         .collect();
     let (status, stderr, summary) = lab(&again, &root.join("again"))?;
     ensure!(status.success(), "the second lab exited {status}; stderr:\n{stderr}");
@@ -210,7 +214,19 @@ fn attribution(tree: &Path, root: &Path) -> Result<u64> {
         .context("no kernels_ready_s")?;
     ensure!(ready < 30.0, "the cached kernels took {ready:.1} s to be ready");
     println!("lab-tree-check: the second lab built nothing: both kernels cached, ready in {ready:.1} s");
-    Ok(3)
+    let line = inline_sites_probed(&root.join("again/linux@base/smp-1/run-01/report.json"))?;
+    println!("lab-tree-check: in the built base kernel's guest, {line}");
+    Ok(4)
+}
+
+/// The guest's run probed the function the build inlined at the sites the
+/// lab read from its vmlinux, and counted every page table walked.
+fn inline_sites_probed(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let report = mprotect_trace::model::Report::parse(&bytes, "the guest's report")?;
+    let walks = report.workload.as_ref().map_or(0, |w| w.pte_table_walks);
+    ensure!(walks > 0, "the guest's workload walked no page table");
+    crate::vm_inline_probes::check_counted(&report, INJECTED_FUNCTION, walks)
 }
 
 /// Each refusal is one line, and leaves nothing half-written.

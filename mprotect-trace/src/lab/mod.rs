@@ -53,6 +53,10 @@ pub struct LabOptions {
     pub base_config: Option<PathBuf>,
     /// Words added to every guest's kernel command line.
     pub append: String,
+    /// The targets whose inlined instances a guest probes when its kernel
+    /// comes with a vmlinux (one the lab built); `None` when the guests'
+    /// run probes no function or brings its own sites.
+    pub guest_inline_targets: Option<Vec<String>>,
     /// QEMU is stopped after this long.
     pub boot_timeout: Duration,
     pub json: bool,
@@ -60,6 +64,9 @@ pub struct LabOptions {
 
 /// The file the guest's report is saved as in each run directory.
 const CONSOLE_LOG: &str = "console.log";
+/// Where a guest finds the inline sites the host read from its vmlinux
+/// (the guest has no room for the vmlinux itself).
+const GUEST_INLINE_SITES: &str = "/inline-sites.json";
 
 /// The default kernel cache: `$XDG_CACHE_HOME/mprotect-trace/kernels`.
 pub fn default_cache() -> PathBuf {
@@ -325,17 +332,9 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
     for note in &notes {
         eprintln!("note: {note}");
     }
-    let script = guest_script(&options.run_args);
     let initramfs: Vec<Initramfs> = kernels
         .iter()
-        .map(|kernel| {
-            let dir = output.join(&kernel.label);
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let initramfs = Initramfs::build(&dir, &kernel.busybox, &kernel.tracer, &script)?;
-            // Only the packed archive is kept: the staging tree is a copy.
-            let _ = std::fs::remove_dir_all(dir.join("initramfs"));
-            Ok(initramfs)
-        })
+        .map(|kernel| guest_initramfs(kernel, options, &output))
         .collect::<Result<_>>()?;
 
     let plan = interleaved(kernels.len(), &options.smp, options.repeat);
@@ -437,6 +436,50 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
         None if summary.complete() => ExitCode::SUCCESS,
         None => ExitCode::FAILURE,
     })
+}
+
+/// One kernel's initramfs. A kernel with a vmlinux gets the inline sites
+/// of the guests' targets, read on the host, and its guests' runs probe
+/// them (`run --inline-sites`).
+fn guest_initramfs(kernel: &LabKernel, options: &LabOptions, output: &Path) -> Result<Initramfs> {
+    let dir = output.join(&kernel.label);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let sites = match (&kernel.vmlinux, &options.guest_inline_targets) {
+        (Some(vmlinux), Some(targets)) => {
+            let names: Vec<&str> = targets.iter().map(String::as_str).collect();
+            let sites = crate::debuginfo::inline_sites::read(vmlinux, &names)
+                .with_context(|| format!("{}: reading inline sites", kernel.label))?;
+            let path = dir.join("inline-sites.json");
+            crate::output::write_atomically(&path, format!("{}\n", serde_json::to_string_pretty(&sites)?).as_bytes())?;
+            let placed: Vec<String> = sites
+                .functions
+                .iter()
+                .filter(|f| !f.instances.is_empty())
+                .map(|f| format!("{} ({} instances)", f.name, f.instances.len()))
+                .collect();
+            if !placed.is_empty() {
+                eprintln!(
+                    "lab: {}: inline sites from its vmlinux: {}",
+                    kernel.label,
+                    placed.join(", ")
+                );
+            }
+            Some(path)
+        }
+        _ => None,
+    };
+    let mut run_args = options.run_args.clone();
+    let files: Vec<(&Path, &str)> = match &sites {
+        Some(path) => {
+            run_args.extend(["--inline-sites".to_owned(), GUEST_INLINE_SITES.to_owned()]);
+            vec![(path.as_path(), GUEST_INLINE_SITES)]
+        }
+        None => Vec::new(),
+    };
+    let initramfs = Initramfs::build_with(&dir, &kernel.busybox, &kernel.tracer, &guest_script(&run_args), &files)?;
+    // Only the packed archive is kept: the staging tree is a copy.
+    let _ = std::fs::remove_dir_all(dir.join("initramfs"));
+    Ok(initramfs)
 }
 
 /// A lab stopped by `signal` before any boot (while building or
