@@ -3,13 +3,17 @@
 //! twice: each kernel's median is reported with its spread, the two labs
 //! agree within 1 %, the comparison names the functions that carry the
 //! difference, and kernels that cannot boot are refused in one line each
-//! while the others run.
+//! while the others run. The second lab has both kernels' `-dbg` vmlinux:
+//! change_pte_range, which 6.12 inlines and 7.3 calls, is one row with
+//! samples on both sides (without debug info 6.12 has none of its own).
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::Value;
+
+use mprotect_trace::vm::{Arch, KernelImage, kernel};
 
 use crate::command::{cargo, release_binary, run_checked, workspace_root};
 
@@ -21,7 +25,11 @@ const RUN: &str = "--mapping-mb 16 --iterations 20 --backend none";
 const AGREEMENT: f64 = 0.01;
 
 /// One lab: its exit status, its summary (lab.json) and its stderr.
-fn lab(dir: &Path, extra_kernels: &[String]) -> Result<(std::process::ExitStatus, Value, String)> {
+fn lab(
+    dir: &Path,
+    extra_kernels: &[String],
+    extra_args: &[String],
+) -> Result<(std::process::ExitStatus, Value, String)> {
     let _ = std::fs::remove_dir_all(dir);
     let mut command = Command::new(release_binary()?);
     command.arg("lab");
@@ -38,6 +46,7 @@ fn lab(dir: &Path, extra_kernels: &[String]) -> Result<(std::process::ExitStatus
         .args(["--arm64-tracer", "/nonexistent/mprotect-trace"])
         .arg("--cache")
         .arg(&cache)
+        .args(extra_args)
         .arg("-o")
         .arg(dir)
         .output()
@@ -96,7 +105,7 @@ pub fn run() -> Result<u64> {
         "debian:7.3:arm64".to_owned(),
     ];
     let started = std::time::Instant::now();
-    let (status, first, stderr) = lab(&root.join("first"), &refused_kernels)?;
+    let (status, first, stderr) = lab(&root.join("first"), &refused_kernels, &[])?;
     // Refused kernels make the lab incomplete (exit 1), the others ran.
     ensure!(status.code() == Some(1), "the lab with refused kernels exited {status}");
     let expected_refusals = [
@@ -136,7 +145,11 @@ pub fn run() -> Result<u64> {
     ensure!(comparison.is_file(), "no {}", comparison.display());
     let first_time = started.elapsed();
 
-    let (status, second, _) = lab(&root.join("second"), &[])?;
+    // The second lab has both kernels' debug info: 6.12 inlines
+    // change_pte_range into change_protection, 7.3 calls it.
+    let (first_split, _) = change_pte_range_samples(&first)?;
+    let vmlinux = debug_vmlinuxes()?;
+    let (status, second, _) = lab(&root.join("second"), &[], &vmlinux)?;
     ensure!(status.success(), "the second lab exited {status}");
     let second_medians = medians(&second)?;
     for ((label, a), (_, b)) in first_medians.iter().zip(&second_medians) {
@@ -152,10 +165,59 @@ pub fn run() -> Result<u64> {
             difference * 100.0
         );
     }
+    let (joined, rows) = change_pte_range_samples(&second)?;
+    ensure!(
+        first_split.0 == 0 && first_split.1 > 0,
+        "without debug info, 6.12's change_pte_range should have no samples of its own (it is inlined): {first_split:?}"
+    );
+    ensure!(
+        joined.0 > 0 && joined.1 > 0 && rows == 1,
+        "with both kernels' debug info, change_pte_range should be one row with samples on both sides: {joined:?} in {rows} rows"
+    );
+    println!(
+        "lab-check: change_pte_range (6.12 inlines it, 7.3 calls it): samples {first_split:?} without debug info, {joined:?} in one row with both -dbg vmlinuxes"
+    );
     println!(
         "lab-check passed: two kernels x 3 repeats under tcg-icount, twice; the first lab took {:.0} s, both {:.0} s",
         first_time.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    Ok(3 + first_medians.len() as u64)
+    Ok(4 + first_medians.len() as u64)
+}
+
+/// `--vmlinux` of both kernels: their `-dbg` packages' DWARF vmlinux.
+fn debug_vmlinuxes() -> Result<Vec<String>> {
+    let cache = workspace_root().join("target/vm/kernels");
+    KERNELS
+        .iter()
+        .map(|spec| {
+            let series = spec.trim_start_matches("debian:");
+            let image = KernelImage::debian_cloud(series, Arch::X86_64, &cache)?;
+            let vmlinux = kernel::debian_debug_vmlinux(&image, &cache)?;
+            Ok(["--vmlinux".to_owned(), vmlinux.display().to_string()])
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(|pairs| pairs.concat())
+}
+
+/// change_pte_range's self samples on each side of a lab's comparison,
+/// and how many rows name it (with or without " (inlined)").
+fn change_pte_range_samples(summary: &Value) -> Result<((u64, u64), usize)> {
+    let dir = summary["comparisons"][0]["dir"]
+        .as_str()
+        .context("no comparison directory")?;
+    let comparison: Value = serde_json::from_slice(&std::fs::read(Path::new(dir).join("comparison.json"))?)?;
+    let sampled = comparison["against_baseline"][0]["sampled"]
+        .as_array()
+        .context("no sampled functions in comparison.json")?;
+    let rows: Vec<&Value> = sampled
+        .iter()
+        .filter(|f| {
+            f["name"]
+                .as_str()
+                .is_some_and(|n| n.trim_end_matches(" (inlined)") == "change_pte_range")
+        })
+        .collect();
+    let samples = |side: &str| rows.iter().filter_map(|f| f[side].as_u64()).sum::<u64>();
+    Ok(((samples("a_self_samples"), samples("b_self_samples")), rows.len()))
 }
