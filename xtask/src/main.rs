@@ -32,7 +32,7 @@ enum Task {
     Setup,
     /// Set up, build release, and run the main job: doctor, then trace the default workload.
     Run,
-    /// Set up, then run every check and test: fmt, clippy, unit and kernel tests.
+    /// Set up, then run every check and test: fmt, clippy, unit and kernel tests, the labs.
     Test,
     /// Open a real run's flame.svg and report.html in headless Chromium: screenshots and checks.
     FlameCheck,
@@ -83,6 +83,8 @@ fn main() -> Result<()> {
             }
             tally.step("vm-test", || vm::run(None));
             tally.step("lab-check", lab::run);
+            // Before readme-check: the README's tree example boots its kernels.
+            tally.step("lab-tree-check", lab_tree::run);
             tally.step("flame-check", browser::run);
             tally.step("readme-check", readme::run);
             // One closing line for CI: every check of every step.

@@ -221,6 +221,7 @@ impl Machine {
         let mut text = String::new();
         let mut init_done = None;
         let mut stopped = None;
+        let mut killed = false;
         loop {
             match lines.recv_timeout(Duration::from_millis(250)) {
                 Ok(line) => {
@@ -248,10 +249,12 @@ impl Machine {
                 } else {
                     None
                 };
-                if stopped.is_some() {
-                    // The rest of what it printed still arrives, then the channel closes.
-                    guest.kill();
-                }
+            }
+            // Once, whatever stopped it (a halt is seen on a console line):
+            // the rest of what it printed still arrives, then the channel closes.
+            if stopped.is_some() && !killed {
+                killed = true;
+                guest.kill();
             }
         }
         let status = guest.child.wait().context("waiting for QEMU")?;
