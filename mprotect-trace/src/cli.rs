@@ -182,6 +182,11 @@ struct WorkloadArgs {
     /// never for the run (root), restored after. Shared or private dirty toggle.
     #[arg(long, value_name = "KB", value_parser = whole::<u64>)]
     folio_kb: Option<u64>,
+    /// After each iteration, outside the timed windows, spin a random time
+    /// below this many µs: a sampler with a fixed period then cannot lock
+    /// onto the loop, as it does under deterministic time (QEMU -icount).
+    #[arg(long, default_value_t = 0, value_name = "US", value_parser = whole::<u64>)]
+    dither_us: u64,
 }
 
 impl WorkloadArgs {
@@ -196,6 +201,7 @@ impl WorkloadArgs {
             threads: self.threads,
             touch: !self.no_touch,
             folio_kb: self.folio_kb,
+            dither_us: self.dither_us,
         }
     }
 }
@@ -561,7 +567,7 @@ struct LabArgs {
 
 impl LabArgs {
     fn into_options(self) -> Result<LabOptions> {
-        let (run, words) = run_options_of("--run", &self.run, ("a guest's", "lab"))?;
+        let (run, mut words) = run_options_of("--run", &self.run, ("a guest's", "lab"))?;
         if !run.command.is_empty() || run.pid.is_some() {
             return Err(anyhow!(
                 "--run {:?}: a guest has neither your command nor your processes; trace the workload or -a",
@@ -569,6 +575,21 @@ impl LabArgs {
             ));
         }
         let guest_run = run.into_options()?;
+        let mut notes = Vec::new();
+        // Under instruction counting every iteration is as long as the last
+        // and the sampler's period is fixed: the samples would lock onto a
+        // few places of the loop. A random spin of up to one sampling period
+        // between iterations spreads them.
+        if let (Some(Accel::TcgIcount), Some(hz), TraceTarget::Workload(workload)) =
+            (Accel::from_name(&self.accel), guest_run.sample_hz, &guest_run.target)
+            && workload.dither_us == 0
+        {
+            let period_us = 1_000_000u64.div_ceil(hz.max(1));
+            words.extend(["--dither-us".to_owned(), period_us.to_string()]);
+            notes.push(format!(
+                "under tcg-icount the guests' workload spins a random time below one sampling period ({period_us} µs) after each iteration (--dither-us), so that samples do not lock onto the loop"
+            ));
+        }
         // Targets that only DWARF can place are probed in the guests of
         // kernels the lab built (it has their vmlinux), unless the run
         // probes no function or names its own sites.
@@ -583,6 +604,7 @@ impl LabArgs {
         Ok(LabOptions {
             kernels: self.kernels,
             guest_inline_targets,
+            notes,
             run_args: words,
             repeat: self.repeat,
             smp: self.smp,

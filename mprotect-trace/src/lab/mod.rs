@@ -57,6 +57,8 @@ pub struct LabOptions {
     /// comes with a vmlinux (one the lab built); `None` when the guests'
     /// run probes no function or brings its own sites.
     pub guest_inline_targets: Option<Vec<String>>,
+    /// What the caller changed in the guests' run, said in the summary.
+    pub notes: Vec<String>,
     /// QEMU is stopped after this long.
     pub boot_timeout: Duration,
     pub json: bool,
@@ -315,7 +317,7 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
     }
     let kernels_ready_s = started.elapsed().as_secs_f64();
     eprintln!("lab: {} kernels ready in {kernels_ready_s:.1} s", kernels.len());
-    let mut notes = Vec::new();
+    let mut notes = options.notes.clone();
     if !options.run_args.iter().any(|word| word.starts_with("--backend")) {
         notes.push(
             "function probes add their own cost to the times compared, and differently on each kernel (what each inlines differs): --run \"--backend none ...\" times the workload with the syscall tracepoints and sampling only".to_owned(),

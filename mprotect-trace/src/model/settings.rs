@@ -44,6 +44,10 @@ pub struct WorkloadSettings {
     pub touch: bool,
     /// `--folio-kb`: the multi-size THP folio size asked for.
     pub folio_kb: Option<u64>,
+    /// `--dither-us`: the random spin after each iteration (0 in reports
+    /// older than it).
+    #[serde(default)]
+    pub dither_us: u64,
 }
 
 /// One setting that differs between two runs.
@@ -78,6 +82,7 @@ impl Settings {
                 cpu: None,
                 touch: true,
                 folio_kb: None,
+                dither_us: 0,
             }),
             command: Vec::new(),
             pid: None,

@@ -20,6 +20,7 @@ pub fn of(options: &RunOptions) -> Result<Settings> {
                 cpu: plan.cpu,
                 touch: plan.touch,
                 folio_kb: plan.folio_kb,
+                dither_us: plan.dither_us,
             })
         }
         _ => None,

@@ -232,6 +232,51 @@ fn run_thread(plan: &Plan, barriers: &Barriers, main: Option<(&ProgressBar, Star
     Ok(outcome)
 }
 
+/// A random spin between iterations, outside the timed windows. Under
+/// QEMU's instruction counting every iteration takes exactly as long and
+/// the sampler's period is fixed, so without it the samples fall on the
+/// same few places of the loop in every iteration: a change anywhere in
+/// the loop then moves samples between the functions around it.
+struct Dither {
+    max_ns: u64,
+    /// xorshift64 state: statistical quality is not needed, only no period
+    /// in step with the sampler's.
+    state: u64,
+}
+
+impl Dither {
+    fn new(max_us: u64) -> Self {
+        let mut seed = [0u8; 8];
+        // SAFETY: writes at most 8 bytes into `seed`; GRND_INSECURE never blocks.
+        let got = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), libc::GRND_INSECURE) };
+        let seed = if got == 8 {
+            u64::from_ne_bytes(seed)
+        } else {
+            // Old kernels: the clock is seed enough.
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        };
+        Self {
+            max_ns: max_us.saturating_mul(1000),
+            state: seed | 1,
+        }
+    }
+
+    fn spin(&mut self) {
+        if self.max_ns == 0 {
+            return;
+        }
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        let until = Instant::now() + std::time::Duration::from_nanos(self.state % self.max_ns);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 fn prefault(plan: &Plan, mapping: &Mapping) {
     if plan.scenario.writes_pages() {
         mapping.write_each_page(1);
@@ -247,6 +292,7 @@ fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&Prog
     let before = smaps::read_own(mapping.start())?;
     let folios_before = folio_audit(plan, &mapping)?;
     let writes = plan.scenario.writes_pages();
+    let mut dither = Dither::new(plan.dither_us);
     let mut measuring = None;
     for iteration in 0..plan.warmup + plan.iterations {
         if stop_requested() {
@@ -268,6 +314,7 @@ fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&Prog
             }
         }
         let touched = Instant::now();
+        dither.spin();
         outcome.mprotect_calls += 2;
         outcome.pte_table_walks += 2 * mapping.pte_tables();
         if iteration >= plan.warmup {
@@ -295,6 +342,7 @@ fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&Prog
 /// A fresh, write-prefaulted mapping per iteration and one timed mprotect(PROT_READ).
 fn single_protect_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&ProgressBar>) -> Result<()> {
     let total = plan.warmup + plan.iterations;
+    let mut dither = Dither::new(plan.dither_us);
     let mut before = None;
     for iteration in 0..total {
         if stop_requested() {
@@ -310,6 +358,7 @@ fn single_protect_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Opti
         mapping.protect(libc::PROT_READ)?;
         let protected = Instant::now();
         drop(measuring);
+        dither.spin();
         outcome.mprotect_calls += 1;
         outcome.pte_table_walks += mapping.pte_tables();
         if iteration >= plan.warmup {

@@ -21,6 +21,8 @@ pub struct WorkloadOptions {
     pub touch: bool,
     /// Back the mapping with multi-size THP folios of this size (kB).
     pub folio_kb: Option<u64>,
+    /// After each iteration, spin a random time below this many µs (0: none).
+    pub dither_us: u64,
 }
 
 impl Default for WorkloadOptions {
@@ -35,6 +37,7 @@ impl Default for WorkloadOptions {
             threads: 1,
             touch: true,
             folio_kb: None,
+            dither_us: 0,
         }
     }
 }
@@ -53,6 +56,7 @@ pub struct Plan {
     pub cpu: Option<usize>,
     pub touch: bool,
     pub folio_kb: Option<u64>,
+    pub dither_us: u64,
 }
 
 impl WorkloadOptions {
@@ -79,6 +83,9 @@ impl WorkloadOptions {
         }
         if let Some(kb) = self.folio_kb {
             args.extend(["--folio-kb".to_owned(), kb.to_string()]);
+        }
+        if self.dither_us > 0 {
+            args.extend(["--dither-us".to_owned(), self.dither_us.to_string()]);
         }
         args
     }
@@ -165,6 +172,7 @@ impl WorkloadOptions {
             cpu: self.cpu,
             touch: self.touch,
             folio_kb: self.folio_kb,
+            dither_us: self.dither_us,
         })
     }
 }
