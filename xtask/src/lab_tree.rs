@@ -30,10 +30,12 @@ use crate::command::{cargo, output_of, release_binary, run_checked, workspace_ro
 const INJECTED_FUNCTION: &str = "change_pte_range";
 /// The line of mm/mprotect.c the work goes before (change_pte_range's first statement).
 const ANCHOR: &str = "\ttlb_change_page_size(tlb, PAGE_SIZE);\n";
-/// About 15,000 instructions per page table (512 pages): under tcg-icount
-/// about 30 ns/page per mprotect() call.
+/// About 30,000 instructions per page table (512 pages): under tcg-icount
+/// about 60 ns/page per mprotect() call, two calls an iteration. Large
+/// beside the ~10 ns/page that samples move between the small inlined
+/// helpers of change_pte_range when its code shifts by a few bytes.
 const INJECTED_WORK: &str = "\t/* mprotect-trace lab-tree-check: known work. */\n\
-    \tfor (int lab_i = 0; lab_i < 5000; lab_i++)\n\
+    \tfor (int lab_i = 0; lab_i < 10000; lab_i++)\n\
     \t\tasm volatile(\"\" ::: \"memory\");\n";
 const BROKEN_LINE: &str = "this line does not compile;\n";
 /// The guests' run: no function probe, so the only cost compared is the

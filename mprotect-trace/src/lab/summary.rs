@@ -438,7 +438,7 @@ impl LabSummary {
         if self.failed_attempts > 0 {
             let _ = writeln!(
                 out,
-                "\n{} of {} boots failed and were tried again; their consoles are kept as run-NN.failed-K.log",
+                "\n{} of {} boots failed (tried again unless retrying could not help); their consoles are kept as run-NN.failed-K.log",
                 self.failed_attempts, self.boots
             );
         }
@@ -562,7 +562,10 @@ mod tests {
             text.contains("debian-7.3 against debian-6.12: iteration ns/page x2.333; no claim: 3 and 3 runs"),
             "{text}"
         );
-        assert!(text.contains("2 of 12 boots failed and were tried again"), "{text}");
+        assert!(
+            text.contains("2 of 12 boots failed (tried again unless retrying could not help)"),
+            "{text}"
+        );
     }
 
     #[test]
