@@ -525,6 +525,49 @@ fn a_deadline_stops_the_workload_cleanly_with_what_it_did() {
     assert_eq!(workload.mprotect_calls, report.syscall.latency.calls);
 }
 
+/// The syscall row's calls/iter of a printed table.
+fn syscall_calls_per_iteration(table: &str) -> String {
+    let row = table
+        .lines()
+        .find(|line| line.starts_with("mprotect (syscall) "))
+        .unwrap_or_else(|| panic!("no syscall row in:\n{table}"));
+    // "mprotect (syscall)", the backend, the calls, then calls/iter.
+    row.split_whitespace().nth(4).unwrap_or_default().to_owned()
+}
+
+/// After a deadline, calls/iter divides by the iterations actually run
+/// (warmup included), not the planned ones: two toggles an iteration,
+/// in the run's table and in `report` of it alike.
+#[test]
+fn calls_per_iteration_after_a_deadline_divide_by_the_iterations_run() {
+    let dir = out_dir("deadline-per-iteration");
+    let output = run(&[
+        "-o",
+        dir.to_str().unwrap(),
+        "--duration",
+        "0.3",
+        "--iterations",
+        "100000000",
+        "--mapping-mb",
+        "8",
+        "--no-sample",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let workload = common::report(&dir).workload.expect("the workload's result");
+    assert!(workload.stopped_early, "the deadline did not stop the workload");
+    assert_eq!(workload.iterations_done, workload.measured_iterations + workload.warmup);
+    assert_eq!(
+        syscall_calls_per_iteration(&String::from_utf8_lossy(&output.stdout)),
+        "2.00"
+    );
+    let report = common::binary().arg("report").arg(&dir).output().unwrap();
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    assert_eq!(
+        syscall_calls_per_iteration(&String::from_utf8_lossy(&report.stdout)),
+        "2.00"
+    );
+}
+
 /// `--backend none`: no function probe (so no probe's cost in the times),
 /// the syscall still counted exactly; with a `--probe`, refused.
 #[test]

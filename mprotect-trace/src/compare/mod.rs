@@ -397,13 +397,10 @@ fn latency<'a>(report: &'a Report, name: &str) -> Option<(&'a ValueStats, String
     ))
 }
 
-/// Measured workload iterations (warmup included, every thread and round) and pages.
+/// Workload iterations run (warmup included, every thread and round) and pages.
 fn iterations(report: &Report) -> Option<(f64, f64)> {
     let w = report.workload.as_ref()?;
-    Some((
-        ((w.iterations + w.warmup) * w.rounds * w.threads) as f64,
-        w.pages as f64,
-    ))
+    Some((w.iterations_run() as f64, w.pages as f64))
 }
 
 /// Time in `name` (the syscall or a target) per workload iteration and page.

@@ -26,12 +26,12 @@ fn opt_ns(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), format_ns)
 }
 
-/// Workload iterations (warmup included) the calls are divided by.
+/// Workload iterations run (warmup included) the calls are divided by.
 fn iterations(report: &Report) -> Option<u64> {
     report
         .workload
         .as_ref()
-        .map(|w| (w.iterations + w.warmup) * w.rounds * w.threads)
+        .map(crate::model::WorkloadResult::iterations_run)
 }
 
 fn latency_row(
