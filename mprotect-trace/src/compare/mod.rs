@@ -436,7 +436,7 @@ fn pair(a: &Side, b: &Side, differences: Vec<Difference>, notes: &mut Vec<String
     let mut targets = Vec::new();
     for name in &names {
         for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
-            let value = |r: &Report| latency(r, name).and_then(|(stats, _)| stats.histogram.quantile(q));
+            let value = |r: &Report| latency(r, name).and_then(|(stats, _)| stats.quantile(q));
             metrics.extend(metric_delta(
                 format!("{name} {label}"),
                 "ns",

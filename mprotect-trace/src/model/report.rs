@@ -440,6 +440,29 @@ pub fn prot_name(bucket: usize) -> String {
     }
 }
 
+/// Keeps every latency summary's percentiles within its min and max, as
+/// [`super::ValueStats::quantile`] gives them: reports written before it
+/// hold bucket midpoints beyond the extremes.
+fn clamp_percentiles(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(object) => {
+            let bound = |key: &str| object.get(key).and_then(serde_json::Value::as_f64);
+            if let (Some(min), Some(max)) = (bound("min_ns"), bound("max_ns")) {
+                for key in ["p50_ns", "p90_ns", "p99_ns", "p999_ns"] {
+                    if let Some(p) = object.get_mut(key)
+                        && let Some(ns) = p.as_f64()
+                    {
+                        *p = serde_json::json!(ns.clamp(min, max.max(min)));
+                    }
+                }
+            }
+            object.values_mut().for_each(clamp_percentiles);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(clamp_percentiles),
+        _ => {}
+    }
+}
+
 impl Report {
     /// Reads a saved run: `DIR` (holding report.json) or the file itself.
     /// Every way it can be wrong gets a one-line error naming the fix.
@@ -472,6 +495,8 @@ impl Report {
                 "{name} has report schema {version}, newer than the {SCHEMA_VERSION} this mprotect-trace reads: upgrade mprotect-trace"
             );
         }
+        let mut value = value;
+        clamp_percentiles(&mut value);
         serde_json::from_value(value)
             .map_err(|err| anyhow::anyhow!("{name} is not a valid schema-{version} report: {err}"))
     }

@@ -110,6 +110,16 @@ impl ValueStats {
         }
     }
 
+    /// The value at quantile `q` (0..=1): its bucket's midpoint, kept
+    /// within the min and max seen (a midpoint may lie beyond them).
+    /// Every percentile a report, table or comparison shows is this one.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let midpoint = self.histogram.quantile(q)?;
+        let low = self.min.map_or(f64::NEG_INFINITY, |min| min as f64);
+        let high = self.max.map_or(f64::INFINITY, |max| max as f64);
+        Some(midpoint.clamp(low, high.max(low)))
+    }
+
     /// What was recorded since `earlier` (one `--interval`). The kernel
     /// keeps one min and one max for the whole run: an extreme that moved
     /// since `earlier` was reached in the interval and is exact; else the
@@ -200,17 +210,16 @@ pub struct LatencySummary {
 
 impl LatencySummary {
     pub fn of(stats: &ValueStats) -> Self {
-        let h = &stats.histogram;
         Self {
             calls: stats.count,
             total_ns: stats.total,
             mean_ns: stats.mean(),
             min_ns: stats.min,
             max_ns: stats.max,
-            p50_ns: h.quantile(0.5),
-            p90_ns: h.quantile(0.9),
-            p99_ns: h.quantile(0.99),
-            p999_ns: h.quantile(0.999),
+            p50_ns: stats.quantile(0.5),
+            p90_ns: stats.quantile(0.9),
+            p99_ns: stats.quantile(0.99),
+            p999_ns: stats.quantile(0.999),
         }
     }
 }
@@ -297,5 +306,18 @@ mod tests {
         assert_eq!((one.min, one.max), (Some(3705), Some(3705)));
         let quiet = LatencySummary::of(&later.since(&later));
         assert_eq!((quiet.calls, quiet.min_ns, quiet.max_ns), (0, None, None));
+    }
+
+    /// A percentile is its bucket's midpoint, but never outside the values
+    /// seen: 3600 and 3700 share the bucket [3584, 3712), midpoint 3648.
+    #[test]
+    fn percentiles_stay_within_the_min_and_max() {
+        let below = LatencySummary::of(&stats(&[3600]));
+        assert_eq!(
+            (below.p50_ns, below.p999_ns, below.max_ns),
+            (Some(3600.0), Some(3600.0), Some(3600))
+        );
+        let above = LatencySummary::of(&stats(&[3700, 3700]));
+        assert_eq!((above.p50_ns, above.min_ns), (Some(3700.0), Some(3700)));
     }
 }
