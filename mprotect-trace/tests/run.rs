@@ -568,6 +568,40 @@ fn calls_per_iteration_after_a_deadline_divide_by_the_iterations_run() {
     );
 }
 
+/// `run 2>&1 | head`: the one reader of stdout and stderr is gone. The
+/// run still writes its whole directory and says so by its exit code (1),
+/// as with only stdout piped; it does not panic on its first stderr line.
+#[test]
+fn a_closed_pipe_on_stdout_and_stderr_still_leaves_a_whole_run() {
+    let dir = out_dir("closed-pipe");
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let status = common::binary()
+        .args([
+            "run",
+            "-o",
+            dir.to_str().unwrap(),
+            "--iterations",
+            "20",
+            "--mapping-mb",
+            "4",
+        ])
+        .stdout(writer.try_clone().expect("a second end"))
+        .stderr(writer)
+        .status()
+        .expect("running mprotect-trace run");
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    for file in [
+        "report.json",
+        "report.html",
+        "flame.svg",
+        "profile.pb.gz",
+        "stacks.folded",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} not written");
+    }
+}
+
 /// `--backend none`: no function probe (so no probe's cost in the times),
 /// the syscall still counted exactly; with a `--probe`, refused.
 #[test]
