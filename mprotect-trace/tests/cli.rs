@@ -212,3 +212,36 @@ fn a_saved_runs_percentiles_stay_within_its_extremes() {
         assert_eq!(latency[key].as_f64(), Some(20959.0), "{key}");
     }
 }
+
+/// Counts whose calls do not fit in 64 bits are refused in one line, not
+/// wrapped into a handful of iterations reported as a success.
+#[test]
+fn counts_beyond_64_bits_are_refused() {
+    let max = u64::MAX.to_string();
+    let half = (u64::MAX / 2).to_string();
+    for (args, iterations, warmup, rounds) in [
+        (vec!["workload", "--iterations", &max], max.as_str(), "5", "1"),
+        (vec!["workload", "--warmup", &max], "200", max.as_str(), "1"),
+        (
+            vec!["workload", "--iterations", &half, "--rounds", "3"],
+            half.as_str(),
+            "5",
+            "3",
+        ),
+        (
+            vec!["run", "--iterations", &max, "--duration", "1"],
+            max.as_str(),
+            "5",
+            "1",
+        ),
+    ] {
+        let args = [&args[..], &["--mapping-mb", "1"]].concat();
+        assert_eq!(
+            refused(&args),
+            format!(
+                "error: --iterations {iterations} and --warmup {warmup} in {rounds} round(s) of 1 thread(s) make more mprotect calls than 64 bits count: lower them (--duration ends a long run early)"
+            ),
+            "{args:?}"
+        );
+    }
+}
