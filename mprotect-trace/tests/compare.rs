@@ -482,3 +482,67 @@ fn the_comparison_page_is_titled_with_what_differs() {
     );
     assert!(name(&d).ends_with("-td"));
 }
+
+/// Two one-run sides whose stack samples give `functions` the self shares
+/// `(name, A, B)`, A's syscall at 200 ns/page and B's at 230.
+fn sampled_sides(name: &str, functions: &[(&str, f64, f64)]) -> (PathBuf, PathBuf) {
+    let mut a = report(
+        "6.16",
+        100_000,
+        100_000,
+        latency(8, 100_000, 98304, 102400),
+        latency(8, 50_000, 49152, 51200),
+    );
+    let mut b = report(
+        "6.17",
+        130_000,
+        100_000,
+        latency(8, 115_000, 114688, 118784),
+        latency(8, 62_500, 61440, 63488),
+    );
+    let shares =
+        |pick: fn(&(&str, f64, f64)) -> f64| -> Vec<(&str, f64)> { functions.iter().map(|f| (f.0, pick(f))).collect() };
+    a["sampling"] = sampling(&shares(|f| f.1));
+    b["sampling"] = sampling(&shares(|f| f.2));
+    (write(&format!("{name}-a"), &a), write(&format!("{name}-b"), &b))
+}
+
+/// The lines of the text comparison's table that starts with `heading`,
+/// up to the blank line after it.
+fn table<'a>(text: &'a str, heading: &str) -> Vec<&'a str> {
+    text.lines()
+        .skip_while(|line| !line.starts_with(heading))
+        .take_while(|line| !line.is_empty())
+        .collect()
+}
+
+/// The column of differences is the Hodges-Lehmann shift, named so and
+/// explained, not "B-A" beside medians it is not the difference of; a
+/// shift that rests on a few samples says so.
+#[test]
+fn the_shift_column_is_named_and_explained() {
+    let (a, b) = sampled_sides(
+        "shift",
+        &[
+            ("change_pte_range", 0.5, 0.6),
+            ("prot_commit_flush_ptes", 0.495, 0.391),
+            ("vm_normal_page", 0.005, 0.009),
+        ],
+    );
+    let text = String::from_utf8_lossy(&compare(&[path(&a), path(&b)]).stdout).into_owned();
+    assert!(!text.contains("B-A"), "{text}");
+    let costs = table(&text, "per workload iteration");
+    assert!(costs[0].contains("shift (HL) [interval]"), "{text}");
+    let sampled = table(&text, "kernel function");
+    assert!(sampled[0].contains("shift (HL) [interval]"), "{text}");
+    let few = sampled.iter().find(|row| row.starts_with("vm_normal_page")).unwrap();
+    assert!(few.starts_with("vm_normal_page *"), "{few}");
+    assert!(
+        text.contains("\n* fewer than 10 samples on each side: too few for its shift to mean anything\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nshift (HL): the Hodges-Lehmann shift of a side against the baseline (B against A): the median of the differences B - A of every pair of their runs' values, not the difference of the two medians beside it\n"),
+        "{text}"
+    );
+}

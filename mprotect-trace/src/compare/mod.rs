@@ -22,6 +22,9 @@ use crate::statistics::{self, ALPHA, Detectable, Interval, RankTest};
 pub const SYSCALL: &str = "mprotect (syscall)";
 /// Functions listed in the sampled decomposition.
 const SAMPLED_ROWS: usize = 10;
+/// Self samples below which, on both sides, a function's shift means
+/// nothing: one standard error of n samples is sqrt(n), a third of 9.
+pub const FEW_SAMPLES: u64 = 10;
 /// Runs a side needs before the rank test can reach `ALPHA` (4 and 4: p >= 2/70).
 pub const FEWEST_RUNS: usize = 4;
 
@@ -55,6 +58,8 @@ pub struct Design {
     pub test: &'static str,
     pub interval: &'static str,
     pub detectable: &'static str,
+    /// What the shift column (`delta_ns_per_page`) is.
+    pub shift: &'static str,
     pub alpha: f64,
 }
 
@@ -62,6 +67,7 @@ const UNIT: &str =
     "one value per run: the run's median iteration ns/page, and the run's p50 and p99 latency of each target";
 const TEST: &str = "two-sided Wilcoxon-Mann-Whitney rank test on the per-run values, exact (permutation distribution, ties as midranks) up to 60 runs";
 const INTERVAL: &str = "Hodges-Lehmann: B/A is exp of the median of all pairwise differences of log values, with its exact distribution-free interval of at least 95 %";
+const SHIFT: &str = "the Hodges-Lehmann shift of a side against the baseline (B against A): the median of the differences B - A of every pair of their runs' values, not the difference of the two medians beside it";
 const DETECTABLE: &str = "the smallest change X this design detects with 80 % power at alpha 0.05 (B/A above 1 + X or below 1/(1 + X)), from the pooled run-to-run spread of the log values (t approximation scaled by the rank test's efficiency 3/pi)";
 
 #[derive(Debug, Serialize)]
@@ -231,6 +237,8 @@ pub struct SampledDelta {
     pub b_ns_per_page: f64,
     pub delta_ns_per_page: Delta,
     pub share_of_workload_delta: Option<f64>,
+    /// Fewer than [`FEW_SAMPLES`] self samples on each side: its shift is noise.
+    pub few_samples: bool,
 }
 
 /// The function the workload's delta lives in, if the design can say.
@@ -315,6 +323,7 @@ pub fn compare(sides: &[Side], allowed_by: Option<&str>) -> Result<Comparison> {
             test: TEST,
             interval: INTERVAL,
             detectable: DETECTABLE,
+            shift: SHIFT,
             alpha: ALPHA,
         },
         notes,
@@ -544,10 +553,12 @@ fn sampled_deltas(a: &Side, b: &Side, workload_delta: Option<f64>) -> Vec<Sample
                 delta.interval = Some(sampling_interval(va[0], vb[0], delta.estimate));
                 delta.interval_from = IntervalSource::SamplingOnly;
             }
+            let (a_self_samples, b_self_samples) = (va.iter().map(|v| v.3).sum(), vb.iter().map(|v| v.3).sum());
             Some(SampledDelta {
                 name: name.to_owned(),
-                a_self_samples: va.iter().map(|v| v.3).sum(),
-                b_self_samples: vb.iter().map(|v| v.3).sum(),
+                a_self_samples,
+                b_self_samples,
+                few_samples: a_self_samples.max(b_self_samples) < FEW_SAMPLES,
                 a_ns_per_page: statistics::median(&ns_a)?,
                 b_ns_per_page: statistics::median(&ns_b)?,
                 share_of_workload_delta: workload_delta.filter(|w| *w != 0.0).map(|w| delta.estimate / w),

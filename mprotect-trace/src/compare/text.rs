@@ -2,8 +2,27 @@
 
 use std::fmt::Write as _;
 
-use super::{Comparison, Delta, Design, IntervalSource, MetricDelta, OrderKind, PairComparison, Verdict};
+use super::{
+    Comparison, Delta, Design, FEW_SAMPLES, IntervalSource, MetricDelta, OrderKind, PairComparison, SampledDelta,
+    Verdict,
+};
 use crate::output::table::format_ns;
+
+/// The heading of the columns of shifts, explained in the footer.
+pub(super) const SHIFT_HEADING: &str = "shift (HL)";
+
+/// The mark after a sampled function's name whose shift rests on too few samples.
+pub(super) fn few_samples_mark(row: &SampledDelta) -> &'static str {
+    if row.few_samples { " *" } else { "" }
+}
+
+/// The footnote of that mark.
+pub(super) fn few_samples_note(sampled: &[SampledDelta]) -> Option<String> {
+    sampled
+        .iter()
+        .any(|row| row.few_samples)
+        .then(|| format!("* fewer than {FEW_SAMPLES} samples on each side: too few for its shift to mean anything"))
+}
 
 pub(super) fn value(unit: &str, v: f64) -> String {
     if unit == "ns" { format_ns(v) } else { format!("{v:.2}") }
@@ -92,12 +111,13 @@ impl Design {
     }
 
     /// What the statistics are, one `name: text` line each.
-    pub(super) fn method(&self) -> [(&'static str, String); 4] {
+    pub(super) fn method(&self) -> [(&'static str, String); 5] {
         [
             ("unit", self.unit.to_owned()),
             ("test", format!("{}, alpha {}", self.test, self.alpha)),
             ("interval", self.interval.to_owned()),
             ("detectable", self.detectable.to_owned()),
+            (SHIFT_HEADING, self.shift.to_owned()),
         ]
     }
 }
@@ -189,7 +209,7 @@ impl PairComparison {
             format!("calls/it {}", self.b),
             format!("ns/page {}", self.a),
             format!("ns/page {}", self.b),
-            format!("{}-{} [interval]", self.b, self.a),
+            format!("{SHIFT_HEADING} [interval]"),
             "of delta"
         );
         // Targets no side measured have nothing to show.
@@ -234,14 +254,14 @@ impl PairComparison {
                 format!("samples {}", self.b),
                 format!("ns/page {}", self.a),
                 format!("ns/page {}", self.b),
-                format!("{}-{} [interval]", self.b, self.a),
+                format!("{SHIFT_HEADING} [interval]"),
                 "of delta"
             );
             for row in &self.sampled {
                 let _ = writeln!(
                     out,
                     "{:<32} {:>9} {:>9} {:>10.2} {:>10.2} {:>26} {:>9}",
-                    row.name,
+                    format!("{}{}", row.name, few_samples_mark(row)),
                     row.a_self_samples,
                     row.b_self_samples,
                     row.a_ns_per_page,
@@ -249,6 +269,9 @@ impl PairComparison {
                     delta(&Some(row.delta_ns_per_page)),
                     optional(row.share_of_workload_delta, |v| format!("{:.0} %", v * 100.0)),
                 );
+            }
+            if let Some(note) = few_samples_note(&self.sampled) {
+                let _ = writeln!(out, "{note}");
             }
         }
         let _ = writeln!(out, "\n{}", self.home.explanation);
