@@ -546,3 +546,42 @@ fn the_shift_column_is_named_and_explained() {
         "{text}"
     );
 }
+
+/// The differential flame graph pools every run of a side, as the tables
+/// do: a function sampled in one of B's runs only is in it, whichever
+/// run is the side's representative.
+#[test]
+fn the_differential_flame_graph_pools_every_run() {
+    let sampled_run = |ns_per_page: u64, second: u32, leaf: &str| {
+        let mut run = repeated(ns_per_page, second);
+        run["sampling"] = sampling(&[(leaf, 1.0)]);
+        run["sampling"]["stacks"] = json!([{"user": [], "kernel": ["do_syscall_64", leaf], "count": 10}]);
+        run
+    };
+    let a = write_side(
+        "flame-a",
+        &[
+            sampled_run(200, 0, "change_pte_range"),
+            sampled_run(201, 2, "change_pte_range"),
+        ],
+    );
+    let b = write_side(
+        "flame-b",
+        &[
+            sampled_run(230, 1, "change_pte_range"),
+            sampled_run(231, 3, "flush_tlb_mm_range"),
+        ],
+    );
+    let out = common::out_dir("compare", "flame-out");
+    let output = compare(&[path(&a), path(&b), "-o", path(&out)]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let svg = std::fs::read_to_string(out.join("diff-flame.svg")).unwrap();
+    for leaf in ["change_pte_range", "flush_tlb_mm_range"] {
+        assert!(svg.contains(leaf), "{leaf} is not in diff-flame.svg");
+    }
+    let html = std::fs::read_to_string(out.join("comparison.html")).unwrap();
+    assert!(
+        html.contains("every run of each side pooled (A: 2 runs, B: 2 runs)"),
+        "{html}"
+    );
+}
