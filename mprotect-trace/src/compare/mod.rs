@@ -22,6 +22,9 @@ use crate::statistics::{self, ALPHA, Detectable, Interval, RankTest};
 pub const SYSCALL: &str = "mprotect (syscall)";
 /// Functions listed in the sampled decomposition.
 const SAMPLED_ROWS: usize = 10;
+/// A sampled function whose time changed by less than this (ns/page per
+/// iteration: the tables print two decimals) did not change: not listed.
+const NO_CHANGE_NS_PER_PAGE: f64 = 0.005;
 /// Self samples below which, on both sides, a function's shift means
 /// nothing: one standard error of n samples is sqrt(n), a third of 9.
 pub const FEW_SAMPLES: u64 = 10;
@@ -565,6 +568,7 @@ fn sampled_deltas(a: &Side, b: &Side, workload_delta: Option<f64>) -> Vec<Sample
                 delta_ns_per_page: delta,
             })
         })
+        .filter(|row| row.delta_ns_per_page.estimate.abs() >= NO_CHANGE_NS_PER_PAGE)
         .collect();
     rows.sort_by(|x, y| {
         y.delta_ns_per_page
@@ -632,11 +636,11 @@ fn home(workload: Option<&MetricDelta>, sampled: &[SampledDelta]) -> Home {
         Some(row) => Home {
             function: Some(row.name.clone()),
             explanation: format!(
-                "the largest change whose interval excludes zero is in {}: {:+.2} ns/page [{:+.2}, {:+.2}]",
+                "the largest change whose interval excludes zero is in {}: {} ns/page [{}, {}]",
                 row.name,
-                row.delta_ns_per_page.estimate,
-                row.delta_ns_per_page.interval.map_or(0.0, |i| i.low),
-                row.delta_ns_per_page.interval.map_or(0.0, |i| i.high)
+                text::signed(row.delta_ns_per_page.estimate),
+                text::signed(row.delta_ns_per_page.interval.map_or(0.0, |i| i.low)),
+                text::signed(row.delta_ns_per_page.interval.map_or(0.0, |i| i.high))
             ),
         },
         None => no_home(

@@ -32,14 +32,23 @@ pub(super) fn optional(v: Option<f64>, format: impl Fn(f64) -> String) -> String
     v.map_or_else(|| "-".to_owned(), format)
 }
 
+/// A change with its sign, two decimals; one that rounds to nothing is
+/// "0.00", neither gained nor lost.
+pub(super) fn signed(v: f64) -> String {
+    match format!("{v:+.2}") {
+        zero if zero == "+0.00" || zero == "-0.00" => "0.00".to_owned(),
+        text => text,
+    }
+}
+
 pub(super) fn delta(d: &Option<Delta>) -> String {
     match d {
         Some(Delta {
             estimate,
             interval: Some(i),
             ..
-        }) => format!("{estimate:+.2} [{:+.2}, {:+.2}]", i.low, i.high),
-        Some(d) => format!("{:+.2}", d.estimate),
+        }) => format!("{} [{}, {}]", signed(*estimate), signed(i.low), signed(i.high)),
+        Some(d) => signed(d.estimate),
         None => "-".to_owned(),
     }
 }
