@@ -619,3 +619,18 @@ fn functions_without_a_change_are_not_listed_as_changes() {
         );
     }
 }
+
+/// A kernel function's name longer than its column moves nothing: every
+/// row of the table is as wide as its heading.
+#[test]
+fn long_function_names_keep_the_columns() {
+    let long = "__raw_callee_save___pv_queued_spin_unlock";
+    let (a, b) = sampled_sides("long-names", &[("change_pte_range", 0.5, 0.6), (long, 0.5, 0.4)]);
+    let text = String::from_utf8_lossy(&compare(&[path(&a), path(&b)]).stdout).into_owned();
+    let rows = table(&text, "kernel function");
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows[2].starts_with(long) || rows[1].starts_with(long), "{text}");
+    for row in &rows {
+        assert_eq!(row.len(), rows[0].len(), "{row:?} in\n{text}");
+    }
+}

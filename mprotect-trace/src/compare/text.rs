@@ -24,6 +24,11 @@ pub(super) fn few_samples_note(sampled: &[SampledDelta]) -> Option<String> {
         .then(|| format!("* fewer than {FEW_SAMPLES} samples on each side: too few for its shift to mean anything"))
 }
 
+/// The width of a column of `names`: `least`, or the longest name's.
+fn name_width<'a>(least: usize, names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(|name| name.chars().count()).fold(least, usize::max)
+}
+
 pub(super) fn value(unit: &str, v: f64) -> String {
     if unit == "ns" { format_ns(v) } else { format!("{v:.2}") }
 }
@@ -177,9 +182,12 @@ impl PairComparison {
         let a_heading = format!("{} median [min, max]", self.a);
         let b_heading = format!("{} median [min, max]", self.b);
         let ratio_heading = format!("{}/{}", self.b, self.a);
+        // A name longer than its column (a --probe of a long kernel
+        // function) widens the column, not its row.
+        let width = name_width(32, self.metrics.iter().map(|m| m.metric.as_str()));
         let _ = writeln!(
             out,
-            "\n{:<32} {:<34} {:<34} {:>7} {:<24} verdict",
+            "\n{:<width$} {:<34} {:<34} {:>7} {:<24} verdict",
             "metric", a_heading, b_heading, ratio_heading, interval_heading
         );
         for m in &self.metrics {
@@ -197,7 +205,7 @@ impl PairComparison {
                 .map_or_else(|| "-".to_owned(), |i| format!("[{:.3}, {:.3}]", i.low, i.high));
             let _ = writeln!(
                 out,
-                "{:<32} {:<34} {:<34} {:>7.3} {:<24} {}",
+                "{:<width$} {:<34} {:<34} {:>7.3} {:<24} {}",
                 m.metric,
                 spread(&m.a),
                 spread(&m.b),
@@ -210,9 +218,16 @@ impl PairComparison {
             let _ = writeln!(out, "no claim: {reason}");
         }
 
+        // Targets no side measured have nothing to show.
+        let measured: Vec<_> = self
+            .targets
+            .iter()
+            .filter(|t| t.ns_per_page_a.is_some() || t.ns_per_page_b.is_some())
+            .collect();
+        let width = name_width(26, measured.iter().map(|t| t.name.as_str()));
         let _ = writeln!(
             out,
-            "\n{:<26} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
+            "\n{:<width$} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
             "per workload iteration",
             format!("calls/it {}", self.a),
             format!("calls/it {}", self.b),
@@ -221,15 +236,10 @@ impl PairComparison {
             format!("{SHIFT_HEADING} [interval]"),
             "of delta"
         );
-        // Targets no side measured have nothing to show.
-        for t in self
-            .targets
-            .iter()
-            .filter(|t| t.ns_per_page_a.is_some() || t.ns_per_page_b.is_some())
-        {
+        for t in measured {
             let _ = writeln!(
                 out,
-                "{:<26} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
+                "{:<width$} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
                 t.name,
                 optional(t.calls_per_iteration_a, |v| format!("{v:.2}")),
                 optional(t.calls_per_iteration_b, |v| format!("{v:.2}")),
@@ -242,7 +252,7 @@ impl PairComparison {
         if let Some(w) = &self.workload_delta_ns_per_page {
             let _ = writeln!(
                 out,
-                "{:<26} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
+                "{:<width$} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
                 "workload (mean)",
                 "",
                 "",
@@ -255,9 +265,15 @@ impl PairComparison {
 
         if !self.sampled.is_empty() {
             let source = self.sampled_intervals();
+            let names: Vec<String> = self
+                .sampled
+                .iter()
+                .map(|row| format!("{}{}", row.name, few_samples_mark(row)))
+                .collect();
+            let width = name_width(32, names.iter().map(String::as_str));
             let _ = writeln!(
                 out,
-                "\nfrom stack samples (self share x syscall ns/page per iteration; {source}):\n{:<32} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
+                "\nfrom stack samples (self share x syscall ns/page per iteration; {source}):\n{:<width$} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
                 "kernel function",
                 format!("samples {}", self.a),
                 format!("samples {}", self.b),
@@ -266,11 +282,10 @@ impl PairComparison {
                 format!("{SHIFT_HEADING} [interval]"),
                 "of delta"
             );
-            for row in &self.sampled {
+            for (row, name) in self.sampled.iter().zip(&names) {
                 let _ = writeln!(
                     out,
-                    "{:<32} {:>9} {:>9} {:>10.2} {:>10.2} {:>26} {:>9}",
-                    format!("{}{}", row.name, few_samples_mark(row)),
+                    "{name:<width$} {:>9} {:>9} {:>10.2} {:>10.2} {:>26} {:>9}",
                     row.a_self_samples,
                     row.b_self_samples,
                     row.a_ns_per_page,
