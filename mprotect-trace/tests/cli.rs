@@ -245,3 +245,42 @@ fn counts_beyond_64_bits_are_refused() {
         );
     }
 }
+
+/// A saved run with `edit` applied to its report.json, in a fresh directory.
+fn saved_run_edited(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> std::path::PathBuf {
+    let mut report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(SAVED_RUN).join("report.json")).unwrap()).unwrap();
+    edit(&mut report);
+    let dir = common::out_dir("cli", name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("report.json"), serde_json::to_vec(&report).unwrap()).unwrap();
+    dir
+}
+
+/// A run without a call has no pages to list and no percentiles to
+/// qualify; a run of milliseconds says its milliseconds.
+#[test]
+fn a_table_leaves_out_what_it_has_nothing_for() {
+    let short = report_table(&[SAVED_RUN]);
+    let header = short.lines().next().unwrap_or_default();
+    assert!(header.contains(" x86_64, 2.06 ms, stopped: "), "{header}");
+    assert!(short.contains("\npages per call:\n  mprotect len "), "{short}");
+    let idle = saved_run_edited("idle", |report| {
+        let empty = serde_json::json!({"count": 0, "total": 0, "min": null, "max": null, "histogram": {"buckets": []}});
+        report["syscall"]["latency_ns"] = empty.clone();
+        report["syscall"]["pages_per_call"] = empty;
+        report["syscall"]["latency"] = serde_json::json!({"calls": 0, "total_ns": 0});
+        report["duration_s"] = serde_json::json!(12.5);
+    });
+    let table = report_table(&[idle.to_str().unwrap()]);
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains(", 12.50 s, stopped: "),
+        "{table}"
+    );
+    assert!(!table.contains("pages per call"), "{table}");
+    assert!(!table.contains("histogram bucket midpoints"), "{table}");
+}

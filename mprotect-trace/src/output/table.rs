@@ -22,6 +22,11 @@ pub fn latency_cell(latency: Option<&LatencySummary>, value: fn(&LatencySummary)
     latency.and_then(value).map_or_else(|| "-".to_owned(), format_ns)
 }
 
+/// How long a run traced: "2.06 ms", "12.50 s" (a short command is not "0.00 s").
+pub fn run_duration(report: &Report) -> String {
+    format_ns(report.duration_s * 1e9)
+}
+
 fn opt_ns(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), format_ns)
 }
@@ -121,10 +126,10 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
     };
     let _ = writeln!(
         out,
-        "mprotect-trace: {what}{tgid} on {} {}, {:.2} s, stopped: {}{partial}\n",
+        "mprotect-trace: {what}{tgid} on {} {}, {}, stopped: {}{partial}\n",
         report.kernel_release,
         report.arch,
-        report.duration_s,
+        run_duration(report),
         report.stop_reason.label()
     );
     let _ = writeln!(
@@ -184,11 +189,23 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
             },
         }
     }
-    let _ = writeln!(
-        out,
-        "(p50/p99 are histogram bucket midpoints, within {:.2} % of the true value)",
-        report.percentile_relative_error * 100.0
-    );
+    // Percentiles to qualify only when some latency has a call.
+    let timed = std::iter::once(&report.syscall.latency)
+        .chain(report.targets.iter().filter_map(|t| t.latency.as_ref()))
+        .chain(
+            report
+                .targets
+                .iter()
+                .filter_map(|t| t.attachment.inlined.as_ref()?.latency.as_ref()),
+        )
+        .any(|latency| latency.calls > 0);
+    if timed {
+        let _ = writeln!(
+            out,
+            "(p50/p99 are histogram bucket midpoints, within {:.2} % of the true value)",
+            report.percentile_relative_error * 100.0
+        );
+    }
     render_distributions(&mut out, report);
     render_field_values(&mut out, report);
     render_per_cpu(&mut out, report);
@@ -326,11 +343,20 @@ fn render_distributions(out: &mut String, report: &Report) {
             top.join(", ")
         );
     }
-    let _ = writeln!(out, "\npages per call:");
-    value_line(out, "mprotect len", &report.syscall.pages_per_call);
-    for target in &report.targets {
-        if let (Some(source), Some(pages)) = (&target.attachment.pages_source, &target.pages_per_call) {
-            value_line(out, source, pages);
+    let pages: Vec<(&str, &ValueStats)> = std::iter::once(("mprotect len", &report.syscall.pages_per_call))
+        .chain(
+            report
+                .targets
+                .iter()
+                .filter_map(|t| t.attachment.pages_source.as_deref().zip(t.pages_per_call.as_ref())),
+        )
+        .filter(|(_, pages)| pages.count > 0)
+        .collect();
+    // No call, no length: no heading over nothing (-a or -p of an idle process).
+    if !pages.is_empty() {
+        let _ = writeln!(out, "\npages per call:");
+        for (source, stats) in pages {
+            value_line(out, source, stats);
         }
     }
     let returns: Vec<(&String, &ValueStats)> = report
