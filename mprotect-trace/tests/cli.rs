@@ -59,11 +59,18 @@ fn negative_numbers_get_a_proper_error() {
         refused(&["run", "--interval", "-0.5"]),
         "error: --interval must be more than 0 seconds (got -0.5)"
     );
-    // Whole-number flags are refused by the parser (usage errors exit 2).
-    for (args, flag) in [
-        (&["workload", "--iterations", "-5"][..], "'--iterations <ITERATIONS>'"),
-        (&["run", "--sample-hz", "-1"][..], "'--sample-hz <HZ>'"),
-        (&["run", "--cpu", "1.5"][..], "'--cpu <CPU>'"),
+    // Whole-number flags are refused by the parser (usage errors exit 2),
+    // each told the least it takes: a count of iterations or samples is
+    // at least 1, a CPU number may be 0.
+    for (args, flag, least) in [
+        (
+            &["workload", "--iterations", "-5"][..],
+            "'--iterations <ITERATIONS>'",
+            1,
+        ),
+        (&["run", "--sample-hz", "-1"][..], "'--sample-hz <HZ>'", 1),
+        (&["run", "--cpu", "1.5"][..], "'--cpu <CPU>'", 0),
+        (&["run", "--warmup", "-1"][..], "'--warmup <WARMUP>'", 0),
     ] {
         let output = common::binary().args(args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -71,10 +78,17 @@ fn negative_numbers_get_a_proper_error() {
         let value = args[2];
         assert_eq!(
             stderr.lines().next(),
-            Some(format!("error: invalid value '{value}' for {flag}: must be a whole number, 0 or more").as_str()),
+            Some(
+                format!("error: invalid value '{value}' for {flag}: must be a whole number, {least} or more").as_str()
+            ),
             "{stderr}"
         );
     }
+    // What the parser calls the least is what the check after it takes.
+    assert_eq!(
+        refused(&["workload", "--iterations", "0"]),
+        "error: --iterations must be at least 1 (got 0)"
+    );
     assert!(Path::new(SAVED_RUN).is_dir());
 }
 

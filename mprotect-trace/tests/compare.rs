@@ -431,6 +431,25 @@ fn bad_report_files_get_one_line_errors() {
     assert!(error(&truncated).contains("is not valid JSON"), "{}", error(&truncated));
     let foreign = write("foreign", &json!({"hello": "world"}));
     assert!(error(&foreign).ends_with("is not an mprotect-trace report (no schema_version)"));
+    // Junk where the JSON should start is not a truncation.
+    let junk = write("junk", &json!({}));
+    std::fs::write(junk.join("report.json"), b"\x00\x01 not json").unwrap();
+    let junk = error(&junk);
+    assert!(
+        junk.contains("is not valid JSON") && !junk.contains("truncated"),
+        "{junk}"
+    );
+    assert!(error(&truncated).contains("truncated?"), "{}", error(&truncated));
+    // A field of the wrong type is named by its path.
+    let mut edited = report("6.18", 100_000, 100_000, latency(8, 1, 1, 2), latency(8, 1, 1, 2));
+    edited["syscall"]["latency"]["calls"] = json!("410");
+    let edited = error(&write("edited", &edited));
+    assert!(
+        edited.contains(
+            "is not a valid schema-3 report: syscall.latency.calls: invalid type: string \"410\", expected u64"
+        ),
+        "{edited}"
+    );
     let newer = write("newer", &json!({"schema_version": 99}));
     assert!(
         error(&newer)

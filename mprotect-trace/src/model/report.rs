@@ -463,6 +463,87 @@ fn clamp_percentiles(value: &mut serde_json::Value) {
     }
 }
 
+/// Where a report that is JSON but not a valid report is wrong: the
+/// path of the field (`syscall.latency.calls`, `targets[2].slot`) and
+/// what is wrong there. serde says only where in the text, so the value
+/// is parsed again as compact text, whose columns are byte offsets, and
+/// the path to that offset is read off the text.
+fn where_invalid(value: &serde_json::Value) -> Option<(String, String)> {
+    let text = serde_json::to_string(value).ok()?;
+    let err = serde_json::from_str::<Report>(&text).err()?;
+    let message = err.to_string();
+    let what = message.rfind(" at line ").map_or(message.as_str(), |at| &message[..at]);
+    Some((json_path_at(&text, err.column()), what.to_owned()))
+}
+
+/// The path of the value being read at byte `column` (1-based) of
+/// `text`, one line of valid JSON: object keys joined by `.`, array
+/// indices as `[i]`.
+fn json_path_at(text: &str, column: usize) -> String {
+    enum Frame {
+        Object { key: Option<String>, expecting_key: bool },
+        Array { index: usize },
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut chars = text.char_indices().take_while(|(at, _)| *at < column);
+    while let Some((_, c)) = chars.next() {
+        match c {
+            '{' => stack.push(Frame::Object {
+                key: None,
+                expecting_key: true,
+            }),
+            '[' => stack.push(Frame::Array { index: 0 }),
+            '}' | ']' => {
+                stack.pop();
+            }
+            ',' => match stack.last_mut() {
+                Some(Frame::Array { index }) => *index += 1,
+                Some(Frame::Object { expecting_key, .. }) => *expecting_key = true,
+                None => {}
+            },
+            ':' => {
+                if let Some(Frame::Object { expecting_key, .. }) = stack.last_mut() {
+                    *expecting_key = false;
+                }
+            }
+            '"' => {
+                let mut string = String::new();
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => {
+                            chars.next();
+                        }
+                        c => string.push(c),
+                    }
+                }
+                if let Some(Frame::Object {
+                    key,
+                    expecting_key: true,
+                }) = stack.last_mut()
+                {
+                    *key = Some(string);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut path = String::new();
+    for frame in &stack {
+        match frame {
+            Frame::Object { key: Some(key), .. } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Frame::Object { key: None, .. } => {}
+            Frame::Array { index } => path.push_str(&format!("[{index}]")),
+        }
+    }
+    path
+}
+
 impl Report {
     /// Reads a saved run: `DIR` (holding report.json) or the file itself.
     /// Every way it can be wrong gets a one-line error naming the fix.
@@ -485,8 +566,15 @@ impl Report {
 
     /// Parses a report; `name` says where it came from in the errors.
     pub fn parse(bytes: &[u8], name: &str) -> Result<Report> {
-        let value: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|err| anyhow::anyhow!("{name} is not valid JSON ({err}): truncated? re-run mprotect-trace run"))?;
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|err| {
+            // Only a file that ends too early was cut short.
+            let hint = if err.is_eof() {
+                "truncated? re-run mprotect-trace run"
+            } else {
+                "not a report as mprotect-trace run writes it (edited, or another file?); re-run mprotect-trace run"
+            };
+            anyhow::anyhow!("{name} is not valid JSON ({err}): {hint}")
+        })?;
         let Some(version) = value.get("schema_version").and_then(serde_json::Value::as_u64) else {
             anyhow::bail!("{name} is not an mprotect-trace report (no schema_version)");
         };
@@ -497,8 +585,11 @@ impl Report {
         }
         let mut value = value;
         clamp_percentiles(&mut value);
-        serde_json::from_value(value)
-            .map_err(|err| anyhow::anyhow!("{name} is not a valid schema-{version} report: {err}"))
+        serde_json::from_value(value.clone()).map_err(|err| {
+            let (path, what) = where_invalid(&value).unwrap_or_else(|| (String::new(), err.to_string()));
+            let path = if path.is_empty() { path } else { format!("{path}: ") };
+            anyhow::anyhow!("{name} is not a valid schema-{version} report: {path}{what}")
+        })
     }
 
     /// The stack profile, when sampling caught at least one stack.
