@@ -298,3 +298,37 @@ fn a_table_leaves_out_what_it_has_nothing_for() {
     assert!(!table.contains("pages per call"), "{table}");
     assert!(!table.contains("histogram bucket midpoints"), "{table}");
 }
+
+/// `report` (or `plot`) of a directory of runs says what it is and where
+/// its runs and comparison are.
+#[test]
+fn a_directory_of_runs_is_named_for_what_it_is() {
+    let run = Path::new(SAVED_RUN).join("report.json");
+    let series = common::out_dir("cli", "series");
+    for name in ["run-01", "run-02"] {
+        std::fs::create_dir_all(series.join(name)).unwrap();
+        std::fs::copy(&run, series.join(name).join("report.json")).unwrap();
+    }
+    let series = series.display();
+    assert_eq!(
+        refused(&["report", &series.to_string()]),
+        format!(
+            "error: {series} holds 2 runs of `run --repeat`, not one run: give one of them, e.g. {series}/run-01, or compare the series: mprotect-trace compare {series} OTHER"
+        )
+    );
+    let ab = common::out_dir("cli", "ab");
+    for side in ["a", "b"] {
+        std::fs::create_dir_all(ab.join(side).join("run-01")).unwrap();
+        std::fs::copy(&run, ab.join(side).join("run-01").join("report.json")).unwrap();
+    }
+    std::fs::write(ab.join("comparison.txt"), "").unwrap();
+    let ab = ab.display();
+    for command in ["report", "plot"] {
+        assert_eq!(
+            refused(&[command, &ab.to_string()]),
+            format!(
+                "error: {ab} holds a comparison of sides a, b (`ab` or `compare -o`), not one run: read {ab}/comparison.txt, or give one run, e.g. {ab}/a/run-01"
+            )
+        );
+    }
+}

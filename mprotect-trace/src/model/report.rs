@@ -544,6 +544,70 @@ fn json_path_at(text: &str, column: usize) -> String {
     path
 }
 
+/// The directories in `dir` that hold a report.json (the runs of `run
+/// --repeat`, or of one side of `ab`), in name order: run order.
+pub fn run_dirs(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|dir| dir.join(FILE_NAME).is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Why `path` (whose `file` is missing) is not a run: a directory of the
+/// runs of `run --repeat`, or of a comparison (`ab`, `compare -o`), is
+/// named for what it is, with where its runs and comparison are.
+fn not_a_run(path: &Path, file: &Path) -> String {
+    let runs = if path.is_dir() {
+        run_dirs(path).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    if let Some(first) = runs.first() {
+        return format!(
+            "{0} holds {1} runs of `run --repeat`, not one run: give one of them, e.g. {2}, or compare the series: mprotect-trace compare {0} OTHER",
+            path.display(),
+            runs.len(),
+            first.display()
+        );
+    }
+    let comparison = path.join("comparison.txt");
+    if comparison.is_file() {
+        // `ab` keeps each side's runs in a directory of its own.
+        let mut sides: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter_map(|side| {
+                let first = run_dirs(&side).ok()?.into_iter().next()?;
+                Some((side.file_name()?.to_string_lossy().into_owned(), first))
+            })
+            .collect();
+        sides.sort();
+        let Some((_, first)) = sides.first() else {
+            return format!(
+                "{} holds a comparison (`compare -o`), not a run: read {}",
+                path.display(),
+                comparison.display()
+            );
+        };
+        let names: Vec<&str> = sides.iter().map(|(name, _)| name.as_str()).collect();
+        return format!(
+            "{} holds a comparison of sides {} (`ab` or `compare -o`), not one run: read {}, or give one run, e.g. {}",
+            path.display(),
+            names.join(", "),
+            comparison.display(),
+            first.display()
+        );
+    }
+    format!(
+        "{} does not exist: give a directory written by `mprotect-trace run -o DIR`",
+        file.display()
+    )
+}
+
 impl Report {
     /// Reads a saved run: `DIR` (holding report.json) or the file itself.
     /// Every way it can be wrong gets a one-line error naming the fix.
@@ -555,10 +619,9 @@ impl Report {
         };
         let bytes = match std::fs::read(&file) {
             Ok(bytes) => bytes,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
-                "{} does not exist: give a directory written by `mprotect-trace run -o DIR`",
-                file.display()
-            ),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::bail!("{}", not_a_run(path, &file))
+            }
             Err(err) => return Err(err).with_context(|| format!("reading {}", file.display())),
         };
         Self::parse(&bytes, &file.display().to_string())
