@@ -76,7 +76,14 @@ impl Cli {
                 json: args.json,
                 wait_for_start: args.wait_for_start,
             }),
-            Command::Report(args) => commands::report(&args.dir, args.top, args.format.into(), args.vmlinux.as_deref()),
+            Command::Report(args) => {
+                let format = if args.json {
+                    PrintFormat::Json
+                } else {
+                    args.format.into()
+                };
+                commands::report(&args.dir, args.top, format, args.vmlinux.as_deref())
+            }
             Command::Plot(args) => commands::plot(&args.dir, args.vmlinux.as_deref()),
             Command::Compare(args) => commands::compare(&CompareOptions {
                 sides: args.sides,
@@ -423,6 +430,9 @@ struct ReportArgs {
     /// with latency percentiles and text histograms; json: report.json.
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     format: FormatArg,
+    /// Print report.json (the same as --format json), as `run --json` does.
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
     /// The run's kernel's debug vmlinux (its build id must match): inlined
     /// functions get their own shares, hot spots their source lines.
     #[arg(long, value_name = "PATH")]

@@ -332,3 +332,12 @@ fn a_directory_of_runs_is_named_for_what_it_is() {
         );
     }
 }
+
+/// `report --json` prints report.json, as `--format json` does.
+#[test]
+fn report_json_prints_the_report() {
+    let json = report_table(&[SAVED_RUN, "--json"]);
+    assert_eq!(json, report_table(&[SAVED_RUN, "--format", "json"]));
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["scope"], "command");
+}
