@@ -602,6 +602,34 @@ fn a_closed_pipe_on_stdout_and_stderr_still_leaves_a_whole_run() {
     }
 }
 
+/// `-p PID`: the table's first line names the process traced.
+#[test]
+fn a_traced_pid_is_named_in_the_header() {
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("starting sleep");
+    let pid = sleeper.id().to_string();
+    let dir = out_dir("pid-header");
+    let output = run(&[
+        "-o",
+        dir.to_str().unwrap(),
+        "-p",
+        &pid,
+        "--duration",
+        "0.3",
+        "--no-sample",
+    ]);
+    sleeper.kill().expect("stopping sleep");
+    sleeper.wait().expect("reaping sleep");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with(&format!("mprotect-trace: pid {pid} (sleep) on ")),
+        "{stdout}"
+    );
+}
+
 /// `--backend none`: no function probe (so no probe's cost in the times),
 /// the syscall still counted exactly; with a `--probe`, refused.
 #[test]

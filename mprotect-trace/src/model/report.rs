@@ -220,6 +220,9 @@ pub struct Report {
     pub settings: Option<Settings>,
     /// The traced process, when one was.
     pub tgid: Option<u32>,
+    /// `-p PID`: the process's name (`comm`) when tracing began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_name: Option<String>,
     pub command: Vec<String>,
     pub stop_reason: StopReason,
     /// True when the run was interrupted before its target finished.

@@ -90,7 +90,16 @@ pub fn what_was_traced(report: &Report) -> String {
             None => "workload".to_owned(),
         },
         (None, Scope::All) => "every task".to_owned(),
-        (None, scope) => scope.name().to_owned(),
+        // "pid 20345 (sleep)".
+        (None, Scope::Pid) => {
+            let pid = report.tgid.map(|pid| format!(" {pid}")).unwrap_or_default();
+            let name = report
+                .process_name
+                .as_ref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            format!("pid{pid}{name}")
+        }
     }
 }
 
@@ -118,7 +127,12 @@ pub fn render(report: &Report) -> String {
 pub fn render_top(report: &Report, top: Option<usize>) -> String {
     let mut out = String::new();
     let what = what_was_traced(report);
-    let tgid = report.tgid.map(|t| format!(", tgid {t}")).unwrap_or_default();
+    // -p names its pid already.
+    let tgid = report
+        .tgid
+        .filter(|_| report.scope != Scope::Pid)
+        .map(|t| format!(", tgid {t}"))
+        .unwrap_or_default();
     let partial = if report.partial {
         " [partial: stopped by signal]"
     } else {

@@ -278,6 +278,14 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     let mut signals = Signals::install()?;
     let scope = target::scope(&options.target);
     let mut target = target::start(&options.target).await?;
+    // A process traced by pid is named in the report by its comm, read
+    // now: it may exit or exec before the run ends.
+    let process_name = match (scope, target.tgid) {
+        (Scope::Pid, Some(pid)) => std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()
+            .map(|comm| comm.trim_end().to_owned()),
+        _ => None,
+    };
     let config = TraceConfig {
         target_tgid: target.tgid.unwrap_or(0),
         trace_all: u32::from(target.tgid.is_none()),
@@ -349,6 +357,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         elapsed,
         start_time,
         tgid: target.tgid,
+        process_name,
         workload,
         untraced,
         profile,
