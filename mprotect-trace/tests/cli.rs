@@ -341,3 +341,27 @@ fn report_json_prints_the_report() {
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(report["scope"], "command");
 }
+
+/// The sampler counts what it does not keep; which samples those are
+/// depends on the scope: under `-a` every task is traced, so they are
+/// the idle CPUs' only.
+#[test]
+fn samples_not_kept_are_named_for_the_scope() {
+    let table_of = |scope: &str| {
+        let dir = saved_run_with_profile(&format!("scope-{scope}"), 40, &[("change_pte_range", 40, 40)]);
+        let file = dir.join("report.json");
+        let mut report: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        report["sampling"]["counters"]["samples_other_tasks"] = serde_json::json!(1234);
+        report["scope"] = serde_json::json!(scope);
+        std::fs::write(&file, serde_json::to_vec(&report).unwrap()).unwrap();
+        report_table(&[dir.to_str().unwrap()])
+    };
+    let command = table_of("command");
+    assert!(
+        command.contains("(1234 samples of other tasks or idle CPUs)"),
+        "{command}"
+    );
+    let all = table_of("all");
+    assert!(all.contains("(1234 samples of idle CPUs)"), "{all}");
+    assert!(!all.contains("other tasks"), "{all}");
+}

@@ -224,7 +224,7 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
     render_field_values(&mut out, report);
     render_per_cpu(&mut out, report);
     if let Some(profile) = &report.sampling {
-        render_profile(&mut out, profile, top);
+        render_profile(&mut out, profile, top, report.scope);
     }
     if let Some(c) = &report.calibration {
         let _ = writeln!(
@@ -602,11 +602,21 @@ pub fn few_samples_warning(profile: &Profile) -> Option<String> {
     })
 }
 
-fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>) {
+/// What the samples the sampler did not keep were: under `-a` every task
+/// is traced, so only the idle CPUs'; else other tasks' and idle CPUs'
+/// (all of them idle under `-p` of a sleeping process).
+fn samples_not_traced(scope: Scope, samples: u64) -> String {
+    match scope {
+        Scope::All => format!("{samples} samples of idle CPUs"),
+        _ => format!("{samples} samples of other tasks or idle CPUs"),
+    }
+}
+
+fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>, scope: Scope) {
     let c = &profile.counters;
     let _ = writeln!(
         out,
-        "\nstack samples: {} at {} Hz on {} CPUs, {} inside mprotect(); lost: {} kernel-stack collisions, {} failed kernel walks, {} user stacks, {} for a full map ({} samples hit other tasks)",
+        "\nstack samples: {} at {} Hz on {} CPUs, {} inside mprotect(); lost: {} kernel-stack collisions, {} failed kernel walks, {} user stacks, {} for a full map ({})",
         c.samples,
         profile.hz,
         profile.cpus,
@@ -615,7 +625,7 @@ fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>) {
         c.kernel_stack_failed,
         c.user_stack_lost,
         c.sample_map_full,
-        c.samples_other_tasks
+        samples_not_traced(scope, c.samples_other_tasks)
     );
     if profile.measured_iterations_only {
         let _ = writeln!(
