@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::text::{SHIFT_HEADING, delta, few_samples_mark, few_samples_note, optional, value, verdict};
+use super::text::{SHIFT_HEADING, delta, few_samples_mark, few_samples_note, optional, share, value, verdict};
 use super::{Comparison, MetricDelta, PairComparison, SYSCALL, Side};
 use crate::model::{ExactDistribution, LatencySummary, Report, TargetReport, ValueStats};
 use crate::output::mail_layout::{
@@ -162,10 +162,6 @@ fn write_costs(out: &mut String, pair: &PairComparison) {
             &format!("workload (mean): {SHIFT_HEADING} {} ns/page", delta(&Some(*workload))),
         );
     }
-}
-
-fn share(value: Option<f64>) -> String {
-    optional(value, |v| format!("{:.0} %", v * 100.0))
 }
 
 /// The kernel functions whose sampled time changed most.

@@ -46,6 +46,15 @@ pub(super) fn signed(v: f64) -> String {
     }
 }
 
+/// A share of the workload's delta, "27 %"; one that rounds to nothing
+/// is "0 %", not "-0 %".
+pub(super) fn share(value: Option<f64>) -> String {
+    optional(value, |v| match format!("{:.0} %", v * 100.0) {
+        zero if zero == "-0 %" => "0 %".to_owned(),
+        text => text,
+    })
+}
+
 pub(super) fn delta(d: &Option<Delta>) -> String {
     match d {
         Some(Delta {
@@ -246,7 +255,7 @@ impl PairComparison {
                 optional(t.ns_per_page_a, |v| format!("{v:.2}")),
                 optional(t.ns_per_page_b, |v| format!("{v:.2}")),
                 delta(&t.delta_ns_per_page),
-                optional(t.share_of_workload_delta, |v| format!("{:.0} %", v * 100.0)),
+                share(t.share_of_workload_delta),
             );
         }
         if let Some(w) = &self.workload_delta_ns_per_page {
@@ -291,7 +300,7 @@ impl PairComparison {
                     row.a_ns_per_page,
                     row.b_ns_per_page,
                     delta(&Some(row.delta_ns_per_page)),
-                    optional(row.share_of_workload_delta, |v| format!("{:.0} %", v * 100.0)),
+                    share(row.share_of_workload_delta),
                 );
             }
             if let Some(note) = few_samples_note(&self.sampled) {
