@@ -536,7 +536,9 @@ fn sampled_deltas(a: &Side, b: &Side, workload_delta: Option<f64>) -> Vec<Sample
         let profile = r.sampling.as_ref()?;
         let mine = || profile.functions.iter().filter(|f| logical_function(&f.name) == name);
         Some((
-            mine().map(|f| f.self_share).sum::<f64>(),
+            // Not sum(): f64's sum of nothing (a function this run did not
+            // sample) is -0.0, which the tables print as -0.00.
+            mine().fold(0.0, |share, f| share + f.self_share),
             profile.in_syscall_samples,
             syscall_per_page(r)?,
             mine().map(|f| f.self_samples).sum::<u64>(),
