@@ -76,7 +76,14 @@ impl Cli {
                 json: args.json,
                 wait_for_start: args.wait_for_start,
             }),
-            Command::Report(args) => commands::report(&args.dir, args.top, args.format.into(), args.vmlinux.as_deref()),
+            Command::Report(args) => {
+                let format = if args.json {
+                    PrintFormat::Json
+                } else {
+                    args.format.into()
+                };
+                commands::report(&args.dir, args.top, format, args.vmlinux.as_deref())
+            }
             Command::Plot(args) => commands::plot(&args.dir, args.vmlinux.as_deref()),
             Command::Compare(args) => commands::compare(&CompareOptions {
                 sides: args.sides,
@@ -150,6 +157,13 @@ fn whole<T: std::str::FromStr>(text: &str) -> std::result::Result<T, String> {
     text.parse().map_err(|_| "must be a whole number, 0 or more".to_owned())
 }
 
+/// A whole number flag that counts something there must be one of
+/// (iterations, threads, samples a second): told so, as the check after
+/// the parser refuses 0 ("--iterations must be at least 1 (got 0)").
+fn count<T: std::str::FromStr>(text: &str) -> std::result::Result<T, String> {
+    text.parse().map_err(|_| "must be a whole number, 1 or more".to_owned())
+}
+
 /// The workload's options, shared by `workload` and `run`.
 #[derive(Args, Clone, Debug)]
 struct WorkloadArgs {
@@ -157,22 +171,22 @@ struct WorkloadArgs {
     #[arg(long, value_parser = scenario_parser(), default_value = "shared-dirty-toggle")]
     scenario: Scenario,
     /// Size of each mapping in MiB [default: 64; 4 for region-toggle].
-    #[arg(long, value_parser = whole::<u64>)]
+    #[arg(long, value_parser = count::<u64>)]
     mapping_mb: Option<u64>,
     /// Measured iterations per round.
-    #[arg(long, default_value_t = 200, value_parser = whole::<u64>)]
+    #[arg(long, default_value_t = 200, value_parser = count::<u64>)]
     iterations: u64,
     /// Unmeasured iterations before the measured ones, each round.
     #[arg(long, default_value_t = 5, value_parser = whole::<u64>)]
     warmup: u64,
     /// Rounds, each on a freshly mapped and prefaulted range.
-    #[arg(long, default_value_t = 1, value_parser = whole::<u64>)]
+    #[arg(long, default_value_t = 1, value_parser = count::<u64>)]
     rounds: u64,
     /// Pin every workload thread to this CPU.
     #[arg(long, value_parser = whole::<usize>)]
     cpu: Option<usize>,
     /// Threads, each toggling its own mapping.
-    #[arg(long, default_value_t = 1, value_parser = whole::<u64>)]
+    #[arg(long, default_value_t = 1, value_parser = count::<u64>)]
     threads: u64,
     /// Do not touch the pages after each toggle.
     #[arg(long)]
@@ -180,7 +194,7 @@ struct WorkloadArgs {
     /// Back the mapping with large folios of this size (multi-size THP,
     /// e.g. 16, 64): sets that size's knob to always and the others to
     /// never for the run (root), restored after. Shared or private dirty toggle.
-    #[arg(long, value_name = "KB", value_parser = whole::<u64>)]
+    #[arg(long, value_name = "KB", value_parser = count::<u64>)]
     folio_kb: Option<u64>,
     /// After each iteration, outside the timed windows, spin a random time
     /// below this many µs: a sampler with a fixed period then cannot lock
@@ -299,11 +313,11 @@ struct RunArgs {
     #[arg(long, value_name = "SECONDS")]
     interval: Option<f64>,
     /// Stack samples per second on each CPU.
-    #[arg(long, default_value_t = 999, value_name = "HZ", value_parser = whole::<u64>)]
+    #[arg(long, default_value_t = 999, value_name = "HZ", value_parser = count::<u64>)]
     sample_hz: u64,
     /// Distinct stacks (and stack pairs) the sampler keeps; samples past a
     /// full map are counted as lost, and the table says so.
-    #[arg(long, default_value_t = mprotect_trace_common::STACK_MAP_ENTRIES, value_name = "N", value_parser = whole::<u32>)]
+    #[arg(long, default_value_t = mprotect_trace_common::STACK_MAP_ENTRIES, value_name = "N", value_parser = count::<u32>)]
     max_stacks: u32,
     /// Do not sample stacks (no flame graph).
     #[arg(long)]
@@ -336,7 +350,7 @@ struct RunArgs {
     top: Option<usize>,
     /// Make N runs, each a fresh workload (or command), each into its own
     /// directory DIR/run-01 ...: one side for `compare`.
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = whole::<u32>)]
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = count::<u32>)]
     repeat: u32,
     /// Trace this command instead of the workload.
     #[arg(last = true, value_name = "CMD")]
@@ -422,6 +436,9 @@ struct ReportArgs {
     /// with latency percentiles and text histograms; json: report.json.
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     format: FormatArg,
+    /// Print report.json (the same as --format json), as `run --json` does.
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
     /// The run's kernel's debug vmlinux (its build id must match): inlined
     /// functions get their own shares, hot spots their source lines.
     #[arg(long, value_name = "PATH")]
@@ -493,7 +510,7 @@ struct AbArgs {
     #[arg(long, allow_hyphen_values = true, default_value = "", value_name = "OPTIONS")]
     b: String,
     /// Runs per side (4 is the fewest a significance claim can rest on).
-    #[arg(long, default_value_t = 5, value_name = "N", value_parser = whole::<u32>)]
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = count::<u32>)]
     repeat: u32,
     /// Directory for the runs (DIR/a/run-01, DIR/b/run-01, ...) and the comparison.
     #[arg(short = 'o', long, value_name = "DIR")]

@@ -156,10 +156,10 @@ pub fn inline_sites(vmlinux: &Path, probes: &[String], output_file: Option<&Path
     }
     if let Some(path) = output_file {
         output::write_atomically(path, format!("{text}\n").as_bytes())?;
-        eprintln!(
+        output::stderr_line(&format!(
             "wrote {}: give it to `mprotect-trace run --inline-sites` on a machine running this kernel",
             path.display()
-        );
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // One line, every context joined: "error: outer: inner".
-            eprintln!("error: {err:#}");
+            mprotect_trace::output::stderr_line(&format!("error: {err:#}"));
             ExitCode::FAILURE
         }
     }

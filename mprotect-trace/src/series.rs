@@ -68,10 +68,10 @@ impl Interrupts {
     /// Stops the series if a signal came: the runs made so far are kept.
     fn stop(&mut self, dir: &Path) -> Option<ExitCode> {
         let status = self.received()?;
-        eprintln!(
+        crate::output::stderr_line(&format!(
             "error: the series was stopped ({status:?}); the completed runs are in {}",
             dir.display()
-        );
+        ));
         Some(status.exit_code())
     }
 }
@@ -93,14 +93,18 @@ fn one(options: &RunOptions, dir: PathBuf, what: &str) -> Result<Result<Report, 
     let traced = run::trace(options)?;
     match traced.status {
         Status::Complete => {
-            eprintln!("{what}: {} -> {}", headline(&traced.report), traced.path.display());
+            crate::output::stderr_line(&format!(
+                "{what}: {} -> {}",
+                headline(&traced.report),
+                traced.path.display()
+            ));
             Ok(Ok(traced.report))
         }
         status => {
-            eprintln!(
+            crate::output::stderr_line(&format!(
                 "error: {what} did not complete ({status:?}); its partial report is {}, the series stops",
                 traced.path.display()
-            );
+            ));
             Ok(Err(status.exit_code()))
         }
     }
@@ -128,19 +132,19 @@ pub fn repeat(options: RunOptions, runs: u32) -> Result<ExitCode> {
         }
     }
     if let Some(spread) = compare::Spread::of(medians) {
-        println!(
-            "{runs} runs: {:.2} ns/page, run medians from {:.2} to {:.2} ({:.1} % of the median)",
+        crate::output::print(&format!(
+            "{runs} runs: {:.2} ns/page, run medians from {:.2} to {:.2} ({:.1} % of the median)\n",
             spread.median,
             spread.min,
             spread.max,
             (spread.max - spread.min) / spread.median * 100.0
-        );
+        ))?;
     }
-    println!(
-        "runs: {}; compare them as one side: mprotect-trace compare {} OTHER",
+    crate::output::print(&format!(
+        "runs: {}; compare them as one side: mprotect-trace compare {} OTHER\n",
         dir.display(),
         dir.display()
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -189,10 +193,10 @@ pub fn interleaved(options: &AbOptions) -> Result<ExitCode> {
     };
     compare::publish(&sides, &comparison, Some(&options.output), format)?;
     if !options.json {
-        println!(
-            "\ncomparison: {}",
+        crate::output::print(&format!(
+            "\ncomparison: {}\n",
             options.output.join(crate::output::html::COMPARISON_FILE_NAME).display()
-        );
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }

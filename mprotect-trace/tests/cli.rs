@@ -59,11 +59,18 @@ fn negative_numbers_get_a_proper_error() {
         refused(&["run", "--interval", "-0.5"]),
         "error: --interval must be more than 0 seconds (got -0.5)"
     );
-    // Whole-number flags are refused by the parser (usage errors exit 2).
-    for (args, flag) in [
-        (&["workload", "--iterations", "-5"][..], "'--iterations <ITERATIONS>'"),
-        (&["run", "--sample-hz", "-1"][..], "'--sample-hz <HZ>'"),
-        (&["run", "--cpu", "1.5"][..], "'--cpu <CPU>'"),
+    // Whole-number flags are refused by the parser (usage errors exit 2),
+    // each told the least it takes: a count of iterations or samples is
+    // at least 1, a CPU number may be 0.
+    for (args, flag, least) in [
+        (
+            &["workload", "--iterations", "-5"][..],
+            "'--iterations <ITERATIONS>'",
+            1,
+        ),
+        (&["run", "--sample-hz", "-1"][..], "'--sample-hz <HZ>'", 1),
+        (&["run", "--cpu", "1.5"][..], "'--cpu <CPU>'", 0),
+        (&["run", "--warmup", "-1"][..], "'--warmup <WARMUP>'", 0),
     ] {
         let output = common::binary().args(args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -71,10 +78,17 @@ fn negative_numbers_get_a_proper_error() {
         let value = args[2];
         assert_eq!(
             stderr.lines().next(),
-            Some(format!("error: invalid value '{value}' for {flag}: must be a whole number, 0 or more").as_str()),
+            Some(
+                format!("error: invalid value '{value}' for {flag}: must be a whole number, {least} or more").as_str()
+            ),
             "{stderr}"
         );
     }
+    // What the parser calls the least is what the check after it takes.
+    assert_eq!(
+        refused(&["workload", "--iterations", "0"]),
+        "error: --iterations must be at least 1 (got 0)"
+    );
     assert!(Path::new(SAVED_RUN).is_dir());
 }
 
@@ -193,4 +207,161 @@ fn plot_where_it_cannot_write_says_so_in_one_line() {
             dir.join("latency-mprotect--syscall.png").display()
         )
     );
+}
+
+/// Percentiles are bucket midpoints kept within the min and max, in a
+/// report written before they were (the saved run's p90 of 20.99 us is
+/// above its max, 20.96 us).
+#[test]
+fn a_saved_runs_percentiles_stay_within_its_extremes() {
+    let output = common::binary()
+        .args(["report", SAVED_RUN, "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let latency = &report["syscall"]["latency"];
+    assert_eq!(latency["max_ns"], 20959);
+    for key in ["p90_ns", "p99_ns", "p999_ns"] {
+        assert_eq!(latency[key].as_f64(), Some(20959.0), "{key}");
+    }
+}
+
+/// Counts whose calls do not fit in 64 bits are refused in one line, not
+/// wrapped into a handful of iterations reported as a success.
+#[test]
+fn counts_beyond_64_bits_are_refused() {
+    let max = u64::MAX.to_string();
+    let half = (u64::MAX / 2).to_string();
+    for (args, iterations, warmup, rounds) in [
+        (vec!["workload", "--iterations", &max], max.as_str(), "5", "1"),
+        (vec!["workload", "--warmup", &max], "200", max.as_str(), "1"),
+        (
+            vec!["workload", "--iterations", &half, "--rounds", "3"],
+            half.as_str(),
+            "5",
+            "3",
+        ),
+        (
+            vec!["run", "--iterations", &max, "--duration", "1"],
+            max.as_str(),
+            "5",
+            "1",
+        ),
+    ] {
+        let args = [&args[..], &["--mapping-mb", "1"]].concat();
+        assert_eq!(
+            refused(&args),
+            format!(
+                "error: --iterations {iterations} and --warmup {warmup} in {rounds} round(s) of 1 thread(s) make more mprotect calls than 64 bits count: lower them (--duration ends a long run early)"
+            ),
+            "{args:?}"
+        );
+    }
+}
+
+/// A saved run with `edit` applied to its report.json, in a fresh directory.
+fn saved_run_edited(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> std::path::PathBuf {
+    let mut report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(SAVED_RUN).join("report.json")).unwrap()).unwrap();
+    edit(&mut report);
+    let dir = common::out_dir("cli", name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("report.json"), serde_json::to_vec(&report).unwrap()).unwrap();
+    dir
+}
+
+/// A run without a call has no pages to list and no percentiles to
+/// qualify; a run of milliseconds says its milliseconds.
+#[test]
+fn a_table_leaves_out_what_it_has_nothing_for() {
+    let short = report_table(&[SAVED_RUN]);
+    let header = short.lines().next().unwrap_or_default();
+    assert!(header.contains(" x86_64, 2.06 ms, stopped: "), "{header}");
+    assert!(short.contains("\npages per call:\n  mprotect len "), "{short}");
+    let idle = saved_run_edited("idle", |report| {
+        let empty = serde_json::json!({"count": 0, "total": 0, "min": null, "max": null, "histogram": {"buckets": []}});
+        report["syscall"]["latency_ns"] = empty.clone();
+        report["syscall"]["pages_per_call"] = empty;
+        report["syscall"]["latency"] = serde_json::json!({"calls": 0, "total_ns": 0});
+        report["duration_s"] = serde_json::json!(12.5);
+    });
+    let table = report_table(&[idle.to_str().unwrap()]);
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains(", 12.50 s, stopped: "),
+        "{table}"
+    );
+    assert!(!table.contains("pages per call"), "{table}");
+    assert!(!table.contains("histogram bucket midpoints"), "{table}");
+}
+
+/// `report` (or `plot`) of a directory of runs says what it is and where
+/// its runs and comparison are.
+#[test]
+fn a_directory_of_runs_is_named_for_what_it_is() {
+    let run = Path::new(SAVED_RUN).join("report.json");
+    let series = common::out_dir("cli", "series");
+    for name in ["run-01", "run-02"] {
+        std::fs::create_dir_all(series.join(name)).unwrap();
+        std::fs::copy(&run, series.join(name).join("report.json")).unwrap();
+    }
+    let series = series.display();
+    assert_eq!(
+        refused(&["report", &series.to_string()]),
+        format!(
+            "error: {series} holds 2 runs of `run --repeat`, not one run: give one of them, e.g. {series}/run-01, or compare the series: mprotect-trace compare {series} OTHER"
+        )
+    );
+    let ab = common::out_dir("cli", "ab");
+    for side in ["a", "b"] {
+        std::fs::create_dir_all(ab.join(side).join("run-01")).unwrap();
+        std::fs::copy(&run, ab.join(side).join("run-01").join("report.json")).unwrap();
+    }
+    std::fs::write(ab.join("comparison.txt"), "").unwrap();
+    let ab = ab.display();
+    for command in ["report", "plot"] {
+        assert_eq!(
+            refused(&[command, &ab.to_string()]),
+            format!(
+                "error: {ab} holds a comparison of sides a, b (`ab` or `compare -o`), not one run: read {ab}/comparison.txt, or give one run, e.g. {ab}/a/run-01"
+            )
+        );
+    }
+}
+
+/// `report --json` prints report.json, as `--format json` does.
+#[test]
+fn report_json_prints_the_report() {
+    let json = report_table(&[SAVED_RUN, "--json"]);
+    assert_eq!(json, report_table(&[SAVED_RUN, "--format", "json"]));
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["scope"], "command");
+}
+
+/// The sampler counts what it does not keep; which samples those are
+/// depends on the scope: under `-a` every task is traced, so they are
+/// the idle CPUs' only.
+#[test]
+fn samples_not_kept_are_named_for_the_scope() {
+    let table_of = |scope: &str| {
+        let dir = saved_run_with_profile(&format!("scope-{scope}"), 40, &[("change_pte_range", 40, 40)]);
+        let file = dir.join("report.json");
+        let mut report: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        report["sampling"]["counters"]["samples_other_tasks"] = serde_json::json!(1234);
+        report["scope"] = serde_json::json!(scope);
+        std::fs::write(&file, serde_json::to_vec(&report).unwrap()).unwrap();
+        report_table(&[dir.to_str().unwrap()])
+    };
+    let command = table_of("command");
+    assert!(
+        command.contains("(1234 samples of other tasks or idle CPUs)"),
+        "{command}"
+    );
+    let all = table_of("all");
+    assert!(all.contains("(1234 samples of idle CPUs)"), "{all}");
+    assert!(!all.contains("other tasks"), "{all}");
 }

@@ -223,9 +223,10 @@ fn every_number_of_a_one_run_comparison_is_exact_and_claims_nothing() {
         w["reason"],
         "1 and 1 runs: no run-to-run spread was measured, so no significance claim; repeat each side with --repeat 5"
     );
-    // Percentiles are bucket midpoints.
-    close(&metrics[1]["ratio"], 116_736.0 / 100_352.0);
-    close(&metrics[3]["ratio"], 62_464.0 / 50_176.0);
+    // Percentiles are bucket midpoints kept within the min and max: every
+    // call took the same time here, so they are that time, not 100352 ns.
+    close(&metrics[1]["ratio"], 115_000.0 / 100_000.0);
+    close(&metrics[3]["ratio"], 62_500.0 / 50_000.0);
     assert!(metrics.iter().all(|m| m["verdict"] == "no-claim"));
 
     let targets = pair["targets"].as_array().unwrap();
@@ -430,6 +431,25 @@ fn bad_report_files_get_one_line_errors() {
     assert!(error(&truncated).contains("is not valid JSON"), "{}", error(&truncated));
     let foreign = write("foreign", &json!({"hello": "world"}));
     assert!(error(&foreign).ends_with("is not an mprotect-trace report (no schema_version)"));
+    // Junk where the JSON should start is not a truncation.
+    let junk = write("junk", &json!({}));
+    std::fs::write(junk.join("report.json"), b"\x00\x01 not json").unwrap();
+    let junk = error(&junk);
+    assert!(
+        junk.contains("is not valid JSON") && !junk.contains("truncated"),
+        "{junk}"
+    );
+    assert!(error(&truncated).contains("truncated?"), "{}", error(&truncated));
+    // A field of the wrong type is named by its path.
+    let mut edited = report("6.18", 100_000, 100_000, latency(8, 1, 1, 2), latency(8, 1, 1, 2));
+    edited["syscall"]["latency"]["calls"] = json!("410");
+    let edited = error(&write("edited", &edited));
+    assert!(
+        edited.contains(
+            "is not a valid schema-3 report: syscall.latency.calls: invalid type: string \"410\", expected u64"
+        ),
+        "{edited}"
+    );
     let newer = write("newer", &json!({"schema_version": 99}));
     assert!(
         error(&newer)
@@ -480,4 +500,175 @@ fn the_comparison_page_is_titled_with_what_differs() {
         format!("mprotect-trace compare: {} vs {}", name(&a), name(&d))
     );
     assert!(name(&d).ends_with("-td"));
+}
+
+/// Two one-run sides whose stack samples give `functions` the self shares
+/// `(name, A, B)`, A's syscall at 200 ns/page and B's at 230.
+fn sampled_sides(name: &str, functions: &[(&str, f64, f64)]) -> (PathBuf, PathBuf) {
+    let mut a = report(
+        "6.16",
+        100_000,
+        100_000,
+        latency(8, 100_000, 98304, 102400),
+        latency(8, 50_000, 49152, 51200),
+    );
+    let mut b = report(
+        "6.17",
+        130_000,
+        100_000,
+        latency(8, 115_000, 114688, 118784),
+        latency(8, 62_500, 61440, 63488),
+    );
+    // A share of 0 is a function that side did not sample at all.
+    let shares = |pick: fn(&(&str, f64, f64)) -> f64| -> Vec<(&str, f64)> {
+        functions
+            .iter()
+            .map(|f| (f.0, pick(f)))
+            .filter(|(_, share)| *share > 0.0)
+            .collect()
+    };
+    a["sampling"] = sampling(&shares(|f| f.1));
+    b["sampling"] = sampling(&shares(|f| f.2));
+    (write(&format!("{name}-a"), &a), write(&format!("{name}-b"), &b))
+}
+
+/// The lines of the text comparison's table that starts with `heading`,
+/// up to the blank line after it.
+fn table<'a>(text: &'a str, heading: &str) -> Vec<&'a str> {
+    text.lines()
+        .skip_while(|line| !line.starts_with(heading))
+        .take_while(|line| !line.is_empty())
+        .collect()
+}
+
+/// The column of differences is the Hodges-Lehmann shift, named so and
+/// explained, not "B-A" beside medians it is not the difference of; a
+/// shift that rests on a few samples says so.
+#[test]
+fn the_shift_column_is_named_and_explained() {
+    let (a, b) = sampled_sides(
+        "shift",
+        &[
+            ("change_pte_range", 0.5, 0.6),
+            ("prot_commit_flush_ptes", 0.495, 0.391),
+            ("vm_normal_page", 0.005, 0.009),
+        ],
+    );
+    let text = String::from_utf8_lossy(&compare(&[path(&a), path(&b)]).stdout).into_owned();
+    assert!(!text.contains("B-A"), "{text}");
+    let costs = table(&text, "per workload iteration");
+    assert!(costs[0].contains("shift (HL) [interval]"), "{text}");
+    let sampled = table(&text, "kernel function");
+    assert!(sampled[0].contains("shift (HL) [interval]"), "{text}");
+    let few = sampled.iter().find(|row| row.starts_with("vm_normal_page")).unwrap();
+    assert!(few.starts_with("vm_normal_page *"), "{few}");
+    assert!(
+        text.contains("\n* fewer than 10 samples on each side: too few for its shift to mean anything\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nshift (HL): the Hodges-Lehmann shift of a side against the baseline (B against A): the median of the differences B - A of every pair of their runs' values, not the difference of the two medians beside it\n"),
+        "{text}"
+    );
+}
+
+/// The differential flame graph pools every run of a side, as the tables
+/// do: a function sampled in one of B's runs only is in it, whichever
+/// run is the side's representative.
+#[test]
+fn the_differential_flame_graph_pools_every_run() {
+    let sampled_run = |ns_per_page: u64, second: u32, leaf: &str| {
+        let mut run = repeated(ns_per_page, second);
+        run["sampling"] = sampling(&[(leaf, 1.0)]);
+        run["sampling"]["stacks"] = json!([{"user": [], "kernel": ["do_syscall_64", leaf], "count": 10}]);
+        run
+    };
+    let a = write_side(
+        "flame-a",
+        &[
+            sampled_run(200, 0, "change_pte_range"),
+            sampled_run(201, 2, "change_pte_range"),
+        ],
+    );
+    let b = write_side(
+        "flame-b",
+        &[
+            sampled_run(230, 1, "change_pte_range"),
+            sampled_run(231, 3, "flush_tlb_mm_range"),
+        ],
+    );
+    let out = common::out_dir("compare", "flame-out");
+    let output = compare(&[path(&a), path(&b), "-o", path(&out)]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let svg = std::fs::read_to_string(out.join("diff-flame.svg")).unwrap();
+    for leaf in ["change_pte_range", "flush_tlb_mm_range"] {
+        assert!(svg.contains(leaf), "{leaf} is not in diff-flame.svg");
+    }
+    let html = std::fs::read_to_string(out.join("comparison.html")).unwrap();
+    assert!(
+        html.contains("every run of each side pooled (A: 2 runs, B: 2 runs)"),
+        "{html}"
+    );
+}
+
+/// A function whose time did not change (0.2 ns/page on both sides, one
+/// sample each) is no "change"; a change that rounds to nothing is
+/// neither +0.00 nor -0.00.
+#[test]
+fn functions_without_a_change_are_not_listed_as_changes() {
+    // vm_normal_page: 0.001 x 200 = 0.2 ns/page, then 0.00087 x 230 = 0.2001;
+    // pte_offset: 0.001 x 200 = 0.2, then 0.00086 x 230 = 0.1978;
+    // pte_mkwrite: 0.4, then 0.299, -0.3 % of the workload's 30 ns/page;
+    // pte_mkdirty: 0.4, then not sampled: 0 ns/page.
+    let (a, b) = sampled_sides(
+        "unchanged",
+        &[
+            ("change_pte_range", 0.5, 0.6),
+            ("prot_commit_flush_ptes", 0.494, 0.39827),
+            ("vm_normal_page", 0.001, 0.00087),
+            ("pte_offset", 0.001, 0.00086),
+            ("pte_mkwrite", 0.002, 0.0013),
+            ("pte_mkdirty", 0.002, 0.0),
+        ],
+    );
+    let c = compared(&[path(&a), path(&b)]);
+    let names: Vec<&str> = c["against_baseline"][0]["sampled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "change_pte_range",
+            "prot_commit_flush_ptes",
+            "pte_mkdirty",
+            "pte_mkwrite"
+        ]
+    );
+    for format in ["text", "mail"] {
+        let text = String::from_utf8_lossy(&compare(&[path(&a), path(&b), "--format", format]).stdout).into_owned();
+        assert!(!text.contains("-0.00") && !text.contains("+0.00"), "{text}");
+        assert!(!text.contains("-0 %"), "{text}");
+        assert!(
+            !text.contains("vm_normal_page") && !text.contains("pte_offset"),
+            "{text}"
+        );
+    }
+}
+
+/// A kernel function's name longer than its column moves nothing: every
+/// row of the table is as wide as its heading.
+#[test]
+fn long_function_names_keep_the_columns() {
+    let long = "__raw_callee_save___pv_queued_spin_unlock";
+    let (a, b) = sampled_sides("long-names", &[("change_pte_range", 0.5, 0.6), (long, 0.5, 0.4)]);
+    let text = String::from_utf8_lossy(&compare(&[path(&a), path(&b)]).stdout).into_owned();
+    let rows = table(&text, "kernel function");
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows[2].starts_with(long) || rows[1].starts_with(long), "{text}");
+    for row in &rows {
+        assert_eq!(row.len(), rows[0].len(), "{row:?} in\n{text}");
+    }
 }

@@ -402,7 +402,7 @@ fn check_compare_mail(sides: &[&Path]) -> String {
 }
 
 /// The function names of the sampled rows of one pair: every line of
-/// the table that starts with a name (the numbers and the B-A lines are
+/// the table that starts with a name (the numbers and the shift lines are
 /// indented, and a long name has a line of its own).
 fn listed_sampled(section: &str) -> Vec<String> {
     section

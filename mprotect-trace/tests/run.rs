@@ -525,6 +525,111 @@ fn a_deadline_stops_the_workload_cleanly_with_what_it_did() {
     assert_eq!(workload.mprotect_calls, report.syscall.latency.calls);
 }
 
+/// The syscall row's calls/iter of a printed table.
+fn syscall_calls_per_iteration(table: &str) -> String {
+    let row = table
+        .lines()
+        .find(|line| line.starts_with("mprotect (syscall) "))
+        .unwrap_or_else(|| panic!("no syscall row in:\n{table}"));
+    // "mprotect (syscall)", the backend, the calls, then calls/iter.
+    row.split_whitespace().nth(4).unwrap_or_default().to_owned()
+}
+
+/// After a deadline, calls/iter divides by the iterations actually run
+/// (warmup included), not the planned ones: two toggles an iteration,
+/// in the run's table and in `report` of it alike.
+#[test]
+fn calls_per_iteration_after_a_deadline_divide_by_the_iterations_run() {
+    let dir = out_dir("deadline-per-iteration");
+    let output = run(&[
+        "-o",
+        dir.to_str().unwrap(),
+        "--duration",
+        "0.3",
+        "--iterations",
+        "100000000",
+        "--mapping-mb",
+        "8",
+        "--no-sample",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let workload = common::report(&dir).workload.expect("the workload's result");
+    assert!(workload.stopped_early, "the deadline did not stop the workload");
+    assert_eq!(workload.iterations_done, workload.measured_iterations + workload.warmup);
+    assert_eq!(
+        syscall_calls_per_iteration(&String::from_utf8_lossy(&output.stdout)),
+        "2.00"
+    );
+    let report = common::binary().arg("report").arg(&dir).output().unwrap();
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    assert_eq!(
+        syscall_calls_per_iteration(&String::from_utf8_lossy(&report.stdout)),
+        "2.00"
+    );
+}
+
+/// `run 2>&1 | head`: the one reader of stdout and stderr is gone. The
+/// run still writes its whole directory and says so by its exit code (1),
+/// as with only stdout piped; it does not panic on its first stderr line.
+#[test]
+fn a_closed_pipe_on_stdout_and_stderr_still_leaves_a_whole_run() {
+    let dir = out_dir("closed-pipe");
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let status = common::binary()
+        .args([
+            "run",
+            "-o",
+            dir.to_str().unwrap(),
+            "--iterations",
+            "20",
+            "--mapping-mb",
+            "4",
+        ])
+        .stdout(writer.try_clone().expect("a second end"))
+        .stderr(writer)
+        .status()
+        .expect("running mprotect-trace run");
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    for file in [
+        "report.json",
+        "report.html",
+        "flame.svg",
+        "profile.pb.gz",
+        "stacks.folded",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} not written");
+    }
+}
+
+/// `-p PID`: the table's first line names the process traced.
+#[test]
+fn a_traced_pid_is_named_in_the_header() {
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("starting sleep");
+    let pid = sleeper.id().to_string();
+    let dir = out_dir("pid-header");
+    let output = run(&[
+        "-o",
+        dir.to_str().unwrap(),
+        "-p",
+        &pid,
+        "--duration",
+        "0.3",
+        "--no-sample",
+    ]);
+    sleeper.kill().expect("stopping sleep");
+    sleeper.wait().expect("reaping sleep");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with(&format!("mprotect-trace: pid {pid} (sleep) on ")),
+        "{stdout}"
+    );
+}
+
 /// `--backend none`: no function probe (so no probe's cost in the times),
 /// the syscall still counted exactly; with a `--probe`, refused.
 #[test]

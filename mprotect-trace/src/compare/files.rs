@@ -11,7 +11,9 @@ use crate::output::{self, Artifact};
 
 /// Plots draw each side's representative run (the one whose workload
 /// median is the side's median): a picture of a typical run, while the
-/// text carries the statistics over all of them.
+/// text carries the statistics over all of them. The differential flame
+/// graph is of samples, which add up: it pools every run, as the sampled
+/// table does.
 pub fn write_outputs(sides: &[Side], text: &str, json: &str, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {} (choose another with -o DIR)", dir.display()))?;
     let mut artifacts = vec![
@@ -24,26 +26,40 @@ pub fn write_outputs(sides: &[Side], text: &str, json: &str, dir: &Path) -> Resu
         .collect();
     let mut differentials = Vec::new();
     // A side without a sampled stack has nothing to draw a difference of.
-    if let Some((baseline_label, baseline)) = shown.first()
-        && let Some(baseline_profile) = baseline.sampled_stacks()
+    if let Some((baseline, others)) = sides.split_first()
+        && let Some((baseline_folded, baseline_runs)) = pooled_stacks(baseline)
     {
-        for (label, report) in &shown[1..] {
-            let Some(profile) = report.sampled_stacks() else {
+        for side in others {
+            let Some((folded, runs)) = pooled_stacks(side) else {
                 continue;
             };
+            let what = |side: &Side| {
+                side.representative()
+                    .map(output::table::short_label)
+                    .unwrap_or_default()
+            };
             let title = format!(
-                "compare: {label} {} against {baseline_label} {}",
-                output::table::short_label(report),
-                output::table::short_label(baseline)
+                "compare: {} {} against {} {}",
+                side.label,
+                what(side),
+                baseline.label,
+                what(baseline)
             );
-            let file_name = output::flame::differential_file_name(label, sides.len());
+            let file_name = output::flame::differential_file_name(&side.label, sides.len());
             artifacts.push(output::flame::differential(
-                &baseline_profile.folded(),
-                &profile.folded(),
+                &baseline_folded,
+                &folded,
                 &title,
                 &file_name,
             )?);
-            differentials.push((file_name, (*label).to_owned()));
+            let heading = format!(
+                "Differential flame graph, {0} against the baseline (red: more in {0}); every run of each side pooled ({1}: {2}, {0}: {3})",
+                side.label,
+                baseline.label,
+                runs_named(baseline_runs),
+                runs_named(runs)
+            );
+            differentials.push((file_name, heading));
         }
     }
     artifacts.extend(output::plots::render_comparison_cdfs(&shown)?);
@@ -51,6 +67,27 @@ pub fn write_outputs(sides: &[Side], text: &str, json: &str, dir: &Path) -> Resu
     artifacts.push(output::html::comparison(&title, text, &artifacts, &differentials));
     output::write_artifacts(&artifacts, dir)?;
     Ok(())
+}
+
+/// "1 run", "5 runs".
+fn runs_named(runs: usize) -> String {
+    if runs == 1 {
+        "1 run".to_owned()
+    } else {
+        format!("{runs} runs")
+    }
+}
+
+/// The folded stacks of every run of `side` that sampled one, together
+/// (a stack in several runs is counted once with their samples added),
+/// and how many runs they are.
+fn pooled_stacks(side: &Side) -> Option<(String, usize)> {
+    let folded: Vec<String> = side
+        .runs
+        .iter()
+        .filter_map(|run| run.report.sampled_stacks().map(crate::model::Profile::folded))
+        .collect();
+    (!folded.is_empty()).then(|| (folded.concat(), folded.len()))
 }
 
 /// What tells the sides apart, for the page's title: the settings that

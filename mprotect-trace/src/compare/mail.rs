@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::text::{delta, optional, value, verdict};
+use super::text::{SHIFT_HEADING, delta, few_samples_mark, few_samples_note, optional, share, value, verdict};
 use super::{Comparison, MetricDelta, PairComparison, SYSCALL, Side};
 use crate::model::{ExactDistribution, LatencySummary, Report, TargetReport, ValueStats};
 use crate::output::mail_layout::{
@@ -151,7 +151,7 @@ fn write_costs(out: &mut String, pair: &PairComparison) {
             out,
             "  ",
             "  ",
-            &format!("{}-{} {} ns/page", pair.b, pair.a, delta(&t.delta_ns_per_page)),
+            &format!("{SHIFT_HEADING} {} ns/page", delta(&t.delta_ns_per_page)),
         );
     }
     if let Some(workload) = &pair.workload_delta_ns_per_page {
@@ -159,18 +159,9 @@ fn write_costs(out: &mut String, pair: &PairComparison) {
             out,
             "",
             "  ",
-            &format!(
-                "workload (mean): {}-{} {} ns/page",
-                pair.b,
-                pair.a,
-                delta(&Some(*workload))
-            ),
+            &format!("workload (mean): {SHIFT_HEADING} {} ns/page", delta(&Some(*workload))),
         );
     }
-}
-
-fn share(value: Option<f64>) -> String {
-    optional(value, |v| format!("{:.0} %", v * 100.0))
 }
 
 /// The kernel functions whose sampled time changed most.
@@ -195,7 +186,8 @@ fn write_sampled(out: &mut String, pair: &PairComparison) {
         "kernel function", pair.a, pair.b, pair.a, pair.b, "of delta"
     );
     for row in &pair.sampled {
-        let name = name_column(out, &row.name, NAME_WIDTH);
+        let marked = format!("{}{}", row.name, few_samples_mark(row));
+        let name = name_column(out, &marked, NAME_WIDTH);
         let _ = writeln!(
             out,
             "{name:<NAME_WIDTH$} {:>8} {:>8} {:>8.2} {:>8.2} {:>9}",
@@ -209,8 +201,12 @@ fn write_sampled(out: &mut String, pair: &PairComparison) {
             out,
             "  ",
             "  ",
-            &format!("{}-{} {}", pair.b, pair.a, delta(&Some(row.delta_ns_per_page))),
+            &format!("{SHIFT_HEADING} {}", delta(&Some(row.delta_ns_per_page))),
         );
+    }
+    if let Some(note) = few_samples_note(&pair.sampled) {
+        out.push('\n');
+        wrap(out, "", "  ", &note);
     }
 }
 

@@ -22,6 +22,12 @@ use crate::statistics::{self, ALPHA, Detectable, Interval, RankTest};
 pub const SYSCALL: &str = "mprotect (syscall)";
 /// Functions listed in the sampled decomposition.
 const SAMPLED_ROWS: usize = 10;
+/// A sampled function whose time changed by less than this (ns/page per
+/// iteration: the tables print two decimals) did not change: not listed.
+const NO_CHANGE_NS_PER_PAGE: f64 = 0.005;
+/// Self samples below which, on both sides, a function's shift means
+/// nothing: one standard error of n samples is sqrt(n), a third of 9.
+pub const FEW_SAMPLES: u64 = 10;
 /// Runs a side needs before the rank test can reach `ALPHA` (4 and 4: p >= 2/70).
 pub const FEWEST_RUNS: usize = 4;
 
@@ -55,6 +61,8 @@ pub struct Design {
     pub test: &'static str,
     pub interval: &'static str,
     pub detectable: &'static str,
+    /// What the shift column (`delta_ns_per_page`) is.
+    pub shift: &'static str,
     pub alpha: f64,
 }
 
@@ -62,6 +70,7 @@ const UNIT: &str =
     "one value per run: the run's median iteration ns/page, and the run's p50 and p99 latency of each target";
 const TEST: &str = "two-sided Wilcoxon-Mann-Whitney rank test on the per-run values, exact (permutation distribution, ties as midranks) up to 60 runs";
 const INTERVAL: &str = "Hodges-Lehmann: B/A is exp of the median of all pairwise differences of log values, with its exact distribution-free interval of at least 95 %";
+const SHIFT: &str = "the Hodges-Lehmann shift of a side against the baseline (B against A): the median of the differences B - A of every pair of their runs' values, not the difference of the two medians beside it";
 const DETECTABLE: &str = "the smallest change X this design detects with 80 % power at alpha 0.05 (B/A above 1 + X or below 1/(1 + X)), from the pooled run-to-run spread of the log values (t approximation scaled by the rank test's efficiency 3/pi)";
 
 #[derive(Debug, Serialize)]
@@ -231,6 +240,8 @@ pub struct SampledDelta {
     pub b_ns_per_page: f64,
     pub delta_ns_per_page: Delta,
     pub share_of_workload_delta: Option<f64>,
+    /// Fewer than [`FEW_SAMPLES`] self samples on each side: its shift is noise.
+    pub few_samples: bool,
 }
 
 /// The function the workload's delta lives in, if the design can say.
@@ -315,6 +326,7 @@ pub fn compare(sides: &[Side], allowed_by: Option<&str>) -> Result<Comparison> {
             test: TEST,
             interval: INTERVAL,
             detectable: DETECTABLE,
+            shift: SHIFT,
             alpha: ALPHA,
         },
         notes,
@@ -397,13 +409,10 @@ fn latency<'a>(report: &'a Report, name: &str) -> Option<(&'a ValueStats, String
     ))
 }
 
-/// Measured workload iterations (warmup included, every thread and round) and pages.
+/// Workload iterations run (warmup included, every thread and round) and pages.
 fn iterations(report: &Report) -> Option<(f64, f64)> {
     let w = report.workload.as_ref()?;
-    Some((
-        ((w.iterations + w.warmup) * w.rounds * w.threads) as f64,
-        w.pages as f64,
-    ))
+    Some((w.iterations_run() as f64, w.pages as f64))
 }
 
 /// Time in `name` (the syscall or a target) per workload iteration and page.
@@ -439,7 +448,7 @@ fn pair(a: &Side, b: &Side, differences: Vec<Difference>, notes: &mut Vec<String
     let mut targets = Vec::new();
     for name in &names {
         for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
-            let value = |r: &Report| latency(r, name).and_then(|(stats, _)| stats.histogram.quantile(q));
+            let value = |r: &Report| latency(r, name).and_then(|(stats, _)| stats.quantile(q));
             metrics.extend(metric_delta(
                 format!("{name} {label}"),
                 "ns",
@@ -527,7 +536,9 @@ fn sampled_deltas(a: &Side, b: &Side, workload_delta: Option<f64>) -> Vec<Sample
         let profile = r.sampling.as_ref()?;
         let mine = || profile.functions.iter().filter(|f| logical_function(&f.name) == name);
         Some((
-            mine().map(|f| f.self_share).sum::<f64>(),
+            // Not sum(): f64's sum of nothing (a function this run did not
+            // sample) is -0.0, which the tables print as -0.00.
+            mine().fold(0.0, |share, f| share + f.self_share),
             profile.in_syscall_samples,
             syscall_per_page(r)?,
             mine().map(|f| f.self_samples).sum::<u64>(),
@@ -547,16 +558,19 @@ fn sampled_deltas(a: &Side, b: &Side, workload_delta: Option<f64>) -> Vec<Sample
                 delta.interval = Some(sampling_interval(va[0], vb[0], delta.estimate));
                 delta.interval_from = IntervalSource::SamplingOnly;
             }
+            let (a_self_samples, b_self_samples) = (va.iter().map(|v| v.3).sum(), vb.iter().map(|v| v.3).sum());
             Some(SampledDelta {
                 name: name.to_owned(),
-                a_self_samples: va.iter().map(|v| v.3).sum(),
-                b_self_samples: vb.iter().map(|v| v.3).sum(),
+                a_self_samples,
+                b_self_samples,
+                few_samples: a_self_samples.max(b_self_samples) < FEW_SAMPLES,
                 a_ns_per_page: statistics::median(&ns_a)?,
                 b_ns_per_page: statistics::median(&ns_b)?,
                 share_of_workload_delta: workload_delta.filter(|w| *w != 0.0).map(|w| delta.estimate / w),
                 delta_ns_per_page: delta,
             })
         })
+        .filter(|row| row.delta_ns_per_page.estimate.abs() >= NO_CHANGE_NS_PER_PAGE)
         .collect();
     rows.sort_by(|x, y| {
         y.delta_ns_per_page
@@ -624,11 +638,11 @@ fn home(workload: Option<&MetricDelta>, sampled: &[SampledDelta]) -> Home {
         Some(row) => Home {
             function: Some(row.name.clone()),
             explanation: format!(
-                "the largest change whose interval excludes zero is in {}: {:+.2} ns/page [{:+.2}, {:+.2}]",
+                "the largest change whose interval excludes zero is in {}: {} ns/page [{}, {}]",
                 row.name,
-                row.delta_ns_per_page.estimate,
-                row.delta_ns_per_page.interval.map_or(0.0, |i| i.low),
-                row.delta_ns_per_page.interval.map_or(0.0, |i| i.high)
+                text::signed(row.delta_ns_per_page.estimate),
+                text::signed(row.delta_ns_per_page.interval.map_or(0.0, |i| i.low)),
+                text::signed(row.delta_ns_per_page.interval.map_or(0.0, |i| i.high))
             ),
         },
         None => no_home(

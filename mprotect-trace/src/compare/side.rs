@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::model::{Report, report};
@@ -45,12 +45,7 @@ impl Side {
                 runs: vec![Run { name, report }],
             });
         }
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|dir| dir.join(report::FILE_NAME).is_file())
-            .collect();
-        dirs.sort();
+        let dirs = report::run_dirs(path)?;
         if dirs.is_empty() {
             bail!(
                 "{} holds no report.json, nor run directories holding one: give a directory written by `mprotect-trace run -o DIR` or `run --repeat N -o DIR`",

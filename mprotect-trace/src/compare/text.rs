@@ -2,8 +2,32 @@
 
 use std::fmt::Write as _;
 
-use super::{Comparison, Delta, Design, IntervalSource, MetricDelta, OrderKind, PairComparison, Verdict};
+use super::{
+    Comparison, Delta, Design, FEW_SAMPLES, IntervalSource, MetricDelta, OrderKind, PairComparison, SampledDelta,
+    Verdict,
+};
 use crate::output::table::format_ns;
+
+/// The heading of the columns of shifts, explained in the footer.
+pub(super) const SHIFT_HEADING: &str = "shift (HL)";
+
+/// The mark after a sampled function's name whose shift rests on too few samples.
+pub(super) fn few_samples_mark(row: &SampledDelta) -> &'static str {
+    if row.few_samples { " *" } else { "" }
+}
+
+/// The footnote of that mark.
+pub(super) fn few_samples_note(sampled: &[SampledDelta]) -> Option<String> {
+    sampled
+        .iter()
+        .any(|row| row.few_samples)
+        .then(|| format!("* fewer than {FEW_SAMPLES} samples on each side: too few for its shift to mean anything"))
+}
+
+/// The width of a column of `names`: `least`, or the longest name's.
+fn name_width<'a>(least: usize, names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(|name| name.chars().count()).fold(least, usize::max)
+}
 
 pub(super) fn value(unit: &str, v: f64) -> String {
     if unit == "ns" { format_ns(v) } else { format!("{v:.2}") }
@@ -13,14 +37,32 @@ pub(super) fn optional(v: Option<f64>, format: impl Fn(f64) -> String) -> String
     v.map_or_else(|| "-".to_owned(), format)
 }
 
+/// A change with its sign, two decimals; one that rounds to nothing is
+/// "0.00", neither gained nor lost.
+pub(super) fn signed(v: f64) -> String {
+    match format!("{v:+.2}") {
+        zero if zero == "+0.00" || zero == "-0.00" => "0.00".to_owned(),
+        text => text,
+    }
+}
+
+/// A share of the workload's delta, "27 %"; one that rounds to nothing
+/// is "0 %", not "-0 %".
+pub(super) fn share(value: Option<f64>) -> String {
+    optional(value, |v| match format!("{:.0} %", v * 100.0) {
+        zero if zero == "-0 %" => "0 %".to_owned(),
+        text => text,
+    })
+}
+
 pub(super) fn delta(d: &Option<Delta>) -> String {
     match d {
         Some(Delta {
             estimate,
             interval: Some(i),
             ..
-        }) => format!("{estimate:+.2} [{:+.2}, {:+.2}]", i.low, i.high),
-        Some(d) => format!("{:+.2}", d.estimate),
+        }) => format!("{} [{}, {}]", signed(*estimate), signed(i.low), signed(i.high)),
+        Some(d) => signed(d.estimate),
         None => "-".to_owned(),
     }
 }
@@ -92,12 +134,13 @@ impl Design {
     }
 
     /// What the statistics are, one `name: text` line each.
-    pub(super) fn method(&self) -> [(&'static str, String); 4] {
+    pub(super) fn method(&self) -> [(&'static str, String); 5] {
         [
             ("unit", self.unit.to_owned()),
             ("test", format!("{}, alpha {}", self.test, self.alpha)),
             ("interval", self.interval.to_owned()),
             ("detectable", self.detectable.to_owned()),
+            (SHIFT_HEADING, self.shift.to_owned()),
         ]
     }
 }
@@ -148,9 +191,12 @@ impl PairComparison {
         let a_heading = format!("{} median [min, max]", self.a);
         let b_heading = format!("{} median [min, max]", self.b);
         let ratio_heading = format!("{}/{}", self.b, self.a);
+        // A name longer than its column (a --probe of a long kernel
+        // function) widens the column, not its row.
+        let width = name_width(32, self.metrics.iter().map(|m| m.metric.as_str()));
         let _ = writeln!(
             out,
-            "\n{:<32} {:<34} {:<34} {:>7} {:<24} verdict",
+            "\n{:<width$} {:<34} {:<34} {:>7} {:<24} verdict",
             "metric", a_heading, b_heading, ratio_heading, interval_heading
         );
         for m in &self.metrics {
@@ -168,7 +214,7 @@ impl PairComparison {
                 .map_or_else(|| "-".to_owned(), |i| format!("[{:.3}, {:.3}]", i.low, i.high));
             let _ = writeln!(
                 out,
-                "{:<32} {:<34} {:<34} {:>7.3} {:<24} {}",
+                "{:<width$} {:<34} {:<34} {:>7.3} {:<24} {}",
                 m.metric,
                 spread(&m.a),
                 spread(&m.b),
@@ -181,39 +227,41 @@ impl PairComparison {
             let _ = writeln!(out, "no claim: {reason}");
         }
 
+        // Targets no side measured have nothing to show.
+        let measured: Vec<_> = self
+            .targets
+            .iter()
+            .filter(|t| t.ns_per_page_a.is_some() || t.ns_per_page_b.is_some())
+            .collect();
+        let width = name_width(26, measured.iter().map(|t| t.name.as_str()));
         let _ = writeln!(
             out,
-            "\n{:<26} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
+            "\n{:<width$} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
             "per workload iteration",
             format!("calls/it {}", self.a),
             format!("calls/it {}", self.b),
             format!("ns/page {}", self.a),
             format!("ns/page {}", self.b),
-            format!("{}-{} [interval]", self.b, self.a),
+            format!("{SHIFT_HEADING} [interval]"),
             "of delta"
         );
-        // Targets no side measured have nothing to show.
-        for t in self
-            .targets
-            .iter()
-            .filter(|t| t.ns_per_page_a.is_some() || t.ns_per_page_b.is_some())
-        {
+        for t in measured {
             let _ = writeln!(
                 out,
-                "{:<26} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
+                "{:<width$} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
                 t.name,
                 optional(t.calls_per_iteration_a, |v| format!("{v:.2}")),
                 optional(t.calls_per_iteration_b, |v| format!("{v:.2}")),
                 optional(t.ns_per_page_a, |v| format!("{v:.2}")),
                 optional(t.ns_per_page_b, |v| format!("{v:.2}")),
                 delta(&t.delta_ns_per_page),
-                optional(t.share_of_workload_delta, |v| format!("{:.0} %", v * 100.0)),
+                share(t.share_of_workload_delta),
             );
         }
         if let Some(w) = &self.workload_delta_ns_per_page {
             let _ = writeln!(
                 out,
-                "{:<26} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
+                "{:<width$} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
                 "workload (mean)",
                 "",
                 "",
@@ -226,29 +274,37 @@ impl PairComparison {
 
         if !self.sampled.is_empty() {
             let source = self.sampled_intervals();
+            let names: Vec<String> = self
+                .sampled
+                .iter()
+                .map(|row| format!("{}{}", row.name, few_samples_mark(row)))
+                .collect();
+            let width = name_width(32, names.iter().map(String::as_str));
             let _ = writeln!(
                 out,
-                "\nfrom stack samples (self share x syscall ns/page per iteration; {source}):\n{:<32} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
+                "\nfrom stack samples (self share x syscall ns/page per iteration; {source}):\n{:<width$} {:>9} {:>9} {:>10} {:>10} {:>26} {:>9}",
                 "kernel function",
                 format!("samples {}", self.a),
                 format!("samples {}", self.b),
                 format!("ns/page {}", self.a),
                 format!("ns/page {}", self.b),
-                format!("{}-{} [interval]", self.b, self.a),
+                format!("{SHIFT_HEADING} [interval]"),
                 "of delta"
             );
-            for row in &self.sampled {
+            for (row, name) in self.sampled.iter().zip(&names) {
                 let _ = writeln!(
                     out,
-                    "{:<32} {:>9} {:>9} {:>10.2} {:>10.2} {:>26} {:>9}",
-                    row.name,
+                    "{name:<width$} {:>9} {:>9} {:>10.2} {:>10.2} {:>26} {:>9}",
                     row.a_self_samples,
                     row.b_self_samples,
                     row.a_ns_per_page,
                     row.b_ns_per_page,
                     delta(&Some(row.delta_ns_per_page)),
-                    optional(row.share_of_workload_delta, |v| format!("{:.0} %", v * 100.0)),
+                    share(row.share_of_workload_delta),
                 );
+            }
+            if let Some(note) = few_samples_note(&self.sampled) {
+                let _ = writeln!(out, "{note}");
             }
         }
         let _ = writeln!(out, "\n{}", self.home.explanation);

@@ -50,7 +50,7 @@ pub fn find_for(report: &Report) -> Option<Vmlinux> {
     let wanted = report.kernel_identity.as_ref()?.build_id.clone()?;
     let (found, passed_over) = in_usual_places(&report.kernel_release, &wanted);
     for note in passed_over {
-        eprintln!("note: {note}: not used");
+        crate::output::stderr_line(&format!("note: {note}: not used"));
     }
     found
 }

@@ -220,6 +220,9 @@ pub struct Report {
     pub settings: Option<Settings>,
     /// The traced process, when one was.
     pub tgid: Option<u32>,
+    /// `-p PID`: the process's name (`comm`) when tracing began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_name: Option<String>,
     pub command: Vec<String>,
     pub stop_reason: StopReason,
     /// True when the run was interrupted before its target finished.
@@ -440,6 +443,174 @@ pub fn prot_name(bucket: usize) -> String {
     }
 }
 
+/// Keeps every latency summary's percentiles within its min and max, as
+/// [`super::ValueStats::quantile`] gives them: reports written before it
+/// hold bucket midpoints beyond the extremes.
+fn clamp_percentiles(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(object) => {
+            let bound = |key: &str| object.get(key).and_then(serde_json::Value::as_f64);
+            if let (Some(min), Some(max)) = (bound("min_ns"), bound("max_ns")) {
+                for key in ["p50_ns", "p90_ns", "p99_ns", "p999_ns"] {
+                    if let Some(p) = object.get_mut(key)
+                        && let Some(ns) = p.as_f64()
+                    {
+                        *p = serde_json::json!(ns.clamp(min, max.max(min)));
+                    }
+                }
+            }
+            object.values_mut().for_each(clamp_percentiles);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(clamp_percentiles),
+        _ => {}
+    }
+}
+
+/// Where a report that is JSON but not a valid report is wrong: the
+/// path of the field (`syscall.latency.calls`, `targets[2].slot`) and
+/// what is wrong there. serde says only where in the text, so the value
+/// is parsed again as compact text, whose columns are byte offsets, and
+/// the path to that offset is read off the text.
+fn where_invalid(value: &serde_json::Value) -> Option<(String, String)> {
+    let text = serde_json::to_string(value).ok()?;
+    let err = serde_json::from_str::<Report>(&text).err()?;
+    let message = err.to_string();
+    let what = message.rfind(" at line ").map_or(message.as_str(), |at| &message[..at]);
+    Some((json_path_at(&text, err.column()), what.to_owned()))
+}
+
+/// The path of the value being read at byte `column` (1-based) of
+/// `text`, one line of valid JSON: object keys joined by `.`, array
+/// indices as `[i]`.
+fn json_path_at(text: &str, column: usize) -> String {
+    enum Frame {
+        Object { key: Option<String>, expecting_key: bool },
+        Array { index: usize },
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut chars = text.char_indices().take_while(|(at, _)| *at < column);
+    while let Some((_, c)) = chars.next() {
+        match c {
+            '{' => stack.push(Frame::Object {
+                key: None,
+                expecting_key: true,
+            }),
+            '[' => stack.push(Frame::Array { index: 0 }),
+            '}' | ']' => {
+                stack.pop();
+            }
+            ',' => match stack.last_mut() {
+                Some(Frame::Array { index }) => *index += 1,
+                Some(Frame::Object { expecting_key, .. }) => *expecting_key = true,
+                None => {}
+            },
+            ':' => {
+                if let Some(Frame::Object { expecting_key, .. }) = stack.last_mut() {
+                    *expecting_key = false;
+                }
+            }
+            '"' => {
+                let mut string = String::new();
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => {
+                            chars.next();
+                        }
+                        c => string.push(c),
+                    }
+                }
+                if let Some(Frame::Object {
+                    key,
+                    expecting_key: true,
+                }) = stack.last_mut()
+                {
+                    *key = Some(string);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut path = String::new();
+    for frame in &stack {
+        match frame {
+            Frame::Object { key: Some(key), .. } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Frame::Object { key: None, .. } => {}
+            Frame::Array { index } => path.push_str(&format!("[{index}]")),
+        }
+    }
+    path
+}
+
+/// The directories in `dir` that hold a report.json (the runs of `run
+/// --repeat`, or of one side of `ab`), in name order: run order.
+pub fn run_dirs(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|dir| dir.join(FILE_NAME).is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Why `path` (whose `file` is missing) is not a run: a directory of the
+/// runs of `run --repeat`, or of a comparison (`ab`, `compare -o`), is
+/// named for what it is, with where its runs and comparison are.
+fn not_a_run(path: &Path, file: &Path) -> String {
+    let runs = if path.is_dir() {
+        run_dirs(path).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    if let Some(first) = runs.first() {
+        return format!(
+            "{0} holds {1} runs of `run --repeat`, not one run: give one of them, e.g. {2}, or compare the series: mprotect-trace compare {0} OTHER",
+            path.display(),
+            runs.len(),
+            first.display()
+        );
+    }
+    let comparison = path.join("comparison.txt");
+    if comparison.is_file() {
+        // `ab` keeps each side's runs in a directory of its own.
+        let mut sides: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter_map(|side| {
+                let first = run_dirs(&side).ok()?.into_iter().next()?;
+                Some((side.file_name()?.to_string_lossy().into_owned(), first))
+            })
+            .collect();
+        sides.sort();
+        let Some((_, first)) = sides.first() else {
+            return format!(
+                "{} holds a comparison (`compare -o`), not a run: read {}",
+                path.display(),
+                comparison.display()
+            );
+        };
+        let names: Vec<&str> = sides.iter().map(|(name, _)| name.as_str()).collect();
+        return format!(
+            "{} holds a comparison of sides {} (`ab` or `compare -o`), not one run: read {}, or give one run, e.g. {}",
+            path.display(),
+            names.join(", "),
+            comparison.display(),
+            first.display()
+        );
+    }
+    format!(
+        "{} does not exist: give a directory written by `mprotect-trace run -o DIR`",
+        file.display()
+    )
+}
+
 impl Report {
     /// Reads a saved run: `DIR` (holding report.json) or the file itself.
     /// Every way it can be wrong gets a one-line error naming the fix.
@@ -451,10 +622,9 @@ impl Report {
         };
         let bytes = match std::fs::read(&file) {
             Ok(bytes) => bytes,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
-                "{} does not exist: give a directory written by `mprotect-trace run -o DIR`",
-                file.display()
-            ),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::bail!("{}", not_a_run(path, &file))
+            }
             Err(err) => return Err(err).with_context(|| format!("reading {}", file.display())),
         };
         Self::parse(&bytes, &file.display().to_string())
@@ -462,8 +632,15 @@ impl Report {
 
     /// Parses a report; `name` says where it came from in the errors.
     pub fn parse(bytes: &[u8], name: &str) -> Result<Report> {
-        let value: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|err| anyhow::anyhow!("{name} is not valid JSON ({err}): truncated? re-run mprotect-trace run"))?;
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|err| {
+            // Only a file that ends too early was cut short.
+            let hint = if err.is_eof() {
+                "truncated? re-run mprotect-trace run"
+            } else {
+                "not a report as mprotect-trace run writes it (edited, or another file?); re-run mprotect-trace run"
+            };
+            anyhow::anyhow!("{name} is not valid JSON ({err}): {hint}")
+        })?;
         let Some(version) = value.get("schema_version").and_then(serde_json::Value::as_u64) else {
             anyhow::bail!("{name} is not an mprotect-trace report (no schema_version)");
         };
@@ -472,8 +649,13 @@ impl Report {
                 "{name} has report schema {version}, newer than the {SCHEMA_VERSION} this mprotect-trace reads: upgrade mprotect-trace"
             );
         }
-        serde_json::from_value(value)
-            .map_err(|err| anyhow::anyhow!("{name} is not a valid schema-{version} report: {err}"))
+        let mut value = value;
+        clamp_percentiles(&mut value);
+        serde_json::from_value(value.clone()).map_err(|err| {
+            let (path, what) = where_invalid(&value).unwrap_or_else(|| (String::new(), err.to_string()));
+            let path = if path.is_empty() { path } else { format!("{path}: ") };
+            anyhow::anyhow!("{name} is not a valid schema-{version} report: {path}{what}")
+        })
     }
 
     /// The stack profile, when sampling caught at least one stack.

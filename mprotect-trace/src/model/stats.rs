@@ -110,14 +110,42 @@ impl ValueStats {
         }
     }
 
+    /// The value at quantile `q` (0..=1): its bucket's midpoint, kept
+    /// within the min and max seen (a midpoint may lie beyond them).
+    /// Every percentile a report, table or comparison shows is this one.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let midpoint = self.histogram.quantile(q)?;
+        let low = self.min.map_or(f64::NEG_INFINITY, |min| min as f64);
+        let high = self.max.map_or(f64::INFINITY, |max| max as f64);
+        Some(midpoint.clamp(low, high.max(low)))
+    }
+
+    /// What was recorded since `earlier` (one `--interval`). The kernel
+    /// keeps one min and one max for the whole run: an extreme that moved
+    /// since `earlier` was reached in the interval and is exact; else the
+    /// interval's own lies in its lowest (highest) bucket, and is given as
+    /// that bucket's midpoint, as percentiles are, within the run's.
     pub fn since(&self, earlier: &ValueStats) -> ValueStats {
-        // min/max cannot be split by interval; they stay run-wide.
+        let histogram = self.histogram.since(&earlier.histogram);
+        let count = self.count.saturating_sub(earlier.count);
+        let moved = |now: Option<u64>, before: Option<u64>| now.filter(|_| count > 0 && now != before);
+        let (exact_min, exact_max) = (moved(self.min, earlier.min), moved(self.max, earlier.max));
+        // A bucket's midpoint stays within what is known: the run's
+        // extremes, and the interval's exact one on the other side.
+        let low = exact_min.or(self.min).unwrap_or(0);
+        let high = exact_max.or(self.max).unwrap_or(u64::MAX);
+        let from_bucket = |q: f64| {
+            histogram
+                .quantile(q)
+                .filter(|_| count > 0)
+                .map(|midpoint| (midpoint.round() as u64).clamp(low, high))
+        };
         ValueStats {
-            count: self.count.saturating_sub(earlier.count),
+            count,
             total: self.total.saturating_sub(earlier.total),
-            min: self.min,
-            max: self.max,
-            histogram: self.histogram.since(&earlier.histogram),
+            min: exact_min.or_else(|| from_bucket(0.0)),
+            max: exact_max.or_else(|| from_bucket(1.0)),
+            histogram,
         }
     }
 }
@@ -182,17 +210,16 @@ pub struct LatencySummary {
 
 impl LatencySummary {
     pub fn of(stats: &ValueStats) -> Self {
-        let h = &stats.histogram;
         Self {
             calls: stats.count,
             total_ns: stats.total,
             mean_ns: stats.mean(),
             min_ns: stats.min,
             max_ns: stats.max,
-            p50_ns: h.quantile(0.5),
-            p90_ns: h.quantile(0.9),
-            p99_ns: h.quantile(0.99),
-            p999_ns: h.quantile(0.999),
+            p50_ns: stats.quantile(0.5),
+            p90_ns: stats.quantile(0.9),
+            p99_ns: stats.quantile(0.99),
+            p999_ns: stats.quantile(0.999),
         }
     }
 }
@@ -230,15 +257,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pooling_adds_counts_bucket_by_bucket() {
-        let stats = |values: &[u64]| ValueStats {
+    fn stats(values: &[u64]) -> ValueStats {
+        ValueStats {
             count: values.len() as u64,
             total: values.iter().sum(),
             min: values.iter().copied().min(),
             max: values.iter().copied().max(),
             histogram: histogram_of(values),
-        };
+        }
+    }
+
+    #[test]
+    fn pooling_adds_counts_bucket_by_bucket() {
         let (a, b) = (stats(&[5, 100, 100]), stats(&[3, 100, 4000]));
         assert_eq!(ValueStats::pooled([&a, &b]), stats(&[5, 100, 100, 3, 100, 4000]));
         let a = ExactDistribution {
@@ -258,5 +288,36 @@ mod tests {
         assert_eq!(delta.total(), 3);
         assert_eq!(delta.quantile(0.0), Some(5.0));
         assert_eq!(histogram_of(&[]).quantile(0.5), None);
+    }
+
+    /// An interval's min and max are its own: a new extreme of the run is
+    /// exact, else its lowest and highest bucket say them (exact below 16).
+    #[test]
+    fn an_interval_has_its_own_min_and_max() {
+        let earlier = stats(&[1, 15]);
+        let later = stats(&[1, 15, 5, 7]);
+        let interval = LatencySummary::of(&later.since(&earlier));
+        assert_eq!((interval.min_ns, interval.max_ns), (Some(5), Some(7)));
+        let extremes = LatencySummary::of(&stats(&[1, 15, 20_000, 3]).since(&earlier));
+        assert_eq!((extremes.min_ns, extremes.max_ns), (Some(3), Some(20_000)));
+        // 3705 to 3711 share the bucket [3584, 3712): its midpoint, 3648,
+        // is below the interval's exact new min, so the max is that min.
+        let one = stats(&[3710, 3711, 3705]).since(&stats(&[3710, 3711]));
+        assert_eq!((one.min, one.max), (Some(3705), Some(3705)));
+        let quiet = LatencySummary::of(&later.since(&later));
+        assert_eq!((quiet.calls, quiet.min_ns, quiet.max_ns), (0, None, None));
+    }
+
+    /// A percentile is its bucket's midpoint, but never outside the values
+    /// seen: 3600 and 3700 share the bucket [3584, 3712), midpoint 3648.
+    #[test]
+    fn percentiles_stay_within_the_min_and_max() {
+        let below = LatencySummary::of(&stats(&[3600]));
+        assert_eq!(
+            (below.p50_ns, below.p999_ns, below.max_ns),
+            (Some(3600.0), Some(3600.0), Some(3600))
+        );
+        let above = LatencySummary::of(&stats(&[3700, 3700]));
+        assert_eq!((above.p50_ns, above.min_ns), (Some(3700.0), Some(3700)));
     }
 }

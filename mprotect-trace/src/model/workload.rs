@@ -49,6 +49,11 @@ pub struct WorkloadResult {
     /// Measured iterations done, every thread and round together.
     #[serde(default)]
     pub measured_iterations: u64,
+    /// Every iteration done, warmup included, every thread and round
+    /// together: what calls per iteration divide by. Absent (0) from
+    /// reports written before it: see [`WorkloadResult::iterations_run`].
+    #[serde(default)]
+    pub iterations_done: u64,
     /// CPU seconds (user + system, all threads) the workload used from the
     /// start gate to the end: how busy it kept the CPUs.
     #[serde(default)]
@@ -122,6 +127,20 @@ impl WorkloadResult {
                 })
                 .collect(),
         )
+    }
+
+    /// Iterations run, warmup included, every thread and round: the
+    /// planned ones, or after an early stop (`run --duration`) those done.
+    /// A report older than `iterations_done` that stopped early counts
+    /// every round's warmup as done.
+    pub fn iterations_run(&self) -> u64 {
+        if self.iterations_done > 0 {
+            self.iterations_done
+        } else if self.stopped_early {
+            self.measured_iterations + self.warmup * self.rounds * self.threads
+        } else {
+            (self.iterations + self.warmup) * self.rounds * self.threads
+        }
     }
 
     /// The one-line summary, with the reproducer's field names.

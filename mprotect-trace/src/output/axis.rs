@@ -106,7 +106,23 @@ pub fn log(low: f64, high: f64, room: Room, width: impl Fn(f64) -> f64) -> Axis 
     let labelled = |values: Vec<f64>| inside(values, &position, &width, room);
     let ticks = LOG_MANTISSAS
         .iter()
-        .map(|mantissas| labelled(candidates(mantissas)))
+        .map(|mantissas| {
+            let mut ticks = labelled(candidates(mantissas));
+            // The axis starts on a value of the sequence whose label has
+            // no room there (the plots' y labels sit left of it): 1.1 ms
+            // data would show no label before 2 ms. The first round half
+            // after the start that clears the next label (1.5 ms) takes it.
+            if candidates(mantissas).first() == Some(&range.start)
+                && let Some(&first) = ticks.first()
+                && first > range.start
+                && let Some(half) = labelled(candidates(&BOUND_MANTISSAS))
+                    .into_iter()
+                    .find(|&half| half > range.start && half < first && clear(&[half, first], &position, &width))
+            {
+                ticks.insert(0, half);
+            }
+            ticks
+        })
         .find(|ticks| ticks.len() >= 2 && clear(ticks, &position, &width))
         // A span with one round value or none inside (1.5 ms to 2.5 ms):
         // the halves too (1.5, 2.5), as the axis's ends are chosen...
@@ -298,6 +314,20 @@ mod tests {
             let axis = log(low, high, ROOM, |ns| width(&duration(ns)));
             assert!(!axis.ticks.is_empty(), "{low}..{high}: {axis:?}");
         }
+    }
+
+    #[test]
+    fn data_that_start_well_below_the_first_round_label_get_one_before_it() {
+        // Buckets from 1.1 ms to 3.4 ms, no room left of the axis (the
+        // plots' y labels are there): "1 ms" cannot sit on the axis start,
+        // so 1.5 ms labels the data left of 2 ms.
+        let flush = Room { left: 0.0, ..ROOM };
+        let axis = log(1.1e6, 3.4e6, flush, |ns| width(&duration(ns)));
+        assert_eq!(axis.range, 1e6..4e6);
+        assert_eq!(axis.ticks, [1.5e6, 2e6, 3e6, 4e6]);
+        // Data that start near their first label need none before it.
+        let axis = log(1.94e6, 3.41e6, flush, |ns| width(&duration(ns)));
+        assert_eq!(axis.ticks, [2e6, 3e6, 4e6]);
     }
 
     #[test]

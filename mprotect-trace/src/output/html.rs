@@ -67,7 +67,7 @@ pub const COMPARISON_FILE_NAME: &str = "comparison.html";
 
 /// `comparison.html`: the comparison text, the A/B CDFs and the
 /// differential flame graph among `artifacts`, in one self-contained file.
-/// `differentials`: each differential flame graph's file and its side.
+/// `differentials`: each differential flame graph's file and its heading.
 pub fn comparison(title: &str, text: &str, artifacts: &[Artifact], differentials: &[(String, String)]) -> Artifact {
     let mut html = page_head(title);
     let _ = write!(
@@ -76,12 +76,8 @@ pub fn comparison(title: &str, text: &str, artifacts: &[Artifact], differentials
         escape(text),
         figures(artifacts)
     );
-    for (file_name, side) in differentials {
-        html.push_str(&embedded_svg(
-            artifacts,
-            file_name,
-            &format!("Differential flame graph, {side} against the baseline (red: more in {side})"),
-        ));
+    for (file_name, heading) in differentials {
+        html.push_str(&embedded_svg(artifacts, file_name, heading));
     }
     html.push_str("</body></html>\n");
     Artifact::new(COMPARISON_FILE_NAME, html)

@@ -38,9 +38,9 @@ pub fn render(report: &Report, top: Option<usize>) -> String {
         &mut out,
         "traced:",
         &format!(
-            "{}, {:.2} s, stopped: {}{partial}",
+            "{}, {}, stopped: {}{partial}",
             table::what_was_traced(report),
-            report.duration_s,
+            table::run_duration(report),
             report.stop_reason.label()
         ),
     );

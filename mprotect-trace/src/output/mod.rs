@@ -103,6 +103,16 @@ pub fn print(text: &str) -> Result<()> {
         .map_err(|err| anyhow::anyhow!("writing to stdout: {err}"))
 }
 
+/// Writes `line` and a newline to stderr: every warning, note and error
+/// goes this way. A stderr nobody reads any more (`run 2>&1 | head`) is
+/// no reason to stop: the run still writes its files, detaches and
+/// restores what it changed, and says how it ended by its exit code.
+pub fn stderr_line(line: &str) {
+    let mut stderr = std::io::stderr().lock();
+    // Nowhere is left to report a failure to report.
+    let _ = stderr.write_all(format!("{line}\n").as_bytes());
+}
+
 /// The artifact named `file_name` among `artifacts`.
 pub fn find<'a>(artifacts: &'a [Artifact], file_name: &str) -> Option<&'a Artifact> {
     artifacts.iter().find(|artifact| artifact.file_name == file_name)

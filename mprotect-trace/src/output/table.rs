@@ -22,16 +22,21 @@ pub fn latency_cell(latency: Option<&LatencySummary>, value: fn(&LatencySummary)
     latency.and_then(value).map_or_else(|| "-".to_owned(), format_ns)
 }
 
+/// How long a run traced: "2.06 ms", "12.50 s" (a short command is not "0.00 s").
+pub fn run_duration(report: &Report) -> String {
+    format_ns(report.duration_s * 1e9)
+}
+
 fn opt_ns(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), format_ns)
 }
 
-/// Workload iterations (warmup included) the calls are divided by.
+/// Workload iterations run (warmup included) the calls are divided by.
 fn iterations(report: &Report) -> Option<u64> {
     report
         .workload
         .as_ref()
-        .map(|w| (w.iterations + w.warmup) * w.rounds * w.threads)
+        .map(crate::model::WorkloadResult::iterations_run)
 }
 
 fn latency_row(
@@ -85,7 +90,16 @@ pub fn what_was_traced(report: &Report) -> String {
             None => "workload".to_owned(),
         },
         (None, Scope::All) => "every task".to_owned(),
-        (None, scope) => scope.name().to_owned(),
+        // "pid 20345 (sleep)".
+        (None, Scope::Pid) => {
+            let pid = report.tgid.map(|pid| format!(" {pid}")).unwrap_or_default();
+            let name = report
+                .process_name
+                .as_ref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            format!("pid{pid}{name}")
+        }
     }
 }
 
@@ -113,7 +127,12 @@ pub fn render(report: &Report) -> String {
 pub fn render_top(report: &Report, top: Option<usize>) -> String {
     let mut out = String::new();
     let what = what_was_traced(report);
-    let tgid = report.tgid.map(|t| format!(", tgid {t}")).unwrap_or_default();
+    // -p names its pid already.
+    let tgid = report
+        .tgid
+        .filter(|_| report.scope != Scope::Pid)
+        .map(|t| format!(", tgid {t}"))
+        .unwrap_or_default();
     let partial = if report.partial {
         " [partial: stopped by signal]"
     } else {
@@ -121,10 +140,10 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
     };
     let _ = writeln!(
         out,
-        "mprotect-trace: {what}{tgid} on {} {}, {:.2} s, stopped: {}{partial}\n",
+        "mprotect-trace: {what}{tgid} on {} {}, {}, stopped: {}{partial}\n",
         report.kernel_release,
         report.arch,
-        report.duration_s,
+        run_duration(report),
         report.stop_reason.label()
     );
     let _ = writeln!(
@@ -184,16 +203,28 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
             },
         }
     }
-    let _ = writeln!(
-        out,
-        "(p50/p99 are histogram bucket midpoints, within {:.2} % of the true value)",
-        report.percentile_relative_error * 100.0
-    );
+    // Percentiles to qualify only when some latency has a call.
+    let timed = std::iter::once(&report.syscall.latency)
+        .chain(report.targets.iter().filter_map(|t| t.latency.as_ref()))
+        .chain(
+            report
+                .targets
+                .iter()
+                .filter_map(|t| t.attachment.inlined.as_ref()?.latency.as_ref()),
+        )
+        .any(|latency| latency.calls > 0);
+    if timed {
+        let _ = writeln!(
+            out,
+            "(p50/p99 are histogram bucket midpoints, within {:.2} % of the true value)",
+            report.percentile_relative_error * 100.0
+        );
+    }
     render_distributions(&mut out, report);
     render_field_values(&mut out, report);
     render_per_cpu(&mut out, report);
     if let Some(profile) = &report.sampling {
-        render_profile(&mut out, profile, top);
+        render_profile(&mut out, profile, top, report.scope);
     }
     if let Some(c) = &report.calibration {
         let _ = writeln!(
@@ -326,11 +357,20 @@ fn render_distributions(out: &mut String, report: &Report) {
             top.join(", ")
         );
     }
-    let _ = writeln!(out, "\npages per call:");
-    value_line(out, "mprotect len", &report.syscall.pages_per_call);
-    for target in &report.targets {
-        if let (Some(source), Some(pages)) = (&target.attachment.pages_source, &target.pages_per_call) {
-            value_line(out, source, pages);
+    let pages: Vec<(&str, &ValueStats)> = std::iter::once(("mprotect len", &report.syscall.pages_per_call))
+        .chain(
+            report
+                .targets
+                .iter()
+                .filter_map(|t| t.attachment.pages_source.as_deref().zip(t.pages_per_call.as_ref())),
+        )
+        .filter(|(_, pages)| pages.count > 0)
+        .collect();
+    // No call, no length: no heading over nothing (-a or -p of an idle process).
+    if !pages.is_empty() {
+        let _ = writeln!(out, "\npages per call:");
+        for (source, stats) in pages {
+            value_line(out, source, stats);
         }
     }
     let returns: Vec<(&String, &ValueStats)> = report
@@ -562,11 +602,21 @@ pub fn few_samples_warning(profile: &Profile) -> Option<String> {
     })
 }
 
-fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>) {
+/// What the samples the sampler did not keep were: under `-a` every task
+/// is traced, so only the idle CPUs'; else other tasks' and idle CPUs'
+/// (all of them idle under `-p` of a sleeping process).
+fn samples_not_traced(scope: Scope, samples: u64) -> String {
+    match scope {
+        Scope::All => format!("{samples} samples of idle CPUs"),
+        _ => format!("{samples} samples of other tasks or idle CPUs"),
+    }
+}
+
+fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>, scope: Scope) {
     let c = &profile.counters;
     let _ = writeln!(
         out,
-        "\nstack samples: {} at {} Hz on {} CPUs, {} inside mprotect(); lost: {} kernel-stack collisions, {} failed kernel walks, {} user stacks, {} for a full map ({} samples hit other tasks)",
+        "\nstack samples: {} at {} Hz on {} CPUs, {} inside mprotect(); lost: {} kernel-stack collisions, {} failed kernel walks, {} user stacks, {} for a full map ({})",
         c.samples,
         profile.hz,
         profile.cpus,
@@ -575,7 +625,7 @@ fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>) {
         c.kernel_stack_failed,
         c.user_stack_lost,
         c.sample_map_full,
-        c.samples_other_tasks
+        samples_not_traced(scope, c.samples_other_tasks)
     );
     if profile.measured_iterations_only {
         let _ = writeln!(

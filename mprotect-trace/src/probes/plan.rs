@@ -119,19 +119,31 @@ pub fn function_probes_possible(caps: &Capabilities) -> bool {
     backend::ALL.iter().any(|b| caps.backend(b.capability()).available)
 }
 
+/// Why no target gets a function probe here, whatever the target:
+/// `--backend none`, or no backend this kernel takes (each one's reason).
+/// `None` when some backend works. The one reason `run` and `doctor` both
+/// give every target then, whether or not it exists in this kernel (its
+/// absence is not what stops it; doctor lists it beside).
+fn no_backend_anywhere(caps: &Capabilities, choice: BackendChoice) -> Option<String> {
+    if choice == BackendChoice::NoFunctions {
+        return Some("no function probe: --backend none".to_owned());
+    }
+    if function_probes_possible(caps) {
+        return None;
+    }
+    let why: Vec<String> = backend::ALL
+        .iter()
+        .map(|b| format!("{} {}", b.capability(), caps.backend(b.capability()).summary))
+        .collect();
+    Some(format!("no function probe: {}", why.join(", ")))
+}
+
 /// The plans when no function-probe backend works here: every built-in
 /// target gets none, with each backend's reason. Nothing is read (neither
 /// kallsyms nor BTF), so such a run attaches fast; `in_kallsyms` and
 /// `in_btf` are then unknown and read false.
 pub fn without_function_probes(caps: &Capabilities, choice: BackendChoice) -> Vec<TargetPlan> {
-    let why: Vec<String> = if choice == BackendChoice::NoFunctions {
-        vec!["--backend none".to_owned()]
-    } else {
-        backend::ALL
-            .iter()
-            .map(|b| format!("{} {}", b.capability(), caps.backend(b.capability()).summary))
-            .collect()
-    };
+    let reason = no_backend_anywhere(caps, choice).unwrap_or_default();
     targets::with_user_probes(&[])
         .into_iter()
         .map(|target| TargetPlan {
@@ -145,7 +157,7 @@ pub fn without_function_probes(caps: &Capabilities, choice: BackendChoice) -> Ve
             signature: None,
             inlined: None,
             backend: Backend::None,
-            reason: format!("no function probe: {}", why.join(", ")),
+            reason: reason.clone(),
         })
         .collect()
 }
@@ -227,7 +239,9 @@ pub fn plan_target(
         signature: signature.as_ref(),
         inlined: inlined.as_ref(),
     };
-    let (backend, reason) = if !in_kallsyms && !in_btf && inlined.is_none() {
+    let (backend, reason) = if let Some(why) = no_backend_anywhere(caps, choice) {
+        (Backend::None, why)
+    } else if !in_kallsyms && !in_btf && inlined.is_none() {
         let copies = if variants.is_empty() {
             String::new()
         } else {

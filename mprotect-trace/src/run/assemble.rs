@@ -26,6 +26,8 @@ pub struct Collected {
     /// When tracing started (UTC, RFC 3339).
     pub start_time: String,
     pub tgid: Option<u32>,
+    /// `-p PID`: the process's name.
+    pub process_name: Option<String>,
     pub workload: Option<WorkloadResult>,
     /// `--calibrate`: the same workload, untraced, just before.
     pub untraced: Option<WorkloadResult>,
@@ -227,6 +229,7 @@ pub fn report(collected: Collected) -> Report {
         arch: collected.capabilities.arch.clone(),
         scope: collected.scope,
         tgid: collected.tgid,
+        process_name: collected.process_name,
         command: collected.command,
         stop_reason: collected.stop,
         partial: collected.stop.is_partial(),

@@ -75,7 +75,7 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
         // stdout is the one summary line; where the report went is for
         // the reader, beside the warnings.
         output::print(&format!("{}\n", output::summary::line(&traced.report)))?;
-        eprintln!("report: {}", traced.path.display());
+        output::stderr_line(&format!("report: {}", traced.path.display()));
     } else {
         output::print(&format!("report: {}\n", traced.path.display()))?;
     }
@@ -264,7 +264,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
                 Some(cpus)
             }
             Err(err) => {
-                eprintln!("note: no stack sampling: {err:#}");
+                output::stderr_line(&format!("note: no stack sampling: {err:#}"));
                 caps.perf_sampling = Check::no("attach failed", format!("{err:#}"));
                 None
             }
@@ -278,6 +278,14 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     let mut signals = Signals::install()?;
     let scope = target::scope(&options.target);
     let mut target = target::start(&options.target).await?;
+    // A process traced by pid is named in the report by its comm, read
+    // now: it may exit or exec before the run ends.
+    let process_name = match (scope, target.tgid) {
+        (Scope::Pid, Some(pid)) => std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()
+            .map(|comm| comm.trim_end().to_owned()),
+        _ => None,
+    };
     let config = TraceConfig {
         target_tgid: target.tgid.unwrap_or(0),
         trace_all: u32::from(target.tgid.is_none()),
@@ -289,7 +297,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     let start_time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     target.release().await?;
     let attach_ms = begun.elapsed().as_secs_f64() * 1e3;
-    eprintln!("{}", attached_line(scope, target.tgid));
+    output::stderr_line(&attached_line(scope, target.tgid));
     let (stop, interval_series) = trace_until_stopped(
         &ebpf,
         &mut target,
@@ -349,6 +357,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         elapsed,
         start_time,
         tgid: target.tgid,
+        process_name,
         workload,
         untraced,
         profile,
@@ -362,10 +371,12 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         && let Some(vmlinux) = debuginfo::find_for(&report)
         && let Err(err) = vmlinux.symbolize(&mut report)
     {
-        eprintln!("note: {} found but not used: {err:#}", vmlinux.path.display());
+        output::stderr_line(&format!("note: {} found but not used: {err:#}", vmlinux.path.display()));
     }
     warn_about_hot_probes(&report);
-    show_first(&report)?;
+    // A reader gone from stdout (`run | head`) does not lose the run: its
+    // files are written and the probes detached first, then the error.
+    let shown = show_first(&report);
     let stop_to_table_ms = stopped.elapsed().as_secs_f64() * 1e3;
     report.interval_series = interval_series;
     report.timings = Some(crate::model::Timings {
@@ -378,17 +389,19 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     output::write(&report, Formats::Run, &output_dir)?;
     // The tool's own timings are for whoever watches it, not for --quiet.
     if !options.quiet {
-        eprintln!(
+        output::stderr_line(&format!(
             "mprotect-trace: attached {attach_ms:.0} ms after the start; after the stop, the table took {stop_to_table_ms:.0} ms and the files (plots, flame graph, HTML, report.json) {:.0} ms",
             stopped.elapsed().as_secs_f64() * 1e3
-        );
+        ));
     }
     let path = output_dir.join(output::json::FILE_NAME);
     let status = match (stop, ending) {
         (StopReason::Interrupt, _) => Status::Interrupted,
         (StopReason::Terminate, _) => Status::Terminated,
         (_, Ending::Exited(status)) if !status.success() => {
-            eprintln!("error: the traced process exited with {status}; the report has what was collected");
+            output::stderr_line(&format!(
+                "error: the traced process exited with {status}; the report has what was collected"
+            ));
             Status::TargetFailed
         }
         _ => Status::Complete,
@@ -396,6 +409,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     detaching
         .join()
         .map_err(|_| anyhow::anyhow!("detaching the probes failed (the thread panicked)"))?;
+    shown?;
     Ok(Traced { report, path, status })
 }
 
@@ -558,13 +572,13 @@ fn warn_about_hot_probes(report: &Report) {
         let backend = target.attachment.backend.label();
         let cost = probe_pair_cost_ns(target.attachment.backend);
         let overhead_s = latency.calls as f64 * cost * 1e-9;
-        eprintln!(
+        output::stderr_line(&format!(
             "warning: {} fired {:.1} million times per second; at ~{cost:.0} ns per {backend} entry+exit pair the probes added an estimated {:.2} s ({:.0} % of the {:.2} s run)",
             target.attachment.name,
             rate / 1e6,
             overhead_s,
             100.0 * overhead_s / report.duration_s,
             report.duration_s
-        );
+        ));
     }
 }

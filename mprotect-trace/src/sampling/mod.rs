@@ -41,11 +41,11 @@ pub fn check_rate(hz: u64) -> Result<()> {
     }
     let load = hz as f64 * SAMPLE_COST_S;
     if load > SAMPLING_LOAD_WARNING {
-        eprintln!(
+        crate::output::stderr_line(&format!(
             "warning: --sample-hz {hz}: at ~{:.0} us a sample, sampling takes about {:.0} % of every CPU and slows what it measures; 999 is the default",
             SAMPLE_COST_S * 1e6,
             (load * 100.0).min(100.0)
-        );
+        ));
     }
     Ok(())
 }

@@ -52,6 +52,8 @@ struct ThreadOutcome {
     samples: Samples,
     audits: Vec<Audit>,
     mprotect_calls: u64,
+    /// Iterations done, warmup included.
+    iterations: u64,
     /// PTE tables walked: each mprotect call times the tables it spans.
     pte_table_walks: u64,
 }
@@ -217,6 +219,7 @@ fn run_thread(plan: &Plan, barriers: &Barriers, main: Option<(&ProgressBar, Star
         samples: Samples::default(),
         audits: Vec::new(),
         mprotect_calls: 0,
+        iterations: 0,
         pte_table_walks: 0,
     };
     for _ in 0..plan.rounds {
@@ -316,6 +319,7 @@ fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&Prog
         let touched = Instant::now();
         dither.spin();
         outcome.mprotect_calls += 2;
+        outcome.iterations += 1;
         outcome.pte_table_walks += 2 * mapping.pte_tables();
         if iteration >= plan.warmup {
             let samples = &mut outcome.samples;
@@ -360,6 +364,7 @@ fn single_protect_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Opti
         drop(measuring);
         dither.spin();
         outcome.mprotect_calls += 1;
+        outcome.iterations += 1;
         outcome.pte_table_walks += mapping.pte_tables();
         if iteration >= plan.warmup {
             outcome.samples.protect.push(nanos(protected - start));

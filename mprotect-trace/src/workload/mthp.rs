@@ -103,7 +103,10 @@ impl Knobs {
     pub fn restore(&self) {
         for (path, before) in self.lock().drain(..) {
             if let Err(err) = std::fs::write(&path, &before) {
-                eprintln!("warning: could not restore {} to {before}: {err}", path.display());
+                crate::output::stderr_line(&format!(
+                    "warning: could not restore {} to {before}: {err}",
+                    path.display()
+                ));
             }
         }
     }

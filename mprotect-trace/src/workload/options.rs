@@ -110,6 +110,22 @@ impl WorkloadOptions {
                 bail!("{flag} must be at least 1 (got 0)");
             }
         }
+        // Every count of the run (iterations, calls, the progress bar) fits
+        // in 64 bits: two calls an iteration, warmup included, every round
+        // and thread. Beyond, a count would wrap into a few iterations.
+        let calls = (self.iterations.checked_add(self.warmup))
+            .and_then(|n| n.checked_mul(self.rounds))
+            .and_then(|n| n.checked_mul(self.threads))
+            .and_then(|n| n.checked_mul(2));
+        if calls.is_none() {
+            bail!(
+                "--iterations {} and --warmup {} in {} round(s) of {} thread(s) make more mprotect calls than 64 bits count: lower them (--duration ends a long run early)",
+                self.iterations,
+                self.warmup,
+                self.rounds,
+                self.threads
+            );
+        }
         if let (Some(bytes), Some(_)) = (scenario.fixed_bytes(), self.mapping_mb) {
             bail!(
                 "--mapping-mb does not apply to {}: it maps exactly {bytes} bytes",

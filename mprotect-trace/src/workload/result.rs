@@ -12,12 +12,14 @@ use crate::statistics::median;
 pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadResult {
     let mut samples = Samples::default();
     let mut mprotect_calls = 0;
+    let mut iterations_done = 0;
     let mut pte_table_walks = 0;
     let mut worst: Option<(u64, SmapsEntry, SmapsEntry, BTreeMap<u64, u64>)> = None;
     let mut threads = Vec::new();
     for outcome in outcomes {
         threads.push(outcome.samples.protect.len() as u64);
         mprotect_calls += outcome.mprotect_calls;
+        iterations_done += outcome.iterations;
         pte_table_walks += outcome.pte_table_walks;
         samples.protect.extend(outcome.samples.protect);
         samples.restore.extend(outcome.samples.restore);
@@ -63,6 +65,7 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadRe
         iteration_ns_per_page_median: per_page_median(&iteration),
         stopped_early: stop_requested(),
         measured_iterations: iteration.len() as u64,
+        iterations_done,
         kernel_page_kb: smaps_after.kernel_page_kb,
         mmu_page_kb: smaps_after.mmu_page_kb,
         anon_huge_kb: smaps_after.huge_kb,
