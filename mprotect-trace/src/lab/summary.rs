@@ -423,7 +423,7 @@ impl LabSummary {
                         .collect();
                     let _ = writeln!(
                         out,
-                        "    carried by (sampled self time, ns/page per iteration, B-A): {}",
+                        "    carried by (sampled self time, ns/page per iteration, shift (HL) of B against A): {}",
                         named.join(", ")
                     );
                 }
