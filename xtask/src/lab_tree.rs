@@ -43,8 +43,11 @@ const BROKEN_LINE: &str = "this line does not compile;\n";
 /// About 700 samples a run (at 999 Hz a run of 20 iterations had 19, too
 /// few to place a change).
 const RUN: &str = "--mapping-mb 16 --iterations 60 --sample-hz 9999 --backend none";
-/// Any other function's change must be below this share of the injected one's.
-const OTHERS_AT_MOST: f64 = 0.25;
+/// Any other function's change must be below this share of the injected
+/// one's. Observed: 13 to 20 % (mksaveddirty_shift, an inlined helper of
+/// change_pte_range, gains samples when the work is injected, though the
+/// loop's own instructions are all change_pte_range's in DWARF).
+const OTHERS_AT_MOST: f64 = 1.0 / 3.0;
 /// The cached lab's run: function probes, so the inline sites the lab read
 /// from the vmlinux it built are probed in the guest.
 const PROBED_RUN: &str = "--mapping-mb 16 --iterations 20";
@@ -209,8 +212,9 @@ fn attribution(tree: &Path, root: &Path) -> Result<u64> {
         largest_other < OTHERS_AT_MOST * injected,
         "another function changed by {largest_other:.2} ns/page beside change_pte_range's {injected:.2}: {functions:?}"
     );
-    // With a few dozen functions each at a ~94 % interval, one or two
-    // intervals excluding zero are expected by chance: listed, not named.
+    // With a few dozen functions each at a ~97 % interval, one or two
+    // intervals excluding zero are expected by chance, and the inlined
+    // helpers around the work gain a little: listed, not named.
     let by_chance: Vec<String> = delta["significant_functions"]
         .as_array()
         .context("no significant_functions")?
@@ -219,7 +223,7 @@ fn attribution(tree: &Path, root: &Path) -> Result<u64> {
         .map(|f| format!("{} {:+.2}", f[0].as_str().unwrap_or("?"), change(f)))
         .collect();
     println!(
-        "lab-tree-check: base against injected: workload +{workload_change:.2} ns/page; home {INJECTED_FUNCTION} {injected:+.2} ns/page, no other function named (the largest other change {largest_other:.2}; other intervals excluding zero, as expected by chance among the functions sampled: {by_chance:?}) ({:.0} s)",
+        "lab-tree-check: base against injected: workload +{workload_change:.2} ns/page; home {INJECTED_FUNCTION} {injected:+.2} ns/page, no other function named (the largest other change {largest_other:.2}; other intervals excluding zero, not named: {by_chance:?}) ({:.0} s)",
         started.elapsed().as_secs_f64()
     );
 
