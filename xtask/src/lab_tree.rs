@@ -43,10 +43,13 @@ const BROKEN_LINE: &str = "this line does not compile;\n";
 /// About 700 samples a run (at 999 Hz a run of 20 iterations had 19, too
 /// few to place a change).
 const RUN: &str = "--mapping-mb 16 --iterations 60 --sample-hz 9999 --backend none";
-/// Any other function's change must be below this share of the injected
-/// one's. Observed: 13 to 20 % (mksaveddirty_shift, an inlined helper of
-/// change_pte_range, gains samples when the work is injected, though the
-/// loop's own instructions are all change_pte_range's in DWARF).
+/// Shares of the workload's change: the injected function must carry at
+/// least the first, any other function less than the second. Observed
+/// (4 runs a side): change_pte_range 76-77 %; the largest other 14-21 %,
+/// mksaveddirty_shift, an inlined helper of change_pte_range that gains
+/// samples when the work is injected although its instructions are the
+/// same 11 in both builds (the loop's 3 are change_pte_range's in DWARF).
+const INJECTED_AT_LEAST: f64 = 0.5;
 const OTHERS_AT_MOST: f64 = 1.0 / 3.0;
 /// The cached lab's run: function probes, so the inline sites the lab read
 /// from the vmlinux it built are probed in the guest.
@@ -209,8 +212,8 @@ fn attribution(tree: &Path, root: &Path) -> Result<u64> {
         .map(|f| change(f).abs())
         .fold(0.0, f64::max);
     ensure!(
-        largest_other < OTHERS_AT_MOST * injected,
-        "another function changed by {largest_other:.2} ns/page beside change_pte_range's {injected:.2}: {functions:?}"
+        injected >= INJECTED_AT_LEAST * workload_change && largest_other < OTHERS_AT_MOST * workload_change,
+        "of the workload's change of {workload_change:.2} ns/page, change_pte_range carries {injected:.2} and another function {largest_other:.2}: {functions:?}"
     );
     // With a few dozen functions each at a ~97 % interval, one or two
     // intervals excluding zero are expected by chance, and the inlined

@@ -68,9 +68,16 @@ impl Initramfs {
         std::fs::write(&init_path, init).with_context(|| format!("writing {}", init_path.display()))?;
         std::fs::set_permissions(&init_path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .with_context(|| format!("making {} executable", init_path.display()))?;
-        let path = work_dir.join("initramfs.cpio.gz");
-        let pack = format!("find . | cpio -o -H newc --quiet | gzip -1 > {}", path.display());
-        run_checked(Command::new("sh").args(["-c", &pack]).current_dir(&root))?;
+        // Absolute: the packing runs inside the staging tree (a relative
+        // `lab -o DIR` wrote nowhere).
+        let path = std::path::absolute(work_dir.join("initramfs.cpio.gz"))
+            .with_context(|| format!("resolving {}", work_dir.display()))?;
+        run_checked(
+            Command::new("sh")
+                .args(["-c", "find . | cpio -o -H newc --quiet | gzip -1 > \"$0\""])
+                .arg(&path)
+                .current_dir(&root),
+        )?;
         Ok(Self { path })
     }
 }
