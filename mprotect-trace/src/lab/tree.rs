@@ -5,10 +5,11 @@
 //! - A revision is checked out into the lab's cache (a `git clone
 //!   --shared` of PATH, which borrows its objects), never in the user's
 //!   working copy; `tree:PATH` alone builds the files as they are.
-//! - The kernel is kept under a key of everything that decides it: the
-//!   source (git's tree hash, or the working copy's file list with sizes
-//!   and times), the base config, the fragment and the compiler. The same
-//!   key is never built twice.
+//! - The kernel is kept under the source (git's tree hash, or the working
+//!   copy's file list with sizes and times), the final `.config` and the
+//!   compiler: the same kernel is never built twice. An index of the
+//!   inputs (source, base config, fragment, compiler) finds it without
+//!   configuring anything.
 //! - All revisions of one tree share one build directory, so a one-file
 //!   change between them rebuilds incrementally (make compares times, and
 //!   git rewrites only the files that differ).
@@ -300,15 +301,21 @@ pub fn build(spec: &TreeSpec, options: &BuildOptions) -> Result<Built> {
         root.file_name().map_or_else(|| "tree".into(), |n| n.to_string_lossy()),
         short_hash(&root.display().to_string())
     ));
-    let key = short_hash(&format!(
+    // Two keys: what goes in (source, base config, fragment, compiler), to
+    // find a kernel without configuring anything; and the final .config,
+    // under which it is kept, so that inputs that configure alike (a
+    // reworded fragment) share one build.
+    let inputs_key = short_hash(&format!(
         "source {}\nbase {base}\nfragment {}\ncompiler {}\narch {}",
         source.id,
         config::FRAGMENT,
         compiler(),
         ARCH.debian()
     ));
-    let kept = tree_dir.join("kernels").join(&key);
-    let built = |how: String, cached| Built {
+    let inputs_file = tree_dir.join("inputs").join(&inputs_key);
+    let kept_dir = |key: &str| tree_dir.join("kernels").join(key);
+    let complete = |kept: &Path| kept.join("bzImage").is_file() && kept.join("vmlinux").is_file();
+    let built = |kept: &Path, how: String, cached| Built {
         image: kept.join("bzImage"),
         vmlinux: kept.join("vmlinux"),
         config: kept.join("config"),
@@ -316,8 +323,15 @@ pub fn build(spec: &TreeSpec, options: &BuildOptions) -> Result<Built> {
         how,
         cached,
     };
-    if kept.join("bzImage").is_file() && kept.join("vmlinux").is_file() {
-        return Ok(built(format!("cached ({})", kept.display()), true));
+    let remember = |key: &str| -> Result<()> {
+        std::fs::create_dir_all(tree_dir.join("inputs")).context("creating the inputs index")?;
+        std::fs::write(&inputs_file, key).with_context(|| format!("writing {}", inputs_file.display()))
+    };
+    if let Ok(key) = std::fs::read_to_string(&inputs_file)
+        && complete(&kept_dir(key.trim()))
+    {
+        let kept = kept_dir(key.trim());
+        return Ok(built(&kept, format!("cached ({})", kept.display()), true));
     }
 
     std::fs::create_dir_all(options.log_dir).with_context(|| format!("creating {}", options.log_dir.display()))?;
@@ -374,6 +388,21 @@ pub fn build(spec: &TreeSpec, options: &BuildOptions) -> Result<Built> {
             log_path.display()
         );
     }
+    let key = short_hash(&format!(
+        "source {}\nconfig {final_config}\ncompiler {}\narch {}",
+        source.id,
+        compiler(),
+        ARCH.debian()
+    ));
+    let kept = kept_dir(&key);
+    if complete(&kept) {
+        remember(&key)?;
+        return Ok(built(
+            &kept,
+            format!("cached, the same final .config ({})", kept.display()),
+            true,
+        ));
+    }
 
     // The bar's length is the largest build of this tree so far.
     let objects_file = tree_dir.join("objects");
@@ -425,7 +454,9 @@ pub fn build(spec: &TreeSpec, options: &BuildOptions) -> Result<Built> {
     std::fs::copy(&log_path, partial.join("build.log")).context("keeping the build log")?;
     let _ = std::fs::remove_dir_all(&kept);
     std::fs::rename(&partial, &kept).with_context(|| format!("renaming to {}", kept.display()))?;
+    remember(&key)?;
     Ok(built(
+        &kept,
         format!(
             "built in {} ({objects} objects compiled; log: {})",
             humantime::format_duration(std::time::Duration::from_secs(started.elapsed().as_secs())),

@@ -69,6 +69,15 @@ impl KernelImage {
         })?;
         let unpacked = apt.unpacked(&package)?;
         let path = find_image(&unpacked).with_context(|| format!("{package} holds no vmlinuz"))?;
+        // 7.x ships the image's config in linux-base-V: put it beside the
+        // image, where the lab's config check looks (6.x has boot/config-V).
+        let beside = path.with_file_name("config");
+        if let Some(version) = package.strip_prefix("linux-binary-")
+            && !beside.is_file()
+        {
+            let config = apt.extracted(&format!("linux-base-{version}"), "config")?;
+            std::fs::copy(&config, &beside).with_context(|| format!("copying {}", config.display()))?;
+        }
         Ok(Self {
             path,
             arch,
@@ -178,13 +187,18 @@ impl PrivateApt {
         let partial = dir.with_extension("partial");
         let _ = std::fs::remove_dir_all(&partial);
         std::fs::create_dir_all(&partial).with_context(|| format!("creating {}", partial.display()))?;
+        // `NAME*`: 6.x debug packages hold modules/V/vmlinux as a symlink
+        // to boot/vmlinux-V (one pattern: tar fails on one that matches nothing).
         let extract = format!(
-            "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards '*/{file_name}'",
+            "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards '*/{file_name}*'",
             deb.display(),
             partial.display()
         );
         run_checked(Command::new("sh").args(["-c", &extract]))?;
-        let found = find_file(&partial, file_name).with_context(|| format!("{package} holds no {file_name}"))?;
+        let found = find_file(&partial, file_name)
+            .and_then(|found| std::fs::canonicalize(found).ok())
+            .filter(|found| found.is_file())
+            .with_context(|| format!("{package} holds no {file_name}"))?;
         std::fs::create_dir_all(&dir)?;
         std::fs::rename(&found, &path).with_context(|| format!("moving {} to {}", found.display(), path.display()))?;
         let _ = std::fs::remove_dir_all(&partial);
