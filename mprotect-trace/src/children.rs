@@ -30,8 +30,14 @@ extern "C" fn stop_children(signal: libc::c_int) {
 }
 
 /// Installs the handler for SIGINT and SIGTERM (the lab's own process only:
-/// a child's exec resets it).
+/// a child's exec resets it), and makes the lab the reaper of its
+/// children's orphans, so that it can wait for a killed group's last
+/// member (a compiler whose make died first).
 pub fn stop_on_signals() -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        bail!("becoming a child subreaper: {}", std::io::Error::last_os_error());
+    }
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: a zeroed sigaction whose handler only stores atomics and calls kill.
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -112,11 +118,19 @@ impl Drop for Registered {
     fn drop(&mut self) {
         // Whatever the group still holds goes with it (make's compilers,
         // QEMU's helpers); then the slot is free.
-        if let Ok(pid) = i32::try_from(self.child.id()) {
+        let pid = i32::try_from(self.child.id()).ok();
+        if let Some(pid) = pid {
             // SAFETY: signals this child's own group; ESRCH when gone.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
         let _ = self.child.wait();
+        // The group's other members were orphaned to this process (a
+        // subreaper, see stop_on_signals) as their parents died: reaped
+        // here until none is left, so none outlives the lab.
+        if let Some(pid) = pid {
+            // SAFETY: waits for children of this process in that group; ECHILD ends it.
+            while unsafe { libc::waitpid(-pid, std::ptr::null_mut(), 0) } > 0 {}
+        }
         GROUPS[self.slot].store(0, Ordering::SeqCst);
     }
 }
