@@ -453,7 +453,7 @@ fn bad_report_files_get_one_line_errors() {
     let newer = write("newer", &json!({"schema_version": 99}));
     assert!(
         error(&newer)
-            .ends_with("has report schema 99, newer than the 5 this mprotect-trace reads: upgrade mprotect-trace")
+            .ends_with("has report schema 99, newer than the 6 this mprotect-trace reads: upgrade mprotect-trace")
     );
 }
 

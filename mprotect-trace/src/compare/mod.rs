@@ -13,6 +13,8 @@ use serde::Serialize;
 
 pub use files::{publish, write_outputs};
 pub use side::{Order, OrderKind, Run, Side, label};
+/// A metric's verdict in words, as the comparison prints it.
+pub use text::verdict as verdict_text;
 
 use crate::model::profile::logical_function;
 use crate::model::{Difference, Report, ValueStats};

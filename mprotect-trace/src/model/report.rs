@@ -21,8 +21,11 @@ use super::workload::WorkloadResult;
 /// 4: tracepoint targets (`backend: tracepoint`, `field_values`);
 /// `per_cpu` breakdowns (`--per-cpu`); sampled stacks keep their process
 /// and addresses; `interval_series`.
+/// 5: the `inlined` backend (`targets[].inlined`).
+/// 6: `machine`, what tells the machines of a fleet apart (CPU identity,
+/// memory, NUMA nodes, mitigations, THP settings, page size).
 /// Every older version still loads: what it lacks reads as zero or absent.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 pub const FILE_NAME: &str = "report.json";
 
 /// What was traced.
@@ -253,6 +256,43 @@ pub struct Report {
     /// `--interval`: each interval's calls and latency, as printed (schema 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_series: Option<Vec<IntervalSample>>,
+    /// The machine beyond `cpu_model`, `cpus` and the kernel (schema 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<Machine>,
+}
+
+/// What tells one machine of a fleet from another, besides the CPU model
+/// name, the CPUs usable and the kernel, which the report has already.
+/// Each field is absent where the machine does not say.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    /// `vendor_id` (GenuineIntel, AuthenticAMD); arm64's `CPU implementer`.
+    pub cpu_vendor: Option<String>,
+    /// `cpu family`; arm64's `CPU architecture`.
+    pub cpu_family: Option<String>,
+    /// `model` (a number); arm64's `CPU part`.
+    pub cpu_model_number: Option<String>,
+    /// `stepping`; arm64's `CPU revision`.
+    pub cpu_stepping: Option<String>,
+    pub microcode: Option<String>,
+    /// Physical cores (distinct package and core ids).
+    pub cores: Option<usize>,
+    /// Logical CPUs of the machine (`cpus` is those the run could use).
+    pub threads: Option<usize>,
+    /// `MemTotal`.
+    pub memory_kib: Option<u64>,
+    /// Online NUMA nodes.
+    pub numa_nodes: Option<usize>,
+    pub page_size: Option<u64>,
+    /// /sys/devices/system/cpu/vulnerabilities: each file's text, e.g.
+    /// `spectre_v2`: "Mitigation: Enhanced / Automatic IBRS; ...".
+    #[serde(default)]
+    pub vulnerabilities: std::collections::BTreeMap<String, String>,
+    /// /sys/kernel/mm/transparent_hugepage: the chosen value of `enabled`,
+    /// `defrag`, `shmem_enabled`, `khugepaged/defrag` and each size's
+    /// `hugepages-<size>kB/enabled`.
+    #[serde(default)]
+    pub thp: std::collections::BTreeMap<String, String>,
 }
 
 /// The running kernel, as a debug vmlinux must match it.

@@ -83,6 +83,21 @@ pub fn comparison(title: &str, text: &str, artifacts: &[Artifact], differentials
     Artifact::new(COMPARISON_FILE_NAME, html)
 }
 
+pub const FLEET_FILE_NAME: &str = "fleet.html";
+
+/// `fleet.html`: the fleet report's text and its plot, in one self-contained file.
+pub fn fleet(title: &str, text: &str, artifacts: &[Artifact]) -> Artifact {
+    let mut html = page_head(title);
+    let _ = write!(
+        html,
+        "<pre>{}</pre>\n<h2>B/A per host</h2>\n{}",
+        escape(text),
+        figures(artifacts)
+    );
+    html.push_str("</body></html>\n");
+    Artifact::new(FLEET_FILE_NAME, html)
+}
+
 /// `report.html`: the summary, the plots and the flame graph the formats
 /// before it rendered.
 pub struct Html;
