@@ -3,7 +3,8 @@
 //! namespaces, each with its own address on a bridge and its own sshd
 //! (key authentication, with keys made for the test). The playbook runs a
 //! small A/B on each; one host is given a time limit it cannot meet and
-//! fails mid-run. The fleet report must list it with that error, and give
+//! fails mid-run; a fourth, at an address nothing has, is unreachable.
+//! The fleet report must list both with their errors, and give
 //! the other two the figures `mprotect-trace compare` recomputes from
 //! their fetched reports.
 //!
@@ -29,6 +30,9 @@ const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
 /// The host that gets a time limit it cannot meet.
 const SABOTAGED: &str = "h3";
 const SABOTAGED_LIMIT_S: u64 = 1;
+/// An inventory host at an address of the bridge that nothing has: unreachable.
+const UNREACHABLE: &str = "h4";
+const UNREACHABLE_ADDRESS: &str = "10.226.26.14";
 /// A private /24 that exists only inside the namespaces made here.
 const SUBNET: &str = "10.226.26";
 /// Each side 4 runs: the fewest a significance claim can rest on. A run
@@ -223,6 +227,7 @@ fn inventory(dir: &Path) -> Result<PathBuf> {
         }
         text.push('\n');
     }
+    text.push_str(&format!("{UNREACHABLE} ansible_host={UNREACHABLE_ADDRESS}\n"));
     text.push_str(&format!(
         "\n[fleet:vars]\nansible_user=root\nansible_python_interpreter=/usr/bin/python3\n\
          ansible_ssh_private_key_file={}\n\
@@ -305,7 +310,7 @@ pub fn run() -> Result<u64> {
     let fleet: Value = serde_json::from_slice(&std::fs::read(out.join("fleet.json"))?)?;
     let missing = fleet["missing"].as_array().context("no missing hosts in fleet.json")?;
     ensure!(
-        missing.len() == 1 && missing[0]["host"] == SABOTAGED,
+        missing.len() == 2 && missing[0]["host"] == SABOTAGED && missing[1]["host"] == UNREACHABLE,
         "hosts without a result: {missing:?}"
     );
     let why = missing[0]["why"].as_str().unwrap_or_default();
@@ -318,6 +323,12 @@ pub fn run() -> Result<u64> {
             .lines()
             .any(|line| line.starts_with(&format!("{SABOTAGED}: {expected}"))),
         "the printed report does not list {SABOTAGED} with its error"
+    );
+    let unreachable = missing[1]["why"].as_str().unwrap_or_default();
+    ensure!(
+        unreachable.starts_with("failed at \"Stop at an unreachable host\": unreachable: ")
+            && unreachable.contains(UNREACHABLE_ADDRESS),
+        "{UNREACHABLE}'s error: {unreachable}"
     );
     passed += 1;
 
@@ -389,7 +400,7 @@ pub fn run() -> Result<u64> {
         .iter()
         .filter_map(|key| summary[key].as_u64())
         .sum();
-    ensure!(counted == 2 && summary["missing"] == 1, "summary: {summary}");
+    ensure!(counted == 2 && summary["missing"] == 2, "summary: {summary}");
     let mail = std::fs::read_to_string(out.join("fleet-mail.txt"))?;
     ensure!(
         mail.lines().all(|line| line.chars().count() <= 80),

@@ -211,8 +211,13 @@ fn host_row(host: &str, path: &Path) -> Result<HostRow> {
     })
 }
 
+/// "[0.846, 0.983] 97.1 %": rank intervals have the smallest confidence
+/// of at least 95 % the runs allow, so each says its own.
 fn interval(interval: Option<Interval>) -> String {
-    interval.map_or_else(|| "-".to_owned(), |i| format!("[{:.3}, {:.3}]", i.low, i.high))
+    interval.map_or_else(
+        || "-".to_owned(),
+        |i| format!("[{:.3}, {:.3}] {:.1} %", i.low, i.high, i.confidence * 100.0),
+    )
 }
 
 fn ratio(value: Option<f64>) -> String {
@@ -244,7 +249,7 @@ impl FleetReport {
             "CPU".to_owned(),
             "kernel".to_owned(),
             "B/A".to_owned(),
-            "95 % interval".to_owned(),
+            "interval".to_owned(),
             "runs A/B".to_owned(),
             "verdict".to_owned(),
         ]];
@@ -361,10 +366,14 @@ impl FleetReport {
         let plot = output::plots::render_ratios(
             &points,
             "B/A per host, sorted",
-            &format!("{} hosts of {}", self.hosts.len(), self.dir),
             &format!(
-                "Each host's B/A of the {METRIC} (Hodges-Lehmann over its runs) with its distribution-free interval of at least 95 %; filled: significant at alpha 0.05. Below 1: B is faster. {} hosts without a result are not drawn.",
-                self.missing.len()
+                "hosts with a result: {} of {}",
+                self.hosts.len(),
+                self.hosts.len() + self.missing.len()
+            ),
+            &format!(
+                "Each host's B/A of the {METRIC} (Hodges-Lehmann over its runs) with its distribution-free interval of at least 95 %; filled: significant at alpha 0.05. Below 1: B is faster. Hosts without a result are not drawn: {}.",
+                self.dir
             ),
             "fleet-ratios",
         )?;
