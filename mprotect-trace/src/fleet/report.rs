@@ -314,9 +314,10 @@ impl FleetReport {
                 &format!("{}: ", row.host),
                 "    ",
                 &format!(
-                    "B/A {:.3} {}, {}+{} runs, {}",
+                    "B/A {:.3}{}, {}+{} runs, {}",
                     row.ratio,
-                    interval(row.ratio_interval),
+                    row.ratio_interval
+                        .map_or_else(String::new, |i| format!(" {}", interval(Some(i)))),
                     row.runs_a,
                     row.runs_b,
                     row.verdict_text
@@ -372,8 +373,8 @@ impl FleetReport {
                 self.hosts.len() + self.missing.len()
             ),
             &format!(
-                "Each host's B/A of the {METRIC} (Hodges-Lehmann over its runs) with its distribution-free interval of at least 95 %; filled: significant at alpha 0.05. Below 1: B is faster. Hosts without a result are not drawn: {}.",
-                self.dir
+                "Each host's B/A of the {METRIC} (Hodges-Lehmann over its runs) with its distribution-free interval of at least 95 %; filled: significant at alpha 0.05. Below 1: B is faster. Hosts without a result ({}) are listed in {TEXT_FILE}, not drawn.",
+                self.missing.len()
             ),
             "fleet-ratios",
         )?;
