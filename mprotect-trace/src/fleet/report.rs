@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
 use crate::compare::{self, MetricDelta, Side, Verdict};
+use crate::model::Machine;
 use crate::output::{self, Artifact, mail_layout};
 use crate::statistics::{self, Interval};
 
@@ -52,6 +53,9 @@ pub struct HostRow {
     pub reason: Option<String>,
     pub runs_a: usize,
     pub runs_b: usize,
+    /// The rest of the host's identity, from its first run of side A
+    /// (absent in reports older than schema 6).
+    pub machine: Option<Machine>,
 }
 
 #[derive(Debug, Serialize)]
@@ -208,6 +212,7 @@ fn host_row(host: &str, path: &Path) -> Result<HostRow> {
         reason: metric.reason.clone(),
         runs_a: sides[0].runs.len(),
         runs_b: sides[1].runs.len(),
+        machine: first.machine.clone(),
     })
 }
 
