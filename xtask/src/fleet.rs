@@ -324,6 +324,19 @@ pub fn run() -> Result<u64> {
             .any(|line| line.starts_with(&format!("{SABOTAGED}: {expected}"))),
         "the printed report does not list {SABOTAGED} with its error"
     );
+    // Mid-run: timeout's exit code, and the tracer's own last words on being stopped.
+    let record: Value = serde_json::from_slice(&std::fs::read(out.join(SABOTAGED).join("fleet-error.json"))?)?;
+    let last = record["stderr"]
+        .as_array()
+        .and_then(|lines| lines.last())
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    ensure!(
+        record["rc"] == 124
+            && last.starts_with("error: ")
+            && (last.contains("the series was stopped") || last.contains("did not complete")),
+        "{SABOTAGED} did not fail mid-run: {record}"
+    );
     let unreachable = missing[1]["why"].as_str().unwrap_or_default();
     ensure!(
         unreachable.starts_with("failed at \"Stop at an unreachable host\": unreachable: ")
