@@ -419,10 +419,12 @@ pub fn run() -> Result<u64> {
         mail.lines().all(|line| line.chars().count() <= 80),
         "fleet-mail.txt has lines over 80 columns:\n{mail}"
     );
-    let html = std::fs::read_to_string(out.join("fleet.html"))?;
-    ensure!(
-        html.contains("<svg") && html.contains("fleet-ratios"),
-        "fleet.html has no ratio plot"
+    // The page as a reader sees it: the plot there, no label clipped or
+    // overlapping, nothing scrolling sideways.
+    let layout = crate::layout::check(&dir.join("chromium-profile"), &out.join("fleet.html"), 1)?;
+    println!(
+        "fleet-check: fleet.html in Chromium: {} plot, {} labels, none clipped or overlapping",
+        layout.plots, layout.texts
     );
     passed += 1;
     println!("fleet-check passed: 3 hosts in network namespaces, each with its own sshd, through ansible-playbook");
