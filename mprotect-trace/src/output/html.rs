@@ -120,6 +120,11 @@ impl Format for Html {
             escape(&report.kernel_cmdline),
             escape(&report.tool_version)
         );
+        if let Some(machine) = report.machine.as_ref().map(crate::model::Machine::summary)
+            && !machine.is_empty()
+        {
+            let _ = writeln!(html, "<p>Machine: {}</p>", escape(&machine));
+        }
         let _ = write!(html, "<h2>Summary</h2>\n<pre>{}", escape(&table::render(report)));
         if let Some(workload) = &report.workload {
             let _ = write!(html, "{}", escape(&workload.result_line()));
