@@ -12,8 +12,8 @@ use mprotect_trace::commands;
 use mprotect_trace::kernel::trace_events::{self, TracepointSpec};
 use mprotect_trace::lab::{self, AccelChoice, LabOptions};
 use mprotect_trace::options::{
-    AbOptions, CompareOptions, DoctorOptions, InlineSitesFrom, PrintFormat, RunOptions, SyscallTracing, TraceTarget,
-    WorkloadCommandOptions,
+    AbOptions, CompareOptions, DoctorOptions, FleetRunOptions, InlineSitesFrom, PrintFormat, RunOptions,
+    SyscallTracing, TraceTarget, WorkloadCommandOptions,
 };
 use mprotect_trace::probes::backend;
 use mprotect_trace::probes::plan::BackendChoice;
@@ -53,6 +53,56 @@ enum Command {
     /// Boot several kernels under QEMU, run the traced workload in each in
     /// interleaved repeats, and compare them function by function.
     Lab(LabArgs),
+    /// The same `ab`, `run --repeat` or `lab` on every host of an Ansible
+    /// inventory, and one table of their results.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum FleetCommand {
+    /// Write the playbook, run it with ansible-playbook on the inventory's
+    /// hosts, fetch each host's results into DIR/<host>/, print the table.
+    Run(FleetRunArgs),
+    /// One row per host of a fleet run: CPU, kernel, B/A with its interval
+    /// and verdict; writes fleet.txt, fleet-mail.txt, fleet.json, fleet.html.
+    Report(FleetReportArgs),
+    /// Print the playbook `fleet run` runs (deploy/ansible/fleet.yml), to run it by hand.
+    Playbook,
+}
+
+#[derive(Args, Debug)]
+struct FleetRunArgs {
+    /// The Ansible inventory of the hosts (connect as root, or set ansible_become).
+    #[arg(short = 'i', long, value_name = "FILE")]
+    inventory: PathBuf,
+    /// Directory for each host's results (DIR/<host>/), the playbook and the report.
+    #[arg(short = 'o', long, value_name = "DIR")]
+    output: PathBuf,
+    /// The tracer copied to the hosts [default: this binary].
+    #[arg(long, value_name = "PATH")]
+    tracer: Option<PathBuf>,
+    /// Seconds the invocation may take on a host; a host past it fails with that error.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS", value_parser = whole::<u64>)]
+    time_limit: u64,
+    /// One argument for ansible-playbook (repeatable), e.g. --ansible-arg=--forks=20.
+    #[arg(long = "ansible-arg", allow_hyphen_values = true, value_name = "ARG")]
+    ansible_args: Vec<String>,
+    /// The invocation, e.g. -- ab --repeat 5 --b "--no-touch" (without -o).
+    #[arg(last = true, required = true, value_name = "INVOCATION")]
+    args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct FleetReportArgs {
+    /// The -o DIR of `fleet run`: one directory per host.
+    dir: PathBuf,
+    /// Write the report's files here [default: DIR].
+    #[arg(short = 'o', long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// text: the table; mail: at most 80 columns; json: for machines.
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    format: FormatArg,
 }
 
 impl Cli {
@@ -99,6 +149,21 @@ impl Cli {
             Command::InlineSites(args) => {
                 commands::inline_sites(&args.vmlinux, &args.probes, args.output.as_deref(), args.json)
             }
+            Command::Fleet(FleetCommand::Run(args)) => mprotect_trace::fleet::run(&FleetRunOptions {
+                inventory: args.inventory,
+                output: args.output,
+                tracer: args.tracer,
+                time_limit_s: args.time_limit,
+                ansible_args: args.ansible_args,
+                args: args.args,
+            }),
+            Command::Fleet(FleetCommand::Report(args)) => {
+                mprotect_trace::fleet::report(&args.dir, args.output.as_deref(), args.format.into())
+            }
+            Command::Fleet(FleetCommand::Playbook) => {
+                mprotect_trace::output::print(mprotect_trace::fleet::PLAYBOOK)?;
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Doctor(args) => commands::doctor(&DoctorOptions {
                 probes: args.probes,
                 json: args.json,
@@ -113,7 +178,12 @@ impl Command {
     fn restores_nothing(&self) -> bool {
         matches!(
             self,
-            Command::Report(_) | Command::Plot(_) | Command::Compare(_) | Command::Doctor(_) | Command::InlineSites(_)
+            Command::Report(_)
+                | Command::Plot(_)
+                | Command::Compare(_)
+                | Command::Doctor(_)
+                | Command::InlineSites(_)
+                | Command::Fleet(FleetCommand::Report(_) | FleetCommand::Playbook)
         )
     }
 }

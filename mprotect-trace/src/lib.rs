@@ -13,6 +13,7 @@ pub mod compare;
 pub mod debuginfo;
 pub mod doctor;
 pub mod ebpf_object;
+pub mod fleet;
 pub mod kernel;
 pub mod lab;
 pub mod model;

@@ -180,3 +180,19 @@ pub struct AbOptions {
     pub output: PathBuf,
     pub json: bool,
 }
+
+/// `fleet run`: one invocation on every host of an Ansible inventory.
+#[derive(Clone, Debug)]
+pub struct FleetRunOptions {
+    pub inventory: PathBuf,
+    /// Where each host's results go (DIR/<host>/), with the playbook and the fleet report.
+    pub output: PathBuf,
+    /// The tracer copied to the hosts [default: this binary].
+    pub tracer: Option<PathBuf>,
+    /// Seconds the invocation may take on a host.
+    pub time_limit_s: u64,
+    /// Arguments given to `ansible-playbook` as they are (`--forks 10`, `--limit web`).
+    pub ansible_args: Vec<String>,
+    /// The invocation: `ab ...`, `run --repeat N ...` or `lab ...`, without -o.
+    pub args: Vec<String>,
+}

@@ -453,7 +453,7 @@ fn bad_report_files_get_one_line_errors() {
     let newer = write("newer", &json!({"schema_version": 99}));
     assert!(
         error(&newer)
-            .ends_with("has report schema 99, newer than the 5 this mprotect-trace reads: upgrade mprotect-trace")
+            .ends_with("has report schema 99, newer than the 6 this mprotect-trace reads: upgrade mprotect-trace")
     );
 }
 
@@ -671,4 +671,123 @@ fn long_function_names_keep_the_columns() {
     for row in &rows {
         assert_eq!(row.len(), rows[0].len(), "{row:?} in\n{text}");
     }
+}
+
+/// `fleet report`: a row per host as `compare` computes it from that
+/// host's reports, and every host without a result listed with why.
+#[test]
+fn a_fleet_report_has_a_row_per_host_as_compare_computes_it() {
+    let fleet = common::out_dir("compare", "fleet");
+    let side = |host: &str, name: &str, reports: &[Value]| {
+        let dir = fleet.join(host).join(name);
+        for (index, report) in reports.iter().enumerate() {
+            let run = dir.join(format!("run-{:02}", index + 1));
+            std::fs::create_dir_all(&run).unwrap();
+            std::fs::write(run.join("report.json"), serde_json::to_vec(report).unwrap()).unwrap();
+        }
+    };
+    // alpha: 4 runs a side, interleaved, B about 15 % slower.
+    let runs = |values: &[u64], first: u32| -> Vec<Value> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| repeated(v, first + 2 * i as u32))
+            .collect()
+    };
+    side("alpha", "a", &runs(&[200, 202, 198, 201], 0));
+    side("alpha", "b", &runs(&[230, 228, 233, 231], 1));
+    // beta: one run a side, B 10 % faster: no claim.
+    side("beta", "a", &runs(&[200], 0));
+    side("beta", "b", &runs(&[180], 1));
+    // gamma: a report cut short; delta: failed, as the playbook records it; epsilon: nothing.
+    side("gamma", "a", &runs(&[200], 0));
+    side("gamma", "b", &runs(&[180], 1));
+    std::fs::write(
+        fleet.join("gamma/b/run-01/report.json"),
+        b"{\"schema_version\": 6, \"tool",
+    )
+    .unwrap();
+    std::fs::create_dir_all(fleet.join("delta")).unwrap();
+    std::fs::write(
+        fleet.join("delta/fleet-error.json"),
+        serde_json::to_vec(
+            &json!({"host": "delta", "task": "Copy the tracer", "error": "No space left on device",
+            "rc": null, "stderr": []}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(fleet.join("epsilon")).unwrap();
+
+    let output = common::binary().args(["fleet", "report"]).arg(&fleet).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let report: Value = serde_json::from_slice(&std::fs::read(fleet.join("fleet.json")).unwrap()).unwrap();
+    let hosts = report["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 2, "{text}");
+    for (row, host) in hosts.iter().zip(["alpha", "beta"]) {
+        assert_eq!(row["host"], host);
+        let a = fleet.join(host).join("a");
+        let b = fleet.join(host).join("b");
+        let metric = &compared(&[path(&a), path(&b), "--force"])["against_baseline"][0]["metrics"][0];
+        assert_eq!(metric["metric"], "iteration ns/page (run median)");
+        assert_eq!(row["ratio"], metric["ratio"], "{host}");
+        assert_eq!(row["ratio_interval"], metric["ratio_interval"], "{host}");
+        assert_eq!(row["verdict"], metric["verdict"], "{host}");
+        assert_eq!(
+            (&row["cpu_model"], &row["kernel_release"]),
+            (&json!("Test CPU"), &json!("6.18"))
+        );
+    }
+    assert_eq!(hosts[0]["verdict"], "significant");
+    assert_eq!((&hosts[0]["runs_a"], &hosts[0]["runs_b"]), (&json!(4), &json!(4)));
+    assert_eq!(hosts[1]["verdict"], "no-claim");
+    close(&hosts[1]["ratio"], 0.9);
+    let missing: Vec<(&str, &str)> = report["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["host"].as_str().unwrap(), m["why"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        missing[0],
+        ("delta", "failed at \"Copy the tracer\": No space left on device")
+    );
+    assert_eq!(
+        missing[1],
+        (
+            "epsilon",
+            format!(
+                "no {} in {}: fleet report reads the results of `ab` (DIR/<host>/a and b)",
+                fleet.join("epsilon/a").display(),
+                fleet.join("epsilon").display()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(missing[2].0, "gamma");
+    assert!(
+        missing[2].1.contains("gamma/b/run-01/report.json is not valid JSON"),
+        "{}",
+        missing[2].1
+    );
+    let alpha = hosts[0]["ratio"].as_f64().unwrap();
+    assert!(alpha > 1.1, "{alpha}");
+    assert!(text.contains(&format!(
+        "hosts: 0 improved significantly (B/A below 1), 1 regressed significantly, 0 not significant, 1 no claim, 3 without a result\nB/A over the hosts: min 0.900, median {:.3}, max {alpha:.3}\n",
+        (alpha + 0.9) / 2.0
+    )), "{text}");
+    for line in [
+        "delta: failed at \"Copy the tracer\": No space left on device",
+        "hosts without a result:",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+    }
+    let mail = std::fs::read_to_string(fleet.join("fleet-mail.txt")).unwrap();
+    assert!(mail.lines().all(|line| line.chars().count() <= 80), "{mail}");
+    let html = std::fs::read_to_string(fleet.join("fleet.html")).unwrap();
+    assert!(
+        html.contains("fleet-ratios.png, fleet-ratios.svg") && html.contains("<svg"),
+        "{html}"
+    );
 }

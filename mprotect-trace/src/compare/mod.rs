@@ -13,9 +13,11 @@ use serde::Serialize;
 
 pub use files::{publish, write_outputs};
 pub use side::{Order, OrderKind, Run, Side, label};
+/// A metric's verdict in words, as the comparison prints it.
+pub use text::verdict as verdict_text;
 
 use crate::model::profile::logical_function;
-use crate::model::{Difference, Report, ValueStats};
+use crate::model::{Difference, Machine, Report, ValueStats};
 use crate::statistics::{self, ALPHA, Detectable, Interval, RankTest};
 
 /// The syscall's row among the targets.
@@ -385,6 +387,29 @@ fn machine_notes(a: &Side, b: &Side) -> Vec<String> {
             a.label, ra.cpu_model, ra.cpus, b.label, rb.cpu_model, rb.cpus
         ));
     }
+    if let (Some(ma), Some(mb)) = (&ra.machine, &rb.machine) {
+        let differing = machine_differences(ma, mb);
+        if !differing.is_empty() {
+            notes.push(format!(
+                "machines differ: {} (A: {} vs B: {})",
+                differing
+                    .iter()
+                    .map(|(name, _, _)| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                differing
+                    .iter()
+                    .map(|(_, x, _)| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                differing
+                    .iter()
+                    .map(|(_, _, y)| y.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+    }
     for side in [a, b] {
         if side.runs.iter().any(|run| run.report.settings.is_none()) {
             notes.push(format!(
@@ -394,6 +419,45 @@ fn machine_notes(a: &Side, b: &Side) -> Vec<String> {
         }
     }
     notes
+}
+
+/// What differs between two machines beyond the CPU model and count,
+/// which [`machine_notes`] says already: (what, A's value, B's value).
+fn machine_differences(a: &Machine, b: &Machine) -> Vec<(String, String, String)> {
+    let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+    let number = |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let mut found: Vec<(String, String, String)> = [
+        ("cpu vendor", text(&a.cpu_vendor), text(&b.cpu_vendor)),
+        ("cpu family", text(&a.cpu_family), text(&b.cpu_family)),
+        ("cpu model number", text(&a.cpu_model_number), text(&b.cpu_model_number)),
+        ("stepping", text(&a.cpu_stepping), text(&b.cpu_stepping)),
+        ("microcode", text(&a.microcode), text(&b.microcode)),
+        ("memory KiB", number(a.memory_kib), number(b.memory_kib)),
+        (
+            "NUMA nodes",
+            number(a.numa_nodes.map(|n| n as u64)),
+            number(b.numa_nodes.map(|n| n as u64)),
+        ),
+        ("page size", number(a.page_size), number(b.page_size)),
+    ]
+    .into_iter()
+    .filter(|(_, x, y)| x != y)
+    .map(|(name, x, y)| (name.to_owned(), x, y))
+    .collect();
+    for (what, ma, mb) in [
+        ("thp", &a.thp, &b.thp),
+        ("vulnerabilities", &a.vulnerabilities, &b.vulnerabilities),
+    ] {
+        let keys: std::collections::BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
+        for key in keys {
+            let (x, y) = (ma.get(key), mb.get(key));
+            if x != y {
+                let value = |v: Option<&String>| v.cloned().unwrap_or_else(|| "-".to_owned());
+                found.push((format!("{what} {key}"), value(x), value(y)));
+            }
+        }
+    }
+    found
 }
 
 /// The latency stream of `name` (the syscall or a target) in one run.
@@ -649,5 +713,34 @@ fn home(workload: Option<&MetricDelta>, sampled: &[SampledDelta]) -> Home {
             "no home: every function's interval includes zero (the change is spread thin, or the runs too few)"
                 .to_owned(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machines_differ_in_what_their_identities_say() {
+        let a = Machine {
+            microcode: Some("0xd0003a5".to_owned()),
+            page_size: Some(4096),
+            thp: [("enabled".to_owned(), "madvise".to_owned())].into(),
+            ..Machine::default()
+        };
+        let mut b = a.clone();
+        assert_eq!(machine_differences(&a, &b), Vec::new());
+        b.microcode = Some("0xd0003b9".to_owned());
+        b.thp.insert("enabled".to_owned(), "always".to_owned());
+        b.vulnerabilities
+            .insert("retbleed".to_owned(), "Not affected".to_owned());
+        let found = machine_differences(&a, &b);
+        let expected = [
+            ("microcode", "0xd0003a5", "0xd0003b9"),
+            ("thp enabled", "madvise", "always"),
+            ("vulnerabilities retbleed", "-", "Not affected"),
+        ]
+        .map(|(what, x, y)| (what.to_owned(), x.to_owned(), y.to_owned()));
+        assert_eq!(found, expected);
     }
 }

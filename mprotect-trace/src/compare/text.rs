@@ -76,7 +76,7 @@ pub(super) fn p_value(p: f64) -> String {
     format!("{p:.decimals$}")
 }
 
-pub(super) fn verdict(m: &MetricDelta) -> String {
+pub fn verdict(m: &MetricDelta) -> String {
     match (m.verdict, &m.test) {
         (Verdict::Significant, Some(test)) => format!(
             "significant (p = {}); smallest detectable: {}",

@@ -7,6 +7,7 @@ pub mod ftrace;
 pub mod identity;
 pub mod kallsyms;
 pub mod kcore;
+pub mod machine;
 pub mod mounts;
 pub mod privileges;
 pub mod trace_events;

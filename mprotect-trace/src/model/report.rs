@@ -21,8 +21,11 @@ use super::workload::WorkloadResult;
 /// 4: tracepoint targets (`backend: tracepoint`, `field_values`);
 /// `per_cpu` breakdowns (`--per-cpu`); sampled stacks keep their process
 /// and addresses; `interval_series`.
+/// 5: the `inlined` backend (`targets[].inlined`).
+/// 6: `machine`, what tells the machines of a fleet apart (CPU identity,
+/// memory, NUMA nodes, mitigations, THP settings, page size).
 /// Every older version still loads: what it lacks reads as zero or absent.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 pub const FILE_NAME: &str = "report.json";
 
 /// What was traced.
@@ -253,6 +256,43 @@ pub struct Report {
     /// `--interval`: each interval's calls and latency, as printed (schema 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_series: Option<Vec<IntervalSample>>,
+    /// The machine beyond `cpu_model`, `cpus` and the kernel (schema 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<Machine>,
+}
+
+/// What tells one machine of a fleet from another, besides the CPU model
+/// name, the CPUs usable and the kernel, which the report has already.
+/// Each field is absent where the machine does not say.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    /// `vendor_id` (GenuineIntel, AuthenticAMD); arm64's `CPU implementer`.
+    pub cpu_vendor: Option<String>,
+    /// `cpu family`; arm64's `CPU architecture`.
+    pub cpu_family: Option<String>,
+    /// `model` (a number); arm64's `CPU part`.
+    pub cpu_model_number: Option<String>,
+    /// `stepping`; arm64's `CPU revision`.
+    pub cpu_stepping: Option<String>,
+    pub microcode: Option<String>,
+    /// Physical cores (distinct package and core ids).
+    pub cores: Option<usize>,
+    /// Logical CPUs of the machine (`cpus` is those the run could use).
+    pub threads: Option<usize>,
+    /// `MemTotal`.
+    pub memory_kib: Option<u64>,
+    /// Online NUMA nodes.
+    pub numa_nodes: Option<usize>,
+    pub page_size: Option<u64>,
+    /// /sys/devices/system/cpu/vulnerabilities: each file's text, e.g.
+    /// `spectre_v2`: "Mitigation: Enhanced / Automatic IBRS; ...".
+    #[serde(default)]
+    pub vulnerabilities: std::collections::BTreeMap<String, String>,
+    /// /sys/kernel/mm/transparent_hugepage: the chosen value of `enabled`,
+    /// `defrag`, `shmem_enabled`, `khugepaged/defrag` and each size's
+    /// `hugepages-<size>kB/enabled`.
+    #[serde(default)]
+    pub thp: std::collections::BTreeMap<String, String>,
 }
 
 /// The running kernel, as a debug vmlinux must match it.
@@ -265,6 +305,55 @@ pub struct KernelIdentity {
     /// `_text` minus where the kernel was linked to start it (x86-64's
     /// default; elsewhere found from the vmlinux when one is given).
     pub kaslr_offset: Option<u64>,
+}
+
+impl Machine {
+    /// One line for a reader: "GenuineIntel family 6 model 207 stepping 2,
+    /// microcode 0x1; 2 cores, 2 threads; 23.6 GiB, 1 NUMA node; 4 KiB
+    /// pages; THP enabled madvise, defrag madvise". What is unknown is left out.
+    pub fn summary(&self) -> String {
+        let mut cpu: Vec<String> = Vec::new();
+        cpu.extend(self.cpu_vendor.clone());
+        for (word, value) in [
+            ("family", &self.cpu_family),
+            ("model", &self.cpu_model_number),
+            ("stepping", &self.cpu_stepping),
+        ] {
+            cpu.extend(value.as_ref().map(|v| format!("{word} {v}")));
+        }
+        let mut parts: Vec<String> = Vec::new();
+        let mut first = cpu.join(" ");
+        if let Some(microcode) = &self.microcode {
+            first = if first.is_empty() {
+                format!("microcode {microcode}")
+            } else {
+                format!("{first}, microcode {microcode}")
+            };
+        }
+        parts.extend((!first.is_empty()).then_some(first));
+        let counts: Vec<String> = [("cores", self.cores), ("threads", self.threads)]
+            .iter()
+            .filter_map(|(word, n)| n.map(|n| format!("{n} {word}")))
+            .collect();
+        parts.extend((!counts.is_empty()).then(|| counts.join(", ")));
+        let mut memory: Vec<String> = Vec::new();
+        memory.extend(
+            self.memory_kib
+                .map(|kib| format!("{:.1} GiB", kib as f64 / (1024.0 * 1024.0))),
+        );
+        memory.extend(
+            self.numa_nodes
+                .map(|n| format!("{n} NUMA node{}", if n == 1 { "" } else { "s" })),
+        );
+        parts.extend((!memory.is_empty()).then(|| memory.join(", ")));
+        parts.extend(self.page_size.map(|size| format!("{} KiB pages", size / 1024)));
+        let thp: Vec<String> = ["enabled", "defrag"]
+            .iter()
+            .filter_map(|knob| self.thp.get(*knob).map(|value| format!("{knob} {value}")))
+            .collect();
+        parts.extend((!thp.is_empty()).then(|| format!("THP {}", thp.join(", "))));
+        parts.join("; ")
+    }
 }
 
 /// One `--interval` line set: what happened since the one before.
@@ -668,5 +757,45 @@ impl Report {
         let mut json = serde_json::to_vec_pretty(self).context("serializing the report")?;
         json.push(b'\n');
         Ok(json)
+    }
+}
+
+#[cfg(test)]
+mod machine_tests {
+    use super::Machine;
+
+    #[test]
+    fn a_machine_is_summarized_in_one_line_without_what_is_unknown() {
+        let machine = Machine {
+            cpu_vendor: Some("GenuineIntel".to_owned()),
+            cpu_family: Some("6".to_owned()),
+            cpu_model_number: Some("207".to_owned()),
+            cpu_stepping: Some("2".to_owned()),
+            microcode: Some("0x1".to_owned()),
+            cores: Some(2),
+            threads: Some(2),
+            memory_kib: Some(24_731_408),
+            numa_nodes: Some(1),
+            page_size: Some(4096),
+            vulnerabilities: Default::default(),
+            thp: [
+                ("enabled", "madvise"),
+                ("defrag", "madvise"),
+                ("shmem_enabled", "never"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+        };
+        assert_eq!(
+            machine.summary(),
+            "GenuineIntel family 6 model 207 stepping 2, microcode 0x1; 2 cores, 2 threads; 23.6 GiB, 1 NUMA node; 4 KiB pages; THP enabled madvise, defrag madvise"
+        );
+        assert_eq!(Machine::default().summary(), "");
+        let arm = Machine {
+            cpu_vendor: Some("0x41".to_owned()),
+            numa_nodes: Some(2),
+            ..Machine::default()
+        };
+        assert_eq!(arm.summary(), "0x41; 2 NUMA nodes");
     }
 }

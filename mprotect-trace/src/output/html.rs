@@ -83,6 +83,21 @@ pub fn comparison(title: &str, text: &str, artifacts: &[Artifact], differentials
     Artifact::new(COMPARISON_FILE_NAME, html)
 }
 
+pub const FLEET_FILE_NAME: &str = "fleet.html";
+
+/// `fleet.html`: the fleet report's text and its plot, in one self-contained file.
+pub fn fleet(title: &str, text: &str, artifacts: &[Artifact]) -> Artifact {
+    let mut html = page_head(title);
+    let _ = write!(
+        html,
+        "<pre>{}</pre>\n<h2>B/A per host</h2>\n{}",
+        escape(text),
+        figures(artifacts)
+    );
+    html.push_str("</body></html>\n");
+    Artifact::new(FLEET_FILE_NAME, html)
+}
+
 /// `report.html`: the summary, the plots and the flame graph the formats
 /// before it rendered.
 pub struct Html;
@@ -105,6 +120,11 @@ impl Format for Html {
             escape(&report.kernel_cmdline),
             escape(&report.tool_version)
         );
+        if let Some(machine) = report.machine.as_ref().map(crate::model::Machine::summary)
+            && !machine.is_empty()
+        {
+            let _ = writeln!(html, "<p>Machine: {}</p>", escape(&machine));
+        }
         let _ = write!(html, "<h2>Summary</h2>\n<pre>{}", escape(&table::render(report)));
         if let Some(workload) = &report.workload {
             let _ = write!(html, "{}", escape(&workload.result_line()));

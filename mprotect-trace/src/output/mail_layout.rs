@@ -92,6 +92,11 @@ pub fn machine(out: &mut String, report: &Report) {
         report.cpu_model.clone()
     };
     field(out, "cpu:", &format!("{cpu}, {} CPUs", report.cpus));
+    if let Some(machine) = report.machine.as_ref().map(crate::model::Machine::summary)
+        && !machine.is_empty()
+    {
+        field(out, "machine:", &machine);
+    }
     field(out, "command:", &super::command_line::repeating(report));
 }
 

@@ -805,3 +805,106 @@ pub fn render_comparison_cdfs(sides: &[(&str, &Report)]) -> Result<Vec<Artifact>
     }
     Ok(files)
 }
+
+/// One labelled ratio with its interval: a host of a fleet.
+#[derive(Clone, Debug)]
+pub struct RatioPoint {
+    pub label: String,
+    pub ratio: f64,
+    pub interval: Option<(f64, f64)>,
+    /// Drawn filled; open otherwise.
+    pub significant: bool,
+}
+
+/// Ratios side by side, each with its interval as a bar, and the line of
+/// no change at 1.
+struct Ratios<'a> {
+    title: String,
+    subtitle: String,
+    caption: String,
+    points: &'a [RatioPoint],
+}
+
+impl Chart for Ratios<'_> {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let rest = framed(area, &self.title, &self.caption)?;
+        let values = self
+            .points
+            .iter()
+            .flat_map(|p| [Some(p.ratio), p.interval.map(|i| i.0), p.interval.map(|i| i.1)])
+            .flatten()
+            .chain([1.0]);
+        let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let pad = ((high - low) * 0.1).max(0.01);
+        // The hosts at 0, 1, 2 ... with their names as the labels.
+        let count = self.points.len().max(1);
+        let x = axis::Axis {
+            range: -0.5..count as f64 - 0.5,
+            ticks: (0..self.points.len()).map(|i| i as f64).collect(),
+            minor: Vec::new(),
+            log: false,
+        };
+        let mut chart = chart_builder(&rest, &self.subtitle)
+            .build_cartesian_2d(x, (low - pad)..(high + pad))
+            .map_err(plot_error)?;
+        let name = |v: &f64| {
+            self.points
+                .get(v.round().max(0.0) as usize)
+                .map(|p| p.label.clone())
+                .unwrap_or_default()
+        };
+        draw_mesh(&mut chart, ("host (sorted by B/A)", &name), "B/A")?;
+        let grey = RGBColor(127, 127, 127);
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                [(-0.5, 1.0), (count as f64 - 0.5, 1.0)],
+                grey.stroke_width(1),
+            )))
+            .map_err(plot_error)?;
+        for (index, point) in self.points.iter().enumerate() {
+            let x = index as f64;
+            let style = color(0);
+            if let Some((lo, hi)) = point.interval {
+                let cap = 0.08;
+                for path in [
+                    vec![(x, lo), (x, hi)],
+                    vec![(x - cap, lo), (x + cap, lo)],
+                    vec![(x - cap, hi), (x + cap, hi)],
+                ] {
+                    chart
+                        .draw_series(std::iter::once(PathElement::new(path, style.stroke_width(2))))
+                        .map_err(plot_error)?;
+                }
+            }
+            let marker = if point.significant {
+                style.filled()
+            } else {
+                style.stroke_width(2)
+            };
+            chart
+                .draw_series(std::iter::once(Circle::new((x, point.ratio), 6, marker)))
+                .map_err(plot_error)?;
+        }
+        Ok(())
+    }
+}
+
+/// A plot of `points` in their order, as `name.png` and `name.svg`.
+pub fn render_ratios(
+    points: &[RatioPoint],
+    title: &str,
+    subtitle: &str,
+    caption: &str,
+    name: &str,
+) -> Result<Vec<Artifact>> {
+    let chart = Ratios {
+        title: title.to_owned(),
+        subtitle: subtitle.to_owned(),
+        caption: caption.to_owned(),
+        points,
+    };
+    render(&chart, name)
+}

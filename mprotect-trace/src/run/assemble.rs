@@ -269,5 +269,6 @@ pub fn report(collected: Collected) -> Report {
         timings: None,
         kernel_identity: Some(crate::kernel::identity::running()),
         interval_series: None,
+        machine: Some(crate::kernel::machine::running()),
     }
 }
