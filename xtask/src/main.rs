@@ -3,6 +3,7 @@
 mod bench;
 mod browser;
 mod command;
+mod fleet;
 mod lab;
 mod lab_tree;
 mod layout;
@@ -49,6 +50,8 @@ enum Task {
     /// `mprotect-trace lab` on kernels it builds from a git history over Debian's
     /// linux-source-6.12: attribution against a known answer, caching, refusals, signals.
     LabTreeCheck,
+    /// `mprotect-trace fleet run` through ansible-playbook on three hosts in network namespaces.
+    FleetCheck,
     /// Benchmarks (timings, not tests): the workload against an independent C loop, tracing overhead.
     Bench(bench::BenchArgs),
 }
@@ -85,6 +88,7 @@ fn main() -> Result<()> {
             tally.step("lab-check", lab::run);
             // Before readme-check: the README's tree example boots its kernels.
             tally.step("lab-tree-check", lab_tree::run);
+            tally.step("fleet-check", fleet::run);
             tally.step("flame-check", browser::run);
             tally.step("readme-check", readme::run);
             // One closing line for CI: every check of every step.
@@ -111,6 +115,10 @@ fn main() -> Result<()> {
         Task::LabTreeCheck => {
             setup::run()?;
             lab_tree::run().map(drop)
+        }
+        Task::FleetCheck => {
+            setup::run()?;
+            fleet::run().map(drop)
         }
         Task::Bench(args) => {
             setup::run()?;

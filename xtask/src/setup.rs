@@ -20,7 +20,8 @@ const BPF_LINKER_VERSION: &str = "0.10.3";
 /// `go tool pprof` reads the runs' profile.pb.gz in the tests; llvm, whose
 /// llvm-addr2line checks the debug-info symbolization in vm-test; the
 /// kernel build toolchain (with pahole, for BTF), which `lab` uses for
-/// `tree:` kernels.
+/// `tree:` kernels; Ansible, sshd and iproute2 for the fleet check's hosts
+/// in network namespaces.
 const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",
     "bpftrace",
@@ -41,6 +42,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "dwarves",
     "make",
     "git",
+    "ansible-core",
+    "openssh-server",
+    "iproute2",
 ];
 
 /// The arm64 guests' tracer: static, so the initramfs needs no libraries.
