@@ -169,24 +169,30 @@ fn an_inlined_function_and_its_out_of_line_self_are_one_row() {
     close(&row["b_ns_per_page"], 92.0);
 }
 
-#[test]
-fn every_number_of_a_one_run_comparison_is_exact_and_claims_nothing() {
-    // Syscall: 8 calls of 100000 ns (bucket [98304, 102400)) vs 115000 ns ([114688, 118784)).
-    // change_pte_range: 8 calls of 50000 ns ([49152, 51200)) vs 62500 ns ([61440, 63488)).
-    let mut a = report(
+/// One run a side: A's syscall 8 calls of 100000 ns (bucket [98304, 102400))
+/// and change_pte_range 8 of 50000 ns ([49152, 51200)); B's 115000 ns
+/// ([114688, 118784)) and 62500 ns ([61440, 63488)).
+fn one_run_reports() -> (Value, Value) {
+    let a = report(
         "6.16",
         100_000,
         100_000,
         latency(8, 100_000, 98304, 102400),
         latency(8, 50_000, 49152, 51200),
     );
-    let mut b = report(
+    let b = report(
         "6.17",
         130_000,
         100_000,
         latency(8, 115_000, 114688, 118784),
         latency(8, 62_500, 61440, 63488),
     );
+    (a, b)
+}
+
+#[test]
+fn every_number_of_a_one_run_comparison_is_exact_and_claims_nothing() {
+    let (mut a, mut b) = one_run_reports();
     // Stack samples: self shares of 1000 in-syscall samples.
     a["sampling"] = sampling(&[("change_pte_range", 0.5), ("prot_commit_flush_ptes", 0.5)]);
     b["sampling"] = sampling(&[("change_pte_range", 0.6), ("prot_commit_flush_ptes", 0.4)]);
@@ -505,20 +511,7 @@ fn the_comparison_page_is_titled_with_what_differs() {
 /// Two one-run sides whose stack samples give `functions` the self shares
 /// `(name, A, B)`, A's syscall at 200 ns/page and B's at 230.
 fn sampled_sides(name: &str, functions: &[(&str, f64, f64)]) -> (PathBuf, PathBuf) {
-    let mut a = report(
-        "6.16",
-        100_000,
-        100_000,
-        latency(8, 100_000, 98304, 102400),
-        latency(8, 50_000, 49152, 51200),
-    );
-    let mut b = report(
-        "6.17",
-        130_000,
-        100_000,
-        latency(8, 115_000, 114688, 118784),
-        latency(8, 62_500, 61440, 63488),
-    );
+    let (mut a, mut b) = one_run_reports();
     // A share of 0 is a function that side did not sample at all.
     let shares = |pick: fn(&(&str, f64, f64)) -> f64| -> Vec<(&str, f64)> {
         functions

@@ -481,11 +481,9 @@ fn failed_calls_are_separated_by_errno() {
     assert_eq!(report["lost"]["syscall_enter"].as_u64(), Some(completed + 1000));
 }
 
-/// `--duration` with the built-in workload: at the deadline the workload
-/// finishes its iteration and reports what it did; exit 0, every count exact.
-#[test]
-fn a_deadline_stops_the_workload_cleanly_with_what_it_did() {
-    let dir = out_dir("deadline");
+/// A workload of far more iterations than 0.3 s allows, stopped by `--duration`.
+fn deadline_run(name: &str) -> (PathBuf, Output) {
+    let dir = out_dir(name);
     let output = run(&[
         "-o",
         dir.to_str().unwrap(),
@@ -497,6 +495,14 @@ fn a_deadline_stops_the_workload_cleanly_with_what_it_did() {
         "8",
         "--no-sample",
     ]);
+    (dir, output)
+}
+
+/// `--duration` with the built-in workload: at the deadline the workload
+/// finishes its iteration and reports what it did; exit 0, every count exact.
+#[test]
+fn a_deadline_stops_the_workload_cleanly_with_what_it_did() {
+    let (dir, output) = deadline_run("deadline");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -540,18 +546,7 @@ fn syscall_calls_per_iteration(table: &str) -> String {
 /// in the run's table and in `report` of it alike.
 #[test]
 fn calls_per_iteration_after_a_deadline_divide_by_the_iterations_run() {
-    let dir = out_dir("deadline-per-iteration");
-    let output = run(&[
-        "-o",
-        dir.to_str().unwrap(),
-        "--duration",
-        "0.3",
-        "--iterations",
-        "100000000",
-        "--mapping-mb",
-        "8",
-        "--no-sample",
-    ]);
+    let (dir, output) = deadline_run("deadline-per-iteration");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let workload = common::report(&dir).workload.expect("the workload's result");
     assert!(workload.stopped_early, "the deadline did not stop the workload");
