@@ -56,14 +56,6 @@ const OTHERS_AT_MOST: f64 = 1.0 / 3.0;
 const PROBED_RUN: &str = "--mapping-mb 16 --iterations 20";
 const REPEAT: &str = "4";
 
-fn cache_root() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
-    base.join("mprotect-trace")
-}
-
 fn git(dir: &Path) -> Command {
     let mut command = Command::new("git");
     command
@@ -76,7 +68,8 @@ fn git(dir: &Path) -> Command {
 /// Debian's linux-source-6.12 as a git history with the three tags; made
 /// once per package version and change.
 fn history() -> Result<PathBuf> {
-    let root = cache_root().join("lab-tree");
+    // Beside the lab's own kernel cache (~/.cache/mprotect-trace/kernels).
+    let root = mprotect_trace::lab::default_cache().with_file_name("lab-tree");
     let policy = output_of(Command::new("apt-cache").args(["policy", "linux-source-6.12"]))?;
     let version = policy
         .lines()

@@ -305,11 +305,12 @@ pub fn build(spec: &TreeSpec, options: &BuildOptions) -> Result<Built> {
     // find a kernel without configuring anything; and the final .config,
     // under which it is kept, so that inputs that configure alike (a
     // reworded fragment) share one build.
+    let compiler = compiler();
     let inputs_key = short_hash(&format!(
         "source {}\nbase {base}\nfragment {}\ncompiler {}\narch {}",
         source.id,
         config::FRAGMENT,
-        compiler(),
+        compiler,
         ARCH.debian()
     ));
     let inputs_file = tree_dir.join("inputs").join(&inputs_key);
@@ -391,7 +392,7 @@ pub fn build(spec: &TreeSpec, options: &BuildOptions) -> Result<Built> {
     let key = short_hash(&format!(
         "source {}\nconfig {final_config}\ncompiler {}\narch {}",
         source.id,
-        compiler(),
+        compiler,
         ARCH.debian()
     ));
     let kept = kept_dir(&key);
