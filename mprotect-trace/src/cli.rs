@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Result, anyhow};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mprotect_trace::bisect::{self, BisectOptions, Direction, Source as BisectSource, metric::Metric};
 use mprotect_trace::commands;
 use mprotect_trace::kernel::trace_events::{self, TracepointSpec};
 use mprotect_trace::lab::{self, AccelChoice, LabOptions};
@@ -53,6 +54,13 @@ enum Command {
     /// Boot several kernels under QEMU, run the traced workload in each in
     /// interleaved repeats, and compare them function by function.
     Lab(LabArgs),
+    /// Find the commit (or kernel) that made mprotect slower: each step
+    /// builds and boots a revision and decides it with a rank test
+    /// against the good and bad revisions' runs.
+    Bisect(BisectArgs),
+    /// Decide one revision against a bisect's stored endpoints, for
+    /// `git bisect run`: exit 0 like good, 1 like bad, 125 skip, 128 error.
+    BisectStep(BisectStepArgs),
     /// The same `ab`, `run --repeat` or `lab` on every host of an Ansible
     /// inventory, and one table of their results.
     #[command(subcommand)]
@@ -121,6 +129,12 @@ impl Cli {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Lab(args) => lab::run(&args.into_options()?),
+            Command::Bisect(args) => {
+                // The words after `bisect`, kept for bisect-step and resuming.
+                let invocation: Vec<String> = std::env::args().skip_while(|a| a != "bisect").skip(1).collect();
+                bisect::run(&args.into_options(invocation)?)
+            }
+            Command::BisectStep(args) => Ok(bisect_step(args)),
             Command::Workload(args) => commands::workload(&WorkloadCommandOptions {
                 workload: args.workload.into_options(),
                 json: args.json,
@@ -599,13 +613,29 @@ struct LabArgs {
     /// path of a bzImage or arm64 Image.
     #[arg(long = "kernel", value_name = "SPEC", required_unless_present = "print_config")]
     kernels: Vec<String>,
+    /// Print the config fragment every lab kernel needs, and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Boots of each kernel (and CPU count), in interleaved order.
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = whole::<u32>)]
+    repeat: u32,
+    /// Directory for every report, serial log, build log and comparison.
+    #[arg(short = 'o', long, value_name = "DIR", required_unless_present = "print_config")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    guests: GuestArgs,
+    /// Print the lab's summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How the lab boots its guests, shared by `lab` and `bisect`.
+#[derive(Args, Debug)]
+struct GuestArgs {
     /// The base config of kernels built from trees; the lab fragment is
     /// merged onto it [default: tinyconfig].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Print the config fragment every lab kernel needs, and exit.
-    #[arg(long)]
-    print_config: bool,
     /// Words added to every guest's kernel command line, e.g. "mitigations=off".
     #[arg(long, allow_hyphen_values = true, default_value = "", value_name = "ARGS")]
     append: String,
@@ -613,9 +643,6 @@ struct LabArgs {
     /// "--mapping-mb 16 --iterations 20" (empty: the defaults).
     #[arg(long, allow_hyphen_values = true, default_value = "", value_name = "OPTIONS")]
     run: String,
-    /// Boots of each kernel (and CPU count), in interleaved order.
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = whole::<u32>)]
-    repeat: u32,
     /// Guest CPU counts, e.g. 1,2: every kernel runs with each.
     #[arg(long, value_delimiter = ',', default_value = "1", value_name = "N[,N...]", value_parser = whole::<u32>)]
     smp: Vec<u32>,
@@ -629,9 +656,6 @@ struct LabArgs {
     /// Boots tried again after a failed boot or run.
     #[arg(long, default_value_t = 2, value_name = "N", value_parser = whole::<u32>)]
     retries: u32,
-    /// Directory for every report, serial log, build log and comparison.
-    #[arg(short = 'o', long, value_name = "DIR", required_unless_present = "print_config")]
-    output: Option<PathBuf>,
     /// The tracer built for arm64 guests [default: the aarch64-unknown-linux-musl
     /// release build beside this binary's target directory].
     #[arg(long, value_name = "PATH")]
@@ -647,13 +671,17 @@ struct LabArgs {
     /// QEMU is stopped after this many seconds.
     #[arg(long, default_value_t = 1800, value_name = "SECONDS", value_parser = whole::<u64>)]
     boot_timeout: u64,
-    /// Print the lab's summary as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 impl LabArgs {
     fn into_options(self) -> Result<LabOptions> {
+        let output = self.output.ok_or_else(|| anyhow!("-o DIR is needed"))?;
+        self.guests.into_options(self.kernels, self.repeat, output, self.json)
+    }
+}
+
+impl GuestArgs {
+    fn into_options(self, kernels: Vec<String>, repeat: u32, output: PathBuf, json: bool) -> Result<LabOptions> {
         let (run, mut words) = run_options_of("--run", &self.run, ("a guest's", "lab"))?;
         if !run.command.is_empty() || run.pid.is_some() {
             return Err(anyhow!(
@@ -689,11 +717,11 @@ impl LabArgs {
                     .collect()
             });
         Ok(LabOptions {
-            kernels: self.kernels,
+            kernels,
             guest_inline_targets,
             notes,
             run_args: words,
-            repeat: self.repeat,
+            repeat,
             smp: self.smp,
             memory_mib: self.memory,
             accel: match Accel::from_name(&self.accel) {
@@ -701,7 +729,7 @@ impl LabArgs {
                 None => AccelChoice::Auto,
             },
             retries: self.retries,
-            output: self.output.ok_or_else(|| anyhow!("-o DIR is needed"))?,
+            output,
             arm64_tracer: self.arm64_tracer,
             base_config: self.config,
             append: self.append,
@@ -710,9 +738,116 @@ impl LabArgs {
             cache: std::path::absolute(self.cache.unwrap_or_else(lab::default_cache))
                 .map_err(|err| anyhow!("--cache: {err}"))?,
             boot_timeout: Duration::from_secs(self.boot_timeout),
-            json: self.json,
+            json,
         })
     }
+}
+
+#[derive(Args, Debug)]
+struct BisectArgs {
+    /// The kernel git clone to bisect (its revisions are built in the
+    /// lab's cache, never checked out in it).
+    #[arg(long, value_name = "PATH", requires_all = ["good", "bad"], conflicts_with = "kernels")]
+    tree: Option<PathBuf>,
+    /// A revision without the change (an ancestor of --bad).
+    #[arg(long, value_name = "REV", requires = "tree")]
+    good: Option<String>,
+    /// A revision with the change.
+    #[arg(long, value_name = "REV", requires = "tree")]
+    bad: Option<String>,
+    /// Instead of a tree, kernels in order (repeatable): the first good,
+    /// the last bad, as `lab --kernel` takes them.
+    #[arg(long = "kernel", value_name = "SPEC", required_unless_present = "tree")]
+    kernels: Vec<String>,
+    /// What is bisected, one value per run: iteration (the workload's
+    /// median iteration ns/page), p50:TARGET (its median latency) or
+    /// calls:TARGET (its calls per iteration).
+    #[arg(long, default_value = "iteration", value_name = "METRIC")]
+    metric: String,
+    /// Look for an improvement: bad is faster (smaller) than good.
+    #[arg(long)]
+    faster: bool,
+    /// Runs a revision gets at a time (4 is the fewest a rank test can call
+    /// significant against 4).
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = whole::<u32>)]
+    repeat: u32,
+    /// Runs a revision may get before an unknown is skipped (and the
+    /// endpoints before they are called the same).
+    #[arg(long, default_value_t = 12, value_name = "N", value_parser = whole::<u32>)]
+    max_repeats: u32,
+    /// Measure the endpoints and stop: `git bisect run mprotect-trace
+    /// bisect-step DIR` then decides each revision against them.
+    #[arg(long)]
+    endpoints_only: bool,
+    /// Directory for every run, build log, comparison and the bisect's
+    /// record; the same command on it again resumes.
+    #[arg(short = 'o', long, value_name = "DIR")]
+    output: PathBuf,
+    #[command(flatten)]
+    guests: GuestArgs,
+    /// Print the bisect's record as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A stored bisect's command line, parsed again.
+#[derive(Parser, Debug)]
+#[command(no_binary_name = true)]
+struct StoredBisectArgs {
+    #[command(flatten)]
+    bisect: BisectArgs,
+}
+
+impl BisectArgs {
+    fn into_options(self, invocation: Vec<String>) -> Result<BisectOptions> {
+        let source = match (self.tree, self.good, self.bad) {
+            (Some(tree), Some(good), Some(bad)) => BisectSource::Git { tree, good, bad },
+            _ => BisectSource::Specs(self.kernels),
+        };
+        Ok(BisectOptions {
+            lab: self
+                .guests
+                .into_options(Vec::new(), self.repeat, self.output, self.json)?,
+            source,
+            metric: Metric::parse(&self.metric)?,
+            direction: if self.faster {
+                Direction::Faster
+            } else {
+                Direction::Slower
+            },
+            max_repeats: self.max_repeats,
+            endpoints_only: self.endpoints_only,
+            invocation,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+struct BisectStepArgs {
+    /// The -o DIR of a `bisect` (with --endpoints-only, or a finished one).
+    dir: PathBuf,
+    /// The revision to decide [default: the tree's checked-out HEAD, as
+    /// `git bisect run` leaves it].
+    #[arg(long, value_name = "REV")]
+    rev: Option<String>,
+}
+
+/// `bisect-step DIR`: the stored bisect's settings, this revision; any
+/// error exits 128, which stops `git bisect run` instead of marking the
+/// revision.
+fn bisect_step(args: BisectStepArgs) -> ExitCode {
+    let decided = (|| {
+        let stored = mprotect_trace::bisect::Stored::load(&args.dir)?;
+        let parsed = StoredBisectArgs::try_parse_from(&stored.invocation)
+            .map_err(|err| anyhow!("{}: its stored command line: {err}", args.dir.display()))?;
+        let mut options = parsed.bisect.into_options(stored.invocation)?;
+        options.lab.output = args.dir.clone();
+        mprotect_trace::bisect::step(&options, args.rev.as_deref())
+    })();
+    decided.unwrap_or_else(|err| {
+        mprotect_trace::output::stderr_line(&format!("error: {err:#}"));
+        ExitCode::from(128)
+    })
 }
 
 /// One side's options, parsed as `run` parses its own.

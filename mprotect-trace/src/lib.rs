@@ -6,6 +6,7 @@
 //! and `run` turn what was read into the [`model`], and `output` and
 //! `compare` read only the model, so saved runs work without root.
 
+pub mod bisect;
 pub mod children;
 pub mod collect;
 pub mod commands;

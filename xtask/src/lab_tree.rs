@@ -67,7 +67,7 @@ fn git(dir: &Path) -> Command {
 
 /// Debian's linux-source-6.12 as a git history with the three tags; made
 /// once per package version and change.
-fn history() -> Result<PathBuf> {
+pub fn history() -> Result<PathBuf> {
     // Beside the lab's own kernel cache (~/.cache/mprotect-trace/kernels).
     let root = mprotect_trace::lab::default_cache().with_file_name("lab-tree");
     let policy = output_of(Command::new("apt-cache").args(["policy", "linux-source-6.12"]))?;

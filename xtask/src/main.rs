@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask setup|run|test|bench`.
 
 mod bench;
+mod bisect;
 mod browser;
 mod command;
 mod fleet;
@@ -50,6 +51,8 @@ enum Task {
     /// `mprotect-trace lab` on kernels it builds from a git history over Debian's
     /// linux-source-6.12: attribution against a known answer, caching, refusals, signals.
     LabTreeCheck,
+    /// `mprotect-trace bisect` on a history over lab-tree-check's whose slow commit is known.
+    BisectCheck,
     /// `mprotect-trace fleet run` through ansible-playbook on three hosts in network namespaces.
     FleetCheck,
     /// Benchmarks (timings, not tests): the workload against an independent C loop, tracing overhead.
@@ -88,6 +91,8 @@ fn main() -> Result<()> {
             tally.step("lab-check", lab::run);
             // Before readme-check: the README's tree example boots its kernels.
             tally.step("lab-tree-check", lab_tree::run);
+            // After lab-tree-check: its history and build directory are the base.
+            tally.step("bisect-check", bisect::run);
             tally.step("fleet-check", fleet::run);
             tally.step("flame-check", browser::run);
             tally.step("readme-check", readme::run);
@@ -115,6 +120,10 @@ fn main() -> Result<()> {
         Task::LabTreeCheck => {
             setup::run()?;
             lab_tree::run().map(drop)
+        }
+        Task::BisectCheck => {
+            setup::run()?;
+            bisect::run().map(drop)
         }
         Task::FleetCheck => {
             setup::run()?;

@@ -135,7 +135,9 @@ pub struct MetricDelta {
     pub reason: Option<String>,
 }
 
-fn metric_delta(metric: String, unit: &'static str, a: Vec<f64>, b: Vec<f64>) -> Option<MetricDelta> {
+/// One metric of two sides, one value per run: B/A with its interval, the
+/// rank test and its verdict.
+pub fn metric_delta(metric: String, unit: &'static str, a: Vec<f64>, b: Vec<f64>) -> Option<MetricDelta> {
     // Ratios live on the log scale; a zero latency or time has no ratio.
     if a.iter().chain(&b).any(|v| *v <= 0.0 || !v.is_finite()) {
         return None;
@@ -461,7 +463,7 @@ fn machine_differences(a: &Machine, b: &Machine) -> Vec<(String, String, String)
 }
 
 /// The latency stream of `name` (the syscall or a target) in one run.
-fn latency<'a>(report: &'a Report, name: &str) -> Option<(&'a ValueStats, String)> {
+pub fn latency<'a>(report: &'a Report, name: &str) -> Option<(&'a ValueStats, String)> {
     if name == SYSCALL {
         return Some((&report.syscall.latency_ns, report.syscall.backend.label().to_owned()))
             .filter(|(stats, _)| stats.count > 0);
@@ -474,7 +476,7 @@ fn latency<'a>(report: &'a Report, name: &str) -> Option<(&'a ValueStats, String
 }
 
 /// Workload iterations run (warmup included, every thread and round) and pages.
-fn iterations(report: &Report) -> Option<(f64, f64)> {
+pub fn iterations(report: &Report) -> Option<(f64, f64)> {
     let w = report.workload.as_ref()?;
     Some((w.iterations_run() as f64, w.pages as f64))
 }

@@ -156,7 +156,7 @@ pub(crate) fn say(bar: &ProgressBar, line: String) {
     }
 }
 
-fn progress(boots: usize) -> ProgressBar {
+pub(crate) fn progress(boots: usize) -> ProgressBar {
     let bar = ProgressBar::new(boots as u64);
     if let Ok(style) =
         ProgressStyle::with_template("{bar:30} {pos}/{len} boots, {elapsed} elapsed, about {eta} left: {msg}")
@@ -438,6 +438,59 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
         None if summary.complete() => ExitCode::SUCCESS,
         None => ExitCode::FAILURE,
     })
+}
+
+/// One kernel resolved (downloaded or built), its config checked and its
+/// initramfs packed: booted one run at a time by those that plan their own
+/// boots (`bisect`).
+pub struct BootableKernel {
+    pub kernel: LabKernel,
+    accel: Accel,
+    initramfs: Initramfs,
+}
+
+impl BootableKernel {
+    /// Resolves `spec` as `lab` does; its files go in `output/<label>`.
+    /// Returns the note of an `auto` accelerator that fell back to TCG.
+    pub fn prepare(spec: &KernelSpec, options: &LabOptions, output: &Path) -> Result<(Self, Option<String>)> {
+        let kernel = kernels::resolve(
+            spec,
+            &ResolveOptions {
+                cache: &options.cache,
+                arm64_tracer: options.arm64_tracer.as_deref(),
+                base_config: options.base_config.as_deref(),
+                output,
+            },
+        )?;
+        let (accel, note) = accel_for(options.accel, &kernel);
+        let initramfs = guest_initramfs(&kernel, options, output)?;
+        Ok((
+            Self {
+                kernel,
+                accel,
+                initramfs,
+            },
+            note,
+        ))
+    }
+
+    /// The directory of its runs with `smp` CPUs.
+    pub fn side_dir(&self, output: &Path, smp: u32) -> PathBuf {
+        side_dir(output, &self.kernel, smp)
+    }
+
+    /// One boot with `smp` CPUs, its report kept in `run_dir`, retried as
+    /// `lab` retries.
+    pub fn boot(&self, options: &LabOptions, smp: u32, run_dir: &Path, bar: &ProgressBar) -> Result<BootOutcome> {
+        let machine = Machine {
+            accel: self.accel,
+            memory_mib: options.memory_mib,
+            cpus: smp,
+            timeout: options.boot_timeout,
+            append: options.append.clone(),
+        };
+        boot_with_retries(&self.kernel, &machine, &self.initramfs, run_dir, options.retries, bar)
+    }
 }
 
 /// One kernel's initramfs. A kernel with a vmlinux gets the inline sites

@@ -157,6 +157,14 @@ pub struct LabSummary {
 /// Functions named as carrying a kernel's difference.
 const FUNCTIONS_NAMED: usize = 5;
 
+impl KernelDelta {
+    /// The summary of one comparison: ratio, verdict, home and the
+    /// functions that carry it.
+    pub fn of(pair: &crate::compare::PairComparison) -> KernelDelta {
+        kernel_delta(pair)
+    }
+}
+
 fn kernel_delta(pair: &crate::compare::PairComparison) -> KernelDelta {
     let workload = pair.metrics.first();
     let mut functions: Vec<(String, f64)> = pair

@@ -1,0 +1,176 @@
+//! What is bisected: the commits of a git history between a good and a bad
+//! revision (first parents, oldest first), or an ordered list of kernel
+//! specs. Git answers every question about the history.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::lab::kernels::KernelSpec;
+
+/// One revision in bisect order: index 0 is good, the last is bad.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    /// The `--kernel` spec it boots as.
+    pub spec: String,
+    /// Its directory name and table label.
+    pub label: String,
+    /// The full commit hash (git histories only).
+    pub commit: Option<String>,
+    /// The commit's subject, or the spec.
+    pub subject: String,
+}
+
+fn git(tree: &Path) -> Command {
+    let mut command = Command::new("git");
+    command.arg("-C").arg(tree);
+    command
+}
+
+/// `git -C tree ARGS`'s output, or its first error line.
+fn git_output(tree: &Path, args: &[&str]) -> Result<String> {
+    let output = git(tree).args(args).output().context("running git (install git)")?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        bail!(
+            "git {}: {}",
+            args.join(" "),
+            stderr.lines().next().unwrap_or("failed").trim_start_matches("fatal: ")
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_owned())
+}
+
+/// `rev` as a full commit hash, or a one-line refusal naming the flag.
+pub fn commit_of(tree: &Path, flag: &str, rev: &str) -> Result<String> {
+    git_output(
+        tree,
+        &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")],
+    )
+    .ok()
+    .filter(|hash| !hash.is_empty())
+    .with_context(|| format!("{flag} {rev}: no such commit in {}", tree.display()))
+}
+
+/// Ordered commits from `good` (first) to `bad` (last) along bad's first
+/// parents.
+pub fn from_git(tree: &Path, good: &str, bad: &str) -> Result<Vec<Revision>> {
+    if !tree.join(".git").exists() {
+        bail!(
+            "--tree {}: not a git working tree (bisect needs the history; give the directory of a kernel clone)",
+            tree.display()
+        );
+    }
+    let good_commit = commit_of(tree, "--good", good)?;
+    let bad_commit = commit_of(tree, "--bad", bad)?;
+    if good_commit == bad_commit {
+        bail!("--good {good} and --bad {bad} are the same commit: nothing to bisect");
+    }
+    let ancestor = git(tree)
+        .args(["merge-base", "--is-ancestor", &good_commit, &bad_commit])
+        .status()
+        .context("running git")?;
+    if !ancestor.success() {
+        bail!("--good {good} is not an ancestor of --bad {bad}: give the older revision as --good");
+    }
+    let listed = git_output(
+        tree,
+        &[
+            "log",
+            "--first-parent",
+            "--reverse",
+            "--format=%H %s",
+            &format!("{good_commit}..{bad_commit}"),
+        ],
+    )?;
+    let tree_text = tree.display().to_string();
+    let revision = |hash: &str, subject: &str| -> Result<Revision> {
+        let short = &hash[..12.min(hash.len())];
+        let spec = format!("tree:{tree_text}@{short}");
+        Ok(Revision {
+            label: KernelSpec::parse(&spec)?.label(),
+            spec,
+            commit: Some(hash.to_owned()),
+            subject: subject.to_owned(),
+        })
+    };
+    let good_subject = git_output(tree, &["log", "-1", "--format=%s", &good_commit])?;
+    let mut revisions = vec![revision(&good_commit, &good_subject)?];
+    for line in listed.lines() {
+        let (hash, subject) = line.split_once(' ').unwrap_or((line, ""));
+        revisions.push(revision(hash, subject)?);
+    }
+    Ok(revisions)
+}
+
+/// Ordered kernel specs: the first good, the last bad.
+pub fn from_specs(specs: &[String]) -> Result<Vec<Revision>> {
+    if specs.len() < 2 {
+        bail!("--kernel: give at least two kernels in order, the good one first and the bad one last");
+    }
+    let mut revisions: Vec<Revision> = Vec::new();
+    for spec in specs {
+        let label = KernelSpec::parse(spec)?.label();
+        if let Some(other) = revisions.iter().find(|r| r.label == label) {
+            bail!(
+                "--kernel {spec} and --kernel {} both name their directory {label}: give images with different file names",
+                other.spec
+            );
+        }
+        revisions.push(Revision {
+            spec: spec.clone(),
+            label,
+            commit: None,
+            subject: spec.clone(),
+        });
+    }
+    Ok(revisions)
+}
+
+/// The commit's diff stat (`git show --stat`).
+pub fn diff_stat(tree: &Path, commit: &str) -> Result<String> {
+    git_output(tree, &["show", "--stat", "--format=", commit])
+}
+
+/// The tree's checked-out commit (what `git bisect` asks `bisect-step` about).
+pub fn head(tree: &Path) -> Result<String> {
+    git_output(tree, &["rev-parse", "HEAD"])
+}
+
+/// A `git bisect replay` file of the verdicts, in the order they were made.
+pub fn bisect_log(revisions: &[Revision], verdicts: &[(usize, &str)], first_bad: Option<usize>) -> String {
+    let mut log = String::from("git bisect start\n");
+    let mut line = |index: usize, word: &str| {
+        let revision = &revisions[index];
+        if let Some(commit) = &revision.commit {
+            log.push_str(&format!(
+                "# {word}: [{commit}] {}\ngit bisect {word} {commit}\n",
+                revision.subject
+            ));
+        }
+    };
+    line(revisions.len() - 1, "bad");
+    line(0, "good");
+    for &(index, word) in verdicts {
+        line(index, word);
+    }
+    if let Some(index) = first_bad
+        && let Some(commit) = &revisions[index].commit
+    {
+        log.push_str(&format!(
+            "# first bad commit: [{commit}] {}\n",
+            revisions[index].subject
+        ));
+    }
+    log
+}
+
+/// The tree of a git bisect, absolute (the specs are built from it).
+pub fn absolute_tree(tree: &Path) -> Result<PathBuf> {
+    if !tree.is_dir() {
+        bail!("--tree {}: no such directory: give a kernel git clone", tree.display());
+    }
+    std::path::absolute(tree).with_context(|| format!("--tree {}", tree.display()))
+}
