@@ -73,7 +73,8 @@ mod tests {
 
     // The p-values are counted by hand from the permutation distribution of
     // the rank sum (4 runs against 4: C(8, 4) = 70 equally likely splits),
-    // and agree with SciPy's mannwhitneyu(method="exact"):
+    // and agree with SciPy 1.17.1's mannwhitneyu(method="exact") (the
+    // cases are in tests/data/statistics_reference.py):
     // - no overlap: 1 split as extreme on each side, p = 2/70;
     // - one run overtaken (U = 1): U <= 1 has 2 splits a side, p = 4/70;
     // - U = 8 (medians interleaved): U <= 8 has 35 splits, p = 1.

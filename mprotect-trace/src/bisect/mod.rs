@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::compare;
 use crate::lab::kernels::KernelSpec;
 use crate::lab::summary::KernelDelta;
-use crate::lab::{BootableKernel, LabOptions, say};
+use crate::lab::{AccelChoice, BootableKernel, LabOptions, say};
 use crate::model::{Report, report};
 use classify::{Classification, Likeness, classify};
 use metric::Metric;
@@ -308,7 +308,10 @@ pub fn run(options: &BisectOptions) -> Result<ExitCode> {
         metric: options.metric.clone(),
         direction: options.direction,
         run_args: options.lab.run_args.clone(),
-        accel: format!("{:?}", options.lab.accel),
+        accel: match options.lab.accel {
+            AccelChoice::Auto => "auto".to_owned(),
+            AccelChoice::Only(accel) => accel.name().to_owned(),
+        },
         smp,
         memory_mib: options.lab.memory_mib,
         append: options.lab.append.clone(),

@@ -174,3 +174,55 @@ pub fn absolute_tree(tree: &Path) -> Result<PathBuf> {
     }
     std::path::absolute(tree).with_context(|| format!("--tree {}", tree.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(n: u8, subject: &str) -> Revision {
+        let hash = format!("{n}").repeat(40);
+        Revision {
+            spec: format!("tree:/src/linux@{}", &hash[..12]),
+            label: format!("linux@{}", &hash[..12]),
+            commit: Some(hash),
+            subject: subject.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_log_replays_the_verdicts_in_order() {
+        let revisions = [
+            commit(1, "base"),
+            commit(2, "two"),
+            commit(3, "three"),
+            commit(4, "four"),
+        ];
+        let log = bisect_log(&revisions, &[(2, "skip"), (1, "good")], Some(3));
+        let (one, two, three, four) = ("1".repeat(40), "2".repeat(40), "3".repeat(40), "4".repeat(40));
+        assert_eq!(
+            log,
+            format!(
+                "git bisect start\n# bad: [{four}] four\ngit bisect bad {four}\n# good: [{one}] base\ngit bisect good {one}\n\
+                 # skip: [{three}] three\ngit bisect skip {three}\n# good: [{two}] two\ngit bisect good {two}\n\
+                 # first bad commit: [{four}] four\n"
+            )
+        );
+    }
+
+    #[test]
+    fn ordered_kernels_need_two_and_distinct_names() {
+        let specs = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let revisions = from_specs(&specs(&["debian:6.12", "/boot/bzImage-6.19"])).unwrap();
+        assert_eq!(revisions[1].label, "bzImage-6.19");
+        assert_eq!(
+            from_specs(&specs(&["debian:6.12"])).unwrap_err().to_string(),
+            "--kernel: give at least two kernels in order, the good one first and the bad one last"
+        );
+        assert_eq!(
+            from_specs(&specs(&["/a/bzImage", "/b/bzImage"]))
+                .unwrap_err()
+                .to_string(),
+            "--kernel /b/bzImage and --kernel /a/bzImage both name their directory bzImage: give images with different file names"
+        );
+    }
+}

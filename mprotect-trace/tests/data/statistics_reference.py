@@ -46,3 +46,14 @@ e = 3 / math.pi; me, ne = 5 * e, 5 * e; df = me + ne - 2
 s = math.sqrt((4 * np.var(la, ddof=1) + 4 * np.var(lb, ddof=1)) / 8)
 print("repeated_runs detectable", math.exp((t.ppf(.975, df) + t.ppf(.8, df)) * s * math.sqrt(1 / me + 1 / ne)) - 1)
 print("repeated_runs p", mannwhitneyu(a, b, method="exact").pvalue)
+
+# bisect's step classifier (src/bisect/classify.rs): each candidate's rank
+# tests against good's runs (first) and bad's (second). SciPy 1.17.1:
+# like_bad 0.02857 0.88571; like_good 0.88571 0.02857; unknown 0.02857 0.05714;
+# halfway 0.02857 0.02857; few 0.13333 0.8; faster (good and bad swapped) 0.02857 0.2
+G = [281.1, 281.5, 281.6, 281.7]; B = [303.2, 303.4, 303.5, 303.9]
+for name, c in [("like_bad", [303.0, 303.3, 303.6, 303.8]), ("like_good", [281.0, 281.2, 281.55, 281.8]),
+                ("unknown", [281.9, 303.3, 282.0, 282.1]), ("halfway", [292.0, 292.5, 292.6, 293.0]),
+                ("few", [303.3, 303.4])]:
+    print("bisect", name, mannwhitneyu(G, c, method="exact").pvalue, mannwhitneyu(c, B, method="exact").pvalue)
+print("bisect faster", mannwhitneyu(B, [281.0, 281.2, 281.3, 281.4], method="exact").pvalue)
