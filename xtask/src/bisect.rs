@@ -267,6 +267,71 @@ fn steps(commits: &[String], dir: &Path) -> Result<u64> {
     Ok(1)
 }
 
+/// The image and debug vmlinux of each kernel the series bisect used, by
+/// label (read before the resumed bisect rewrites its record).
+fn kernels_used(dir: &Path) -> Result<Vec<(String, String, String)>> {
+    let record: Value = serde_json::from_slice(&std::fs::read(dir.join("bisect.json"))?)?;
+    record["kernels"]
+        .as_array()
+        .context("no kernels in bisect.json")?
+        .iter()
+        .map(|k| {
+            Ok((
+                k["label"].as_str().context("no label")?.to_owned(),
+                k["image"].as_str().context("no image")?.to_owned(),
+                k["vmlinux"].as_str().context("no vmlinux")?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// An ordered list of kernel images (no git): the kept images of base, the
+/// commit before the slow one and the slow one, with their vmlinuxes.
+fn ordered_images(tree: &Path, commits: &[String], used: &[(String, String, String)]) -> Result<u64> {
+    let base = git_line(tree, &["rev-parse", "base"])?;
+    let mut args = words("bisect --accel tcg-icount");
+    for sha in [&base, &commits[SLOW_AT - 2], &commits[SLOW_AT - 1]] {
+        let label = format!("linux@{}", &sha[..12]);
+        let (_, image, vmlinux) = used
+            .iter()
+            .find(|(l, _, _)| *l == label)
+            .with_context(|| format!("the series bisect did not use {label}"))?;
+        args.extend([
+            "--kernel".to_owned(),
+            image.clone(),
+            "--vmlinux".to_owned(),
+            vmlinux.clone(),
+        ]);
+    }
+    let dir = mprotect_trace::lab::default_cache().with_file_name("bisect-check-images");
+    let _ = std::fs::remove_dir_all(&dir);
+    args.extend([
+        "--run".to_owned(),
+        RUN.to_owned(),
+        "-o".to_owned(),
+        dir.display().to_string(),
+    ]);
+    let output = mprotect_trace(&args)?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    ensure!(
+        output.status.success(),
+        "the images bisect exited {}:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let record: Value = serde_json::from_slice(&std::fs::read(dir.join("bisect.json"))?)?;
+    let outcome = &record["outcome"];
+    ensure!(
+        outcome["label"] == "3-bzImage" && outcome["comparison"]["home"] == SLOW_FUNCTION,
+        "the images bisect named {} with home {}",
+        outcome["label"],
+        outcome["comparison"]["home"]
+    );
+    println!("bisect-check: three kernel images in order, no git: the third named, home {SLOW_FUNCTION}");
+    Ok(1)
+}
+
 /// A history without the slowdown is refused at the endpoints.
 fn refuses_no_slowdown(tree: &Path, commits: &[String], root: &Path) -> Result<u64> {
     let dir = root.join("no-slowdown");
@@ -299,8 +364,10 @@ pub fn run() -> Result<u64> {
     // readme-check) resumes it instead of booting its 16 guests again.
     let dir = mprotect_trace::lab::default_cache().with_file_name("bisect-check");
     let mut passed = finds_the_commit(&tree, &commits, &dir)?;
+    let used = kernels_used(&dir)?;
     passed += resumes(&tree, &commits, &dir)?;
     passed += steps(&commits, &dir)?;
+    passed += ordered_images(&tree, &commits, &used)?;
     passed += refuses_no_slowdown(&tree, &commits, &root)?;
     Ok(passed)
 }

@@ -37,7 +37,7 @@ use crate::model::{Report, report};
 use classify::{Classification, Likeness, classify};
 use metric::Metric;
 pub use record::FILE_NAME;
-use record::{BisectRecord, EndpointCheck, FirstBad, Outcome, Step, StepVerdict};
+use record::{BisectRecord, EndpointCheck, FirstBad, KernelUsed, Outcome, Step, StepVerdict};
 use revisions::Revision;
 
 /// What is bisected.
@@ -145,9 +145,10 @@ impl Bisect<'_> {
     /// The kernel of revision `index`, built or resolved once.
     fn kernel(&mut self, index: usize) -> std::result::Result<&BootableKernel, String> {
         if !self.kernels.contains_key(&index) {
+            let label = self.revisions[index].label.clone();
             let prepared = self
                 .spec(index)
-                .and_then(|spec| BootableKernel::prepare(&spec, &self.options.lab, &self.output))
+                .and_then(|spec| BootableKernel::prepare(&spec, &label, &self.options.lab, &self.output))
                 .map(|(kernel, note)| {
                     if let Some(note) = note
                         && !self.notes.contains(&note)
@@ -343,6 +344,20 @@ pub fn run(options: &BisectOptions) -> Result<ExitCode> {
     let result = drive(&mut bisect, &mut record);
     bisect.bar.finish_and_clear();
     record.boots = bisect.boots;
+    let mut prepared: Vec<(&usize, &BootableKernel)> = bisect
+        .kernels
+        .iter()
+        .filter_map(|(index, kernel)| Some((index, kernel.as_ref().ok()?)))
+        .collect();
+    prepared.sort_by_key(|(index, _)| **index);
+    record.kernels = prepared
+        .into_iter()
+        .map(|(_, k)| KernelUsed {
+            label: k.kernel.label.clone(),
+            image: k.kernel.image.path.clone(),
+            vmlinux: k.kernel.vmlinux.clone(),
+        })
+        .collect();
     record.seconds = started.elapsed().as_secs_f64();
     record.notes = bisect.notes.clone();
     let code = match result {

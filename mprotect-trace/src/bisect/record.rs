@@ -26,6 +26,8 @@ pub struct BisectRecord {
     pub steps: Vec<Step>,
     pub outcome: Option<Outcome>,
     pub git_bisect_log: Option<PathBuf>,
+    /// The kernels this invocation booted or built, by label.
+    pub kernels: Vec<KernelUsed>,
     pub boots: usize,
     pub seconds: f64,
     pub notes: Vec<String>,
@@ -126,6 +128,14 @@ impl EndpointCheck {
 }
 
 #[derive(Debug, Serialize)]
+pub struct KernelUsed {
+    pub label: String,
+    pub image: PathBuf,
+    /// Its debug vmlinux, when the lab built it.
+    pub vmlinux: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
 #[serde(tag = "verdict", rename_all = "kebab-case")]
 pub enum StepVerdict {
     LikeGood,
@@ -218,6 +228,7 @@ impl BisectRecord {
             steps: Vec::new(),
             outcome: None,
             git_bisect_log: None,
+            kernels: Vec::new(),
             boots: 0,
             seconds: 0.0,
             notes: Vec::new(),

@@ -105,28 +105,25 @@ pub fn from_git(tree: &Path, good: &str, bad: &str) -> Result<Vec<Revision>> {
     Ok(revisions)
 }
 
-/// Ordered kernel specs: the first good, the last bad.
+/// Ordered kernel specs: the first good, the last bad. Each is labelled
+/// with its place, so that images of one name (every kept `bzImage`) keep
+/// their runs apart.
 pub fn from_specs(specs: &[String]) -> Result<Vec<Revision>> {
     if specs.len() < 2 {
         bail!("--kernel: give at least two kernels in order, the good one first and the bad one last");
     }
-    let mut revisions: Vec<Revision> = Vec::new();
-    for spec in specs {
-        let label = KernelSpec::parse(spec)?.label();
-        if let Some(other) = revisions.iter().find(|r| r.label == label) {
-            bail!(
-                "--kernel {spec} and --kernel {} both name their directory {label}: give images with different file names",
-                other.spec
-            );
-        }
-        revisions.push(Revision {
-            spec: spec.clone(),
-            label,
-            commit: None,
-            subject: spec.clone(),
-        });
-    }
-    Ok(revisions)
+    specs
+        .iter()
+        .enumerate()
+        .map(|(place, spec)| {
+            Ok(Revision {
+                label: format!("{}-{}", place + 1, KernelSpec::parse(spec)?.label()),
+                spec: spec.clone(),
+                commit: None,
+                subject: spec.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The commit's diff stat (`git show --stat`).
@@ -210,19 +207,14 @@ mod tests {
     }
 
     #[test]
-    fn ordered_kernels_need_two_and_distinct_names() {
+    fn ordered_kernels_need_two_and_are_labelled_by_place() {
         let specs = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let revisions = from_specs(&specs(&["debian:6.12", "/boot/bzImage-6.19"])).unwrap();
-        assert_eq!(revisions[1].label, "bzImage-6.19");
+        let revisions = from_specs(&specs(&["debian:6.12", "/a/bzImage", "/b/bzImage"])).unwrap();
+        let labels: Vec<&str> = revisions.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["1-debian-6.12", "2-bzImage", "3-bzImage"]);
         assert_eq!(
             from_specs(&specs(&["debian:6.12"])).unwrap_err().to_string(),
             "--kernel: give at least two kernels in order, the good one first and the bad one last"
-        );
-        assert_eq!(
-            from_specs(&specs(&["/a/bzImage", "/b/bzImage"]))
-                .unwrap_err()
-                .to_string(),
-            "--kernel /b/bzImage and --kernel /a/bzImage both name their directory bzImage: give images with different file names"
         );
     }
 }

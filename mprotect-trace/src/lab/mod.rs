@@ -450,10 +450,16 @@ pub struct BootableKernel {
 }
 
 impl BootableKernel {
-    /// Resolves `spec` as `lab` does; its files go in `output/<label>`.
-    /// Returns the note of an `auto` accelerator that fell back to TCG.
-    pub fn prepare(spec: &KernelSpec, options: &LabOptions, output: &Path) -> Result<(Self, Option<String>)> {
-        let kernel = kernels::resolve(
+    /// Resolves `spec` as `lab` does and names it `label`: its files go in
+    /// `output/<label>`. Returns the note of an `auto` accelerator that
+    /// fell back to TCG.
+    pub fn prepare(
+        spec: &KernelSpec,
+        label: &str,
+        options: &LabOptions,
+        output: &Path,
+    ) -> Result<(Self, Option<String>)> {
+        let mut kernel = kernels::resolve(
             spec,
             &ResolveOptions {
                 cache: &options.cache,
@@ -462,6 +468,7 @@ impl BootableKernel {
                 output,
             },
         )?;
+        kernel.label = label.to_owned();
         let (accel, note) = accel_for(options.accel, &kernel);
         let initramfs = guest_initramfs(&kernel, options, output)?;
         Ok((
@@ -472,11 +479,6 @@ impl BootableKernel {
             },
             note,
         ))
-    }
-
-    /// The directory of its runs with `smp` CPUs.
-    pub fn side_dir(&self, output: &Path, smp: u32) -> PathBuf {
-        side_dir(output, &self.kernel, smp)
     }
 
     /// One boot with `smp` CPUs, its report kept in `run_dir`, retried as
