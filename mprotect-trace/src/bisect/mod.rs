@@ -576,7 +576,8 @@ fn first_bad(bisect: &mut Bisect, parent: usize, culprit: usize) -> Result<First
             vmlinux.push(path.clone());
         }
     }
-    crate::debuginfo::apply(
+    // The vmlinuxes of the other revisions match neither side: not an error here.
+    crate::debuginfo::apply_matching(
         &vmlinux,
         sides
             .iter_mut()

@@ -79,9 +79,22 @@ pub fn in_usual_places(release: &str, wanted: &str) -> (Option<Vmlinux>, Vec<Str
 /// Symbolizes every report whose kernel has one of `vmlinuxes` (matched
 /// by build id); a vmlinux that matches no report's kernel is refused.
 pub fn apply<'a>(vmlinuxes: &[PathBuf], reports: impl IntoIterator<Item = &'a mut Report>) -> Result<()> {
-    if vmlinuxes.is_empty() {
-        return Ok(());
+    if let Some((path, id)) = apply_matching(vmlinuxes, reports)?.first() {
+        bail!(
+            "--vmlinux {} (build id {id}) is the vmlinux of none of these runs' kernels: give each kernel's own",
+            path.display()
+        );
     }
+    Ok(())
+}
+
+/// Symbolizes every report whose kernel has one of `vmlinuxes`; returns
+/// those that matched none (with their build ids), for callers that pass
+/// the vmlinuxes of more kernels than they compare (`bisect`).
+pub fn apply_matching<'a>(
+    vmlinuxes: &[PathBuf],
+    reports: impl IntoIterator<Item = &'a mut Report>,
+) -> Result<Vec<(PathBuf, String)>> {
     let mut found = Vec::new();
     for path in vmlinuxes {
         if !path.is_file() {
@@ -106,13 +119,11 @@ pub fn apply<'a>(vmlinuxes: &[PathBuf], reports: impl IntoIterator<Item = &'a mu
             *used = true;
         }
     }
-    if let Some((path, id, _)) = found.iter().find(|(_, _, used)| !used) {
-        bail!(
-            "--vmlinux {} (build id {id}) is the vmlinux of none of these runs' kernels: give each kernel's own",
-            path.display()
-        );
-    }
-    Ok(())
+    Ok(found
+        .into_iter()
+        .filter(|(_, _, used)| !used)
+        .map(|(path, id, _)| (path.to_path_buf(), id))
+        .collect())
 }
 
 impl Vmlinux {
