@@ -35,36 +35,99 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Trace mprotect (default: the built-in workload), print the table, write report.json.
+    #[command(
+        after_help = "Examples:\n  mprotect-trace run\n  mprotect-trace run --scenario thp-toggle --iterations 50 -o thp\n  mprotect-trace run --backend none --sample-hz 9999\n  mprotect-trace run --repeat 5 -o runs -- ./my-test 64"
+    )]
     Run(RunArgs),
     /// Run the mprotect toggle workload and print its timings (no BPF, no root).
+    #[command(after_help = "Examples:\n  mprotect-trace workload --mapping-mb 16 --iterations 100")]
     Workload(WorkloadCommandArgs),
     /// Print the summary of a saved run (no root needed).
+    #[command(
+        after_help = "Examples:\n  mprotect-trace report out --top 20\n  mprotect-trace report out --format mail"
+    )]
     Report(ReportArgs),
     /// Redraw the plots, flame graph and report.html of a saved run from its report.json.
+    #[command(after_help = "Examples:\n  mprotect-trace plot out --vmlinux /usr/lib/debug/boot/vmlinux-$(uname -r)")]
     Plot(PlotArgs),
     /// Run two configurations in interleaved order (A B A B ...), N runs each, and compare them.
+    #[command(after_help = "Examples:\n  mprotect-trace ab --repeat 5 --b \"--no-touch\" -o ab")]
     Ab(AbArgs),
     /// Compare saved runs (e.g. two kernels), one or many runs a side, function by function.
+    #[command(
+        after_help = "Examples:\n  mprotect-trace compare old-kernel/ new-kernel/ -o cmp\n  mprotect-trace compare a b --format mail"
+    )]
     Compare(CompareArgs),
     /// Report what this kernel supports and which probe backend each target would use.
+    #[command(after_help = "Examples:\n  mprotect-trace doctor\n  mprotect-trace doctor --probe tlb:tlb_flush --json")]
     Doctor(DoctorArgs),
     /// Where the targets are inlined in a kernel, from its debug vmlinux:
     /// the sites file `run --inline-sites` probes them with.
+    #[command(after_help = "Examples:\n  mprotect-trace inline-sites --vmlinux vmlinux-7.3.4 -o sites.json")]
     InlineSites(InlineSitesArgs),
     /// Boot several kernels under QEMU, run the traced workload in each in
     /// interleaved repeats, and compare them function by function.
+    #[command(
+        after_help = "Examples:\n  mprotect-trace lab --kernel debian:6.12 --kernel debian:7.3 --accel tcg-icount --repeat 4 --run \"--backend none\" -o lab\n  mprotect-trace lab --kernel tree:~/linux@v6.16 --kernel tree:~/linux@v6.17 -o lab"
+    )]
     Lab(LabArgs),
     /// Find the commit (or kernel) that made mprotect slower: each step
     /// builds and boots a revision and decides it with a rank test
     /// against the good and bad revisions' runs.
+    #[command(
+        after_help = "Examples:\n  mprotect-trace bisect --tree ~/linux --good v6.16 --bad v6.17 --accel tcg-icount --run \"--backend none\" -o bisect\n  mprotect-trace bisect --kernel old.bzImage --kernel mid.bzImage --kernel new.bzImage -o bisect"
+    )]
     Bisect(BisectArgs),
     /// Decide one revision against a bisect's stored endpoints, for
     /// `git bisect run`: exit 0 like good, 1 like bad, 125 skip, 128 error.
+    #[command(
+        after_help = "Examples:\n  mprotect-trace bisect --tree ~/linux --good v6.16 --bad v6.17 --endpoints-only -o ends\n  git bisect start v6.17 v6.16 && git bisect run mprotect-trace bisect-step ends"
+    )]
     BisectStep(BisectStepArgs),
     /// The same `ab`, `run --repeat` or `lab` on every host of an Ansible
     /// inventory, and one table of their results.
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  mprotect-trace fleet run -i hosts.ini -o fleet -- ab --repeat 5 --b \"--no-touch\"\n  mprotect-trace fleet report fleet"
+    )]
     Fleet(FleetCommand),
+    /// Write the man pages (one per subcommand) or print a shell's
+    /// completions, from these very definitions.
+    #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  mprotect-trace generate man /usr/local/share/man/man1\n  mprotect-trace generate completions bash > /etc/bash_completion.d/mprotect-trace"
+    )]
+    Generate(GenerateCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum GenerateCommand {
+    /// Write mprotect-trace.1 and mprotect-trace-SUBCOMMAND.1 into DIR.
+    Man {
+        /// Directory for the pages (e.g. /usr/local/share/man/man1).
+        dir: PathBuf,
+    },
+    /// Print the completion script of SHELL on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `generate`: the man pages or a completion script.
+fn generate(what: GenerateCommand) -> Result<ExitCode> {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    match what {
+        GenerateCommand::Man { dir } => {
+            std::fs::create_dir_all(&dir).map_err(|err| anyhow!("creating {}: {err}", dir.display()))?;
+            clap_mangen::generate_to(command, &dir)
+                .map_err(|err| anyhow!("writing the man pages in {}: {err}", dir.display()))?;
+        }
+        GenerateCommand::Completions { shell } => {
+            clap_complete::generate(shell, &mut command, "mprotect-trace", &mut std::io::stdout());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,6 +198,7 @@ impl Cli {
                 bisect::run(&args.into_options(invocation)?)
             }
             Command::BisectStep(args) => Ok(bisect_step(args)),
+            Command::Generate(what) => generate(what),
             Command::Workload(args) => commands::workload(&WorkloadCommandOptions {
                 workload: args.workload.into_options(),
                 json: args.json,
@@ -198,6 +262,7 @@ impl Command {
                 | Command::Doctor(_)
                 | Command::InlineSites(_)
                 | Command::Fleet(FleetCommand::Report(_) | FleetCommand::Playbook)
+                | Command::Generate(_)
         )
     }
 }
@@ -250,6 +315,7 @@ fn count<T: std::str::FromStr>(text: &str) -> std::result::Result<T, String> {
 
 /// The workload's options, shared by `workload` and `run`.
 #[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Workload")]
 struct WorkloadArgs {
     /// Shape of the workload.
     #[arg(long, value_parser = scenario_parser(), default_value = "shared-dirty-toggle")]
@@ -275,14 +341,16 @@ struct WorkloadArgs {
     /// Do not touch the pages after each toggle.
     #[arg(long)]
     no_touch: bool,
-    /// Back the mapping with large folios of this size (multi-size THP,
-    /// e.g. 16, 64): sets that size's knob to always and the others to
-    /// never for the run (root), restored after. Shared or private dirty toggle.
+    /// Back the mapping with large folios of this size (multi-size THP, e.g. 16, 64).
+    ///
+    /// Sets that size's knob to always and the others to never for the run (root), restored after.
+    /// Shared or private dirty toggle.
     #[arg(long, value_name = "KB", value_parser = count::<u64>)]
     folio_kb: Option<u64>,
-    /// After each iteration, outside the timed windows, spin a random time
-    /// below this many µs: a sampler with a fixed period then cannot lock
-    /// onto the loop, as it does under deterministic time (QEMU -icount).
+    /// After each iteration, outside the timed windows, spin a random time below this many µs.
+    ///
+    /// A sampler with a fixed period then cannot lock onto the loop, as it does under deterministic
+    /// time (QEMU -icount).
     #[arg(long, default_value_t = 0, value_name = "US", value_parser = whole::<u64>)]
     dither_us: u64,
 }
@@ -312,9 +380,9 @@ struct WorkloadCommandArgs {
     /// Print the result as JSON instead of the `result` line.
     #[arg(long)]
     json: bool,
-    /// Set everything up, then wait for a byte on stdin before the first
-    /// measured call: a tracer attaches in between, so it counts exactly
-    /// the workload's own mprotect() calls.
+    /// Set everything up, then wait for a byte on stdin before the first measured call.
+    ///
+    /// A tracer attaches in between, so it counts exactly the workload's own mprotect() calls.
     #[arg(long, hide = true)]
     wait_for_start: bool,
 }
@@ -337,8 +405,7 @@ struct InlineSitesArgs {
 
 #[derive(Args, Debug)]
 struct DoctorArgs {
-    /// Another kernel function to check, besides the built-in targets, or
-    /// a tracepoint (category:name) to look up (repeatable).
+    /// A kernel function or tracepoint (category:name) to check, besides the built-in targets (repeatable).
     #[arg(long = "probe", value_name = "NAME")]
     probes: Vec<String>,
     /// Print the findings as JSON.
@@ -349,96 +416,104 @@ struct DoctorArgs {
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 struct RunArgs {
+    /// Trace a running process instead of the workload.
+    #[arg(short = 'p', long, conflicts_with_all = ["all", "command"], value_parser = whole::<u32>, help_heading = "What to trace")]
+    pid: Option<u32>,
+    /// Trace every task on the system.
+    #[arg(short = 'a', long, conflicts_with = "command", help_heading = "What to trace")]
+    all: bool,
+    /// Trace this command instead of the workload.
+    #[arg(last = true, value_name = "CMD", help_heading = "What to trace")]
+    command: Vec<String>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS", help_heading = "What to trace")]
+    duration: Option<f64>,
+    /// Make N runs, each into its own directory DIR/run-NN: one side for `compare`.
+    ///
+    /// Each run is a fresh workload (or command).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = count::<u32>, help_heading = "What to trace")]
+    repeat: u32,
     #[command(flatten)]
     workload: WorkloadArgs,
     /// Print the whole report as JSON instead of the table and the `result` line.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     json: bool,
-    /// Print only the summary line (the workload's ns/page and the syscall's
-    /// calls, p50 and p99) on stdout; stderr keeps the attached line, where
-    /// the report went, warnings and errors.
-    #[arg(short = 'q', long, conflicts_with_all = ["json", "interval"])]
+    /// Print only the summary line on stdout.
+    ///
+    /// The workload's ns/page and the syscall's calls, p50 and p99; stderr keeps the attached
+    /// line, where the report went, warnings and errors.
+    #[arg(short = 'q', long, conflicts_with_all = ["json", "interval"], help_heading = "Output")]
     quiet: bool,
-    /// Another kernel function to probe, e.g. prot_commit_flush_ptes, or a
-    /// tracepoint to count, e.g. tlb:tlb_flush (repeatable).
-    #[arg(long = "probe", value_name = "NAME")]
+    /// Another kernel function to probe, or a tracepoint to count (repeatable).
+    ///
+    /// E.g. prot_commit_flush_ptes, or tlb:tlb_flush.
+    #[arg(long = "probe", value_name = "NAME", help_heading = "Probes")]
     probes: Vec<String>,
-    /// Count a tracepoint's events by the value of one integer field,
-    /// e.g. tlb:tlb_flush:reason (repeatable, one field an event).
-    #[arg(long = "probe-field", value_name = "CATEGORY:NAME:FIELD")]
+    /// Count a tracepoint's events by the value of one integer field (repeatable).
+    ///
+    /// E.g. tlb:tlb_flush:reason; one field an event.
+    #[arg(long = "probe-field", value_name = "CATEGORY:NAME:FIELD", help_heading = "Probes")]
     probe_fields: Vec<String>,
     /// Break every target's calls and latency down by CPU.
-    #[arg(long)]
+    #[arg(long, help_heading = "Probes")]
     per_cpu: bool,
-    /// Where targets inlined everywhere are probed: a file written by
-    /// `mprotect-trace inline-sites` for this kernel (for a machine with
-    /// no room for its debug vmlinux).
-    #[arg(long, value_name = "FILE", conflicts_with = "vmlinux")]
+    /// Where targets inlined everywhere are probed.
+    ///
+    /// A file written by `mprotect-trace inline-sites` for this kernel (for a machine with no room
+    /// for its debug vmlinux).
+    #[arg(long, value_name = "FILE", conflicts_with = "vmlinux", help_heading = "Probes")]
     inline_sites: Option<PathBuf>,
-    /// This kernel's debug vmlinux (default: found by build id in the
-    /// usual places): targets inlined everywhere are probed at each
-    /// inlined instance.
-    #[arg(long, value_name = "PATH")]
+    /// This kernel's debug vmlinux (default: found by build id in the usual places).
+    ///
+    /// Targets inlined everywhere are probed at each inlined instance.
+    #[arg(long, value_name = "PATH", help_heading = "Probes")]
     vmlinux: Option<PathBuf>,
-    /// Function probe backend; none: no function probe (the syscall
-    /// tracepoints and sampling only, no probe's cost in the times).
-    #[arg(long, value_parser = backend_parser(), default_value = "auto")]
+    /// Function probe backend; none: the syscall tracepoints and sampling only.
+    ///
+    /// none has no function probe's cost in the times.
+    #[arg(long, value_parser = backend_parser(), default_value = "auto", help_heading = "Probes")]
     backend: BackendChoice,
-    /// Trace a running process instead of the workload.
-    #[arg(short = 'p', long, conflicts_with_all = ["all", "command"], value_parser = whole::<u32>)]
-    pid: Option<u32>,
-    /// Trace every task on the system.
-    #[arg(short = 'a', long, conflicts_with = "command")]
-    all: bool,
-    /// Stop after this many seconds.
-    #[arg(long, value_name = "SECONDS")]
-    duration: Option<f64>,
     /// Print calls and latency per target every SECONDS.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", help_heading = "Output")]
     interval: Option<f64>,
     /// Stack samples per second on each CPU.
-    #[arg(long, default_value_t = 999, value_name = "HZ", value_parser = count::<u64>)]
+    #[arg(long, default_value_t = 999, value_name = "HZ", value_parser = count::<u64>, help_heading = "Sampling")]
     sample_hz: u64,
-    /// Distinct stacks (and stack pairs) the sampler keeps; samples past a
-    /// full map are counted as lost, and the table says so.
-    #[arg(long, default_value_t = mprotect_trace_common::STACK_MAP_ENTRIES, value_name = "N", value_parser = count::<u32>)]
+    /// Distinct stacks (and stack pairs) the sampler keeps.
+    ///
+    /// Samples past a full map are counted as lost, and the table says so.
+    #[arg(long, default_value_t = mprotect_trace_common::STACK_MAP_ENTRIES, value_name = "N", value_parser = count::<u32>, help_heading = "Sampling")]
     max_stacks: u32,
     /// Do not sample stacks (no flame graph).
-    #[arg(long)]
+    #[arg(long, help_heading = "Sampling")]
     no_sample: bool,
     /// Do not attach the syscall tracepoints (no syscall latency, lengths or flags).
-    #[arg(long)]
+    #[arg(long, help_heading = "Probes")]
     no_syscall: bool,
-    /// Attach do-nothing programs to the syscall tracepoints instead: the
-    /// floor the overhead benchmark measures against.
+    /// Attach do-nothing programs to the syscall tracepoints instead.
+    ///
+    /// The floor the overhead benchmark measures against.
     #[arg(long, hide = true)]
     empty_programs: bool,
     /// Also run the workload once untraced first, and report how much
     /// tracing perturbed it.
-    #[arg(long)]
+    #[arg(long, help_heading = "Workload")]
     calibrate: bool,
-    /// Measure what each BPF program costs per run, by the kernel's BPF
-    /// run-time statistics (on for this run only; they add two clock reads
-    /// per program run themselves).
-    #[arg(long)]
+    /// Measure what each BPF program costs per run (the kernel's BPF run-time statistics).
+    ///
+    /// On for this run only; they add two clock reads per program run themselves.
+    #[arg(long, help_heading = "Probes")]
     probe_cost: bool,
     /// Directory for report.json, absent or empty [default: a new
     /// ./mprotect-trace-out/<UTC time>/].
-    #[arg(short = 'o', long, value_name = "DIR")]
+    #[arg(short = 'o', long, value_name = "DIR", help_heading = "Output")]
     output: Option<PathBuf>,
     /// -o DIR holds an earlier run: replace it (its files are removed).
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     replace: bool,
     /// List the first N kernel functions by total share [default: those of 0.5 % or more].
-    #[arg(long, value_name = "N", value_parser = whole::<usize>)]
+    #[arg(long, value_name = "N", value_parser = whole::<usize>, help_heading = "Output")]
     top: Option<usize>,
-    /// Make N runs, each a fresh workload (or command), each into its own
-    /// directory DIR/run-01 ...: one side for `compare`.
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = count::<u32>)]
-    repeat: u32,
-    /// Trace this command instead of the workload.
-    #[arg(last = true, value_name = "CMD")]
-    command: Vec<String>,
 }
 
 /// Seconds as a duration; what no duration can be is an error naming the flag.
@@ -516,15 +591,17 @@ struct ReportArgs {
     /// List the first N kernel functions by total share [default: those of 0.5 % or more].
     #[arg(long, value_name = "N", value_parser = whole::<usize>)]
     top: Option<usize>,
-    /// text: the table and the `result` line; mail: at most 80 columns,
-    /// with latency percentiles and text histograms; json: report.json.
+    /// text: the table and the `result` line; mail: 80 columns; json: report.json.
+    ///
+    /// mail adds latency percentiles and text histograms.
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     format: FormatArg,
     /// Print report.json (the same as --format json), as `run --json` does.
     #[arg(long, conflicts_with = "format")]
     json: bool,
-    /// The run's kernel's debug vmlinux (its build id must match): inlined
-    /// functions get their own shares, hot spots their source lines.
+    /// The run's kernel's debug vmlinux (its build id must match).
+    ///
+    /// Inlined functions get their own shares, hot spots their source lines.
     #[arg(long, value_name = "PATH")]
     vmlinux: Option<PathBuf>,
 }
@@ -551,16 +628,18 @@ impl From<FormatArg> for PrintFormat {
 struct PlotArgs {
     /// A run's output directory (or its report.json).
     dir: PathBuf,
-    /// The run's kernel's debug vmlinux (its build id must match): inlined
-    /// functions become frames of the flame graph.
+    /// The run's kernel's debug vmlinux (its build id must match).
+    ///
+    /// Inlined functions become frames of the flame graph.
     #[arg(long, value_name = "PATH")]
     vmlinux: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 struct CompareArgs {
-    /// Two or more sides, the first the baseline (e.g. the older kernel):
-    /// each a run's directory, or a directory of runs (`run --repeat N -o DIR`).
+    /// Two or more sides, the first the baseline (e.g. the older kernel).
+    ///
+    /// Each a run's directory, or a directory of runs (`run --repeat N -o DIR`).
     #[arg(num_args = 2.., required = true, value_name = "SIDE")]
     sides: Vec<PathBuf>,
     /// Compare even when the sides' settings differ.
@@ -569,16 +648,18 @@ struct CompareArgs {
     /// Print the comparison as JSON (the same as --format json).
     #[arg(long, conflicts_with = "format")]
     json: bool,
-    /// text: the wide tables; mail: at most 80 columns, with each side's
-    /// latency percentiles and text histograms; json: for machines.
+    /// text: the wide tables; mail: 80 columns; json: for machines.
+    ///
+    /// mail adds each side's latency percentiles and text histograms.
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     format: FormatArg,
     /// Also write comparison.txt, .json and .html, the latency CDFs of every
     /// side and, when the sides sampled stacks, diff-flame.svg here.
     #[arg(short = 'o', long, value_name = "DIR")]
     output: Option<PathBuf>,
-    /// A kernel's debug vmlinux (repeatable), applied to the runs whose
-    /// build id it has: the same logical functions on both sides, inlined or not.
+    /// A kernel's debug vmlinux (repeatable), applied to the runs whose build id it has.
+    ///
+    /// The same logical functions on both sides, inlined or not.
     #[arg(long, value_name = "PATH")]
     vmlinux: Vec<PathBuf>,
 }
@@ -586,8 +667,9 @@ struct CompareArgs {
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 struct AbArgs {
-    /// Side A's `run` options as one quoted string, e.g. "--scenario thp-toggle"
-    /// (the baseline; empty: the defaults).
+    /// Side A's `run` options as one quoted string (the baseline; empty: the defaults).
+    ///
+    /// E.g. "--scenario thp-toggle".
     #[arg(long, allow_hyphen_values = true, default_value = "", value_name = "OPTIONS")]
     a: String,
     /// Side B's `run` options, e.g. "--no-touch" or "-- ./my-test 64".
@@ -606,41 +688,55 @@ struct AbArgs {
 
 #[derive(Args, Debug)]
 struct LabArgs {
-    /// A kernel to boot (repeatable; the first is the baseline):
-    /// debian:VERSION[:ARCH] (Debian's newest cloud kernel of that series,
-    /// e.g. debian:6.12, debian:7.3:arm64), tree:PATH[@REV] (built from a
-    /// kernel source tree at a git revision, or as its files are), or the
-    /// path of a bzImage or arm64 Image.
-    #[arg(long = "kernel", value_name = "SPEC", required_unless_present = "print_config")]
+    /// A kernel to boot (repeatable; the first is the baseline): debian:, tree: or an image.
+    ///
+    /// debian:VERSION[:ARCH]: Debian's newest cloud kernel of that series, e.g. debian:6.12,
+    /// debian:7.3:arm64; tree:PATH[@REV]: built from a kernel source tree at a git revision, or as
+    /// its files are; or the path of a bzImage or arm64 Image.
+    #[arg(
+        long = "kernel",
+        value_name = "SPEC",
+        required_unless_present = "print_config",
+        help_heading = "Kernels"
+    )]
     kernels: Vec<String>,
     /// Print the config fragment every lab kernel needs, and exit.
-    #[arg(long)]
+    #[arg(long, help_heading = "Kernels")]
     print_config: bool,
     /// Boots of each kernel (and CPU count), in interleaved order.
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = whole::<u32>)]
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = whole::<u32>, help_heading = "Guests")]
     repeat: u32,
     /// Directory for every report, serial log, build log and comparison.
-    #[arg(short = 'o', long, value_name = "DIR", required_unless_present = "print_config")]
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "DIR",
+        required_unless_present = "print_config",
+        help_heading = "Output"
+    )]
     output: Option<PathBuf>,
     #[command(flatten)]
     guests: GuestArgs,
     /// Print the lab's summary as JSON.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     json: bool,
 }
 
 /// How the lab boots its guests, shared by `lab` and `bisect`.
 #[derive(Args, Debug)]
+#[command(next_help_heading = "Guests")]
 struct GuestArgs {
-    /// The base config of kernels built from trees; the lab fragment is
-    /// merged onto it [default: tinyconfig].
+    /// The base config of kernels built from trees [default: tinyconfig].
+    ///
+    /// The lab fragment is merged onto it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Words added to every guest's kernel command line, e.g. "mitigations=off".
     #[arg(long, allow_hyphen_values = true, default_value = "", value_name = "ARGS")]
     append: String,
-    /// The guests' `run` options as one quoted string, e.g.
-    /// "--mapping-mb 16 --iterations 20" (empty: the defaults).
+    /// The guests' `run` options as one quoted string (empty: the defaults).
+    ///
+    /// E.g. "--mapping-mb 16 --iterations 20 --backend none".
     #[arg(long, allow_hyphen_values = true, default_value = "", value_name = "OPTIONS")]
     run: String,
     /// Guest CPU counts, e.g. 1,2: every kernel runs with each.
@@ -649,8 +745,10 @@ struct GuestArgs {
     /// Guest memory.
     #[arg(long, default_value_t = 2048, value_name = "MiB", value_parser = whole::<u32>)]
     memory: u32,
-    /// auto: KVM where it works, else TCG (said so); tcg-icount: guest time
-    /// by instructions executed, deterministic and comparable between kernels.
+    /// auto: KVM where it works, else TCG (said so); tcg-icount: instruction time.
+    ///
+    /// tcg-icount: guest time by instructions executed, deterministic and comparable between
+    /// kernels, not wall time.
     #[arg(long, default_value = "auto", value_parser = PossibleValuesParser::new(["auto", "kvm", "tcg", "tcg-icount"]))]
     accel: String,
     /// Boots tried again after a failed boot or run.
@@ -660,8 +758,7 @@ struct GuestArgs {
     /// release build beside this binary's target directory].
     #[arg(long, value_name = "PATH")]
     arm64_tracer: Option<PathBuf>,
-    /// A kernel's debug vmlinux (repeatable), applied by build id to that
-    /// kernel's runs in the comparisons.
+    /// A kernel's debug vmlinux (repeatable), applied by build id to that kernel's runs.
     #[arg(long, value_name = "PATH")]
     vmlinux: Vec<PathBuf>,
     /// Where Debian kernels are downloaded and kept, and trees built
@@ -745,48 +842,55 @@ impl GuestArgs {
 
 #[derive(Args, Debug)]
 struct BisectArgs {
-    /// The kernel git clone to bisect (its revisions are built in the
-    /// lab's cache, never checked out in it).
-    #[arg(long, value_name = "PATH", requires_all = ["good", "bad"], conflicts_with = "kernels")]
+    /// The kernel git clone to bisect (revisions are built in the cache, never checked out in it).
+    #[arg(long, value_name = "PATH", requires_all = ["good", "bad"], conflicts_with = "kernels", help_heading = "What to bisect")]
     tree: Option<PathBuf>,
     /// A revision without the change (an ancestor of --bad).
-    #[arg(long, value_name = "REV", requires = "tree")]
+    #[arg(long, value_name = "REV", requires = "tree", help_heading = "What to bisect")]
     good: Option<String>,
     /// A revision with the change.
-    #[arg(long, value_name = "REV", requires = "tree")]
+    #[arg(long, value_name = "REV", requires = "tree", help_heading = "What to bisect")]
     bad: Option<String>,
-    /// Instead of a tree, kernels in order (repeatable): the first good,
-    /// the last bad, as `lab --kernel` takes them.
-    #[arg(long = "kernel", value_name = "SPEC", required_unless_present = "tree")]
+    /// Instead of a tree, kernels in order (repeatable).
+    ///
+    /// The first good, the last bad, as `lab --kernel` takes them.
+    #[arg(
+        long = "kernel",
+        value_name = "SPEC",
+        required_unless_present = "tree",
+        help_heading = "What to bisect"
+    )]
     kernels: Vec<String>,
-    /// What is bisected, one value per run: iteration (the workload's
-    /// median iteration ns/page), p50:TARGET (its median latency) or
-    /// calls:TARGET (its calls per iteration).
-    #[arg(long, default_value = "iteration", value_name = "METRIC")]
+    /// What is bisected, one value per run: iteration, p50:TARGET or calls:TARGET.
+    ///
+    /// iteration: the workload's median iteration ns/page; p50:TARGET: its median latency;
+    /// calls:TARGET: its calls per workload iteration (syscall names the syscall's row).
+    #[arg(long, default_value = "iteration", value_name = "METRIC", help_heading = "Deciding")]
     metric: String,
     /// Look for an improvement: bad is faster (smaller) than good.
-    #[arg(long)]
+    #[arg(long, help_heading = "Deciding")]
     faster: bool,
-    /// Runs a revision gets at a time (4 is the fewest a rank test can call
-    /// significant against 4).
-    #[arg(long, default_value_t = 4, value_name = "N", value_parser = whole::<u32>)]
+    /// Runs a revision gets at a time (4 is the fewest a rank test can call significant).
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = whole::<u32>, help_heading = "Deciding")]
     repeat: u32,
-    /// Runs a revision may get before an unknown is skipped (and the
-    /// endpoints before they are called the same).
-    #[arg(long, default_value_t = 12, value_name = "N", value_parser = whole::<u32>)]
+    /// Runs a revision may get before an unknown is skipped (and the endpoints before they are
+    /// called the same).
+    #[arg(long, default_value_t = 12, value_name = "N", value_parser = whole::<u32>, help_heading = "Deciding")]
     max_repeats: u32,
-    /// Measure the endpoints and stop: `git bisect run mprotect-trace
-    /// bisect-step DIR` then decides each revision against them.
-    #[arg(long)]
+    /// Measure the endpoints and stop.
+    ///
+    /// `git bisect run mprotect-trace bisect-step DIR` then decides each revision against them.
+    #[arg(long, help_heading = "Deciding")]
     endpoints_only: bool,
-    /// Directory for every run, build log, comparison and the bisect's
-    /// record; the same command on it again resumes.
-    #[arg(short = 'o', long, value_name = "DIR")]
+    /// Directory for every run, build log, comparison and the bisect's record.
+    ///
+    /// The same command on it again resumes.
+    #[arg(short = 'o', long, value_name = "DIR", help_heading = "Output")]
     output: PathBuf,
     #[command(flatten)]
     guests: GuestArgs,
     /// Print the bisect's record as JSON.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     json: bool,
 }
 
@@ -898,5 +1002,114 @@ impl AbArgs {
             output: self.output,
             json: self.json,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// Every subcommand, nested ones too, with its full name.
+    fn subcommands(command: &clap::Command, prefix: &str, out: &mut Vec<(String, clap::Command)>) {
+        for sub in command.get_subcommands() {
+            let name = format!("{prefix}{} ", sub.get_name());
+            out.push((name.trim_end().to_owned(), sub.clone()));
+            subcommands(sub, &name, out);
+        }
+    }
+
+    fn all() -> Vec<(String, clap::Command)> {
+        let mut out = Vec::new();
+        subcommands(&Cli::command(), "", &mut out);
+        out
+    }
+
+    /// The docs a user reads: the README and everything under docs/.
+    fn docs() -> String {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut text = std::fs::read_to_string(root.join("README.md")).unwrap();
+        for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                text.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn every_value_the_parser_takes_is_in_the_help() {
+        for (name, mut sub) in all() {
+            let help = sub.render_long_help().to_string();
+            for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+                for value in arg.get_possible_values().iter().filter(|v| !v.is_hide_set()) {
+                    assert!(
+                        help.contains(value.get_name()),
+                        "{name} --{}: {} is not in its help",
+                        arg.get_long().unwrap_or_default(),
+                        value.get_name()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_flag_and_value_is_in_the_docs() {
+        let docs = docs();
+        let mut missing = Vec::new();
+        for (name, sub) in all() {
+            for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+                let Some(long) = arg.get_long() else { continue };
+                if long == "help" || long == "version" {
+                    continue;
+                }
+                // Named by its long form, or its short one (`-o DIR`).
+                let short = arg.get_short().map(|c| format!("-{c} "));
+                if !docs.contains(&format!("--{long}")) && !short.is_some_and(|s| docs.contains(&s)) {
+                    missing.push(format!("{name} --{long}"));
+                }
+                for value in arg.get_possible_values().iter().filter(|v| !v.is_hide_set()) {
+                    if !docs.contains(value.get_name()) {
+                        missing.push(format!("{name} --{long} {}", value.get_name()));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "not in README.md or docs/: {missing:?}");
+    }
+
+    #[test]
+    fn the_docs_name_only_flags_that_exist() {
+        let mut flags: Vec<String> = vec!["--help".into(), "--version".into()];
+        for (_, sub) in all() {
+            flags.extend(
+                sub.get_arguments()
+                    .filter_map(|a| a.get_long())
+                    .map(|l| format!("--{l}")),
+            );
+        }
+        // `mprotect-trace SUBCOMMAND --flag` on one line of the docs.
+        let mut unknown = Vec::new();
+        for line in docs().lines() {
+            let Some(at) = line.find("mprotect-trace ") else {
+                continue;
+            };
+            for word in line[at..].split(|c: char| c.is_whitespace() || c == '`' || c == '"' || c == '=') {
+                let flag: String = word
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect();
+                if flag.starts_with("--") && flag.len() > 2 && !flags.contains(&flag) {
+                    unknown.push(format!("{flag} in: {}", line.trim()));
+                }
+            }
+        }
+        assert!(
+            unknown.is_empty(),
+            "the docs name flags no subcommand has: {unknown:#?}"
+        );
     }
 }

@@ -5,6 +5,7 @@ mod bisect;
 mod browser;
 mod command;
 mod fleet;
+mod install;
 mod lab;
 mod lab_tree;
 mod layout;
@@ -55,6 +56,12 @@ enum Task {
     BisectCheck,
     /// `mprotect-trace fleet run` through ansible-playbook on three hosts in network namespaces.
     FleetCheck,
+    /// Build release and install the binary, its man pages and its shell completions.
+    Install {
+        /// Installed under PREFIX/bin and PREFIX/share.
+        #[arg(long, default_value = "/usr/local", value_name = "PREFIX")]
+        prefix: std::path::PathBuf,
+    },
     /// Benchmarks (timings, not tests): the workload against an independent C loop, tracing overhead.
     Bench(bench::BenchArgs),
 }
@@ -94,6 +101,7 @@ fn main() -> Result<()> {
             // After lab-tree-check: its history and build directory are the base.
             tally.step("bisect-check", bisect::run);
             tally.step("fleet-check", fleet::run);
+            tally.step("install-check", install::check);
             tally.step("flame-check", browser::run);
             tally.step("readme-check", readme::run);
             // One closing line for CI: every check of every step.
@@ -128,6 +136,10 @@ fn main() -> Result<()> {
         Task::FleetCheck => {
             setup::run()?;
             fleet::run().map(drop)
+        }
+        Task::Install { prefix } => {
+            setup::run()?;
+            install::run(&prefix)
         }
         Task::Bench(args) => {
             setup::run()?;

@@ -129,11 +129,14 @@ enum Unmeasured {
     Skip(String),
     /// A signal stopped the bisect.
     Interrupted(i32),
+    /// This host failed (writing files, packing an initramfs): the bisect
+    /// stops, since every revision would fail alike.
+    Fatal(anyhow::Error),
 }
 
 impl From<anyhow::Error> for Unmeasured {
     fn from(err: anyhow::Error) -> Self {
-        Unmeasured::Skip(format!("{err:#}"))
+        Unmeasured::Fatal(err)
     }
 }
 
@@ -142,29 +145,34 @@ impl Bisect<'_> {
         KernelSpec::parse(&self.revisions[index].spec)
     }
 
-    /// The kernel of revision `index`, built or resolved once.
-    fn kernel(&mut self, index: usize) -> std::result::Result<&BootableKernel, String> {
+    /// The kernel of revision `index`, built or resolved once: `Ok(Err)`
+    /// when the revision cannot be booted (it does not build, its config
+    /// lacks what the guests need), `Err` when this host failed.
+    fn kernel(&mut self, index: usize) -> Result<std::result::Result<&BootableKernel, String>> {
         if !self.kernels.contains_key(&index) {
             let label = self.revisions[index].label.clone();
-            let prepared = self
+            let resolved = self
                 .spec(index)
-                .and_then(|spec| BootableKernel::prepare(&spec, &label, &self.options.lab, &self.output))
-                .map(|(kernel, note)| {
+                .and_then(|spec| BootableKernel::resolve(&spec, &label, &self.options.lab, &self.output));
+            let prepared = match resolved {
+                Ok(kernel) => {
+                    let (kernel, note) = BootableKernel::pack(kernel, &self.options.lab, &self.output)?;
                     if let Some(note) = note
                         && !self.notes.contains(&note)
                     {
                         say(&self.bar, format!("note: {note}"));
                         self.notes.push(note);
                     }
-                    kernel
-                })
-                .map_err(|err| format!("{err:#}"));
+                    Ok(kernel)
+                }
+                Err(err) => Err(format!("{err:#}")),
+            };
             self.kernels.insert(index, prepared);
         }
-        match &self.kernels[&index] {
+        Ok(match &self.kernels[&index] {
             Ok(kernel) => Ok(kernel),
             Err(why) => Err(why.clone()),
-        }
+        })
     }
 
     fn side_dir(&self, index: usize) -> PathBuf {
@@ -197,7 +205,8 @@ impl Bisect<'_> {
     /// Boots revision `index` until it has `wanted` runs (kept runs count).
     fn measure(&mut self, index: usize, wanted: usize) -> std::result::Result<Vec<f64>, Unmeasured> {
         loop {
-            let values = self.values(index)?;
+            // A run without the metric is the revision's (a target it does not have).
+            let values = self.values(index).map_err(|err| Unmeasured::Skip(format!("{err:#}")))?;
             if values.len() >= wanted {
                 return Ok(values);
             }
@@ -209,7 +218,7 @@ impl Bisect<'_> {
             let label = self.revisions[index].label.clone();
             self.bar
                 .set_message(format!("{label}: run {} of {wanted}", values.len() + 1));
-            self.kernel(index).map_err(Unmeasured::Skip)?;
+            self.kernel(index)?.map_err(Unmeasured::Skip)?;
             let Some(Ok(kernel)) = self.kernels.get(&index) else {
                 return Err(Unmeasured::Skip("the kernel was not prepared".to_owned()));
             };
@@ -397,6 +406,7 @@ fn drive(bisect: &mut Bisect, record: &mut BisectRecord) -> Result<ExitCode> {
                 values[slot] = match bisect.measure(index, round) {
                     Ok(values) => values,
                     Err(Unmeasured::Interrupted(signal)) => return interrupted(bisect, record, signal),
+                    Err(Unmeasured::Fatal(err)) => return Err(err),
                     Err(Unmeasured::Skip(why)) => {
                         bail!("{which} {}: {why}", bisect.revisions[index].spec)
                     }
@@ -449,6 +459,7 @@ fn drive(bisect: &mut Bisect, record: &mut BisectRecord) -> Result<ExitCode> {
         let (verdict, classification, values) = loop {
             match bisect.measure(index, runs_wanted) {
                 Err(Unmeasured::Interrupted(signal)) => return interrupted(bisect, record, signal),
+                Err(Unmeasured::Fatal(err)) => return Err(err),
                 Err(Unmeasured::Skip(why)) => break (StepVerdict::Skipped { why }, None, Vec::new()),
                 Ok(values) => {
                     let c = classify(&good, &bad, &values);
@@ -570,7 +581,7 @@ fn first_bad(bisect: &mut Bisect, parent: usize, culprit: usize) -> Result<First
     for index in [parent, culprit] {
         let side = compare::Side::load(bisect.revisions[index].label.clone(), &bisect.side_dir(index))?;
         sides.push(side);
-        if let Ok(kernel) = bisect.kernel(index)
+        if let Ok(kernel) = bisect.kernel(index)?
             && let Some(path) = &kernel.kernel.vmlinux
         {
             vmlinux.push(path.clone());
@@ -677,6 +688,10 @@ pub fn step(options: &BisectOptions, rev: Option<&str>) -> Result<ExitCode> {
             Err(Unmeasured::Interrupted(signal)) => {
                 bisect.bar.finish_and_clear();
                 return Ok(ExitCode::from(128 + signal as u8));
+            }
+            Err(Unmeasured::Fatal(err)) => {
+                bisect.bar.finish_and_clear();
+                return Err(err);
             }
             Err(Unmeasured::Skip(why)) => break (125u8, format!("skip: {why}")),
             Ok(values) => {

@@ -136,7 +136,15 @@ pub struct ResolveOptions<'a> {
 /// binary's target directory.
 fn tracer_for(arch: Arch, arm64_tracer: Option<&Path>) -> Result<PathBuf> {
     if arch == host_arch() {
-        return std::env::current_exe().context("finding this program's own path");
+        // The running binary itself, even if its file is replaced or
+        // removed meanwhile (a rebuild during a long bisect): the guests run
+        // the same tracer as this host side. By pid, not "self": ldd reads
+        // it from another process.
+        let own = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
+        if !own.exists() {
+            bail!("{} is missing: mount /proc", own.display());
+        }
+        return Ok(own);
     }
     if let Some(path) = arm64_tracer {
         if !path.is_file() {

@@ -450,15 +450,9 @@ pub struct BootableKernel {
 }
 
 impl BootableKernel {
-    /// Resolves `spec` as `lab` does and names it `label`: its files go in
-    /// `output/<label>`. Returns the note of an `auto` accelerator that
-    /// fell back to TCG.
-    pub fn prepare(
-        spec: &KernelSpec,
-        label: &str,
-        options: &LabOptions,
-        output: &Path,
-    ) -> Result<(Self, Option<String>)> {
+    /// Resolves `spec` as `lab` does (downloads or builds it, checks its
+    /// config) and names it `label`. An error here is the kernel's.
+    pub fn resolve(spec: &KernelSpec, label: &str, options: &LabOptions, output: &Path) -> Result<LabKernel> {
         let mut kernel = kernels::resolve(
             spec,
             &ResolveOptions {
@@ -469,6 +463,13 @@ impl BootableKernel {
             },
         )?;
         kernel.label = label.to_owned();
+        Ok(kernel)
+    }
+
+    /// Packs the initramfs of a resolved kernel in `output/<label>`: an
+    /// error here is this host's. Returns the note of an `auto`
+    /// accelerator that fell back to TCG.
+    pub fn pack(kernel: LabKernel, options: &LabOptions, output: &Path) -> Result<(Self, Option<String>)> {
         let (accel, note) = accel_for(options.accel, &kernel);
         let initramfs = guest_initramfs(&kernel, options, output)?;
         Ok((
