@@ -23,7 +23,11 @@ fn run(args: &[&str]) -> Output {
 
 /// Runs `run` with `args` into a fresh directory and returns its report.
 fn traced(name: &str, args: &[&str]) -> Value {
-    let dir = out_dir(name);
+    traced_in(&out_dir(name), args)
+}
+
+/// Runs `run` with `args` into `dir` and returns its report.
+fn traced_in(dir: &std::path::Path, args: &[&str]) -> Value {
     // -o goes first: everything after `--` belongs to a traced command.
     let output = run(&[&["-o", dir.to_str().unwrap()], args].concat());
     assert!(
@@ -94,8 +98,9 @@ fn exact_counts_hold_with_two_threads() {
 
 #[test]
 fn every_function_target_is_reported_with_its_backend_or_reason() {
-    let report = traced(
-        "targets",
+    let dir = out_dir("targets");
+    let report = traced_in(
+        &dir,
         &[
             "--iterations",
             "3",
@@ -141,6 +146,35 @@ fn every_function_target_is_reported_with_its_backend_or_reason() {
                 "{reason}"
             );
         }
+    }
+    // Targets unprobed for one same reason are one line of the table.
+    let mut reasons: Vec<&str> = targets
+        .iter()
+        .filter(|t| t["backend"] == "none")
+        .map(|t| t["reason"].as_str().unwrap())
+        .collect();
+    reasons.sort_unstable();
+    let table = common::binary()
+        .arg("report")
+        .arg(&dir)
+        .output()
+        .expect("running mprotect-trace report");
+    let table = String::from_utf8_lossy(&table.stdout);
+    for group in reasons.chunk_by(|a, b| a == b).filter(|g| g.len() > 1) {
+        let reason = group[0].trim_start_matches("no function probe: ");
+        let folded = format!("{} function targets not probed here: {reason};", group.len());
+        assert_eq!(
+            table.lines().filter(|l| l.starts_with(&folded)).count(),
+            1,
+            "no folded line {folded:?} in:\n{table}"
+        );
+        assert!(
+            !table.lines().any(|l| l.ends_with(group[0])),
+            "a target of the folded reason still has its own row:\n{table}"
+        );
+    }
+    if reasons.is_empty() {
+        println!("SKIP folded unprobed targets: every target has a probe on this kernel");
     }
 }
 

@@ -61,10 +61,11 @@ pub fn check() -> Result<u64> {
         "man mprotect-trace-run lacks the run flags:\n{page}"
     );
     let script = prefix.join("share/bash-completion/completions/mprotect-trace");
-    let completion = output_of(Command::new("bash").arg("-c").arg(format!(
-        "source {} && complete -p mprotect-trace",
-        script.display()
-    )))?;
+    let completion = output_of(
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!("source {} && complete -p mprotect-trace", script.display())),
+    )?;
     anyhow::ensure!(
         completion.contains("mprotect-trace"),
         "bash did not load the completions: {completion}"

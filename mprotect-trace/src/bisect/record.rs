@@ -270,10 +270,11 @@ impl BisectRecord {
             Some(Outcome::FirstBad(first)) => {
                 let _ = writeln!(
                     out,
-                    "\nfirst bad: {} {:?} ({} steps, {} skipped)",
+                    "\nfirst bad: {} {:?} ({} step{}, {} skipped)",
                     first.commit.as_deref().unwrap_or(&first.label),
                     first.subject,
                     self.steps.len(),
+                    if self.steps.len() == 1 { "" } else { "s" },
                     self.steps
                         .iter()
                         .filter(|s| matches!(s.verdict, StepVerdict::Skipped { .. }))

@@ -152,6 +152,21 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
         "target", "backend", "calls", "calls/iter", "mean", "p50", "p99", "share"
     );
     let per = iterations(report);
+    // Targets left unprobed for one same reason (a kernel with no kprobes
+    // and no fentry) are one line, not one each: the per-target detail is
+    // in `doctor` and report.json.
+    let unprobed = |t: &&TargetReport| t.latency.is_none() && t.calls.is_none();
+    let mut folded: Vec<(&str, usize)> = Vec::new();
+    for target in report.targets.iter().filter(unprobed) {
+        match folded
+            .iter_mut()
+            .find(|(reason, _)| *reason == target.attachment.reason)
+        {
+            Some((_, count)) => *count += 1,
+            None => folded.push((&target.attachment.reason, 1)),
+        }
+    }
+    folded.retain(|(_, count)| *count > 1);
     latency_row(
         &mut out,
         "mprotect (syscall)",
@@ -193,6 +208,7 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
                         render_instances(&mut out, inlined);
                     }
                 }
+                None if folded.iter().any(|(reason, _)| *reason == target.attachment.reason) => {}
                 None => {
                     let _ = writeln!(
                         out,
@@ -202,6 +218,13 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
                 }
             },
         }
+    }
+    for (reason, count) in &folded {
+        let reason = reason.strip_prefix("no function probe: ").unwrap_or(reason);
+        let _ = writeln!(
+            out,
+            "{count} function targets not probed here: {reason}; `mprotect-trace doctor` says why for each"
+        );
     }
     // Percentiles to qualify only when some latency has a call.
     let timed = std::iter::once(&report.syscall.latency)
