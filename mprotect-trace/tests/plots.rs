@@ -194,7 +194,13 @@ fn a_schema_1_report_still_reads_and_redraws() {
     let report = binary().arg("report").arg(&dir).output().unwrap();
     assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
     let table = String::from_utf8_lossy(&report.stdout);
-    assert!(table.contains("change_protection"), "{table}");
+    // Its three targets unprobed for one reason are one line.
+    assert!(
+        table.contains(
+            "3 function targets not probed here: fentry refused (EPERM), kprobes not built (no CONFIG_KPROBES);"
+        ),
+        "{table}"
+    );
     let plot = binary().arg("plot").arg(&dir).output().unwrap();
     assert!(plot.status.success(), "{}", String::from_utf8_lossy(&plot.stderr));
     assert!(dir.join("report.html").exists());

@@ -85,7 +85,8 @@ fn main() -> Result<()> {
             tally.step("cargo clippy", || {
                 run_checked(&mut cargo(["clippy", "--all-targets", "--", "-D", "warnings"])).map(|()| 1)
             });
-            let (status, cargo_test) = run_tee(&mut cargo(["test"]))?;
+            // --no-fail-fast: a failed test binary does not hide the tests of the next ones.
+            let (status, cargo_test) = run_tee(&mut cargo(["test", "--no-fail-fast"]))?;
             let (passed, failed) = count_results(&cargo_test);
             tally.passed += passed;
             tally.failed += failed;

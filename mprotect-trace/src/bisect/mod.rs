@@ -372,7 +372,8 @@ pub fn run(options: &BisectOptions) -> Result<ExitCode> {
     let code = match result {
         Ok(code) => code,
         Err(err) => {
-            record.outcome = Some(Outcome::Failed {
+            // A refusal says so already; anything else failed.
+            record.outcome.get_or_insert_with(|| Outcome::Failed {
                 why: format!("{err:#}"),
             });
             bisect.write(&record)?;
@@ -402,7 +403,11 @@ fn drive(bisect: &mut Bisect, record: &mut BisectRecord) -> Result<ExitCode> {
     let (good, bad, check) = loop {
         let mut values = [Vec::new(), Vec::new()];
         for round in 1..=wanted {
-            for (slot, index, which) in [(0, 0, "--good"), (1, last, "--bad")] {
+            let flags = match options.source {
+                Source::Git { .. } => ["--good", "--bad"],
+                Source::Specs(_) => ["--kernel", "--kernel"],
+            };
+            for (slot, index, which) in [(0, 0, flags[0]), (1, last, flags[1])] {
                 values[slot] = match bisect.measure(index, round) {
                     Ok(values) => values,
                     Err(Unmeasured::Interrupted(signal)) => return interrupted(bisect, record, signal),
