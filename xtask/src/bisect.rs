@@ -23,6 +23,7 @@ use anyhow::{Context as _, Result, ensure};
 use serde_json::Value;
 
 use crate::command::{cargo, release_binary, run_checked, workspace_root};
+use crate::lab_tree::git;
 
 /// The function the slowdown is in.
 const SLOW_FUNCTION: &str = "change_pte_range";
@@ -62,15 +63,6 @@ enum Change {
     Broken,
     Fix,
     Slow,
-}
-
-fn git(dir: &Path) -> Command {
-    let mut command = Command::new("git");
-    command
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=mprotect-trace", "-c", "user.email=lab@localhost"]);
-    command
 }
 
 fn git_line(dir: &Path, args: &[&str]) -> Result<String> {

@@ -56,7 +56,8 @@ const OTHERS_AT_MOST: f64 = 1.0 / 3.0;
 const PROBED_RUN: &str = "--mapping-mb 16 --iterations 20";
 const REPEAT: &str = "4";
 
-fn git(dir: &Path) -> Command {
+/// git in `dir`, with an identity for the commits it makes.
+pub fn git(dir: &Path) -> Command {
     let mut command = Command::new("git");
     command
         .arg("-C")

@@ -599,15 +599,8 @@ fn first_bad(bisect: &mut Bisect, parent: usize, culprit: usize) -> Result<First
             .iter_mut()
             .flat_map(|side| side.runs.iter_mut().map(|run| &mut run.report)),
     )?;
-    let comparison = compare::compare(&sides, None)?;
     let dir = bisect.output.join("first-bad");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    compare::write_outputs(
-        &sides,
-        &comparison.to_text(),
-        &serde_json::to_string_pretty(&comparison)?,
-        &dir,
-    )?;
+    let comparison = compare::compare_into(&sides, &dir)?;
     let delta = comparison
         .against_baseline
         .first()

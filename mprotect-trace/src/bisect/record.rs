@@ -292,19 +292,7 @@ impl BisectRecord {
                     delta.iteration_ratio.map_or("-".to_owned(), |r| format!("{r:.3}")),
                     delta.verdict.as_deref().unwrap_or("-")
                 );
-                let _ = writeln!(out, "  {}", delta.home_explanation);
-                if !delta.functions.is_empty() {
-                    let named: Vec<String> = delta
-                        .functions
-                        .iter()
-                        .map(|(name, ns)| format!("{name} {ns:+.2}"))
-                        .collect();
-                    let _ = writeln!(
-                        out,
-                        "  carried by (sampled self time, ns/page per iteration, shift (HL) of B against A): {}",
-                        named.join(", ")
-                    );
-                }
+                delta.write_attribution(&mut out, "  ");
             }
             Some(Outcome::Ambiguous { candidates }) => {
                 let _ = writeln!(

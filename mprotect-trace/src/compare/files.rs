@@ -9,6 +9,19 @@ use super::{Comparison, Side};
 use crate::options::PrintFormat;
 use crate::output::{self, Artifact};
 
+/// Compares `sides` (the first the baseline) and writes every file of the
+/// comparison into `dir`: what `lab` and `bisect` do with their runs.
+pub fn compare_into(sides: &[Side], dir: &Path) -> Result<Comparison> {
+    let comparison = super::compare(sides, None)?;
+    write_outputs(
+        sides,
+        &comparison.to_text(),
+        &serde_json::to_string_pretty(&comparison)?,
+        dir,
+    )?;
+    Ok(comparison)
+}
+
 /// Plots draw each side's representative run (the one whose workload
 /// median is the side's median): a picture of a typical run, while the
 /// text carries the statistics over all of them. The differential flame

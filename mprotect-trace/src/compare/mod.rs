@@ -11,7 +11,7 @@ mod text;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-pub use files::{publish, write_outputs};
+pub use files::{compare_into, publish, write_outputs};
 pub use side::{Order, OrderKind, Run, Side, label};
 /// A metric's verdict in words, as the comparison prints it.
 pub use text::verdict as verdict_text;

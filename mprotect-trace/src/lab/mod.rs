@@ -413,15 +413,8 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
             eprintln!("error: {err:#}");
             refused.push(format!("--vmlinux: {err:#}"));
         }
-        let comparison = compare::compare(&sides, None)?;
         let dir = output.join(format!("comparison-smp-{smp}"));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        compare::write_outputs(
-            &sides,
-            &comparison.to_text(),
-            &serde_json::to_string_pretty(&comparison)?,
-            &dir,
-        )?;
+        let comparison = compare::compare_into(&sides, &dir)?;
         comparisons.push((smp, dir, comparison));
     }
     let mut summary = LabSummary::new(options, &kernels, &accels, &outcomes, &comparisons, refused, notes)?;

@@ -163,6 +163,24 @@ impl KernelDelta {
     pub fn of(pair: &crate::compare::PairComparison) -> KernelDelta {
         kernel_delta(pair)
     }
+
+    /// Where the difference lives, and the functions that carry it: a line
+    /// each, indented.
+    pub fn write_attribution(&self, out: &mut String, indent: &str) {
+        let _ = writeln!(out, "{indent}{}", self.home_explanation);
+        if !self.functions.is_empty() {
+            let named: Vec<String> = self
+                .functions
+                .iter()
+                .map(|(name, ns)| format!("{name} {ns:+.2}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{indent}carried by (sampled self time, ns/page per iteration, shift (HL) of B against A): {}",
+                named.join(", ")
+            );
+        }
+    }
 }
 
 fn kernel_delta(pair: &crate::compare::PairComparison) -> KernelDelta {
@@ -422,19 +440,7 @@ impl LabSummary {
                     delta.baseline,
                     delta.verdict.as_deref().unwrap_or("-")
                 );
-                let _ = writeln!(out, "    {}", delta.home_explanation);
-                if !delta.functions.is_empty() {
-                    let named: Vec<String> = delta
-                        .functions
-                        .iter()
-                        .map(|(name, ns)| format!("{name} {ns:+.2}"))
-                        .collect();
-                    let _ = writeln!(
-                        out,
-                        "    carried by (sampled self time, ns/page per iteration, shift (HL) of B against A): {}",
-                        named.join(", ")
-                    );
-                }
+                delta.write_attribution(&mut out, "    ");
             }
         }
         if !self.refused.is_empty() {
