@@ -460,7 +460,7 @@ impl LabSummary {
     }
 
     fn to_html(&self) -> String {
-        let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        use crate::output::html::escape;
         let mut html = String::from(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>mprotect-trace lab</title>\n\
              <style>body{font-family:sans-serif;max-width:1200px;margin:1em auto}pre{white-space:pre-wrap}</style></head><body>\n",

@@ -12,7 +12,8 @@ use crate::model::Report;
 
 pub const FILE_NAME: &str = "report.html";
 
-fn escape(text: &str) -> String {
+/// Text made safe inside HTML elements.
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
