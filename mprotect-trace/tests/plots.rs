@@ -203,6 +203,10 @@ fn a_schema_1_report_still_reads_and_redraws() {
     );
     let plot = binary().arg("plot").arg(&dir).output().unwrap();
     assert!(plot.status.success(), "{}", String::from_utf8_lossy(&plot.stderr));
-    assert!(dir.join("report.html").exists());
     assert!(dir.join("latency-mprotect--syscall.png").exists());
+    // report.html: the same one line under an HTML table, no <pre>.
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert_eq!(html.matches("function targets not probed here").count(), 1, "{html}");
+    assert!(html.contains("<table class=\"sortable\" id=\"targets\">"), "{html}");
+    assert!(!html.contains("<pre"), "{html}");
 }

@@ -89,8 +89,22 @@ pub fn run() -> Result<u64> {
 
     // The default run draws the syscall's latency histogram, the CDF, the
     // pages per call and the timeline.
-    let checked = check_page(&profile, &dir.join("report.html"), 4)?;
+    let (checked, report_page) = check_page(&profile, &dir.join("report.html"), 4)?;
     println!("report-check passed: report.html {checked}");
+    ensure!(
+        report_page.pres == 0 && report_page.rows > 0,
+        "report.html has {} <pre> boxes and {} table rows: its summary must be HTML tables",
+        report_page.pres,
+        report_page.rows
+    );
+    let unprobed = std::fs::read_to_string(dir.join("report.html"))
+        .context("reading report.html")?
+        .matches("function targets not probed here")
+        .count();
+    println!(
+        "report-check passed: report.html has its summary in {} table rows, no <pre>, {unprobed} line for the unprobed targets",
+        report_page.rows
+    );
 
     // A real comparison against a run that differs: its page too.
     let other = dir.join("private");
@@ -109,16 +123,16 @@ pub fn run() -> Result<u64> {
             .arg("-o")
             .arg(&comparison),
     )?;
-    let checked = check_page(&profile, &comparison.join("comparison.html"), 1)?;
+    let (checked, _) = check_page(&profile, &comparison.join("comparison.html"), 1)?;
     println!("compare-check passed: comparison.html {checked}");
-    Ok(6)
+    Ok(7)
 }
 
 /// Opens `page` in Chromium at [`layout::WIDTH`] px: at least `min_plots`
 /// plots, none with a clipped or overlapping label, nothing scrolling
 /// sideways, a flame graph embedded; and a screenshot beside it. Returns
-/// what was checked.
-fn check_page(profile: &Path, page: &Path, min_plots: u64) -> Result<String> {
+/// what was checked, and the layout.
+fn check_page(profile: &Path, page: &Path, min_plots: u64) -> Result<(String, layout::Layout)> {
     let layout = layout::check(profile, page, min_plots)?;
     let address = url(page)?;
     let dom = output_of(chromium(profile).arg("--dump-dom").arg(&address))?;
@@ -134,10 +148,12 @@ fn check_page(profile: &Path, page: &Path, min_plots: u64) -> Result<String> {
             .arg(format!("--window-size={},2400", layout::WIDTH))
             .arg(&address),
     )?;
-    Ok(format!(
-        "shows {} plots, {} labels, none clipped or overlapping, no horizontal scrolling at {} px in Chromium",
+    let checked = format!(
+        "shows {} plots, {} labels, none clipped or overlapping, no horizontal scrolling, {} table rows none wrapped at {} px in Chromium",
         layout.plots,
         layout.texts,
+        layout.rows,
         layout::WIDTH
-    ))
+    );
+    Ok((checked, layout))
 }

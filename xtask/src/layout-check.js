@@ -1,8 +1,9 @@
 // Appended to a copy of report.html or comparison.html by `cargo xtask
-// flame-check`: after load, it measures what Chromium laid out and writes
+// flame-check`: after load, it measures what Chromium laid out (plots'
+// labels, sideways scrolling, wrapped table rows, <pre> boxes) and writes
 // the findings as JSON into a pre element (id layout-check), which --dump-dom prints.
 window.addEventListener('load', () => {
-  const found = { plots: 0, texts: 0, clipped: [], overlapping: [], scrolling: [] };
+  const found = { plots: 0, texts: 0, clipped: [], overlapping: [], scrolling: [], rows: 0, wrapped: [], pres: 0 };
   const box = (r) => `[${r.left.toFixed(1)}, ${r.top.toFixed(1)}, ${r.right.toFixed(1)}, ${r.bottom.toFixed(1)}]`;
   // Sub-pixel contact (anti-aliasing, rounding) is not an overlap.
   const slack = 0.5;
@@ -46,6 +47,22 @@ window.addEventListener('load', () => {
       found.scrolling.push(`<${element.tagName.toLowerCase()}>: ${element.scrollWidth} px of content in ${element.clientWidth} px`);
     }
   }
+  // A table row whose cell breaks its figures over two lines or more
+  // (a note under a row is prose, and wraps at the page's width).
+  for (const row of document.querySelectorAll('table tr')) {
+    found.rows += 1;
+    for (const cell of Array.from(row.cells).filter((c) => !c.classList.contains('note'))) {
+      const range = document.createRange();
+      range.selectNodeContents(cell);
+      // One rect per line box; rects of one line differ by a pixel or two.
+      const tops = Array.from(range.getClientRects()).map((r) => r.top).sort((a, b) => a - b);
+      const lines = tops.filter((top, i) => i === 0 || top - tops[i - 1] > 4).length;
+      if (lines > 1) {
+        found.wrapped.push(`"${cell.textContent.trim().slice(0, 60)}" in ${lines} lines`);
+      }
+    }
+  }
+  found.pres = document.querySelectorAll('pre').length;
   const result = document.createElement('pre');
   result.id = 'layout-check';
   result.textContent = JSON.stringify(found);

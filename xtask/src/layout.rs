@@ -1,7 +1,8 @@
 //! The layout check of report.html and comparison.html: a copy of the page
 //! with a script appended, opened in headless Chromium at the width a
 //! screenshot is taken at, reports every plot label the plot clips, every
-//! two labels of a plot that overlap, and every box that scrolls sideways.
+//! two labels of a plot that overlap, every box that scrolls sideways and
+//! every table row that wraps, and counts the `<pre>` boxes.
 
 use std::path::Path;
 
@@ -24,6 +25,11 @@ pub struct Layout {
     pub clipped: Vec<String>,
     pub overlapping: Vec<String>,
     pub scrolling: Vec<String>,
+    /// Table rows, and the cells of them that wrapped.
+    pub rows: u64,
+    pub wrapped: Vec<String>,
+    /// `<pre>` elements (report.html has none: its tables are HTML).
+    pub pres: u64,
 }
 
 /// Measures `page` in Chromium at [`WIDTH`] px; the instrumented copy is
@@ -69,29 +75,34 @@ pub fn measure(profile: &Path, page: &Path) -> Result<Layout> {
         clipped: list("clipped")?,
         overlapping: list("overlapping")?,
         scrolling: list("scrolling")?,
+        rows: count("rows")?,
+        wrapped: list("wrapped")?,
+        pres: count("pres")?,
     })
 }
 
 /// [`measure`], then fails unless `page` shows at least `min_plots` plots
-/// with no clipped label, no two labels overlapping and nothing scrolling
-/// sideways. Returns the layout.
+/// with no clipped label, no two labels overlapping, nothing scrolling
+/// sideways and no table row wrapped. Returns the layout.
 pub fn check(profile: &Path, page: &Path, min_plots: u64) -> Result<Layout> {
     let layout = measure(profile, page)?;
     let problems: Vec<String> = [
         ("clipped label", &layout.clipped),
         ("overlapping labels", &layout.overlapping),
         ("horizontal scrolling", &layout.scrolling),
+        ("wrapped table row", &layout.wrapped),
     ]
     .iter()
     .flat_map(|(what, found)| found.iter().map(move |item| format!("{what}: {item}")))
     .collect();
     ensure!(
         problems.is_empty(),
-        "{} at {WIDTH} px in Chromium has {} clipped labels, {} overlapping pairs, {} boxes scrolling sideways:\n  {}",
+        "{} at {WIDTH} px in Chromium has {} clipped labels, {} overlapping pairs, {} boxes scrolling sideways, {} wrapped table cells:\n  {}",
         page.display(),
         layout.clipped.len(),
         layout.overlapping.len(),
         layout.scrolling.len(),
+        layout.wrapped.len(),
         problems.join("\n  ")
     );
     ensure!(

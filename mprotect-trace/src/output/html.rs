@@ -7,7 +7,7 @@ use anyhow::Result;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use super::{Artifact, Format, table};
+use super::{Artifact, Format, html_tables, table};
 use crate::model::Report;
 
 pub const FILE_NAME: &str = "report.html";
@@ -59,8 +59,9 @@ fn page_head(title: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0}</title>\n\
          <style>body{{font-family:sans-serif;margin:2em;max-width:1250px}}pre{{background:#f6f6f6;padding:1em;font-size:12px;white-space:pre-wrap;overflow-wrap:anywhere}}\
-         figure.plot svg{{max-width:100%;height:auto}}figure.plot svg,object{{max-width:100%;border:1px solid #ddd;margin:0.5em 0}}</style></head>\n<body>\n<h1>{0}</h1>\n",
-        escape(title)
+         figure.plot svg{{max-width:100%;height:auto}}figure.plot svg,object{{max-width:100%;border:1px solid #ddd;margin:0.5em 0}}{1}</style></head>\n<body>\n<h1>{0}</h1>\n",
+        escape(title),
+        html_tables::STYLE
     )
 }
 
@@ -99,8 +100,8 @@ pub fn fleet(title: &str, text: &str, artifacts: &[Artifact]) -> Artifact {
     Artifact::new(FLEET_FILE_NAME, html)
 }
 
-/// `report.html`: the summary, the plots and the flame graph the formats
-/// before it rendered.
+/// `report.html`: the summary's tables, the plots and the flame graph the
+/// formats before it rendered, then the rest of the summary.
 pub struct Html;
 
 impl Format for Html {
@@ -126,12 +127,11 @@ impl Format for Html {
         {
             let _ = writeln!(html, "<p>Machine: {}</p>", escape(&machine));
         }
-        let _ = write!(html, "<h2>Summary</h2>\n<pre>{}", escape(&table::render(report)));
-        if let Some(workload) = &report.workload {
-            let _ = write!(html, "{}", escape(&workload.result_line()));
-        }
-        let _ = write!(html, "</pre>\n<h2>Plots</h2>\n{}", figures(earlier));
+        html.push_str(&html_tables::summary(report));
+        let _ = write!(html, "<h2>Plots</h2>\n{}", figures(earlier));
         html.push_str(&embedded_svg(earlier, super::flame::FILE_NAME, "Flame graph"));
+        html.push_str(&html_tables::details(report, None));
+        let _ = writeln!(html, "<script>{}</script>", html_tables::SORT_SCRIPT);
         html.push_str("</body></html>\n");
         Ok(vec![Artifact::new(FILE_NAME, html)])
     }

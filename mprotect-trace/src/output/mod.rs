@@ -9,6 +9,7 @@ pub mod command_line;
 pub mod flame;
 pub mod folded;
 pub mod html;
+pub mod html_tables;
 pub mod inline_sites;
 pub mod json;
 pub mod mail;

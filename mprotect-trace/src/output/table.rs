@@ -39,27 +39,217 @@ fn iterations(report: &Report) -> Option<u64> {
         .map(crate::model::WorkloadResult::iterations_run)
 }
 
-fn latency_row(
-    out: &mut String,
-    name: &str,
-    backend: &str,
-    latency: &LatencySummary,
-    per: Option<u64>,
-    share: Option<f64>,
-) {
-    let per_iteration = per.map_or_else(|| "-".to_owned(), |n| format!("{:.2}", latency.calls as f64 / n as f64));
+/// One cell of the targets table: its text, and the number report.html sorts it by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    pub text: String,
+    pub value: Option<f64>,
+}
+
+impl Cell {
+    fn new(text: String, value: Option<f64>) -> Self {
+        Self { text, value }
+    }
+
+    fn dash() -> Self {
+        Self::new("-".to_owned(), None)
+    }
+}
+
+/// The column headings of the targets table.
+pub const TARGET_COLUMNS: [&str; 8] = [
+    "target",
+    "backend",
+    "calls",
+    "calls/iter",
+    "mean",
+    "p50",
+    "p99",
+    "share",
+];
+
+/// One target's row of the table, with the lines printed under it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetRow {
+    pub name: String,
+    pub backend: String,
+    /// calls, calls/iter, mean, p50, p99, share; `None`: not probed, and
+    /// the first note says why.
+    pub cells: Option<[Cell; 6]>,
+    /// Lines under the row, indented by their leading spaces: what a call
+    /// site counts, each inlined instance.
+    pub notes: Vec<String>,
+}
+
+/// The targets table as data: the text table pads it, report.html puts it
+/// in a `<table>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetTable {
+    pub rows: Vec<TargetRow>,
+    /// "7 function targets not probed here: ...": targets unprobed for one
+    /// same reason, one line for all of them.
+    pub folded: Vec<String>,
+    /// How exact p50/p99 are, when some latency has a call.
+    pub percentile_note: Option<String>,
+}
+
+fn latency_cells(latency: &LatencySummary, per: Option<u64>, share: Option<f64>) -> [Cell; 6] {
+    let per_iteration = per.map(|n| latency.calls as f64 / n as f64);
     // Without calls there is no time to take a share of.
-    let share = share
-        .filter(|_| latency.calls > 0)
-        .map_or_else(|| "-".to_owned(), |s| format!("{:.1}%", s * 100.0));
+    let share = share.filter(|_| latency.calls > 0);
+    let ns = |value: Option<f64>| Cell::new(opt_ns(value), value);
+    [
+        Cell::new(latency.calls.to_string(), Some(latency.calls as f64)),
+        Cell::new(
+            per_iteration.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
+            per_iteration,
+        ),
+        ns(latency.mean_ns),
+        ns(latency.p50_ns),
+        ns(latency.p99_ns),
+        Cell::new(
+            share.map_or_else(|| "-".to_owned(), |s| format!("{:.1}%", s * 100.0)),
+            share,
+        ),
+    ]
+}
+
+/// The syscall's row and each target's, as data.
+pub fn target_table(report: &Report) -> TargetTable {
+    let per = iterations(report);
+    // Targets left unprobed for one same reason (a kernel with no kprobes
+    // and no fentry) are one line, not one each: the per-target detail is
+    // in `doctor` and report.json.
+    let unprobed = |t: &&TargetReport| t.latency.is_none() && t.calls.is_none();
+    let mut folded: Vec<(&str, usize)> = Vec::new();
+    for target in report.targets.iter().filter(unprobed) {
+        match folded
+            .iter_mut()
+            .find(|(reason, _)| *reason == target.attachment.reason)
+        {
+            Some((_, count)) => *count += 1,
+            None => folded.push((&target.attachment.reason, 1)),
+        }
+    }
+    folded.retain(|(_, count)| *count > 1);
+    let mut rows = vec![TargetRow {
+        name: "mprotect (syscall)".to_owned(),
+        backend: report.syscall.backend.label().to_owned(),
+        cells: Some(latency_cells(&report.syscall.latency, per, Some(1.0))),
+        notes: Vec::new(),
+    }];
+    for target in &report.targets {
+        let name = target.attachment.name.clone();
+        let backend = target.attachment.backend.label().to_owned();
+        let row = match (&target.latency, target.calls) {
+            (Some(latency), _) => TargetRow {
+                name,
+                backend,
+                cells: Some(latency_cells(latency, per, target.share_of_syscall_time)),
+                notes: Vec::new(),
+            },
+            // Call sites count calls but time nothing.
+            (None, Some(calls)) => {
+                let per_iteration = per.map(|n| calls as f64 / n as f64);
+                let mut notes = Vec::new();
+                // A tracepoint's name says what it is; a call site's does not.
+                if target.attachment.backend.counts_calls_only() {
+                    notes.push(target.attachment.reason.clone());
+                }
+                if let Some(inlined) = &target.attachment.inlined {
+                    notes.extend(instance_lines(inlined));
+                }
+                TargetRow {
+                    name,
+                    backend,
+                    cells: Some([
+                        Cell::new(calls.to_string(), Some(calls as f64)),
+                        Cell::new(
+                            per_iteration.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
+                            per_iteration,
+                        ),
+                        Cell::dash(),
+                        Cell::dash(),
+                        Cell::dash(),
+                        Cell::dash(),
+                    ]),
+                    notes,
+                }
+            }
+            (None, None) if folded.iter().any(|(reason, _)| *reason == target.attachment.reason) => continue,
+            (None, None) => TargetRow {
+                name,
+                backend: "none".to_owned(),
+                cells: None,
+                notes: vec![target.attachment.reason.clone()],
+            },
+        };
+        rows.push(row);
+    }
+    let folded = folded
+        .iter()
+        .map(|(reason, count)| {
+            let reason = reason.strip_prefix("no function probe: ").unwrap_or(reason);
+            format!("{count} function targets not probed here: {reason}; `mprotect-trace doctor` says why for each")
+        })
+        .collect();
+    // Percentiles to qualify only when some latency has a call.
+    let timed = std::iter::once(&report.syscall.latency)
+        .chain(report.targets.iter().filter_map(|t| t.latency.as_ref()))
+        .chain(
+            report
+                .targets
+                .iter()
+                .filter_map(|t| t.attachment.inlined.as_ref()?.latency.as_ref()),
+        )
+        .any(|latency| latency.calls > 0);
+    TargetTable {
+        rows,
+        folded,
+        percentile_note: timed.then(|| {
+            format!(
+                "(p50/p99 are histogram bucket midpoints, within {:.2} % of the true value)",
+                report.percentile_relative_error * 100.0
+            )
+        }),
+    }
+}
+
+fn render_target_table(out: &mut String, table: &TargetTable) {
+    let [target, backend, calls, per_iteration, mean, p50, p99, share] = TARGET_COLUMNS;
     let _ = writeln!(
         out,
-        "{name:<26} {backend:<10} {:>9} {per_iteration:>10} {:>10} {:>10} {:>10} {share:>7}",
-        latency.calls,
-        opt_ns(latency.mean_ns),
-        opt_ns(latency.p50_ns),
-        opt_ns(latency.p99_ns),
+        "{target:<26} {backend:<10} {calls:>9} {per_iteration:>10} {mean:>10} {p50:>10} {p99:>10} {share:>7}"
     );
+    for row in &table.rows {
+        let (name, backend) = (&row.name, &row.backend);
+        let mut notes = row.notes.iter();
+        match &row.cells {
+            Some([calls, per_iteration, mean, p50, p99, share]) => {
+                let _ = writeln!(
+                    out,
+                    "{name:<26} {backend:<10} {:>9} {:>10} {:>10} {:>10} {:>10} {:>7}",
+                    calls.text, per_iteration.text, mean.text, p50.text, p99.text, share.text
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{name:<26} {backend:<10} {}",
+                    notes.next().map_or("", String::as_str)
+                );
+            }
+        }
+        for note in notes {
+            let _ = writeln!(out, "{:<26} {note}", "");
+        }
+    }
+    for line in &table.folded {
+        let _ = writeln!(out, "{line}");
+    }
+    if let Some(note) = &table.percentile_note {
+        let _ = writeln!(out, "{note}");
+    }
 }
 
 fn value_line(out: &mut String, label: &str, pages: &ValueStats) {
@@ -122,10 +312,9 @@ pub fn render(report: &Report) -> String {
     render_top(report, None)
 }
 
-/// The table; `top`: list exactly the first N kernel functions by total
-/// share instead of those above [`FUNCTION_SHARE_THRESHOLD`].
-pub fn render_top(report: &Report, top: Option<usize>) -> String {
-    let mut out = String::new();
+/// "mprotect-trace: shared-dirty-toggle 64 MiB x 200 iterations (+5 warmup) on
+/// 6.18.44 x86_64, 2.06 s, stopped: workload finished": what the table is of.
+pub fn heading(report: &Report) -> String {
     let what = what_was_traced(report);
     // -p names its pid already.
     let tgid = report
@@ -138,166 +327,83 @@ pub fn render_top(report: &Report, top: Option<usize>) -> String {
     } else {
         ""
     };
-    let _ = writeln!(
-        out,
-        "mprotect-trace: {what}{tgid} on {} {}, {}, stopped: {}{partial}\n",
+    format!(
+        "mprotect-trace: {what}{tgid} on {} {}, {}, stopped: {}{partial}",
         report.kernel_release,
         report.arch,
         run_duration(report),
         report.stop_reason.label()
-    );
-    let _ = writeln!(
-        out,
-        "{:<26} {:<10} {:>9} {:>10} {:>10} {:>10} {:>10} {:>7}",
-        "target", "backend", "calls", "calls/iter", "mean", "p50", "p99", "share"
-    );
-    let per = iterations(report);
-    // Targets left unprobed for one same reason (a kernel with no kprobes
-    // and no fentry) are one line, not one each: the per-target detail is
-    // in `doctor` and report.json.
-    let unprobed = |t: &&TargetReport| t.latency.is_none() && t.calls.is_none();
-    let mut folded: Vec<(&str, usize)> = Vec::new();
-    for target in report.targets.iter().filter(unprobed) {
-        match folded
-            .iter_mut()
-            .find(|(reason, _)| *reason == target.attachment.reason)
-        {
-            Some((_, count)) => *count += 1,
-            None => folded.push((&target.attachment.reason, 1)),
-        }
-    }
-    folded.retain(|(_, count)| *count > 1);
-    latency_row(
-        &mut out,
-        "mprotect (syscall)",
-        report.syscall.backend.label(),
-        &report.syscall.latency,
-        per,
-        Some(1.0),
-    );
-    for target in &report.targets {
-        match &target.latency {
-            Some(latency) => latency_row(
-                &mut out,
-                &target.attachment.name,
-                target.attachment.backend.label(),
-                latency,
-                per,
-                target.share_of_syscall_time,
-            ),
-            // Call sites count calls but time nothing.
-            None => match target.calls {
-                Some(calls) => {
-                    let per_iteration =
-                        per.map_or_else(|| "-".to_owned(), |n| format!("{:.2}", calls as f64 / n as f64));
-                    let _ = writeln!(
-                        out,
-                        "{:<26} {:<10} {calls:>9} {per_iteration:>10} {:>10} {:>10} {:>10} {:>7}",
-                        target.attachment.name,
-                        target.attachment.backend.label(),
-                        "-",
-                        "-",
-                        "-",
-                        "-"
-                    );
-                    // A tracepoint's name says what it is; a call site's does not.
-                    if target.attachment.backend.counts_calls_only() {
-                        let _ = writeln!(out, "{:<26} {}", "", target.attachment.reason);
-                    }
-                    if let Some(inlined) = &target.attachment.inlined {
-                        render_instances(&mut out, inlined);
-                    }
-                }
-                None if folded.iter().any(|(reason, _)| *reason == target.attachment.reason) => {}
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "{:<26} {:<10} {}",
-                        target.attachment.name, "none", target.attachment.reason
-                    );
-                }
-            },
-        }
-    }
-    for (reason, count) in &folded {
-        let reason = reason.strip_prefix("no function probe: ").unwrap_or(reason);
-        let _ = writeln!(
-            out,
-            "{count} function targets not probed here: {reason}; `mprotect-trace doctor` says why for each"
-        );
-    }
-    // Percentiles to qualify only when some latency has a call.
-    let timed = std::iter::once(&report.syscall.latency)
-        .chain(report.targets.iter().filter_map(|t| t.latency.as_ref()))
-        .chain(
-            report
-                .targets
-                .iter()
-                .filter_map(|t| t.attachment.inlined.as_ref()?.latency.as_ref()),
-        )
-        .any(|latency| latency.calls > 0);
-    if timed {
-        let _ = writeln!(
-            out,
-            "(p50/p99 are histogram bucket midpoints, within {:.2} % of the true value)",
-            report.percentile_relative_error * 100.0
-        );
-    }
-    render_distributions(&mut out, report);
-    render_field_values(&mut out, report);
+    )
+}
+
+/// The table; `top`: list exactly the first N kernel functions by total
+/// share instead of those above [`FUNCTION_SHARE_THRESHOLD`].
+pub fn render_top(report: &Report, top: Option<usize>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}\n", heading(report));
+    render_target_table(&mut out, &target_table(report));
+    out.push_str(&distributions_text(report));
     render_per_cpu(&mut out, report);
     if let Some(profile) = &report.sampling {
         render_profile(&mut out, profile, top, report.scope);
     }
-    if let Some(c) = &report.calibration {
-        let _ = writeln!(
-            out,
-            "\ncalibration: untraced {:.2} ns/page, traced {:.2} ns/page: tracing changed it by {:+.1} %",
-            c.untraced_iteration_ns_per_page,
-            c.traced_iteration_ns_per_page,
-            (c.ratio - 1.0) * 100.0
-        );
+    if let Some(line) = calibration_line(report) {
+        let _ = writeln!(out, "\n{line}");
     }
     if let Some(costs) = &report.program_costs {
         render_program_costs(&mut out, report, costs);
     }
     let _ = writeln!(out, "\n{}", lost_data(report));
-    if report.lost.in_flight > 0 {
-        let _ = writeln!(
-            out,
-            "{} calls were in flight when tracing stopped: entered, not returned, so not in the latency above",
-            report.lost.in_flight
-        );
+    if let Some(line) = in_flight_line(report) {
+        let _ = writeln!(out, "{line}");
     }
     out
 }
 
+/// How much tracing changed the workload's figure (`--calibrate`).
+pub fn calibration_line(report: &Report) -> Option<String> {
+    report.calibration.as_ref().map(|c| {
+        format!(
+            "calibration: untraced {:.2} ns/page, traced {:.2} ns/page: tracing changed it by {:+.1} %",
+            c.untraced_iteration_ns_per_page,
+            c.traced_iteration_ns_per_page,
+            (c.ratio - 1.0) * 100.0
+        )
+    })
+}
+
+/// Calls entered but not returned when tracing stopped, if any.
+pub fn in_flight_line(report: &Report) -> Option<String> {
+    (report.lost.in_flight > 0).then(|| {
+        format!(
+            "{} calls were in flight when tracing stopped: entered, not returned, so not in the latency above",
+            report.lost.in_flight
+        )
+    })
+}
+
 /// Each inlined instance of a target: its calls, where its nr_ptes was
 /// read, and its latency between its one entry and one exit, or why not.
-fn render_instances(out: &mut String, inlined: &InlinedProbe) {
+fn instance_lines(inlined: &InlinedProbe) -> Vec<String> {
+    let mut lines = Vec::new();
     for instance in &inlined.instances {
         let calls = instance.calls.map_or_else(|| "-".to_owned(), |c| c.to_string());
-        let _ = writeln!(out, "{:<26}   {}: {calls} calls, {}", "", instance.at, instance.nr);
-        match &instance.exit {
-            Some(exit) => {
-                let _ = writeln!(out, "{:<26}     timed from its entry to its one exit, {exit}", "");
-            }
-            None => {
-                let _ = writeln!(out, "{:<26}     no latency: {}", "", instance.no_latency);
-            }
-        }
+        lines.push(format!("  {}: {calls} calls, {}", instance.at, instance.nr));
+        lines.push(match &instance.exit {
+            Some(exit) => format!("    timed from its entry to its one exit, {exit}"),
+            None => format!("    no latency: {}", instance.no_latency),
+        });
     }
     if let Some(latency) = &inlined.latency {
-        let _ = writeln!(
-            out,
-            "{:<26}   latency of the timed instances: {} calls, mean {}, p50 {}, p99 {}",
-            "",
+        lines.push(format!(
+            "  latency of the timed instances: {} calls, mean {}, p50 {}, p99 {}",
             latency.calls,
             opt_ns(latency.mean_ns),
             opt_ns(latency.p50_ns),
             opt_ns(latency.p99_ns)
-        );
+        ));
     }
+    lines
 }
 
 /// "lost data: 0 exits without their entry, ...": what the programs could not record.
@@ -320,19 +426,25 @@ fn render_program_costs(out: &mut String, report: &Report, costs: &[ProgramCost]
             cost.probe, cost.program, cost.runs
         );
     }
-    // The syscall pair's cost beside the calls it measured.
+    if let Some(line) = syscall_cost_line(report, costs) {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// The syscall tracepoint pair's cost beside the calls it measured.
+pub fn syscall_cost_line(report: &Report, costs: &[ProgramCost]) -> Option<String> {
     let syscall_ns: f64 = costs
         .iter()
         .filter(|cost| cost.probe.starts_with("syscalls:"))
         .filter_map(ProgramCost::ns_per_run)
         .sum();
-    if let (true, Some(mean)) = (syscall_ns > 0.0, report.syscall.latency_ns.mean()) {
-        let _ = writeln!(
-            out,
+    let mean = report.syscall.latency_ns.mean()?;
+    (syscall_ns > 0.0).then(|| {
+        format!(
             "per mprotect call: {syscall_ns:.0} ns in the two syscall tracepoint programs ({:.1} % of the mean call, {mean:.0} ns)",
             syscall_ns / mean * 100.0
-        );
-    }
+        )
+    })
 }
 
 /// Why a run has no nr_ptes distribution: "no source: ...".
@@ -438,6 +550,15 @@ fn render_distributions(out: &mut String, report: &Report) {
     }
 }
 
+/// nr_ptes, pages per call, return values, prot flags, failed calls and
+/// tracepoint fields, as text: blocks after a blank line.
+pub fn distributions_text(report: &Report) -> String {
+    let mut out = String::new();
+    render_distributions(&mut out, report);
+    render_field_values(&mut out, report);
+    out
+}
+
 /// Tracepoint events by the value of their `--probe-field`.
 fn render_field_values(out: &mut String, report: &Report) {
     let fields: Vec<(&str, &FieldValues)> = report
@@ -507,7 +628,7 @@ fn render_per_cpu(out: &mut String, report: &Report) {
 /// Above this share of the samples, `[unknown]` user frames say why.
 const UNKNOWN_SHARE_EXPLAINED: f64 = 0.03;
 /// Processes listed by default in a system-wide profile.
-const PROCESSES_SHOWN: usize = 10;
+pub const PROCESSES_SHOWN: usize = 10;
 
 /// Explains `[unknown]` user frames when they are more than a few percent.
 fn render_unknown_user(out: &mut String, profile: &Profile) {
@@ -635,11 +756,12 @@ fn samples_not_traced(scope: Scope, samples: u64) -> String {
     }
 }
 
-fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>, scope: Scope) {
+/// The first lines about the stack samples: how many, what was lost, and
+/// warnings about the maps.
+pub fn profile_header(profile: &Profile, scope: Scope) -> Vec<String> {
     let c = &profile.counters;
-    let _ = writeln!(
-        out,
-        "\nstack samples: {} at {} Hz on {} CPUs, {} inside mprotect(); lost: {} kernel-stack collisions, {} failed kernel walks, {} user stacks, {} for a full map ({})",
+    let mut lines = vec![format!(
+        "stack samples: {} at {} Hz on {} CPUs, {} inside mprotect(); lost: {} kernel-stack collisions, {} failed kernel walks, {} user stacks, {} for a full map ({})",
         c.samples,
         profile.hz,
         profile.cpus,
@@ -649,22 +771,35 @@ fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>, scope
         c.user_stack_lost,
         c.sample_map_full,
         samples_not_traced(scope, c.samples_other_tasks)
-    );
+    )];
     if profile.measured_iterations_only {
-        let _ = writeln!(
-            out,
+        lines.push(format!(
             "stack samples of the measured iterations only ({} samples before, between and after them not counted)",
             c.samples_outside_window
-        );
+        ));
     }
     // The stack map is a hash table that never evicts: as it fills, new
     // stacks collide with old ones (-EEXIST) long before it runs out of room.
     if c.sample_map_full + c.stack_map_full > 0 || c.kernel_stack_collisions * 100 > c.samples {
-        let _ = writeln!(
-            out,
+        lines.push(format!(
             "warning: the stack maps are too small for this run ({} kernel stacks lost to collisions, {} stacks and {} samples not stored for lack of room): raise --max-stacks (it was {})",
             c.kernel_stack_collisions, c.stack_map_full, c.sample_map_full, profile.max_stacks
-        );
+        ));
+    }
+    lines
+}
+
+/// `[unknown]` user frames explained, when they are more than a few percent.
+pub fn unknown_user_text(profile: &Profile) -> String {
+    let mut out = String::new();
+    render_unknown_user(&mut out, profile);
+    out
+}
+
+fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>, scope: Scope) {
+    out.push('\n');
+    for line in profile_header(profile, scope) {
+        let _ = writeln!(out, "{line}");
     }
     render_unknown_user(out, profile);
     if profile.process_roots {
@@ -696,6 +831,15 @@ fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>, scope
     if let Some(warning) = few_samples_warning(profile) {
         let _ = writeln!(out, "{warning}");
     }
+    for line in inlined_lines(profile) {
+        let _ = writeln!(out, "  {line}");
+    }
+    render_hot_spots(out, profile);
+}
+
+/// What the samples say of each target inlined everywhere.
+pub fn inlined_lines(profile: &Profile) -> Vec<String> {
+    let mut lines = Vec::new();
     for inlined in &profile.inlined_targets {
         // With debug info the inlined function has a share of its own.
         if profile.debug_info.is_some() {
@@ -712,7 +856,7 @@ fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>, scope
                     inlined.target
                 ),
             };
-            let _ = writeln!(out, "  {line}");
+            lines.push(line);
             continue;
         }
         let line = match (&inlined.inlined_into, &inlined.inlined_into_share) {
@@ -730,9 +874,30 @@ fn render_profile(out: &mut String, profile: &Profile, top: Option<usize>, scope
             }
             (None, _) => format!("{} has no symbol here and no caller of it has one", inlined.target),
         };
-        let _ = writeln!(out, "  {line}");
+        lines.push(line);
     }
-    render_hot_spots(out, profile);
+    lines
+}
+
+/// "hot spots: where the samples inside mprotect() landed, ...".
+pub fn hot_spots_heading(profile: &Profile) -> String {
+    let source = if profile.debug_info.is_some() {
+        "offsets from kallsyms, lines and inlined functions from the vmlinux"
+    } else {
+        "offsets from kallsyms"
+    };
+    format!("hot spots: where the samples inside mprotect() landed, by instruction ({source})")
+}
+
+/// A hot spot's source line and the functions inlined there, if known.
+pub fn hot_spot_line(spot: &crate::model::HotSpot) -> Option<String> {
+    let line = spot.line.as_ref()?;
+    let inlined = if spot.inlined.is_empty() {
+        String::new()
+    } else {
+        format!(", inlined: {}", spot.inlined.join(" > "))
+    };
+    Some(format!("at {line}{inlined}"))
 }
 
 /// The hottest instructions of each hot function (from kallsyms).
@@ -740,15 +905,7 @@ fn render_hot_spots(out: &mut String, profile: &Profile) {
     if profile.hot_spots.is_empty() {
         return;
     }
-    let source = if profile.debug_info.is_some() {
-        "offsets from kallsyms, lines and inlined functions from the vmlinux"
-    } else {
-        "offsets from kallsyms"
-    };
-    let _ = writeln!(
-        out,
-        "hot spots: where the samples inside mprotect() landed, by instruction ({source})"
-    );
+    let _ = writeln!(out, "{}", hot_spots_heading(profile));
     let _ = writeln!(
         out,
         "{:<40} {:>8} {:>8} {:>12}",
@@ -763,13 +920,8 @@ fn render_hot_spots(out: &mut String, profile: &Profile) {
             spot.share * 100.0,
             spot.share_of_function * 100.0
         );
-        if let Some(line) = &spot.line {
-            let inlined = if spot.inlined.is_empty() {
-                String::new()
-            } else {
-                format!(", inlined: {}", spot.inlined.join(" > "))
-            };
-            let _ = writeln!(out, "  at {line}{inlined}");
+        if let Some(line) = hot_spot_line(spot) {
+            let _ = writeln!(out, "  {line}");
         }
     }
 }
