@@ -358,7 +358,7 @@ pub fn run() -> Result<u64> {
     let (tree, commits) = history()?;
     let root = workspace_root().join("target/bisect-check");
     std::fs::create_dir_all(&root)?;
-    // Kept beside the lab's cache: the README's bisect example (run by
+    // Kept beside the lab's cache: the guide's bisect example (run by
     // readme-check) resumes it instead of booting its 16 guests again.
     let dir = mprotect_trace::lab::default_cache().with_file_name("bisect-check");
     let mut passed = finds_the_commit(&tree, &commits, &dir)?;

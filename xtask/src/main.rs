@@ -45,7 +45,7 @@ enum Task {
         #[arg(long, value_name = "SERIES:ARCH")]
         only: Option<String>,
     },
-    /// Run every `$ mprotect-trace` example of the README: none may crash.
+    /// Run every `$ mprotect-trace` example of the README and the docs: none may crash.
     ReadmeCheck,
     /// `mprotect-trace lab` on Debian 6.12 and 7.3 under TCG icount, twice: spread, agreement, attribution.
     LabCheck,
@@ -97,7 +97,7 @@ fn main() -> Result<()> {
             }
             tally.step("vm-test", || vm::run(None));
             tally.step("lab-check", lab::run);
-            // Before readme-check: the README's tree example boots its kernels.
+            // Before readme-check: the guide's tree example boots its kernels.
             tally.step("lab-tree-check", lab_tree::run);
             // After lab-tree-check: its history and build directory are the base.
             tally.step("bisect-check", bisect::run);
