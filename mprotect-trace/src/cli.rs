@@ -1,6 +1,7 @@
 //! Command-line arguments, and their conversion into the library's plain
 //! option structs (done once, here; the library never sees clap).
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,8 +14,8 @@ use mprotect_trace::commands;
 use mprotect_trace::kernel::trace_events::{self, TracepointSpec};
 use mprotect_trace::lab::{self, AccelChoice, LabOptions};
 use mprotect_trace::options::{
-    AbOptions, CompareOptions, DoctorOptions, FleetRunOptions, InlineSitesFrom, PrintFormat, RunOptions,
-    SyscallTracing, TraceTarget, WorkloadCommandOptions,
+    AbOptions, CompareOptions, DoctorOptions, FleetReportOptions, FleetRunOptions, InlineSitesFrom, InlineSitesOptions,
+    PlotOptions, PrintFormat, ReportOptions, RunOptions, SyscallTracing, TraceTarget, WorkloadCommandOptions,
 };
 use mprotect_trace::probes::backend;
 use mprotect_trace::probes::plan::BackendChoice;
@@ -38,9 +39,11 @@ enum Command {
     #[command(
         after_help = "Examples:\n  mprotect-trace run\n  mprotect-trace run --scenario thp-toggle --iterations 50 -o thp\n  mprotect-trace run --backend none --sample-hz 9999\n  mprotect-trace run --repeat 5 -o runs -- ./my-test 64"
     )]
+    #[command(mut_arg("json", |arg| arg.help("Print the whole report as JSON instead of the table and the `result` line (the same as --format json)")))]
     Run(RunArgs),
     /// Run the mprotect toggle workload and print its timings (no BPF, no root).
     #[command(after_help = "Examples:\n  mprotect-trace workload --mapping-mb 16 --iterations 100")]
+    #[command(mut_arg("json", |arg| arg.help("Print the result as JSON instead of the `result` line (the same as --format json)")))]
     Workload(WorkloadCommandArgs),
     /// Print the summary of a saved run (no root needed).
     #[command(
@@ -52,6 +55,7 @@ enum Command {
     Plot(PlotArgs),
     /// Run two configurations in interleaved order (A B A B ...), N runs each, and compare them.
     #[command(after_help = "Examples:\n  mprotect-trace ab --repeat 5 --b \"--no-touch\" -o ab")]
+    #[command(mut_arg("json", |arg| arg.help("Print the comparison as JSON (the same as --format json)")))]
     Ab(AbArgs),
     /// Compare saved runs (e.g. two kernels), one or many runs a side, function by function.
     #[command(
@@ -60,16 +64,19 @@ enum Command {
     Compare(CompareArgs),
     /// Report what this kernel supports and which probe backend each target would use.
     #[command(after_help = "Examples:\n  mprotect-trace doctor\n  mprotect-trace doctor --probe tlb:tlb_flush --json")]
+    #[command(mut_arg("json", |arg| arg.help("Print the findings as JSON (the same as --format json)")))]
     Doctor(DoctorArgs),
     /// Where the targets are inlined in a kernel, from its debug vmlinux:
     /// the sites file `run --inline-sites` probes them with.
     #[command(after_help = "Examples:\n  mprotect-trace inline-sites --vmlinux vmlinux-7.3.4 -o sites.json")]
+    #[command(mut_arg("json", |arg| arg.help("Print the sites file instead of the text (the same as --format json)")))]
     InlineSites(InlineSitesArgs),
     /// Boot several kernels under QEMU, run the traced workload in each in
     /// interleaved repeats, and compare them function by function.
     #[command(
         after_help = "Examples:\n  mprotect-trace lab --kernel debian:6.12 --kernel debian:7.3 --accel tcg-icount --repeat 4 --run \"--backend none\" -o lab\n  mprotect-trace lab --kernel tree:~/linux@v6.16 --kernel tree:~/linux@v6.17 -o lab"
     )]
+    #[command(mut_arg("json", |arg| arg.help("Print the lab's summary as JSON (the same as --format json)")))]
     Lab(LabArgs),
     /// Find the commit (or kernel) that made mprotect slower: each step
     /// builds and boots a revision and decides it with a rank test
@@ -77,6 +84,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  mprotect-trace bisect --tree ~/linux --good v6.16 --bad v6.17 --accel tcg-icount --run \"--backend none\" -o bisect\n  mprotect-trace bisect --kernel old.bzImage --kernel mid.bzImage --kernel new.bzImage -o bisect"
     )]
+    #[command(mut_arg("json", |arg| arg.help("Print the bisect's record as JSON (the same as --format json)")))]
     Bisect(BisectArgs),
     /// Decide one revision against a bisect's stored endpoints, for
     /// `git bisect run`: exit 0 like good, 1 like bad, 125 skip, 128 error.
@@ -183,36 +191,38 @@ impl Cli {
         }
         match self.command {
             Command::Run(args) => {
-                let repeat = args.repeat;
+                let repeat = runs(args.repeat)?;
                 commands::run(args.into_options()?, repeat)
             }
             Command::Ab(args) => commands::ab(&args.into_options()?),
-            Command::Lab(args) if args.print_config => {
-                mprotect_trace::output::print(lab::config::FRAGMENT)?;
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Lab(args) => lab::run(&args.into_options()?),
+            Command::Lab(args) if args.print_config => commands::lab_config(),
+            Command::Lab(args) => commands::lab(&args.into_options()?),
             Command::Bisect(args) => {
                 // The words after `bisect`, kept for bisect-step and resuming.
                 let invocation: Vec<String> = std::env::args().skip_while(|a| a != "bisect").skip(1).collect();
-                bisect::run(&args.into_options(invocation)?)
+                commands::bisect(&args.into_options(invocation)?)
             }
-            Command::BisectStep(args) => Ok(bisect_step(args)),
+            Command::BisectStep(args) => Ok(commands::bisect_step(stored_bisect(&args.dir), args.rev.as_deref())),
             Command::Generate(what) => generate(what),
             Command::Workload(args) => commands::workload(&WorkloadCommandOptions {
                 workload: args.workload.into_options(),
-                json: args.json,
+                json: args.format.json(),
                 wait_for_start: args.wait_for_start,
             }),
-            Command::Report(args) => {
-                let format = if args.json {
+            Command::Report(args) => commands::report(&ReportOptions {
+                format: if args.json {
                     PrintFormat::Json
                 } else {
                     args.format.into()
-                };
-                commands::report(&args.dir, args.top, format, args.vmlinux.as_deref())
-            }
-            Command::Plot(args) => commands::plot(&args.dir, args.vmlinux.as_deref()),
+                },
+                path: args.dir,
+                top: args.top,
+                vmlinux: args.vmlinux,
+            }),
+            Command::Plot(args) => commands::plot(&PlotOptions {
+                path: args.dir,
+                vmlinux: args.vmlinux,
+            }),
             Command::Compare(args) => commands::compare(&CompareOptions {
                 sides: args.sides,
                 force: args.force,
@@ -224,10 +234,13 @@ impl Cli {
                 output: args.output,
                 vmlinux: args.vmlinux,
             }),
-            Command::InlineSites(args) => {
-                commands::inline_sites(&args.vmlinux, &args.probes, args.output.as_deref(), args.json)
-            }
-            Command::Fleet(FleetCommand::Run(args)) => mprotect_trace::fleet::run(&FleetRunOptions {
+            Command::InlineSites(args) => commands::inline_sites(&InlineSitesOptions {
+                json: args.format.json(),
+                vmlinux: args.vmlinux,
+                probes: args.probes,
+                output: args.output,
+            }),
+            Command::Fleet(FleetCommand::Run(args)) => commands::fleet_run(&FleetRunOptions {
                 inventory: args.inventory,
                 output: args.output,
                 tracer: args.tracer,
@@ -235,16 +248,15 @@ impl Cli {
                 ansible_args: args.ansible_args,
                 args: args.args,
             }),
-            Command::Fleet(FleetCommand::Report(args)) => {
-                mprotect_trace::fleet::report(&args.dir, args.output.as_deref(), args.format.into())
-            }
-            Command::Fleet(FleetCommand::Playbook) => {
-                mprotect_trace::output::print(mprotect_trace::fleet::PLAYBOOK)?;
-                Ok(ExitCode::SUCCESS)
-            }
+            Command::Fleet(FleetCommand::Report(args)) => commands::fleet_report(&FleetReportOptions {
+                dir: args.dir,
+                output: args.output,
+                format: args.format.into(),
+            }),
+            Command::Fleet(FleetCommand::Playbook) => commands::fleet_playbook(),
             Command::Doctor(args) => commands::doctor(&DoctorOptions {
                 probes: args.probes,
-                json: args.json,
+                json: args.format.json(),
             }),
         }
     }
@@ -318,25 +330,25 @@ fn count<T: std::str::FromStr>(text: &str) -> std::result::Result<T, String> {
 #[command(next_help_heading = "Workload")]
 struct WorkloadArgs {
     /// Shape of the workload.
-    #[arg(long, value_parser = scenario_parser(), default_value = "shared-dirty-toggle")]
+    #[arg(long, value_parser = scenario_parser(), default_value = WorkloadOptions::DEFAULT.scenario.name())]
     scenario: Scenario,
     /// Size of each mapping in MiB [default: 64; 4 for region-toggle].
     #[arg(long, value_parser = count::<u64>)]
     mapping_mb: Option<u64>,
     /// Measured iterations per round.
-    #[arg(long, default_value_t = 200, value_parser = count::<u64>)]
+    #[arg(long, default_value_t = WorkloadOptions::DEFAULT.iterations, value_parser = count::<u64>)]
     iterations: u64,
     /// Unmeasured iterations before the measured ones, each round.
-    #[arg(long, default_value_t = 5, value_parser = whole::<u64>)]
+    #[arg(long, default_value_t = WorkloadOptions::DEFAULT.warmup, value_parser = whole::<u64>)]
     warmup: u64,
     /// Rounds, each on a freshly mapped and prefaulted range.
-    #[arg(long, default_value_t = 1, value_parser = count::<u64>)]
+    #[arg(long, default_value_t = WorkloadOptions::DEFAULT.rounds, value_parser = count::<u64>)]
     rounds: u64,
     /// Pin every workload thread to this CPU.
     #[arg(long, value_parser = whole::<usize>)]
     cpu: Option<usize>,
     /// Threads, each toggling its own mapping.
-    #[arg(long, default_value_t = 1, value_parser = count::<u64>)]
+    #[arg(long, default_value_t = WorkloadOptions::DEFAULT.threads, value_parser = count::<u64>)]
     threads: u64,
     /// Do not touch the pages after each toggle.
     #[arg(long)]
@@ -351,7 +363,7 @@ struct WorkloadArgs {
     ///
     /// A sampler with a fixed period then cannot lock onto the loop, as it does under deterministic
     /// time (QEMU -icount).
-    #[arg(long, default_value_t = 0, value_name = "US", value_parser = whole::<u64>)]
+    #[arg(long, default_value_t = WorkloadOptions::DEFAULT.dither_us, value_name = "US", value_parser = whole::<u64>)]
     dither_us: u64,
 }
 
@@ -377,9 +389,8 @@ impl WorkloadArgs {
 struct WorkloadCommandArgs {
     #[command(flatten)]
     workload: WorkloadArgs,
-    /// Print the result as JSON instead of the `result` line.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: TextOrJson,
     /// Set everything up, then wait for a byte on stdin before the first measured call.
     ///
     /// A tracer attaches in between, so it counts exactly the workload's own mprotect() calls.
@@ -398,9 +409,8 @@ struct InlineSitesArgs {
     /// Write the sites file here (for `run --inline-sites`).
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Print the sites file instead of the text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: TextOrJson,
 }
 
 #[derive(Args, Debug)]
@@ -408,9 +418,8 @@ struct DoctorArgs {
     /// A kernel function or tracepoint (category:name) to check, besides the built-in targets (repeatable).
     #[arg(long = "probe", value_name = "NAME")]
     probes: Vec<String>,
-    /// Print the findings as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: TextOrJson,
 }
 
 #[derive(Args, Debug)]
@@ -435,14 +444,13 @@ struct RunArgs {
     repeat: u32,
     #[command(flatten)]
     workload: WorkloadArgs,
-    /// Print the whole report as JSON instead of the table and the `result` line.
-    #[arg(long, help_heading = "Output")]
-    json: bool,
+    #[command(flatten)]
+    format: TextOrJson,
     /// Print only the summary line on stdout.
     ///
     /// The workload's ns/page and the syscall's calls, p50 and p99; stderr keeps the attached
     /// line, where the report went, warnings and errors.
-    #[arg(short = 'q', long, conflicts_with_all = ["json", "interval"], help_heading = "Output")]
+    #[arg(short = 'q', long, conflicts_with_all = ["json", "format_choice", "interval"], help_heading = "Output")]
     quiet: bool,
     /// Another kernel function to probe, or a tracepoint to count (repeatable).
     ///
@@ -477,7 +485,7 @@ struct RunArgs {
     #[arg(long, value_name = "SECONDS", help_heading = "Output")]
     interval: Option<f64>,
     /// Stack samples per second on each CPU.
-    #[arg(long, default_value_t = 999, value_name = "HZ", value_parser = count::<u64>, help_heading = "Sampling")]
+    #[arg(long, default_value_t = mprotect_trace::options::DEFAULT_SAMPLE_HZ, value_name = "HZ", value_parser = count::<u64>, help_heading = "Sampling")]
     sample_hz: u64,
     /// Distinct stacks (and stack pairs) the sampler keeps.
     ///
@@ -577,7 +585,7 @@ impl RunArgs {
             probe_cost: self.probe_cost,
             output: self.output,
             replace: self.replace,
-            json: self.json,
+            json: self.format.json(),
             quiet: self.quiet,
             top: self.top,
         })
@@ -622,6 +630,37 @@ impl From<FormatArg> for PrintFormat {
             FormatArg::Json => PrintFormat::Json,
         }
     }
+}
+
+/// `--format text|json` of the subcommands with no mail form, and `--json`
+/// kept as its alias.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Output")]
+struct TextOrJson {
+    /// text: for people; json: the same for machines.
+    #[arg(long = "format", value_name = "FORMAT", value_enum, default_value_t = TextOrJsonArg::Text)]
+    format_choice: TextOrJsonArg,
+    /// The same as --format json.
+    #[arg(long, conflicts_with = "format_choice")]
+    json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TextOrJsonArg {
+    Text,
+    Json,
+}
+
+impl TextOrJson {
+    fn json(&self) -> bool {
+        self.json || self.format_choice == TextOrJsonArg::Json
+    }
+}
+
+/// A count of runs (`--repeat`): 0 is refused here, once for every
+/// subcommand, in the one line the checks after the parser use.
+fn runs(value: u32) -> Result<NonZeroU32> {
+    NonZeroU32::new(value).ok_or_else(|| anyhow!("--repeat must be at least 1 (got 0)"))
 }
 
 #[derive(Args, Debug)]
@@ -681,9 +720,8 @@ struct AbArgs {
     /// Directory for the runs (DIR/a/run-01, DIR/b/run-01, ...) and the comparison.
     #[arg(short = 'o', long, value_name = "DIR")]
     output: PathBuf,
-    /// Print the comparison as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: TextOrJson,
 }
 
 #[derive(Args, Debug)]
@@ -717,9 +755,8 @@ struct LabArgs {
     output: Option<PathBuf>,
     #[command(flatten)]
     guests: GuestArgs,
-    /// Print the lab's summary as JSON.
-    #[arg(long, help_heading = "Output")]
-    json: bool,
+    #[command(flatten)]
+    format: TextOrJson,
 }
 
 /// How the lab boots its guests, shared by `lab` and `bisect`.
@@ -773,12 +810,13 @@ struct GuestArgs {
 impl LabArgs {
     fn into_options(self) -> Result<LabOptions> {
         let output = self.output.ok_or_else(|| anyhow!("-o DIR is needed"))?;
-        self.guests.into_options(self.kernels, self.repeat, output, self.json)
+        self.guests
+            .into_options(self.kernels, runs(self.repeat)?, output, self.format.json())
     }
 }
 
 impl GuestArgs {
-    fn into_options(self, kernels: Vec<String>, repeat: u32, output: PathBuf, json: bool) -> Result<LabOptions> {
+    fn into_options(self, kernels: Vec<String>, repeat: NonZeroU32, output: PathBuf, json: bool) -> Result<LabOptions> {
         let (run, mut words) = run_options_of("--run", &self.run, ("a guest's", "lab"))?;
         if !run.command.is_empty() || run.pid.is_some() {
             return Err(anyhow!(
@@ -889,9 +927,8 @@ struct BisectArgs {
     output: PathBuf,
     #[command(flatten)]
     guests: GuestArgs,
-    /// Print the bisect's record as JSON.
-    #[arg(long, help_heading = "Output")]
-    json: bool,
+    #[command(flatten)]
+    format: TextOrJson,
 }
 
 /// A stored bisect's command line, parsed again.
@@ -911,7 +948,7 @@ impl BisectArgs {
         Ok(BisectOptions {
             lab: self
                 .guests
-                .into_options(Vec::new(), self.repeat, self.output, self.json)?,
+                .into_options(Vec::new(), runs(self.repeat)?, self.output, self.format.json())?,
             source,
             metric: Metric::parse(&self.metric)?,
             direction: if self.faster {
@@ -936,22 +973,15 @@ struct BisectStepArgs {
     rev: Option<String>,
 }
 
-/// `bisect-step DIR`: the stored bisect's settings, this revision; any
-/// error exits 128, which stops `git bisect run` instead of marking the
-/// revision.
-fn bisect_step(args: BisectStepArgs) -> ExitCode {
-    let decided = (|| {
-        let stored = mprotect_trace::bisect::Stored::load(&args.dir)?;
-        let parsed = StoredBisectArgs::try_parse_from(&stored.invocation)
-            .map_err(|err| anyhow!("{}: its stored command line: {err}", args.dir.display()))?;
-        let mut options = parsed.bisect.into_options(stored.invocation)?;
-        options.lab.output = args.dir.clone();
-        mprotect_trace::bisect::step(&options, args.rev.as_deref())
-    })();
-    decided.unwrap_or_else(|err| {
-        mprotect_trace::output::stderr_line(&format!("error: {err:#}"));
-        ExitCode::from(128)
-    })
+/// The options of the bisect stored in `dir`, parsed again from its
+/// command line, its output `dir` wherever it is now.
+fn stored_bisect(dir: &std::path::Path) -> Result<BisectOptions> {
+    let stored = bisect::Stored::load(dir)?;
+    let parsed = StoredBisectArgs::try_parse_from(&stored.invocation)
+        .map_err(|err| anyhow!("{}: its stored command line: {err}", dir.display()))?;
+    let mut options = parsed.bisect.into_options(stored.invocation)?;
+    options.lab.output = dir.to_path_buf();
+    Ok(options)
 }
 
 /// One side's options, parsed as `run` parses its own.
@@ -976,7 +1006,8 @@ fn run_options_of(flag: &str, text: &str, whose: (&str, &str)) -> Result<(RunArg
     for (set, what) in [
         (args.run.output.is_some(), "-o"),
         (args.run.repeat != 1, "--repeat"),
-        (args.run.json, "--json"),
+        (args.run.format.json, "--json"),
+        (args.run.format.format_choice == TextOrJsonArg::Json, "--format json"),
     ] {
         if set {
             let (whose, subcommand) = whose;
@@ -990,17 +1021,14 @@ fn run_options_of(flag: &str, text: &str, whose: (&str, &str)) -> Result<(RunArg
 
 impl AbArgs {
     fn into_options(self) -> Result<AbOptions> {
-        if self.repeat == 0 {
-            return Err(anyhow!("--repeat must be at least 1 (got 0)"));
-        }
         let side = |flag: &str, text: &str| {
             run_options_of(flag, text, ("a side's", "ab")).and_then(|(args, _)| args.into_options())
         };
         Ok(AbOptions {
             sides: vec![side("--a", &self.a)?, side("--b", &self.b)?],
-            repeat: self.repeat,
+            repeat: runs(self.repeat)?,
             output: self.output,
-            json: self.json,
+            json: self.format.json(),
         })
     }
 }
@@ -1026,10 +1054,13 @@ mod tests {
         out
     }
 
-    /// The docs a user reads: the README and everything under docs/.
+    /// The docs: the README, CONTRIBUTING.md, CHANGELOG.md and everything under docs/.
     fn docs() -> String {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let mut text = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let mut text = String::new();
+        for file in ["README.md", "CONTRIBUTING.md", "CHANGELOG.md"] {
+            text.push_str(&std::fs::read_to_string(root.join(file)).unwrap());
+        }
         for entry in std::fs::read_dir(root.join("docs")).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "md") {
@@ -1078,7 +1109,7 @@ mod tests {
                 }
             }
         }
-        assert!(missing.is_empty(), "not in README.md or docs/: {missing:?}");
+        assert!(missing.is_empty(), "not in README.md or docs/*.md: {missing:?}");
     }
 
     #[test]

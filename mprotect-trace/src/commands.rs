@@ -1,20 +1,25 @@
 //! One function per subcommand: what the binary calls once the flags are
 //! parsed. Each returns the process's exit code or a one-line error.
 
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
 
+use crate::bisect::BisectOptions;
+use crate::lab::LabOptions;
 use crate::model::Report;
-use crate::options::{AbOptions, CompareOptions, DoctorOptions, PrintFormat, RunOptions, WorkloadCommandOptions};
-use crate::{compare, debuginfo, doctor, output, series, workload};
+use crate::options::{
+    AbOptions, CompareOptions, DoctorOptions, FleetReportOptions, FleetRunOptions, InlineSitesOptions, PlotOptions,
+    PrintFormat, ReportOptions, RunOptions, WorkloadCommandOptions,
+};
+use crate::{bisect, compare, debuginfo, doctor, fleet, lab, output, series, workload};
 
 /// `run`: trace, print the table, write the run's directory; with
 /// `repeat` above 1, that many runs, each in its own directory.
-pub fn run(options: RunOptions, repeat: u32) -> Result<ExitCode> {
-    match repeat {
-        0 => anyhow::bail!("--repeat must be at least 1 (got 0)"),
+pub fn run(options: RunOptions, repeat: NonZeroU32) -> Result<ExitCode> {
+    match repeat.get() {
         1 => crate::run::run(options),
         runs if options.quiet => {
             anyhow::bail!("--quiet is for one run: with --repeat {runs} each run says its line on stderr; drop --quiet")
@@ -28,11 +33,11 @@ pub fn ab(options: &AbOptions) -> Result<ExitCode> {
     series::interleaved(options)
 }
 
-/// `report DIR`: the table of a saved run (or its mail text, or its JSON);
-/// `top`: list that many kernel functions.
-pub fn report(path: &Path, top: Option<usize>, format: PrintFormat, vmlinux: Option<&Path>) -> Result<ExitCode> {
-    let mut report = Report::load(path)?;
-    if let Some(vmlinux) = vmlinux {
+/// `report DIR`: the table of a saved run (or its mail text, or its JSON).
+pub fn report(options: &ReportOptions) -> Result<ExitCode> {
+    let (top, format) = (options.top, options.format);
+    let mut report = Report::load(&options.path)?;
+    if let Some(vmlinux) = &options.vmlinux {
         debuginfo::Vmlinux::for_report(vmlinux, &report)?.symbolize(&mut report)?;
     }
     match format {
@@ -49,9 +54,10 @@ pub fn report(path: &Path, top: Option<usize>, format: PrintFormat, vmlinux: Opt
 }
 
 /// `plot DIR`: everything `run` drew, drawn again from report.json.
-pub fn plot(path: &Path, vmlinux: Option<&Path>) -> Result<ExitCode> {
+pub fn plot(options: &PlotOptions) -> Result<ExitCode> {
+    let path = options.path.as_path();
     let mut report = Report::load(path)?;
-    if let Some(vmlinux) = vmlinux {
+    if let Some(vmlinux) = &options.vmlinux {
         debuginfo::Vmlinux::for_report(vmlinux, &report)?.symbolize(&mut report)?;
     }
     let dir = if path.is_dir() {
@@ -138,7 +144,13 @@ pub fn doctor(options: &DoctorOptions) -> Result<ExitCode> {
 /// `inline-sites --vmlinux PATH`: where the targets (and `probes`) are
 /// inlined in that kernel; with `output`, the sites file `run
 /// --inline-sites` reads on a machine that runs it.
-pub fn inline_sites(vmlinux: &Path, probes: &[String], output_file: Option<&Path>, json: bool) -> Result<ExitCode> {
+pub fn inline_sites(options: &InlineSitesOptions) -> Result<ExitCode> {
+    let (vmlinux, probes, output_file, json) = (
+        options.vmlinux.as_path(),
+        &options.probes,
+        options.output.as_deref(),
+        options.json,
+    );
     if !vmlinux.is_file() {
         anyhow::bail!("--vmlinux {} does not exist", vmlinux.display());
     }
@@ -161,5 +173,49 @@ pub fn inline_sites(vmlinux: &Path, probes: &[String], output_file: Option<&Path
             path.display()
         ));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lab`: kernels booted side by side under QEMU, compared.
+pub fn lab(options: &LabOptions) -> Result<ExitCode> {
+    lab::run(options)
+}
+
+/// `lab --print-config`: the config fragment every lab kernel needs.
+pub fn lab_config() -> Result<ExitCode> {
+    output::print(lab::config::FRAGMENT)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bisect`: the commit (or kernel) that made mprotect slower.
+pub fn bisect(options: &BisectOptions) -> Result<ExitCode> {
+    bisect::run(options)
+}
+
+/// `bisect-step DIR`: one revision decided against a stored bisect's
+/// endpoints; any error exits 128, which stops `git bisect run` instead of
+/// marking the revision.
+pub fn bisect_step(options: Result<BisectOptions>, rev: Option<&str>) -> ExitCode {
+    options
+        .and_then(|options| bisect::step(&options, rev))
+        .unwrap_or_else(|err| {
+            output::stderr_line(&format!("error: {err:#}"));
+            ExitCode::from(128)
+        })
+}
+
+/// `fleet run`: one invocation on every host of an inventory.
+pub fn fleet_run(options: &FleetRunOptions) -> Result<ExitCode> {
+    fleet::run(options)
+}
+
+/// `fleet report DIR`.
+pub fn fleet_report(options: &FleetReportOptions) -> Result<ExitCode> {
+    fleet::report(&options.dir, options.output.as_deref(), options.format)
+}
+
+/// `fleet playbook`: the playbook `fleet run` runs.
+pub fn fleet_playbook() -> Result<ExitCode> {
+    output::print(fleet::PLAYBOOK)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -42,6 +42,10 @@ pub enum InlineSitesFrom {
     Vmlinux(PathBuf),
 }
 
+/// Stack samples per second on each CPU unless `--sample-hz` says otherwise:
+/// odd, so the sampler does not tick in step with the kernel's 1000 Hz timer.
+pub const DEFAULT_SAMPLE_HZ: u64 = 999;
+
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub target: TraceTarget,
@@ -85,7 +89,7 @@ impl Default for RunOptions {
             backend: BackendChoice::Auto,
             duration: None,
             interval: None,
-            sample_hz: Some(999),
+            sample_hz: Some(DEFAULT_SAMPLE_HZ),
             max_stacks: mprotect_trace_common::STACK_MAP_ENTRIES,
             syscall: SyscallTracing::Tracepoints,
             calibrate: false,
@@ -175,7 +179,7 @@ pub struct AbOptions {
     /// One configuration per side; the first is the baseline.
     pub sides: Vec<RunOptions>,
     /// Runs per side.
-    pub repeat: u32,
+    pub repeat: std::num::NonZeroU32,
     /// Each side's runs go to `DIR/a/run-01`, ...; the comparison to `DIR`.
     pub output: PathBuf,
     pub json: bool,
@@ -195,4 +199,44 @@ pub struct FleetRunOptions {
     pub ansible_args: Vec<String>,
     /// The invocation: `ab ...`, `run --repeat N ...` or `lab ...`, without -o.
     pub args: Vec<String>,
+}
+
+/// `report DIR`: a saved run's summary printed again.
+#[derive(Clone, Debug)]
+pub struct ReportOptions {
+    /// A run's directory or its report.json.
+    pub path: PathBuf,
+    /// List the first N kernel functions (default: those of 0.5 % or more).
+    pub top: Option<usize>,
+    pub format: PrintFormat,
+    /// The run's kernel's debug vmlinux.
+    pub vmlinux: Option<PathBuf>,
+}
+
+/// `plot DIR`: a saved run's plots, flame graph and report.html drawn again.
+#[derive(Clone, Debug)]
+pub struct PlotOptions {
+    pub path: PathBuf,
+    pub vmlinux: Option<PathBuf>,
+}
+
+/// `inline-sites --vmlinux PATH`: where the targets are inlined.
+#[derive(Clone, Debug)]
+pub struct InlineSitesOptions {
+    pub vmlinux: PathBuf,
+    /// Functions to place besides the built-in targets.
+    pub probes: Vec<String>,
+    /// The sites file to write, for `run --inline-sites`.
+    pub output: Option<PathBuf>,
+    pub json: bool,
+}
+
+/// `fleet report DIR`: one row per host of a fleet run.
+#[derive(Clone, Debug)]
+pub struct FleetReportOptions {
+    /// The -o DIR of `fleet run`.
+    pub dir: PathBuf,
+    /// Where the report's files go [default: `dir`].
+    pub output: Option<PathBuf>,
+    pub format: PrintFormat,
 }

@@ -166,7 +166,7 @@ pub fn interleaved(options: &AbOptions) -> Result<ExitCode> {
         check_empty(dir)?;
     }
     let mut interrupts = Interrupts::install()?;
-    for round in 1..=options.repeat {
+    for round in 1..=options.repeat.get() {
         for (side, (label, dir)) in options.sides.iter().zip(&dirs) {
             if let Some(code) = interrupts.stop(&options.output) {
                 return Ok(code);

@@ -290,10 +290,7 @@ fn format_duration(seconds: f64) -> String {
 }
 
 pub fn run(options: &BisectOptions) -> Result<ExitCode> {
-    if options.lab.repeat == 0 {
-        bail!("--repeat must be at least 1 (got 0)");
-    }
-    if options.max_repeats < options.lab.repeat {
+    if options.max_repeats < options.lab.repeat.get() {
         bail!(
             "--max-repeats {} is below --repeat {}: give at least as many",
             options.max_repeats,
@@ -394,7 +391,7 @@ pub fn run(options: &BisectOptions) -> Result<ExitCode> {
 fn drive(bisect: &mut Bisect, record: &mut BisectRecord) -> Result<ExitCode> {
     let last = bisect.revisions.len() - 1;
     let options = bisect.options;
-    let repeat = options.lab.repeat as usize;
+    let repeat = options.lab.repeat.get() as usize;
     let max = options.max_repeats as usize;
 
     // The endpoints, interleaved (good, bad, good, bad, ...) in rounds of
@@ -671,14 +668,14 @@ pub fn step(options: &BisectOptions, rev: Option<&str>) -> Result<ExitCode> {
         notes: Vec::new(),
     };
     let (good_values, bad_values) = (bisect.values(0)?, bisect.values(1)?);
-    if good_values.len() < options.lab.repeat as usize || bad_values.len() < options.lab.repeat as usize {
+    if good_values.len() < options.lab.repeat.get() as usize || bad_values.len() < options.lab.repeat.get() as usize {
         bail!(
             "{} has no measured endpoints: run `mprotect-trace bisect ... --endpoints-only -o {}` first",
             options.lab.output.display(),
             options.lab.output.display()
         );
     }
-    let repeat = options.lab.repeat as usize;
+    let repeat = options.lab.repeat.get() as usize;
     let max = options.max_repeats as usize;
     let mut wanted = repeat;
     let result = loop {

@@ -222,7 +222,7 @@ impl BisectRecord {
             invocation: options.invocation.clone(),
             inputs: inputs.clone(),
             dir: dir.to_path_buf(),
-            repeat: options.lab.repeat,
+            repeat: options.lab.repeat.get(),
             max_repeats: options.max_repeats,
             endpoints: None,
             steps: Vec::new(),

@@ -35,7 +35,8 @@ pub struct LabOptions {
     pub kernels: Vec<String>,
     /// The guest's `run` options, as words (checked by the caller).
     pub run_args: Vec<String>,
-    pub repeat: u32,
+    /// Boots of each kernel (and CPU count).
+    pub repeat: std::num::NonZeroU32,
     /// Guest CPU counts; every kernel runs with each.
     pub smp: Vec<u32>,
     pub memory_mib: u32,
@@ -261,9 +262,6 @@ fn boot_with_retries(
 }
 
 pub fn run(options: &LabOptions) -> Result<ExitCode> {
-    if options.repeat == 0 {
-        bail!("--repeat must be at least 1 (got 0)");
-    }
     if options.smp.is_empty() || options.smp.contains(&0) {
         bail!("--smp takes CPU counts of 1 or more, e.g. --smp 1,2");
     }
@@ -339,7 +337,7 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
         .map(|kernel| guest_initramfs(kernel, options, &output))
         .collect::<Result<_>>()?;
 
-    let plan = interleaved(kernels.len(), &options.smp, options.repeat);
+    let plan = interleaved(kernels.len(), &options.smp, options.repeat.get());
     let bar = progress(plan.len());
     let mut outcomes: Vec<(usize, u32, BootOutcome)> = Vec::new();
     for boot in &plan {

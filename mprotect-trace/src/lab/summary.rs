@@ -287,7 +287,7 @@ impl LabSummary {
         }
         Ok(Self {
             run_options: options.run_args.clone(),
-            repeat: options.repeat,
+            repeat: options.repeat.get(),
             smp: options.smp.clone(),
             kernels_ready_s: None,
             boots: outcomes.len(),

@@ -90,7 +90,7 @@ impl Settings {
             backend: "auto".to_owned(),
             probes: Vec::new(),
             syscall: SyscallProbe::Tracepoint,
-            sample_hz: Some(999),
+            sample_hz: Some(crate::options::DEFAULT_SAMPLE_HZ),
             max_stacks: mprotect_trace_common::STACK_MAP_ENTRIES,
             duration_s: None,
             calibrate: false,

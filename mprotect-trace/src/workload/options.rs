@@ -25,20 +25,25 @@ pub struct WorkloadOptions {
     pub dither_us: u64,
 }
 
+impl WorkloadOptions {
+    /// Every default, once: `Default` and the command line's defaults are this.
+    pub const DEFAULT: Self = Self {
+        scenario: Scenario::SharedDirtyToggle,
+        mapping_mb: None,
+        iterations: 200,
+        warmup: 5,
+        rounds: 1,
+        cpu: None,
+        threads: 1,
+        touch: true,
+        folio_kb: None,
+        dither_us: 0,
+    };
+}
+
 impl Default for WorkloadOptions {
     fn default() -> Self {
-        Self {
-            scenario: Scenario::SharedDirtyToggle,
-            mapping_mb: None,
-            iterations: 200,
-            warmup: 5,
-            rounds: 1,
-            cpu: None,
-            threads: 1,
-            touch: true,
-            folio_kb: None,
-            dither_us: 0,
-        }
+        Self::DEFAULT
     }
 }
 
