@@ -124,6 +124,13 @@ pub struct SlotConfig {
     /// 1 when the return value is recorded (pages changed, or a count
     /// such as a batch length; user space knows which).
     pub records_return: u32,
+    /// Index of the parameter this slot's entry keeps as the split value
+    /// of the calls inside it (`change_protection`'s `cp_flags`), or -1.
+    pub split_arg: i32,
+    /// The slot whose live entry, in the same task, holds the split value
+    /// of this slot's records (itself for the slot that reads it), or -1:
+    /// not split.
+    pub split_source: i32,
 }
 
 impl Default for SlotConfig {
@@ -131,9 +138,18 @@ impl Default for SlotConfig {
         Self {
             nr_ptes_arg: -1,
             records_return: 0,
+            split_arg: -1,
+            split_source: -1,
         }
     }
 }
+
+/// Split values a slot's records are kept apart by: the low bits of
+/// `cp_flags` (MM_CP_TRY_CHANGE_WRITABLE, MM_CP_PROT_NUMA, MM_CP_UFFD_WP,
+/// MM_CP_UFFD_WP_RESOLVE); higher bits share the last value.
+pub const SPLIT_VALUES: u32 = 16;
+/// Split record slots: `slot * SPLIT_VALUES + value`.
+pub const SPLIT_SLOTS: u32 = FUNCTION_SLOTS * SPLIT_VALUES;
 
 /// Inlined instances one target can have probed; each has its own call
 /// counter, at `slot * INLINE_INSTANCES_PER_SLOT + instance`.
@@ -364,4 +380,8 @@ pub mod maps {
     pub const TRACEPOINT_VALUES: &str = "TRACEPOINT_VALUES";
     pub const INLINE_SITES: &str = "INLINE_SITES";
     pub const INLINE_CALLS: &str = "INLINE_CALLS";
+    pub const SPLIT_CALLS: &str = "SPLIT_CALLS";
+    pub const SPLIT_LATENCY_STATS: &str = "SPLIT_LATENCY_STATS";
+    pub const SPLIT_LATENCY_HIST: &str = "SPLIT_LATENCY_HIST";
+    pub const SPLIT_NR_PTES_HIST: &str = "SPLIT_NR_PTES_HIST";
 }

@@ -20,9 +20,9 @@ use aya_ebpf::{
 use mprotect_trace_common::{
     CONFIG_INDEX, ENTRY_TIME_SLOTS, ERRNO_BUCKETS, EntryTime, FUNCTION_SLOTS, INLINE_INSTANCES_PER_SLOT,
     INLINE_SITE_ENTRIES, InlineSiteConfig, KERNEL_THREAD_STACK_ID, NR_PTES_BUCKETS, NR_PTES_EXACT_MAX,
-    PROCESS_NAME_ENTRIES, PROT_BUCKETS, STACK_MAP_ENTRIES, SYSCALL_SLOT, SampleKey, SlotConfig, Stats,
-    TRACEPOINT_SLOTS, TRACEPOINT_VALUE_ENTRIES, TraceConfig, TracepointConfig, TracepointValueKey, VALUE_SLOTS,
-    counter, entry_index, entry_owner, histogram, inline_role, nr_location,
+    PROCESS_NAME_ENTRIES, PROT_BUCKETS, SPLIT_SLOTS, SPLIT_VALUES, STACK_MAP_ENTRIES, SYSCALL_SLOT, SampleKey,
+    SlotConfig, Stats, TRACEPOINT_SLOTS, TRACEPOINT_VALUE_ENTRIES, TraceConfig, TracepointConfig, TracepointValueKey,
+    VALUE_SLOTS, counter, entry_index, entry_owner, histogram, inline_role, nr_location,
 };
 
 #[map]
@@ -56,6 +56,17 @@ static PROT_FLAGS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROT_BUCKETS
 #[map]
 static CALLS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FUNCTION_SLOTS, 0);
 /// Failed syscalls by errno (bucket 0: out of range).
+/// Calls, latency and nr_ptes of each slot by split value (`--split-by`):
+/// sized by user space only when a run splits, else one entry each.
+#[map]
+static SPLIT_CALLS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SPLIT_SLOTS, 0);
+#[map]
+static SPLIT_LATENCY_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(SPLIT_SLOTS, 0);
+#[map]
+static SPLIT_LATENCY_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(SPLIT_SLOTS * histogram::BUCKETS, 0);
+#[map]
+static SPLIT_NR_PTES_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(SPLIT_SLOTS * NR_PTES_BUCKETS, 0);
+
 #[map]
 static FAILED_CALLS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERRNO_BUCKETS, 0);
 
@@ -168,13 +179,41 @@ fn count_unpaired_exit(pid_tgid: u64, counter: u32) {
 }
 
 #[inline(always)]
-fn record_nr_ptes(slot: u32, nr_ptes: u64) {
+fn record_nr_ptes(slot: u32, nr_ptes: u64, split: Option<u32>) {
     let bucket = if nr_ptes > NR_PTES_EXACT_MAX {
         NR_PTES_EXACT_MAX + 1
     } else {
         nr_ptes
     };
     bump(&NR_PTES_HIST, slot * NR_PTES_BUCKETS + bucket as u32);
+    if let Some(split) = split {
+        bump(&SPLIT_NR_PTES_HIST, split * NR_PTES_BUCKETS + bucket as u32);
+    }
+}
+
+/// The split record slot of a call of `slot` in this task: the value its
+/// split source's live entry keeps (`cp_flags` of the change_protection
+/// call it is inside); `None` when the slot is not split or the call is
+/// inside none.
+#[inline(always)]
+fn split_slot(pid_tgid: u64, slot: u32, config: &SlotConfig) -> Option<u32> {
+    if config.split_source < 0 {
+        return None;
+    }
+    let source = config.split_source as u32;
+    let tid = pid_tgid as u32;
+    let entry = ENTRY_TIMES.get(entry_index(tid, source))?;
+    (entry.owner == entry_owner(tid, source)).then(|| slot * SPLIT_VALUES + split_value(entry.args))
+}
+
+/// A split value's index: its low bits, anything above in the last one.
+#[inline(always)]
+fn split_value(value: u64) -> u32 {
+    if value < SPLIT_VALUES as u64 {
+        value as u32
+    } else {
+        SPLIT_VALUES - 1
+    }
 }
 
 #[inline(always)]
@@ -255,18 +294,25 @@ pub fn sys_exit_mprotect_empty(_ctx: TracePointContext) -> u32 {
 }
 
 #[inline(always)]
-fn function_entry(slot: u32, nr_ptes: impl FnOnce(u32) -> Option<u64>) {
+fn function_entry(slot: u32, argument: impl Fn(u32) -> Option<u64>) {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !is_traced(pid_tgid) {
         return;
     }
     let config = slot_config(slot);
     if config.nr_ptes_arg >= 0 {
-        if let Some(nr) = nr_ptes(config.nr_ptes_arg as u32) {
-            record_nr_ptes(slot, nr);
+        if let Some(nr) = argument(config.nr_ptes_arg as u32) {
+            record_nr_ptes(slot, nr, split_slot(pid_tgid, slot, &config));
         }
     }
-    on_entry(pid_tgid, slot, 0);
+    // The split source keeps its split value in its entry, for the calls
+    // inside it and its own exit.
+    let kept = if config.split_arg >= 0 {
+        argument(config.split_arg as u32).unwrap_or(0)
+    } else {
+        0
+    };
+    on_entry(pid_tgid, slot, kept);
 }
 
 #[inline(always)]
@@ -275,12 +321,19 @@ fn function_exit(slot: u32, ret: impl FnOnce() -> Option<i64>) {
     if paused() {
         return;
     }
+    let config = slot_config(slot);
+    // Before on_exit: the split source's own entry is still live then.
+    let split = split_slot(pid_tgid, slot, &config);
     let Some((latency, _)) = on_exit(pid_tgid, slot) else {
         count_unpaired_exit(pid_tgid, counter::FUNCTION_EXIT_WITHOUT_ENTRY);
         return;
     };
     record(&LATENCY_STATS, &LATENCY_HIST, slot, latency);
-    if slot_config(slot).records_return != 0 {
+    if let Some(split) = split {
+        bump(&SPLIT_CALLS, split);
+        record(&SPLIT_LATENCY_STATS, &SPLIT_LATENCY_HIST, split, latency);
+    }
+    if config.records_return != 0 {
         if let Some(value) = ret() {
             if value >= 0 {
                 record(&PAGES_STATS, &PAGES_HIST, slot, value as u64);
@@ -299,9 +352,13 @@ fn call_site(slot: u32, nr_ptes: impl FnOnce(u32) -> Option<u64>) {
     }
     bump(&CALLS, slot);
     let config = slot_config(slot);
+    let split = split_slot(pid_tgid, slot, &config);
+    if let Some(split) = split {
+        bump(&SPLIT_CALLS, split);
+    }
     if config.nr_ptes_arg >= 0 {
         if let Some(nr) = nr_ptes(config.nr_ptes_arg as u32) {
-            record_nr_ptes(slot, nr);
+            record_nr_ptes(slot, nr, split);
         }
     }
 }
@@ -456,6 +513,10 @@ pub fn inline_instance(ctx: ProbeContext) -> u32 {
     }
     bump(&CALLS, site.slot);
     bump(&INLINE_CALLS, site.counter);
+    let split = split_slot(pid_tgid, site.slot, &slot_config(site.slot));
+    if let Some(split) = split {
+        bump(&SPLIT_CALLS, split);
+    }
     let nr = match site.nr_kind {
         nr_location::CONSTANT => Some(site.nr_value as u64),
         nr_location::REGISTER => dwarf_register(regs, site.nr_register),
@@ -464,7 +525,7 @@ pub fn inline_instance(ctx: ProbeContext) -> u32 {
         _ => None,
     };
     match nr {
-        Some(nr) => record_nr_ptes(site.slot, nr),
+        Some(nr) => record_nr_ptes(site.slot, nr, split),
         // DWARF located it, but it could not be read.
         None if site.nr_kind != nr_location::NONE => lookup_failed(),
         None => {}

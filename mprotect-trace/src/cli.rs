@@ -17,6 +17,7 @@ use mprotect_trace::options::{
     AbOptions, CompareOptions, DoctorOptions, FleetReportOptions, FleetRunOptions, InlineSitesFrom, InlineSitesOptions,
     PlotOptions, PrintFormat, ReportOptions, RunOptions, SyscallTracing, TraceTarget, WorkloadCommandOptions,
 };
+use mprotect_trace::probes::attach::SplitBy;
 use mprotect_trace::probes::backend;
 use mprotect_trace::probes::plan::BackendChoice;
 use mprotect_trace::vm::Accel;
@@ -465,6 +466,13 @@ struct RunArgs {
     /// Break every target's calls and latency down by CPU.
     #[arg(long, help_heading = "Probes")]
     per_cpu: bool,
+    /// Also keep every function target's calls, latency and nr_ptes apart by this value.
+    ///
+    /// cp_flags: change_protection's MM_CP_* flags, read at its entry (fentry or kprobe), for every
+    /// call inside it too: mprotect's calls, NUMA hinting's (MM_CP_PROT_NUMA) and userfaultfd's
+    /// (MM_CP_UFFD_WP*) apart, one table row each.
+    #[arg(long, value_enum, value_name = "VALUE", help_heading = "Probes")]
+    split_by: Option<SplitByArg>,
     /// Where targets inlined everywhere are probed.
     ///
     /// A file written by `mprotect-trace inline-sites` for this kernel (for a machine with no room
@@ -524,6 +532,13 @@ struct RunArgs {
     top: Option<usize>,
 }
 
+/// `--split-by`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SplitByArg {
+    #[value(name = "cp_flags")]
+    CpFlags,
+}
+
 /// Seconds as a duration; what no duration can be is an error naming the flag.
 fn seconds(flag: &str, value: Option<f64>) -> Result<Option<Duration>> {
     value
@@ -566,6 +581,7 @@ impl RunArgs {
             probes: functions,
             tracepoints,
             per_cpu: self.per_cpu,
+            split_by: self.split_by.map(|SplitByArg::CpFlags| SplitBy::CpFlags),
             inline_sites: match (self.inline_sites, self.vmlinux) {
                 (Some(file), _) => InlineSitesFrom::File(file),
                 (None, Some(path)) => InlineSitesFrom::Vmlinux(path),

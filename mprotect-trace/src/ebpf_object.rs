@@ -10,12 +10,15 @@ pub static BYTES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "
 /// Loads the embedded object: parses it and creates its maps in the kernel.
 /// Programs are loaded one by one later, by whoever attaches them.
 pub fn load() -> Result<Ebpf> {
-    load_with_max_stacks(mprotect_trace_common::STACK_MAP_ENTRIES)
+    load_sized(mprotect_trace_common::STACK_MAP_ENTRIES, false)
 }
 
 /// Loads the object with the stack and sample-count maps sized for
-/// `max_stacks` entries each.
-pub fn load_with_max_stacks(max_stacks: u32) -> Result<Ebpf> {
+/// `max_stacks` entries each, and the split maps for `split` (else one
+/// entry each: they are megabytes a CPU).
+pub fn load_sized(max_stacks: u32, split: bool) -> Result<Ebpf> {
+    let split_entries = |full: u32| if split { full } else { 1 };
+    use mprotect_trace_common::{NR_PTES_BUCKETS, SPLIT_SLOTS, histogram};
     if BYTES.is_empty() {
         anyhow::bail!(
             "this binary was built without its eBPF object (the `ebpf` feature was off): rebuild with `cargo build`"
@@ -27,6 +30,13 @@ pub fn load_with_max_stacks(max_stacks: u32) -> Result<Ebpf> {
         .btf(None)
         .map_max_entries(maps::STACKS, max_stacks)
         .map_max_entries(maps::SAMPLE_COUNTS, max_stacks)
+        .map_max_entries(maps::SPLIT_CALLS, split_entries(SPLIT_SLOTS))
+        .map_max_entries(maps::SPLIT_LATENCY_STATS, split_entries(SPLIT_SLOTS))
+        .map_max_entries(
+            maps::SPLIT_LATENCY_HIST,
+            split_entries(SPLIT_SLOTS * histogram::BUCKETS),
+        )
+        .map_max_entries(maps::SPLIT_NR_PTES_HIST, split_entries(SPLIT_SLOTS * NR_PTES_BUCKETS))
         .load(BYTES)
         .context("loading the embedded eBPF object into the kernel")
 }
@@ -145,6 +155,10 @@ mod tests {
             maps::TRACEPOINT_VALUES,
             maps::INLINE_SITES,
             maps::INLINE_CALLS,
+            maps::SPLIT_CALLS,
+            maps::SPLIT_LATENCY_STATS,
+            maps::SPLIT_LATENCY_HIST,
+            maps::SPLIT_NR_PTES_HIST,
         ];
         map_names.sort_unstable();
         expected_maps.sort_unstable();

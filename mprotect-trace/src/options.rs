@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::kernel::trace_events::TracepointSpec;
+use crate::probes::attach::SplitBy;
 use crate::probes::plan::BackendChoice;
 use crate::workload::WorkloadOptions;
 
@@ -79,6 +80,8 @@ pub struct RunOptions {
     /// Break every target's calls and latency down by CPU.
     pub per_cpu: bool,
     pub inline_sites: InlineSitesFrom,
+    /// `--split-by`: every target's records kept apart by this value too.
+    pub split_by: Option<SplitBy>,
 }
 
 impl Default for RunOptions {
@@ -102,6 +105,7 @@ impl Default for RunOptions {
             tracepoints: Vec::new(),
             per_cpu: false,
             inline_sites: InlineSitesFrom::UsualPlaces,
+            split_by: None,
         }
     }
 }
@@ -124,6 +128,11 @@ impl RunOptions {
             anyhow::bail!(
                 "--probe {} needs a function probe, and --backend none attaches none: drop one of them",
                 self.probes[0]
+            );
+        }
+        if self.split_by.is_some() && self.backend == BackendChoice::NoFunctions {
+            anyhow::bail!(
+                "--split-by splits the function probes' records, and --backend none attaches none: drop one of them"
             );
         }
         if self.calibrate && !matches!(self.target, TraceTarget::Workload(_)) {

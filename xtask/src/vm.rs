@@ -19,7 +19,7 @@ use mprotect_trace::model::{Backend, Report, TargetReport};
 use mprotect_trace::vm::{Arch, Console, GuestScript, Initramfs, KernelImage, Machine, kernel};
 
 use crate::command::{cargo, run_checked, workspace_root};
-use crate::{vm_debuginfo, vm_inline_probes};
+use crate::{vm_debuginfo, vm_inline_probes, vm_split};
 
 const ITERATIONS: u64 = 10;
 const WARMUP: u64 = 2;
@@ -54,6 +54,10 @@ const FOLIO_RUNS: [(&str, &str); 2] = [
     ("mthp-private", "private-dirty-toggle"),
     ("mthp-shared", "shared-dirty-toggle"),
 ];
+
+/// 7.x x86: the private toggle with every target's records split by
+/// change_protection's cp_flags.
+const SPLIT: &str = "split";
 
 /// What a kernel is booted to prove.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -131,6 +135,10 @@ fn guest_script(generation: Generation) -> String {
     }
     if generation == Generation::Batched {
         script.run(DEBUGINFO, DEBUGINFO_RUN);
+        script.run(
+            SPLIT,
+            &format!("{workload} --scenario private-dirty-toggle --split-by cp_flags --no-sample {sites}"),
+        );
     }
     if let Generation::Inlined = generation {
         // A kernel whose BTF user space cannot read: fentry must fall back to kprobes.
@@ -210,6 +218,8 @@ struct Reports {
     folios: Vec<(&'static str, Report)>,
     /// 7.x x86: where the debug-info run's report was saved.
     debuginfo_dir: Option<std::path::PathBuf>,
+    /// 7.x x86: the run split by cp_flags.
+    split: Option<Report>,
 }
 
 impl Reports {
@@ -248,6 +258,10 @@ impl Reports {
                 Generation::Batched => Some(saved(DEBUGINFO)?.1),
                 Generation::Inlined | Generation::BatchedArm64 => None,
             },
+            split: match generation {
+                Generation::Batched => Some(report(SPLIT)?),
+                Generation::Inlined | Generation::BatchedArm64 => None,
+            },
         })
     }
 
@@ -256,7 +270,8 @@ impl Reports {
             + 1
             + usize::from(self.no_btf.is_some())
             + self.folios.len()
-            + usize::from(self.debuginfo_dir.is_some())) as u64
+            + usize::from(self.debuginfo_dir.is_some())
+            + usize::from(self.split.is_some())) as u64
     }
 }
 
@@ -469,6 +484,11 @@ fn check_batched(reports: &Reports) -> Result<String> {
     );
     let line = vm_inline_probes::check(report, 1, PAGES * CALLS).context("the inlined-instance probes")?;
     let _ = writeln!(summary, "  {line}");
+    if let Some(report) = &reports.split {
+        check_workload(report).context("the cp_flags run")?;
+        let lines = vm_split::check(report, CALLS, PAGES).context("the cp_flags run")?;
+        let _ = write!(summary, "{lines}");
+    }
     for (name, report) in &reports.folios {
         let line = check_large_folios(report).with_context(|| format!("the {name} run"))?;
         let _ = writeln!(summary, "  {name}: {line}");

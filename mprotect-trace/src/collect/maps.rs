@@ -4,11 +4,11 @@ use anyhow::{Context as _, Result};
 use aya::Ebpf;
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use mprotect_trace_common::{
-    ERRNO_BUCKETS, FUNCTION_SLOTS, INLINE_INSTANCES_PER_SLOT, NR_PTES_BUCKETS, PROT_BUCKETS, SYSCALL_SLOT, Stats,
-    TRACEPOINT_SLOTS, TracepointValueKey, counter, histogram, maps,
+    ERRNO_BUCKETS, FUNCTION_SLOTS, INLINE_INSTANCES_PER_SLOT, NR_PTES_BUCKETS, PROT_BUCKETS, SPLIT_SLOTS, SPLIT_VALUES,
+    SYSCALL_SLOT, Stats, TRACEPOINT_SLOTS, TracepointValueKey, counter, histogram, maps,
 };
 
-use super::{SlotData, Snapshot, TracepointData};
+use super::{SlotData, Snapshot, SplitData, TracepointData};
 use crate::model::{Counters, ExactDistribution, Histogram, ValueStats};
 
 fn per_cpu<'a, T: aya::Pod>(ebpf: &'a Ebpf, name: &str) -> Result<PerCpuArray<&'a MapData, T>> {
@@ -115,6 +115,50 @@ fn tracepoints(ebpf: &Ebpf) -> Result<Vec<TracepointData>> {
     Ok(slots)
 }
 
+/// An exact distribution from its buckets `range` of a per-CPU array:
+/// bucket i counts the value i.
+fn exact(map: &PerCpuArray<&MapData, u64>, range: std::ops::Range<u32>) -> Result<ExactDistribution> {
+    Ok(ExactDistribution {
+        counts: summed(map, range)?
+            .into_iter()
+            .enumerate()
+            .filter(|(_, count)| *count > 0)
+            .map(|(value, count)| (value as u64, count))
+            .collect(),
+    })
+}
+
+/// Every function slot's records by split value, when the run splits
+/// (its split maps are sized for it; else they have one entry each).
+fn split(ebpf: &Ebpf) -> Result<Vec<Vec<SplitData>>> {
+    let calls_map = per_cpu::<u64>(ebpf, maps::SPLIT_CALLS)?;
+    if calls_map.len() < SPLIT_SLOTS {
+        return Ok(vec![Vec::new(); FUNCTION_SLOTS as usize]);
+    }
+    let calls = summed(&calls_map, 0..SPLIT_SLOTS)?;
+    let stats = per_cpu::<Stats>(ebpf, maps::SPLIT_LATENCY_STATS)?;
+    let hist = per_cpu::<u64>(ebpf, maps::SPLIT_LATENCY_HIST)?;
+    let nr_ptes = per_cpu::<u64>(ebpf, maps::SPLIT_NR_PTES_HIST)?;
+    (0..FUNCTION_SLOTS)
+        .map(|slot| {
+            (0..SPLIT_VALUES)
+                .map(|value| slot * SPLIT_VALUES + value)
+                // Only values with calls: reading all 2,048 histograms would take long.
+                .filter(|index| calls[*index as usize] > 0)
+                .map(|index| {
+                    let start = index * NR_PTES_BUCKETS;
+                    Ok(SplitData {
+                        value: index % SPLIT_VALUES,
+                        calls: calls[index as usize],
+                        latency_ns: stats_of(&stats, &hist, index)?.0,
+                        nr_ptes: exact(&nr_ptes, start..start + NR_PTES_BUCKETS)?,
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
 pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
     let latency_stats = per_cpu::<Stats>(ebpf, maps::LATENCY_STATS)?;
     let latency_hist = per_cpu::<u64>(ebpf, maps::LATENCY_HIST)?;
@@ -122,18 +166,11 @@ pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
     let pages_hist = per_cpu::<u64>(ebpf, maps::PAGES_HIST)?;
     let nr_ptes = per_cpu::<u64>(ebpf, maps::NR_PTES_HIST)?;
     let calls = per_cpu_rows(&per_cpu::<u64>(ebpf, maps::CALLS)?, 0..FUNCTION_SLOTS)?;
-    let slot = |slot: u32| -> Result<SlotData> {
+    let mut split = split(ebpf)?;
+    let mut slot = |slot: u32| -> Result<SlotData> {
         let nr_ptes = if slot < FUNCTION_SLOTS {
             let start = slot * NR_PTES_BUCKETS;
-            let counts = summed(&nr_ptes, start..start + NR_PTES_BUCKETS)?;
-            ExactDistribution {
-                counts: counts
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(_, count)| *count > 0)
-                    .map(|(value, count)| (value as u64, count))
-                    .collect(),
-            }
+            exact(&nr_ptes, start..start + NR_PTES_BUCKETS)?
         } else {
             ExactDistribution::default()
         };
@@ -146,6 +183,7 @@ pub fn read(ebpf: &Ebpf) -> Result<Snapshot> {
             latency_per_cpu,
             pages: stats_of(&pages_stats, &pages_hist, slot)?.0,
             nr_ptes,
+            split: split.get_mut(slot as usize).map(std::mem::take).unwrap_or_default(),
         })
     };
     let counters = summed(&per_cpu::<u64>(ebpf, maps::COUNTERS)?, 0..counter::LEN)?;

@@ -19,6 +19,17 @@ pub struct SlotData {
     /// Pages per call, or any other returned value the slot records.
     pub pages: ValueStats,
     pub nr_ptes: ExactDistribution,
+    /// `--split-by`: the records of each split value with calls.
+    pub split: Vec<SplitData>,
+}
+
+/// A slot's records with one split value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SplitData {
+    pub value: u32,
+    pub calls: u64,
+    pub latency_ns: ValueStats,
+    pub nr_ptes: ExactDistribution,
 }
 
 /// A snapshot of every map.

@@ -91,6 +91,7 @@ mod tests {
             pages_source: None,
             return_source: None,
             inlined: None,
+            split_source: None,
         };
         let attachments = [attachment];
         assert_eq!(

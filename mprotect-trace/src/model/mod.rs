@@ -18,7 +18,7 @@ pub use profile::{
 };
 pub use report::{
     Attachment, Backend, Calibration, CpuCalls, FailedCalls, FieldValue, FieldValues, InlinedProbe, IntervalCalls,
-    IntervalSample, KernelIdentity, Machine, ProbedInstance, ProgramCost, Report, Role, Scope, StopReason,
+    IntervalSample, KernelIdentity, Machine, ProbedInstance, ProgramCost, Report, Role, Scope, SplitPart, StopReason,
     SyscallProbe, SyscallReport, TargetReport, Timings,
 };
 pub use settings::{Difference, Settings, WorkloadSettings};

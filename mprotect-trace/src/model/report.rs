@@ -165,6 +165,10 @@ pub struct Attachment {
     /// Where an inlined target was probed, and what could not be read there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inlined: Option<InlinedProbe>,
+    /// `--split-by`: where each call's split value was read, e.g.
+    /// "change_protection(cp_flags), argument 4, of the change_protection call it is in".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_source: Option<String>,
 }
 
 /// How a target inlined everywhere was probed: at each inlined instance.
@@ -459,6 +463,25 @@ pub struct TargetReport {
     /// `--per-cpu`: calls and latency on each CPU (schema 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_cpu: Option<Vec<CpuCalls>>,
+    /// `--split-by`: calls, latency and nr_ptes by the split value, the
+    /// values with calls only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Vec<SplitPart>>,
+}
+
+/// A target's calls with one split value (`--split-by cp_flags`): one path
+/// into it, e.g. NUMA hinting's (MM_CP_PROT_NUMA).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitPart {
+    /// The value, e.g. 2 (the last value, 15, holds every value past the named bits).
+    pub value: u32,
+    /// The value by the kernel's names, e.g. "MM_CP_PROT_NUMA"; "0" for none.
+    pub name: String,
+    pub calls: u64,
+    /// Timed targets only.
+    pub latency: Option<LatencySummary>,
+    /// Targets with an nr_ptes source only.
+    pub nr_ptes: Option<ExactDistribution>,
 }
 
 /// Events of a tracepoint by the value of one of its integer fields.

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::model::{
-    CpuCalls, FieldValues, FunctionShare, InlinedProbe, LatencySummary, Profile, ProgramCost, Report, Scope,
-    TargetReport, ValueStats,
+    CpuCalls, ExactDistribution, FieldValues, FunctionShare, InlinedProbe, LatencySummary, Profile, ProgramCost,
+    Report, Scope, TargetReport, ValueStats,
 };
 
 /// "850 ns", "1.02 us", "3.40 ms", "1.20 s".
@@ -185,6 +185,7 @@ pub fn target_table(report: &Report) -> TargetTable {
             },
         };
         rows.push(row);
+        rows.extend(split_rows(report, target, per));
     }
     let folded = folded
         .iter()
@@ -213,6 +214,51 @@ pub fn target_table(report: &Report) -> TargetTable {
             )
         }),
     }
+}
+
+/// A split value's short name in the table: "PROT_NUMA", "no flags".
+pub fn split_label(name: &str) -> String {
+    match name {
+        "0" => "no flags".to_owned(),
+        name => name.replace("MM_CP_", ""),
+    }
+}
+
+/// One row per split value of a target (`--split-by`): its calls, and
+/// its latency when the target is timed, with its share of the syscall time.
+fn split_rows(report: &Report, target: &TargetReport, per: Option<u64>) -> Vec<TargetRow> {
+    let syscall_ns = report.syscall.latency.total_ns;
+    target
+        .split
+        .iter()
+        .flatten()
+        .map(|part| {
+            let per_iteration = per.map(|n| part.calls as f64 / n as f64);
+            let calls = [
+                Cell::new(part.calls.to_string(), Some(part.calls as f64)),
+                Cell::new(
+                    per_iteration.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
+                    per_iteration,
+                ),
+            ];
+            let timed = match &part.latency {
+                Some(latency) => {
+                    let share = (syscall_ns > 0).then(|| latency.total_ns as f64 / syscall_ns as f64);
+                    let [_, _, mean, p50, p99, share] = latency_cells(latency, per, share);
+                    [mean, p50, p99, share]
+                }
+                None => [Cell::dash(), Cell::dash(), Cell::dash(), Cell::dash()],
+            };
+            let [calls, per_iteration] = calls;
+            let [mean, p50, p99, share] = timed;
+            TargetRow {
+                name: format!("  {}", split_label(&part.name)),
+                backend: "cp_flags".to_owned(),
+                cells: Some([calls, per_iteration, mean, p50, p99, share]),
+                notes: Vec::new(),
+            }
+        })
+        .collect()
 }
 
 fn render_target_table(out: &mut String, table: &TargetTable) {
@@ -460,6 +506,23 @@ pub fn no_nr_ptes_source(report: &Report) -> String {
     format!("no source: {why}")
 }
 
+/// The six most common values of an nr_ptes distribution: "1: 24576", ">512: 3".
+fn most_common(nr_ptes: &ExactDistribution) -> Vec<String> {
+    let mut counts = nr_ptes.counts.clone();
+    counts.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
+    counts
+        .iter()
+        .take(6)
+        .map(|(value, count)| {
+            if *value > 512 {
+                format!(">512: {count}")
+            } else {
+                format!("{value}: {count}")
+            }
+        })
+        .collect()
+}
+
 fn render_distributions(out: &mut String, report: &Report) {
     let _ = writeln!(out, "\nnr_ptes (PTEs handled per step):");
     let sources: Vec<&TargetReport> = report.targets.iter().filter(|t| t.nr_ptes.is_some()).collect();
@@ -470,27 +533,24 @@ fn render_distributions(out: &mut String, report: &Report) {
         let (Some(source), Some(nr_ptes)) = (&target.attachment.nr_ptes_source, &target.nr_ptes) else {
             continue;
         };
-        let top: Vec<String> = {
-            let mut counts = nr_ptes.counts.clone();
-            counts.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
-            counts
-                .iter()
-                .take(6)
-                .map(|(value, count)| {
-                    if *value > 512 {
-                        format!(">512: {count}")
-                    } else {
-                        format!("{value}: {count}")
-                    }
-                })
-                .collect()
-        };
+        let top = most_common(nr_ptes);
         let _ = writeln!(
             out,
             "  {source}: {} steps; most common {}",
             nr_ptes.total(),
             top.join(", ")
         );
+        for part in target.split.iter().flatten() {
+            if let Some(nr_ptes) = part.nr_ptes.as_ref().filter(|nr| nr.total() > 0) {
+                let _ = writeln!(
+                    out,
+                    "    {}: {} steps; most common {}",
+                    split_label(&part.name),
+                    nr_ptes.total(),
+                    most_common(nr_ptes).join(", ")
+                );
+            }
+        }
     }
     let pages: Vec<(&str, &ValueStats)> = std::iter::once(("mprotect len", &report.syscall.pages_per_call))
         .chain(

@@ -45,15 +45,65 @@ pub fn attach_syscall_tracepoints(ebpf: &mut Ebpf, empty: bool) -> Result<()> {
     Ok(())
 }
 
+/// What `--split-by` splits the function targets' records by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitBy {
+    /// `change_protection`'s `cp_flags`: mprotect's calls, NUMA hinting's
+    /// (MM_CP_PROT_NUMA) and userfaultfd's apart.
+    CpFlags,
+}
+
+impl SplitBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CpFlags => "cp_flags",
+        }
+    }
+
+    /// The function whose parameter of that name carries the value.
+    fn source(self) -> &'static str {
+        match self {
+            Self::CpFlags => "change_protection",
+        }
+    }
+}
+
+/// The kernel's `MM_CP_*` flags of `change_protection()` (include/linux/mm.h,
+/// the same bits since v6.0), by bit.
+const CP_FLAGS: [&str; 4] = [
+    "MM_CP_TRY_CHANGE_WRITABLE",
+    "MM_CP_PROT_NUMA",
+    "MM_CP_UFFD_WP",
+    "MM_CP_UFFD_WP_RESOLVE",
+];
+
+/// A split value by name: "MM_CP_PROT_NUMA", "MM_CP_UFFD_WP|MM_CP_UFFD_WP_RESOLVE",
+/// "0" for none; the last value holds every value past the named bits.
+pub fn split_value_name(by: SplitBy, value: u32) -> String {
+    match by {
+        SplitBy::CpFlags if value >= mprotect_trace_common::SPLIT_VALUES - 1 => "other bits".to_owned(),
+        SplitBy::CpFlags if value == 0 => "0".to_owned(),
+        SplitBy::CpFlags => CP_FLAGS
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| value & (1 << bit) != 0)
+            .map(|(_, name)| *name)
+            .collect::<Vec<_>>()
+            .join("|"),
+    }
+}
+
 /// Attaches every target whose plan has a backend; the others are
 /// reported with their plan's reason. A refused attach falls back to the
-/// next backend `choice` allows.
+/// next backend `choice` allows. With `split`, every probed target's
+/// records are also kept apart by the split value.
 pub fn attach_functions(
     ebpf: &mut Ebpf,
     kallsyms: &Kallsyms,
     plans: &[TargetPlan],
     caps: &Capabilities,
     choice: BackendChoice,
+    split: Option<SplitBy>,
 ) -> Result<Vec<Attachment>> {
     let probed = plans.iter().filter(|plan| plan.backend != Backend::None).count();
     if probed > FUNCTION_SLOTS as usize {
@@ -66,6 +116,9 @@ pub fn attach_functions(
     };
     let mut next_slot = 0;
     let mut attachments = Vec::new();
+    // Each probed slot's config, its plan and backend: the split sets
+    // them again once every slot is known.
+    let mut configs: Vec<(u32, SlotConfig, &TargetPlan, &'static dyn FunctionBackend)> = Vec::new();
     for plan in plans {
         let mut attachment = Attachment {
             name: plan.name.clone(),
@@ -77,6 +130,7 @@ pub fn attach_functions(
             pages_source: None,
             return_source: None,
             inlined: None,
+            split_source: None,
         };
         let Some(planned) = backend::of_kind(plan.backend) else {
             attachments.push(attachment);
@@ -105,14 +159,7 @@ pub fn attach_functions(
                 };
                 attachment.backend = used.kind();
                 attachment.slot = Some(slot);
-                let config = slot_config(plan, used, &mut attachment);
-                let mut configs: Array<_, SlotConfig> = Array::try_from(
-                    context
-                        .ebpf
-                        .map_mut(maps::SLOT_CONFIG)
-                        .context("the eBPF object has no SLOT_CONFIG")?,
-                )?;
-                configs.set(slot, config, 0).context("writing SLOT_CONFIG")?;
+                configs.push((slot, slot_config(plan, used, &mut attachment), plan, used));
             }
             Err(err) => {
                 attachment.backend = Backend::None;
@@ -125,7 +172,67 @@ pub fn attach_functions(
         }
         attachments.push(attachment);
     }
+    if let Some(split) = split {
+        split_configs(split, &mut configs, &mut attachments)?;
+    }
+    let mut map: Array<_, SlotConfig> = Array::try_from(
+        context
+            .ebpf
+            .map_mut(maps::SLOT_CONFIG)
+            .context("the eBPF object has no SLOT_CONFIG")?,
+    )?;
+    for (slot, config, _, _) in &configs {
+        map.set(*slot, *config, 0).context("writing SLOT_CONFIG")?;
+    }
     Ok(attachments)
+}
+
+/// Sets every probed slot to split its records by the value the split's
+/// source function reads at its entry: the source must be probed at its
+/// entry (fentry or kprobe) with that parameter readable, or the run is
+/// refused (before it starts: the caller drops every probe).
+fn split_configs(
+    split: SplitBy,
+    configs: &mut [(u32, SlotConfig, &TargetPlan, &'static dyn FunctionBackend)],
+    attachments: &mut [Attachment],
+) -> Result<()> {
+    let found = configs.iter().find_map(|(slot, _, plan, backend)| {
+        if plan.name != split.source() || !matches!(backend.kind(), Backend::Fentry | Backend::Kprobe) {
+            return None;
+        }
+        let signature = plan.signature.as_ref()?;
+        let (index, _) = distributed_parameter(signature, &[split.name()])?;
+        backend.reads_argument(index).then_some((*slot, index))
+    });
+    let Some((source, index)) = found else {
+        let how = attachments.iter().find(|a| a.name == split.source()).map_or_else(
+            || "not a target".to_owned(),
+            |a| match a.backend {
+                Backend::None => "not probed".to_owned(),
+                backend => format!("probed by {}", backend.label()),
+            },
+        );
+        bail!(
+            "--split-by {0} needs {1} probed at its entry (fentry or kprobe) with its {0} parameter in BTF; here {1} is {how}: see `mprotect-trace doctor`",
+            split.name(),
+            split.source()
+        );
+    };
+    for (slot, config, _, _) in configs.iter_mut() {
+        config.split_source = source as i32;
+        if *slot == source {
+            config.split_arg = index as i32;
+        }
+    }
+    for attachment in attachments.iter_mut().filter(|a| a.slot.is_some()) {
+        attachment.split_source = Some(format!(
+            "{}({}), argument {index}, of the {} call it is in",
+            split.source(),
+            split.name(),
+            split.source()
+        ));
+    }
+    Ok(())
 }
 
 /// What attaching one target did.

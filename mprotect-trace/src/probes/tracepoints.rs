@@ -43,6 +43,7 @@ pub fn attach(ebpf: &mut Ebpf, events: &[TraceEvent]) -> Result<Vec<Attachment>>
             .attach(&event.spec.category, &event.spec.name)
             .map_err(|e| anyhow::anyhow!("attaching to tracepoint {}: {}", event.spec.event(), error_chain(&e)))?;
         attachments.push(Attachment {
+            split_source: None,
             name: event.spec.event(),
             role: Role::User,
             backend: Backend::Tracepoint,

@@ -8,9 +8,10 @@ use crate::model::report::{SCHEMA_VERSION, errno_name, prot_name};
 use crate::model::stats::PERCENTILE_RELATIVE_ERROR;
 use crate::model::{
     Attachment, Backend, Calibration, Capabilities, CpuCalls, FailedCalls, FieldValue, FieldValues, LatencySummary,
-    Profile, ProgramCost, Report, Scope, Settings, StopReason, SyscallProbe, SyscallReport, TargetReport,
+    Profile, ProgramCost, Report, Scope, Settings, SplitPart, StopReason, SyscallProbe, SyscallReport, TargetReport,
     WorkloadResult,
 };
+use crate::probes::attach::{SplitBy, split_value_name};
 
 /// Everything a run found out, read back from the kernel and the target.
 pub struct Collected {
@@ -37,6 +38,8 @@ pub struct Collected {
     pub trace_events: Vec<TraceEvent>,
     /// `--per-cpu`: keep every target's per-CPU breakdown.
     pub per_cpu: bool,
+    /// `--split-by`: what the split values are.
+    pub split_by: Option<SplitBy>,
 }
 
 /// The machine a run happened on: CPU model, CPU count, kernel command line.
@@ -115,12 +118,27 @@ fn field_values(event: &TraceEvent, data: &TracepointData, not_stored: u64) -> O
     })
 }
 
+/// A target's records by split value, named.
+fn split_parts(by: SplitBy, data: &SlotData, timed: bool, has_nr: bool) -> Vec<SplitPart> {
+    data.split
+        .iter()
+        .map(|part| SplitPart {
+            value: part.value,
+            name: split_value_name(by, part.value),
+            calls: part.calls,
+            latency: timed.then(|| LatencySummary::of(&part.latency_ns)),
+            nr_ptes: has_nr.then(|| part.nr_ptes.clone()),
+        })
+        .collect()
+}
+
 fn function_target(
     mut attachment: Attachment,
     data: Option<&SlotData>,
     inline_calls: &[u64],
     syscall_ns: u64,
     per_cpu: bool,
+    split_by: Option<SplitBy>,
 ) -> TargetReport {
     let call_site = attachment.backend.counts_calls_only();
     if let Some(inlined) = attachment.inlined.as_mut() {
@@ -132,7 +150,11 @@ fn function_target(
             .filter(|_| inlined.instances.iter().any(|i| i.exit.is_some()))
             .map(|d| LatencySummary::of(&d.latency_ns));
     }
+    let split = split_by
+        .zip(data)
+        .map(|(by, data)| split_parts(by, data, !call_site, attachment.nr_ptes_source.is_some()));
     TargetReport {
+        split,
         calls: data.map(|d| {
             if call_site {
                 d.call_site_calls
@@ -187,6 +209,7 @@ fn tracepoint_target(
             .zip(event)
             .and_then(|(data, event)| field_values(event, data, snapshot.tracepoint_values_full)),
         per_cpu: data.filter(|_| per_cpu).map(|d| counted_per_cpu(&d.calls_per_cpu)),
+        split: None,
         attachment,
     }
 }
@@ -202,7 +225,14 @@ pub fn report(collected: Collected) -> Report {
             Backend::Tracepoint => tracepoint_target(attachment, snapshot, &collected.trace_events, per_cpu),
             _ => {
                 let data = attachment.slot.and_then(|slot| snapshot.functions.get(slot as usize));
-                function_target(attachment, data, &snapshot.inline_calls, syscall_ns, per_cpu)
+                function_target(
+                    attachment,
+                    data,
+                    &snapshot.inline_calls,
+                    syscall_ns,
+                    per_cpu,
+                    collected.split_by,
+                )
             }
         })
         .collect();

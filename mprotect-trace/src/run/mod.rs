@@ -199,7 +199,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     } else {
         1
     };
-    let mut ebpf = ebpf_object::load_with_max_stacks(stack_entries)?;
+    let mut ebpf = ebpf_object::load_sized(stack_entries, options.split_by.is_some())?;
     let run_time_stats = options.probe_cost.then(RunTimeStats::enable).transpose()?;
     let mut caps = capabilities::detect_for_run(&mut ebpf);
     let settings = settings::of(&options)?;
@@ -255,7 +255,8 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         caps.syscall_tracepoints =
             Check::yes("the mprotect programs attached to syscalls:sys_enter_mprotect and sys_exit_mprotect");
     }
-    let mut attachments = attach::attach_functions(&mut ebpf, &kallsyms, &plans, &caps, options.backend)?;
+    let mut attachments =
+        attach::attach_functions(&mut ebpf, &kallsyms, &plans, &caps, options.backend, options.split_by)?;
     attachments.extend(tracepoints::attach(&mut ebpf, &trace_events)?);
     let sampling_cpus = match options.sample_hz {
         Some(hz) => match sampling::attach(&mut ebpf, hz) {
@@ -364,6 +365,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         program_costs,
         trace_events,
         per_cpu: options.per_cpu,
+        split_by: options.split_by,
     });
     // The kernel's debug info, when it is installed where distributions
     // put it: inlined functions and source lines in the first table.
