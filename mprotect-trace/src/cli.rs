@@ -333,10 +333,13 @@ struct WorkloadArgs {
     /// Shape of the workload.
     #[arg(long, value_parser = scenario_parser(), default_value = WorkloadOptions::DEFAULT.scenario.name())]
     scenario: Scenario,
-    /// Size of each mapping in MiB [default: 64; 4 for region-toggle].
+    /// Size of each mapping in MiB [default: 64; 4 for region-toggle and each mprot-tw4m region].
     #[arg(long, value_parser = count::<u64>)]
     mapping_mb: Option<u64>,
-    /// Measured iterations per round.
+    /// mprot-tw4m: 4 MiB regions (libMicro's -B 10), each a batch's call.
+    #[arg(long, default_value_t = WorkloadOptions::DEFAULT.regions, value_name = "N", value_parser = count::<u64>)]
+    regions: u64,
+    /// Measured iterations per round (mprot-tw4m: batches).
     #[arg(long, default_value_t = WorkloadOptions::DEFAULT.iterations, value_parser = count::<u64>)]
     iterations: u64,
     /// Unmeasured iterations before the measured ones, each round.
@@ -381,6 +384,7 @@ impl WorkloadArgs {
             touch: !self.no_touch,
             folio_kb: self.folio_kb,
             dither_us: self.dither_us,
+            regions: self.regions,
         }
     }
 }
@@ -798,6 +802,12 @@ struct GuestArgs {
     /// Guest memory.
     #[arg(long, default_value_t = 2048, value_name = "MiB", value_parser = whole::<u32>)]
     memory: u32,
+    /// NUMA nodes of every guest: the memory split evenly, the CPUs in blocks.
+    ///
+    /// A node past the CPU count has memory only. Checked in each guest (its kernel needs
+    /// CONFIG_NUMA); the NUMA-hinting path into change_protection needs 2.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = count::<u32>)]
+    numa_nodes: u32,
     /// auto: KVM where it works, else TCG (said so); tcg-icount: instruction time.
     ///
     /// tcg-icount: guest time by instructions executed, deterministic and comparable between
@@ -875,6 +885,7 @@ impl GuestArgs {
             repeat,
             smp: self.smp,
             memory_mib: self.memory,
+            numa_nodes: self.numa_nodes,
             accel: match Accel::from_name(&self.accel) {
                 Some(accel) => AccelChoice::Only(accel),
                 None => AccelChoice::Auto,

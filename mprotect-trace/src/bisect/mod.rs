@@ -87,6 +87,13 @@ pub struct Inputs {
     pub smp: u32,
     pub memory_mib: u32,
     pub append: String,
+    /// Bisects recorded before `--numa-nodes` had one node.
+    #[serde(default = "one_node")]
+    pub numa_nodes: u32,
+}
+
+fn one_node() -> u32 {
+    1
 }
 
 /// The part of a stored bisect.json that resuming and `bisect-step` read.
@@ -322,6 +329,7 @@ pub fn run(options: &BisectOptions) -> Result<ExitCode> {
         smp,
         memory_mib: options.lab.memory_mib,
         append: options.lab.append.clone(),
+        numa_nodes: options.lab.numa_nodes,
     };
     let (output, resumed) = open_output(options, &inputs)?;
     crate::children::stop_on_signals()?;

@@ -54,6 +54,8 @@ pub struct LabOptions {
     pub base_config: Option<PathBuf>,
     /// Words added to every guest's kernel command line.
     pub append: String,
+    /// NUMA nodes every guest has (1: no NUMA topology).
+    pub numa_nodes: u32,
     /// The targets whose inlined instances a guest probes when its kernel
     /// comes with a vmlinux (one the lab built); `None` when the guests'
     /// run probes no function or brings its own sites.
@@ -103,18 +105,31 @@ fn side_dir(output: &Path, kernel: &LabKernel, smp: u32) -> PathBuf {
     output.join(&kernel.label).join(format!("smp-{smp}"))
 }
 
-/// The guest's init: its CPU count, then the traced run.
+/// The guest machine of one boot with `smp` CPUs.
+fn machine(options: &LabOptions, accel: Accel, smp: u32) -> Machine {
+    Machine {
+        accel,
+        memory_mib: options.memory_mib,
+        cpus: smp,
+        timeout: options.boot_timeout,
+        append: options.append.clone(),
+        numa_nodes: options.numa_nodes,
+    }
+}
+
+/// The guest's init: its CPU count and NUMA nodes, then the traced run.
 fn guest_script(run_args: &[String]) -> String {
     let args = shlex::try_join(run_args.iter().map(String::as_str)).unwrap_or_default();
     GuestScript::new()
         .shell("echo ===BEGIN cpus===; nproc; echo ===END cpus===")
+        .shell("echo ===BEGIN nodes===; ls -d /sys/devices/system/node/node[0-9]* 2>/dev/null | wc -l; echo ===END nodes===")
         .run("run", &args)
         .finish()
 }
 
 /// Checks one boot's console: the guest ran its init to the end, has the
 /// CPUs asked for, and its run succeeded with a report.
-fn read_boot(console: &Console, smp: u32) -> Result<Report> {
+fn read_boot(console: &Console, smp: u32, numa_nodes: u32) -> Result<Report> {
     if let Some(stopped) = console.stopped {
         bail!("{}", stopped.describe());
     }
@@ -124,6 +139,16 @@ fn read_boot(console: &Console, smp: u32) -> Result<Report> {
     let cpus = console.section("cpus").map(str::trim).unwrap_or_default();
     if cpus != smp.to_string() {
         bail!("the guest has {cpus:?} CPUs, not the {smp} asked for");
+    }
+    // A kernel without CONFIG_NUMA has no node directory: one node.
+    let nodes = console
+        .section("nodes")
+        .map(str::trim)
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0)
+        .max(1);
+    if nodes != numa_nodes.max(1) {
+        bail!("the guest sees {nodes} NUMA node(s), not the {numa_nodes} asked for (its kernel needs CONFIG_NUMA)");
     }
     if !console.text.contains("run exit status 0") {
         let status = console
@@ -215,7 +240,7 @@ fn boot_with_retries(
             }
         };
         let (console, why, again) = match machine.boot(&kernel.image, initramfs, &show) {
-            Ok(console) => match read_boot(&console, machine.cpus) {
+            Ok(console) => match read_boot(&console, machine.cpus, machine.numa_nodes) {
                 Ok(report) => {
                     std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
                     std::fs::write(run_dir.join(CONSOLE_LOG), &console.text)?;
@@ -264,6 +289,9 @@ fn boot_with_retries(
 pub fn run(options: &LabOptions) -> Result<ExitCode> {
     if options.smp.is_empty() || options.smp.contains(&0) {
         bail!("--smp takes CPU counts of 1 or more, e.g. --smp 1,2");
+    }
+    if options.numa_nodes == 0 {
+        bail!("--numa-nodes must be at least 1 (got 0)");
     }
     if let Some(path) = &options.base_config
         && !path.is_file()
@@ -346,13 +374,7 @@ pub fn run(options: &LabOptions) -> Result<ExitCode> {
             "{} with {} CPUs, repeat {}",
             kernel.label, boot.smp, boot.repeat
         ));
-        let machine = Machine {
-            accel: accels[boot.kernel],
-            memory_mib: options.memory_mib,
-            cpus: boot.smp,
-            timeout: options.boot_timeout,
-            append: options.append.clone(),
-        };
+        let machine = machine(options, accels[boot.kernel], boot.smp);
         let run_dir = side_dir(&output, kernel, boot.smp).join(format!("run-{:02}", boot.repeat));
         let outcome = boot_with_retries(
             kernel,
@@ -476,13 +498,7 @@ impl BootableKernel {
     /// One boot with `smp` CPUs, its report kept in `run_dir`, retried as
     /// `lab` retries.
     pub fn boot(&self, options: &LabOptions, smp: u32, run_dir: &Path, bar: &ProgressBar) -> Result<BootOutcome> {
-        let machine = Machine {
-            accel: self.accel,
-            memory_mib: options.memory_mib,
-            cpus: smp,
-            timeout: options.boot_timeout,
-            append: options.append.clone(),
-        };
+        let machine = machine(options, self.accel, smp);
         boot_with_retries(&self.kernel, &machine, &self.initramfs, run_dir, options.retries, bar)
     }
 }
@@ -580,7 +596,7 @@ mod tests {
             stopped: None,
         };
         let done = crate::vm::console::INIT_DONE;
-        let err = |text: &str, smp| format!("{:#}", read_boot(&console(text), smp).unwrap_err());
+        let err = |text: &str, smp| format!("{:#}", read_boot(&console(text), smp, 1).unwrap_err());
         assert_eq!(
             err("Kernel panic", 1),
             "the guest did not finish its init (a failed boot)"

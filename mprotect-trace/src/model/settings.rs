@@ -26,6 +26,9 @@ pub struct Settings {
     pub duration_s: Option<f64>,
     pub calibrate: bool,
     pub probe_cost: bool,
+    /// `--split-by`: what the function targets' records were also split by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_by: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,6 +51,9 @@ pub struct WorkloadSettings {
     /// older than it).
     #[serde(default)]
     pub dither_us: u64,
+    /// `--regions`: mprot-tw4m's regions; absent for the other scenarios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions: Option<u64>,
 }
 
 /// One setting that differs between two runs.
@@ -83,6 +89,7 @@ impl Settings {
                 touch: true,
                 folio_kb: None,
                 dither_us: 0,
+                regions: None,
             }),
             command: Vec::new(),
             pid: None,
@@ -95,6 +102,7 @@ impl Settings {
             duration_s: None,
             calibrate: false,
             probe_cost: false,
+            split_by: None,
         }
     }
 }

@@ -6,13 +6,33 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkloadResult {
     pub scenario: String,
+    /// Pages of one thread's memory under test, which each iteration
+    /// covers: its mapping, or for mprot-tw4m all its regions together
+    /// (each batch changes the protection of every page once).
     pub pages: u64,
+    /// Size of the mapping; for mprot-tw4m, of each region.
     pub mapping_mb: u64,
+    /// mprot-tw4m: the regions each thread toggles, one mprotect() call
+    /// each per batch (libMicro's `-B`); `None` for every other scenario.
+    #[serde(default)]
+    pub regions: Option<u64>,
     pub iterations: u64,
     pub warmup: u64,
     pub rounds: u64,
     pub threads: u64,
+    /// mprot-tw4m: libMicro's figure, the median microseconds per
+    /// mprotect() call, outliers removed (see
+    /// [`crate::workload::libmicro_median`]); one sample per measured batch:
+    /// the batch's time (its reads of `-t` included) over its calls.
+    /// `None` for every other scenario.
+    #[serde(default)]
+    pub mprotect_call_us_median: Option<f64>,
     /// Means over every measured iteration of every thread and round.
+    /// For mprot-tw4m an iteration is a batch and the times are per page
+    /// of all the regions (`pages`): protect is the batch's calls to
+    /// PROT_NONE, restore its calls to PROT_READ|PROT_WRITE, post-touch
+    /// its reads of every page of each region about to go PROT_NONE (`-t`,
+    /// inside libMicro's timed window); they add up to the batch.
     pub protect_ns_per_page: f64,
     pub restore_ns_per_page: f64,
     pub post_touch_ns_per_page: f64,
@@ -23,6 +43,8 @@ pub struct WorkloadResult {
     pub post_touch_ns_per_page_median: f64,
     pub iteration_ns_per_page_median: f64,
     /// State audit of the mapping that matched the scenario least, at the end.
+    /// `KernelPageSize` of a mapping that is not hugetlb (no workload maps
+    /// hugetlb): the kernel's base page size.
     pub kernel_page_kb: u64,
     pub mmu_page_kb: u64,
     pub anon_huge_kb: u64,
@@ -35,6 +57,18 @@ pub struct WorkloadResult {
     /// (2 MiB ranges) its range spans. change_pte_range runs once per walk.
     #[serde(default)]
     pub pte_table_walks: u64,
+    /// The THP mode the run ran in: the active (bracketed) word of
+    /// /sys/kernel/mm/transparent_hugepage/enabled (`always`, `madvise`,
+    /// `never`). `None`: the kernel has no THP, or the report predates it.
+    #[serde(default)]
+    pub thp_enabled: Option<String>,
+    /// The multi-size THP sizes enabled for anonymous memory in that run:
+    /// `[size_kb, mode]` for each hugepages-<size>kB/enabled that is not
+    /// `never` (`always`, `inherit` or `madvise`), smallest first. Empty
+    /// when none is, when the kernel has none (before 6.8), or in reports
+    /// that predate it.
+    #[serde(default)]
+    pub mthp_enabled: Vec<(u64, String)>,
     /// `--folio-kb`: the folio size asked for (multi-size THP).
     #[serde(default)]
     pub folio_kb: Option<u64>,
@@ -58,6 +92,10 @@ pub struct WorkloadResult {
     /// start gate to the end: how busy it kept the CPUs.
     #[serde(default)]
     pub cpu_time_s: f64,
+    /// The smaps entries of the mapping that matched least, after its
+    /// prefault and at the end. For mprot-tw4m: before, every region
+    /// together (one VMA until the first batch splits it); after, the
+    /// region that matched least (each is audited, each its own VMA then).
     pub smaps_before: SmapsEntry,
     pub smaps_after: SmapsEntry,
     /// Per measured iteration, in order: thread 0's (the main thread's)
@@ -164,12 +202,18 @@ impl WorkloadResult {
             ("rounds", self.rounds.to_string()),
             ("threads", self.threads.to_string()),
         ];
+        if let Some(regions) = self.regions {
+            fields.push(("regions", regions.to_string()));
+        }
         if let Some(kb) = self.folio_kb {
             fields.push(("folio_kb", kb.to_string()));
         }
         if self.stopped_early {
             fields.push(("stopped_early", "1".to_owned()));
             fields.push(("measured_iterations", self.measured_iterations.to_string()));
+        }
+        if let Some(us) = self.mprotect_call_us_median {
+            fields.push(("mprotect_call_us_median", format!("{us:.3}")));
         }
         for (key, value) in self.ns_per_page_fields() {
             fields.push((key, format!("{value:.2}")));
@@ -179,12 +223,33 @@ impl WorkloadResult {
             ("mmu_page_kb", self.mmu_page_kb),
             ("anon_huge_kb", self.anon_huge_kb),
             ("thpeligible", self.thpeligible),
+        ] {
+            fields.push((key, value.to_string()));
+        }
+        if let Some(mode) = &self.thp_enabled {
+            fields.push(("thp_enabled", mode.clone()));
+            fields.push(("mthp_enabled", self.mthp_enabled_field()));
+        }
+        for (key, value) in [
             ("expected_match_ratio", self.expected_match_ratio),
             ("mprotect_calls", self.mprotect_calls),
         ] {
             fields.push((key, value.to_string()));
         }
         fields
+    }
+
+    /// `mthp_enabled` as one word: `16kB:always,2048kB:inherit`, or `none`.
+    fn mthp_enabled_field(&self) -> String {
+        if self.mthp_enabled.is_empty() {
+            return "none".to_owned();
+        }
+        let sizes: Vec<String> = self
+            .mthp_enabled
+            .iter()
+            .map(|(kb, mode)| format!("{kb}kB:{mode}"))
+            .collect();
+        sizes.join(",")
     }
 
     /// The per-page times of the `result` line: means, then medians.
@@ -227,6 +292,36 @@ mod tests {
         let mut result: WorkloadResult = serde_json::from_value(json).expect("a workload result without threads loads");
         result.per_iteration_ns.threads = recorded;
         result
+    }
+
+    #[test]
+    fn an_older_report_loads_without_the_newer_fields_and_prints_none_of_them() {
+        let old = result(1, 3, Vec::new(), false);
+        assert_eq!((old.regions, old.mprotect_call_us_median), (None, None));
+        assert_eq!((old.thp_enabled.as_deref(), old.mthp_enabled.len()), (None, 0));
+        let line = old.result_line();
+        for key in ["regions=", "mprotect_call_us_median=", "thp_enabled=", "mthp_enabled="] {
+            assert!(!line.contains(key), "{line}");
+        }
+    }
+
+    #[test]
+    fn the_result_line_carries_the_call_figure_and_the_thp_settings() {
+        let mut tw4m = result(1, 3, Vec::new(), false);
+        tw4m.regions = Some(10);
+        tw4m.mprotect_call_us_median = Some(12.345_67);
+        tw4m.thp_enabled = Some("madvise".into());
+        let line = tw4m.result_line();
+        assert!(
+            line.contains(" threads=1 regions=10 mprotect_call_us_median=12.346 protect_ns_per_page="),
+            "{line}"
+        );
+        assert!(
+            line.contains(" thpeligible=0 thp_enabled=madvise mthp_enabled=none expected_match_ratio="),
+            "{line}"
+        );
+        tw4m.mthp_enabled = vec![(16, "always".into()), (2048, "inherit".into())];
+        assert!(tw4m.result_line().contains(" mthp_enabled=16kB:always,2048kB:inherit "));
     }
 
     #[test]

@@ -58,6 +58,9 @@ fn run_arguments(settings: &Settings) -> Vec<String> {
         if let Some(kb) = w.folio_kb {
             flag("--folio-kb", Some(kb.to_string()));
         }
+        if let Some(regions) = w.regions.filter(|r| *r != defaults.regions) {
+            flag("--regions", Some(regions.to_string()));
+        }
     }
     if let Some(pid) = settings.pid {
         flag("-p", Some(pid.to_string()));
@@ -89,6 +92,9 @@ fn run_arguments(settings: &Settings) -> Vec<String> {
     }
     if settings.calibrate {
         flag("--calibrate", None);
+    }
+    if let Some(by) = &settings.split_by {
+        flag("--split-by", Some(by.clone()));
     }
     if settings.probe_cost {
         flag("--probe-cost", None);

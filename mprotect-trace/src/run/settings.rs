@@ -21,6 +21,7 @@ pub fn of(options: &RunOptions) -> Result<Settings> {
                 touch: plan.touch,
                 folio_kb: plan.folio_kb,
                 dither_us: plan.dither_us,
+                regions: (plan.scenario == crate::workload::Scenario::MprotTw4m).then_some(plan.regions),
             })
         }
         _ => None,
@@ -60,5 +61,6 @@ pub fn of(options: &RunOptions) -> Result<Settings> {
         duration_s: options.duration.map(|d| d.as_secs_f64()),
         calibrate: options.calibrate,
         probe_cost: options.probe_cost,
+        split_by: options.split_by.map(|by| by.name().to_owned()),
     })
 }

@@ -103,6 +103,10 @@ pub struct Machine {
     pub timeout: Duration,
     /// Words added to the kernel command line (`lab --append`).
     pub append: String,
+    /// NUMA nodes (`lab --numa-nodes`): the memory split evenly between
+    /// them, the CPUs in contiguous blocks (a node past the CPU count has
+    /// memory only); 1: no NUMA topology given.
+    pub numa_nodes: u32,
 }
 
 impl Default for Machine {
@@ -113,7 +117,33 @@ impl Default for Machine {
             cpus: 2,
             timeout: Duration::from_secs(900),
             append: String::new(),
+            numa_nodes: 1,
         }
+    }
+}
+
+impl Machine {
+    /// QEMU's arguments for the NUMA nodes: a RAM backend and a node each.
+    fn numa_args(&self) -> Vec<String> {
+        let nodes = self.numa_nodes;
+        if nodes <= 1 {
+            return Vec::new();
+        }
+        let mut args = Vec::new();
+        for node in 0..nodes {
+            // The first nodes take the remainders, so the sizes add up.
+            let size = self.memory_mib / nodes + u32::from(node < self.memory_mib % nodes);
+            args.push("-object".to_owned());
+            args.push(format!("memory-backend-ram,id=mem{node},size={size}M"));
+            let (first, end) = (node * self.cpus / nodes, (node + 1) * self.cpus / nodes);
+            let cpus = match end.checked_sub(1) {
+                Some(last) if last >= first => format!(",cpus={first}-{last}"),
+                _ => String::new(),
+            };
+            args.push("-numa".to_owned());
+            args.push(format!("node,nodeid={node},memdev=mem{node}{cpus}"));
+        }
+        args
     }
 }
 
@@ -201,6 +231,7 @@ impl Machine {
             .args(accel)
             .args(["-cpu", cpu])
             .args(["-m", &self.memory_mib.to_string(), "-smp", &self.cpus.to_string()])
+            .args(self.numa_args())
             .args(["-nographic", "-no-reboot", "-kernel"])
             .arg(&kernel.path)
             .arg("-initrd")
@@ -284,4 +315,47 @@ fn read_lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
         }
     });
     receiver
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Machine;
+
+    #[test]
+    fn numa_nodes_split_the_memory_and_the_cpus() {
+        let machine = |cpus, memory_mib, numa_nodes| Machine {
+            cpus,
+            memory_mib,
+            numa_nodes,
+            ..Machine::default()
+        };
+        assert!(machine(2, 2048, 1).numa_args().is_empty());
+        assert_eq!(
+            machine(2, 2048, 2).numa_args(),
+            [
+                "-object",
+                "memory-backend-ram,id=mem0,size=1024M",
+                "-numa",
+                "node,nodeid=0,memdev=mem0,cpus=0-0",
+                "-object",
+                "memory-backend-ram,id=mem1,size=1024M",
+                "-numa",
+                "node,nodeid=1,memdev=mem1,cpus=1-1",
+            ]
+        );
+        // One CPU: the second node has memory only; the sizes add up.
+        assert_eq!(
+            machine(1, 1025, 2).numa_args(),
+            [
+                "-object",
+                "memory-backend-ram,id=mem0,size=513M",
+                "-numa",
+                "node,nodeid=0,memdev=mem0",
+                "-object",
+                "memory-backend-ram,id=mem1,size=512M",
+                "-numa",
+                "node,nodeid=1,memdev=mem1,cpus=0-0",
+            ]
+        );
+    }
 }

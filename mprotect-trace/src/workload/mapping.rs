@@ -1,4 +1,4 @@
-//! One mapping under test, unmapped (and its memfd closed) on drop, so no
+//! One mapping under test, unmapped (and its memfd or /dev/zero closed) on drop, so no
 //! error path leaves memory mapped behind.
 
 use std::ptr;
@@ -14,12 +14,14 @@ const HUGE_PAGE_SIZE: usize = 2 << 20;
 pub struct Mapping {
     /// The PROT_NONE reservation around the data: a guard page on each
     /// side keeps the VMA from merging with a neighbour, so smaps shows
-    /// exactly this mapping.
+    /// exactly this mapping. A /dev/zero mapping has none (it is the data:
+    /// the kernel places it, and its file keeps it from merging).
     reservation: *mut libc::c_void,
     reservation_len: usize,
     start: *mut u8,
     len: usize,
-    memfd: Option<libc::c_int>,
+    /// The memfd, or /dev/zero, behind the mapping.
+    fd: Option<libc::c_int>,
 }
 
 // The mapping is owned by one thread at a time; the raw pointers are just
@@ -32,9 +34,13 @@ fn last_os_error(what: &str) -> anyhow::Error {
 
 impl Mapping {
     /// Maps the plan's `mapping_bytes` as its scenario wants them (not yet
-    /// faulted in), aligned for its huge pages or large folios.
+    /// faulted in), aligned for its huge pages or large folios; `regions`
+    /// of them one after another, in one mapping.
     pub fn create(plan: &Plan) -> Result<Self> {
-        let (scenario, len) = (plan.scenario, plan.mapping_bytes);
+        let (scenario, len) = (plan.scenario, plan.mapping_bytes * plan.regions as usize);
+        if scenario.backing() == Backing::DevZeroPrivate {
+            return Self::dev_zero_private(len);
+        }
         let align = match plan.folio_kb {
             _ if scenario.wants_huge_pages() => HUGE_PAGE_SIZE,
             Some(kb) => kb as usize * 1024,
@@ -60,7 +66,7 @@ impl Mapping {
             reservation_len,
             start: ptr::null_mut(),
             len,
-            memfd: None,
+            fd: None,
         };
         let start = (reservation as usize + PAGE_SIZE).next_multiple_of(align);
 
@@ -73,13 +79,14 @@ impl Mapping {
                 if fd < 0 {
                     return Err(last_os_error("memfd_create"));
                 }
-                mapping.memfd = Some(fd);
+                mapping.fd = Some(fd);
                 // SAFETY: fd is the memfd just created.
                 if unsafe { libc::ftruncate(fd, len as libc::off_t) } != 0 {
                     return Err(last_os_error("ftruncate of the memfd"));
                 }
                 (libc::MAP_SHARED, fd)
             }
+            Backing::DevZeroPrivate => bail!("a /dev/zero mapping is not made inside a reservation"),
         };
         // SAFETY: MAP_FIXED inside our own reservation, which this struct owns.
         let data = unsafe {
@@ -103,6 +110,41 @@ impl Mapping {
             }
         }
         Ok(mapping)
+    }
+
+    /// `len` bytes of /dev/zero, MAP_PRIVATE, read-write, where the kernel
+    /// places them (so aligned as it aligns libMicro's: to 2 MiB on recent
+    /// THP kernels), the file kept open: libMicro's mprotect mapping.
+    fn dev_zero_private(len: usize) -> Result<Self> {
+        // SAFETY: the path is a NUL-terminated literal.
+        let fd = unsafe { libc::open(c"/dev/zero".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(last_os_error("opening /dev/zero"));
+        }
+        // SAFETY: a fresh private mapping of /dev/zero; nothing else refers to it.
+        let data = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE,
+                fd,
+                0,
+            )
+        };
+        if data == libc::MAP_FAILED {
+            let err = last_os_error("mmap of /dev/zero");
+            // SAFETY: fd is the descriptor opened above.
+            unsafe { libc::close(fd) };
+            return Err(err);
+        }
+        Ok(Mapping {
+            reservation: data,
+            reservation_len: len,
+            start: data.cast(),
+            len,
+            fd: Some(fd),
+        })
     }
 
     pub fn start(&self) -> usize {
@@ -130,6 +172,34 @@ impl Mapping {
         Ok(())
     }
 
+    /// Changes the protection of `len` bytes from `offset`: one region.
+    #[inline(always)]
+    pub fn protect_part(&self, offset: usize, len: usize, prot: libc::c_int) -> Result<()> {
+        debug_assert!(offset + len <= self.len);
+        // SAFETY: the range is inside our own mapping.
+        if unsafe { libc::mprotect(self.start.add(offset).cast(), len, prot) } != 0 {
+            bail!("mprotect: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Reads one byte of each of `pages` pages from `offset`.
+    #[inline(always)]
+    pub fn read_pages(&self, offset: usize, pages: usize) -> u64 {
+        debug_assert!(offset + pages * PAGE_SIZE <= self.len);
+        let mut sum = 0u64;
+        for page in 0..pages {
+            // SAFETY: inside our mapping, which is readable when this is called.
+            sum += u64::from(unsafe { ptr::read_volatile(self.start.add(offset + page * PAGE_SIZE)) });
+        }
+        sum
+    }
+
+    /// The PTE tables `len` bytes from `offset` span (see [`Self::pte_tables`]).
+    pub fn pte_tables_of(&self, offset: usize, len: usize) -> u64 {
+        pte_tables_spanned(self.start as u64 + offset as u64, len as u64)
+    }
+
     /// Writes one byte in every page (faulting it in dirty).
     #[inline(always)]
     pub fn write_each_page(&self, value: u8) {
@@ -155,8 +225,8 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: the reservation (and the data mapped inside it) is ours.
         unsafe { libc::munmap(self.reservation, self.reservation_len) };
-        if let Some(fd) = self.memfd {
-            // SAFETY: the memfd is ours and closed once.
+        if let Some(fd) = self.fd {
+            // SAFETY: the file is ours and closed once.
             unsafe { libc::close(fd) };
         }
     }

@@ -2,6 +2,7 @@
 //! regression reproducers, with an audit of the page state it ran in.
 
 mod folios;
+mod libmicro;
 mod mapping;
 pub mod mthp;
 mod options;
@@ -17,6 +18,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
+pub use libmicro::libmicro_median;
 use mapping::Mapping;
 pub use options::{Plan, WorkloadOptions};
 pub use scenario::Scenario;
@@ -29,6 +31,8 @@ struct Samples {
     protect: Vec<u64>,
     restore: Vec<u64>,
     post_touch: Vec<u64>,
+    /// mprot-tw4m: libMicro's sample of each measured batch, µs per call.
+    call_us: Vec<f64>,
 }
 
 /// The smaps state of one mapping right after prefault, and at the end;
@@ -156,6 +160,10 @@ pub fn run(plan: &Plan, start_gate: StartGate, gated: bool) -> Result<WorkloadRe
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1)
     };
+    let thp = ThpState {
+        enabled: mthp::thp_enabled(),
+        mthp: mthp::enabled_sizes(),
+    };
     let progress = progress_bar(plan, gated);
     let barriers = Barriers {
         started: Barrier::new(plan.threads as usize),
@@ -178,7 +186,7 @@ pub fn run(plan: &Plan, start_gate: StartGate, gated: bool) -> Result<WorkloadRe
     });
     progress.finish_and_clear();
     let outcomes = outcomes.into_iter().collect::<Result<Vec<_>>>()?;
-    let mut result = result::summarize(plan, outcomes);
+    let mut result = result::summarize(plan, outcomes, thp);
     result.cpu_time_s = process_cpu_time() - cpu_before;
     Ok(result)
 }
@@ -194,6 +202,12 @@ fn progress_bar(plan: &Plan, gated: bool) -> ProgressBar {
     }
     bar.set_message(plan.scenario.name());
     bar
+}
+
+/// The THP settings the run ran in, read once before it starts.
+struct ThpState {
+    enabled: Option<String>,
+    mthp: Vec<(u64, String)>,
 }
 
 /// `started`: every thread has finished starting (Rust's thread start-up
@@ -226,10 +240,10 @@ fn run_thread(plan: &Plan, barriers: &Barriers, main: Option<(&ProgressBar, Star
         if stop_requested() {
             break;
         }
-        if plan.scenario.is_single_protect() {
-            single_protect_round(plan, &mut outcome, progress)?;
-        } else {
-            toggle_round(plan, &mut outcome, progress)?;
+        match plan.scenario {
+            Scenario::SingleProtect => single_protect_round(plan, &mut outcome, progress)?,
+            Scenario::MprotTw4m => libmicro::round(plan, &mut outcome, progress)?,
+            _ => toggle_round(plan, &mut outcome, progress)?,
         }
     }
     Ok(outcome)

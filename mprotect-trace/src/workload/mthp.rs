@@ -29,6 +29,27 @@ pub fn offered_sizes(shared: bool) -> Vec<u64> {
     sizes
 }
 
+/// The THP mode: the active word of `enabled` (`always`, `madvise`,
+/// `never`); `None` when the kernel has no THP.
+pub fn thp_enabled() -> Option<String> {
+    let text = std::fs::read_to_string(Path::new(THP_DIR).join("enabled")).ok()?;
+    active(&text).map(str::to_owned)
+}
+
+/// The multi-size THP sizes enabled for anonymous memory: `(size_kb,
+/// mode)` of each size whose knob is not `never`, smallest first; empty
+/// when the kernel has none.
+pub fn enabled_sizes() -> Vec<(u64, String)> {
+    offered_sizes(false)
+        .into_iter()
+        .filter_map(|size| {
+            let text = std::fs::read_to_string(knob(size, false)).ok()?;
+            let mode = active(&text)?;
+            (mode != "never").then(|| (size, mode.to_owned()))
+        })
+        .collect()
+}
+
 /// Checks `folio_kb` is a size this kernel offers for this memory, in one
 /// line listing them.
 pub fn check_size(folio_kb: u64, shared: bool) -> Result<()> {

@@ -10,7 +10,8 @@ use super::scenario::Scenario;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkloadOptions {
     pub scenario: Scenario,
-    /// `None`: the scenario's default (64 MiB; 4 for region-toggle).
+    /// `None`: the scenario's default (64 MiB; 4 for region-toggle and for
+    /// each region of mprot-tw4m).
     pub mapping_mb: Option<u64>,
     pub iterations: u64,
     pub warmup: u64,
@@ -23,6 +24,9 @@ pub struct WorkloadOptions {
     pub folio_kb: Option<u64>,
     /// After each iteration, spin a random time below this many µs (0: none).
     pub dither_us: u64,
+    /// mprot-tw4m: regions of `mapping_mb` each batch toggles, one call
+    /// each (libMicro's `-B`); ignored by every other scenario.
+    pub regions: u64,
 }
 
 impl WorkloadOptions {
@@ -38,6 +42,7 @@ impl WorkloadOptions {
         touch: true,
         folio_kb: None,
         dither_us: 0,
+        regions: 10,
     };
 }
 
@@ -62,6 +67,9 @@ pub struct Plan {
     pub touch: bool,
     pub folio_kb: Option<u64>,
     pub dither_us: u64,
+    /// Mappings of `mapping_bytes` each thread maps per round, one after
+    /// another in one mapping: `--regions` for mprot-tw4m, else 1.
+    pub regions: u64,
 }
 
 impl WorkloadOptions {
@@ -92,6 +100,9 @@ impl WorkloadOptions {
         if self.dither_us > 0 {
             args.extend(["--dither-us".to_owned(), self.dither_us.to_string()]);
         }
+        if self.regions != Self::DEFAULT.regions {
+            args.extend(["--regions".to_owned(), self.regions.to_string()]);
+        }
         args
     }
 
@@ -110,18 +121,25 @@ impl WorkloadOptions {
             ("--iterations", self.iterations),
             ("--rounds", self.rounds),
             ("--threads", self.threads),
+            ("--regions", self.regions),
         ] {
             if value == 0 {
                 bail!("{flag} must be at least 1 (got 0)");
             }
         }
+        let regions = if scenario == Scenario::MprotTw4m {
+            self.regions
+        } else {
+            1
+        };
         // Every count of the run (iterations, calls, the progress bar) fits
-        // in 64 bits: two calls an iteration, warmup included, every round
-        // and thread. Beyond, a count would wrap into a few iterations.
+        // in 64 bits: the calls of an iteration (two for a toggle, one per
+        // region for mprot-tw4m), warmup included, every round and thread.
+        // Beyond, a count would wrap into a few iterations.
         let calls = (self.iterations.checked_add(self.warmup))
             .and_then(|n| n.checked_mul(self.rounds))
             .and_then(|n| n.checked_mul(self.threads))
-            .and_then(|n| n.checked_mul(2));
+            .and_then(|n| n.checked_mul(scenario.calls_per_iteration(regions)));
         if calls.is_none() {
             bail!(
                 "--iterations {} and --warmup {} in {} round(s) of {} thread(s) make more mprotect calls than 64 bits count: lower them (--duration ends a long run early)",
@@ -149,8 +167,20 @@ impl WorkloadOptions {
         } else {
             mapping_mb
         };
+        if (mapping_bytes as u64)
+            .checked_mul(regions)
+            .is_none_or(|bytes| usize::try_from(bytes).is_err())
+        {
+            bail!("--mapping-mb {mapping_mb} x --regions {regions} does not fit in this machine's address space");
+        }
         let available_mb = mem_available_mb()?;
-        let needed_mb = mapping_mb.saturating_mul(self.threads);
+        let needed_mb = mapping_mb.saturating_mul(regions).saturating_mul(self.threads);
+        if regions > 1 && needed_mb > available_mb {
+            bail!(
+                "--mapping-mb {mapping_mb} x {regions} region(s) x {} thread(s) needs {needed_mb} MiB but MemAvailable is {available_mb} MiB: lower --mapping-mb, --regions or --threads",
+                self.threads
+            );
+        }
         if needed_mb > available_mb {
             bail!(
                 "--mapping-mb {mapping_mb} x {} thread(s) needs {needed_mb} MiB but MemAvailable is {available_mb} MiB: lower --mapping-mb or --threads",
@@ -194,6 +224,7 @@ impl WorkloadOptions {
             touch: self.touch,
             folio_kb: self.folio_kb,
             dither_us: self.dither_us,
+            regions,
         })
     }
 }
@@ -231,12 +262,12 @@ const THP_ENABLED: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
 
 /// THP must be `always` or `madvise` for thp-toggle to get huge pages.
 fn check_thp_available() -> Result<()> {
-    let Ok(setting) = std::fs::read_to_string(THP_ENABLED) else {
+    let Some(mode) = super::mthp::thp_enabled() else {
         bail!(
             "thp-toggle needs transparent huge pages, but this kernel has no {THP_ENABLED} (built without CONFIG_TRANSPARENT_HUGEPAGE)"
         );
     };
-    if setting.contains("[never]") {
+    if mode == "never" {
         bail!("thp-toggle needs transparent huge pages, but {THP_ENABLED} is [never]: echo madvise > {THP_ENABLED}");
     }
     Ok(())

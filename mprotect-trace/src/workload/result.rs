@@ -2,14 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use super::{Plan, Samples, ThreadOutcome, stop_requested};
+use super::{Plan, Samples, Scenario, ThpState, ThreadOutcome, libmicro_median, stop_requested};
 use crate::model::workload::mean;
 use crate::model::{PerIteration, SmapsEntry, WorkloadResult};
 use crate::statistics::median;
 
 /// The result of every thread's measured iterations, and the audit of
-/// the mapping that matched the scenario least.
-pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadResult {
+/// the mapping (for mprot-tw4m: of the region) that matched the scenario
+/// least.
+pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>, thp: ThpState) -> WorkloadResult {
     let mut samples = Samples::default();
     let mut mprotect_calls = 0;
     let mut iterations_done = 0;
@@ -24,6 +25,7 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadRe
         samples.protect.extend(outcome.samples.protect);
         samples.restore.extend(outcome.samples.restore);
         samples.post_touch.extend(outcome.samples.post_touch);
+        samples.call_us.extend(outcome.samples.call_us);
         for audit in outcome.audits {
             let scenario = plan.scenario;
             let mut ratio = scenario
@@ -43,14 +45,20 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadRe
     let iteration: Vec<u64> = (0..samples.protect.len())
         .map(|i| samples.protect[i] + samples.restore[i] + samples.post_touch[i])
         .collect();
-    let pages = plan.pages as f64;
-    let per_page_mean = |values: &[u64]| mean(values) / pages;
+    // What one iteration covers: the mapping, or every region of it.
+    let pages = plan.pages as u64 * plan.regions;
+    let tw4m = plan.scenario == Scenario::MprotTw4m;
+    let mprotect_call_us_median = if tw4m { libmicro_median(&samples.call_us) } else { None };
+    let pages_f = pages as f64;
+    let per_page_mean = |values: &[u64]| mean(values) / pages_f;
     let per_page_median =
-        |values: &[u64]| median(&values.iter().map(|&v| v as f64).collect::<Vec<_>>()).unwrap_or(0.0) / pages;
+        |values: &[u64]| median(&values.iter().map(|&v| v as f64).collect::<Vec<_>>()).unwrap_or(0.0) / pages_f;
     WorkloadResult {
         scenario: plan.scenario.name().to_owned(),
-        pages: plan.pages as u64,
+        pages,
         mapping_mb: plan.mapping_mb,
+        regions: tw4m.then_some(plan.regions),
+        mprotect_call_us_median,
         iterations: plan.iterations,
         warmup: plan.warmup,
         rounds: plan.rounds,
@@ -70,6 +78,8 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>) -> WorkloadRe
         mmu_page_kb: smaps_after.mmu_page_kb,
         anon_huge_kb: smaps_after.huge_kb,
         thpeligible: smaps_after.thp_eligible,
+        thp_enabled: thp.enabled,
+        mthp_enabled: thp.mthp,
         expected_match_ratio,
         mprotect_calls,
         pte_table_walks,

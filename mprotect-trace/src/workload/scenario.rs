@@ -20,10 +20,16 @@ pub enum Scenario {
     ThpToggle,
     /// Each iteration maps and write-prefaults a fresh range, and times one mprotect(PROT_READ).
     SingleProtect,
-    /// A 4 MiB private region toggled read / read-write with a write per page (libMicro mprot_tw4m).
+    /// One 4 MiB private region toggled PROT_READ / PROT_READ|PROT_WRITE with a
+    /// write per page: libMicro-like, but not libMicro's mprot_tw4m (that is `MprotTw4m`).
     RegionToggle,
     /// One private 4 KiB page toggled and written: syscall-bound, for measuring tracing overhead.
     PageToggle,
+    /// libMicro's mprot_tw4m as LKP runs it: `--regions` (10) 4 MiB regions of
+    /// one private /dev/zero mapping, write-prefaulted; each batch flips each
+    /// region between PROT_NONE and PROT_READ|PROT_WRITE, reading a byte per
+    /// page of a region before it goes PROT_NONE; libMicro's median µs per call.
+    MprotTw4m,
 }
 
 /// How the memory behind a scenario is obtained.
@@ -32,6 +38,9 @@ pub enum Backing {
     SharedAnon,
     PrivateAnon,
     Memfd,
+    /// /dev/zero mapped MAP_PRIVATE where the kernel places it (anonymous
+    /// memory, shown as /dev/zero in smaps), as libMicro maps it.
+    DevZeroPrivate,
 }
 
 /// The page state a scenario must run in.
@@ -43,10 +52,13 @@ pub enum ExpectedState {
     CleanBase,
     /// Every page resident in PMD-mapped huge pages.
     HugePmd,
+    /// Every page resident and dirty, in base pages or, where the THP mode
+    /// gives an unadvised mapping huge pages (`always`), in PMD-mapped ones.
+    DirtyBaseOrThp,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Self::SharedDirtyToggle,
         Self::PrivateDirtyToggle,
         Self::SharedCleanToggle,
@@ -55,6 +67,7 @@ impl Scenario {
         Self::SingleProtect,
         Self::RegionToggle,
         Self::PageToggle,
+        Self::MprotTw4m,
     ];
 
     /// The scenario named `name` on the command line.
@@ -76,10 +89,13 @@ impl Scenario {
                 "Each iteration maps and write-prefaults a fresh range, and times one mprotect(PROT_READ)"
             }
             Self::RegionToggle => {
-                "A 4 MiB private region toggled read / read-write with a write per page (libMicro mprot_tw4m)"
+                "One 4 MiB private region toggled PROT_READ / PROT_READ|PROT_WRITE with a write per page (libMicro-like, not mprot_tw4m)"
             }
             Self::PageToggle => {
                 "One private 4 KiB page toggled and written: syscall-bound, for measuring tracing overhead"
+            }
+            Self::MprotTw4m => {
+                "libMicro's mprot_tw4m: --regions 4 MiB regions of one private /dev/zero mapping, each batch flips each between PROT_NONE and PROT_READ|PROT_WRITE, reading every page before PROT_NONE; median µs per call"
             }
         }
     }
@@ -94,6 +110,7 @@ impl Scenario {
             Self::SingleProtect => "single-protect",
             Self::RegionToggle => "region-toggle",
             Self::PageToggle => "page-toggle",
+            Self::MprotTw4m => "mprot-tw4m",
         }
     }
 
@@ -106,6 +123,7 @@ impl Scenario {
             | Self::RegionToggle
             | Self::PageToggle => Backing::PrivateAnon,
             Self::FileToggle => Backing::Memfd,
+            Self::MprotTw4m => Backing::DevZeroPrivate,
         }
     }
 
@@ -113,6 +131,7 @@ impl Scenario {
         match self {
             Self::SharedCleanToggle => ExpectedState::CleanBase,
             Self::ThpToggle => ExpectedState::HugePmd,
+            Self::MprotTw4m => ExpectedState::DirtyBaseOrThp,
             _ => ExpectedState::DirtyBase,
         }
     }
@@ -128,15 +147,20 @@ impl Scenario {
         self.expected_state() == ExpectedState::HugePmd
     }
 
-    /// Whether each iteration is one mprotect on a fresh mapping rather than a toggle.
-    pub fn is_single_protect(self) -> bool {
-        self == Self::SingleProtect
+    /// The mprotect() calls of one iteration: a toggle's two, single-protect's
+    /// one, and for mprot-tw4m (an iteration is a batch) one per region.
+    pub fn calls_per_iteration(self, regions: u64) -> u64 {
+        match self {
+            Self::SingleProtect => 1,
+            Self::MprotTw4m => regions,
+            _ => 2,
+        }
     }
 
     /// Percentage (0-100) of the mapping in this scenario's intended state:
     /// its sharing (`sh` in VmFlags) and its page state.
     pub fn expected_match_percent(self, entry: &SmapsEntry) -> u64 {
-        let wants_shared = self.backing() != Backing::PrivateAnon;
+        let wants_shared = matches!(self.backing(), Backing::SharedAnon | Backing::Memfd);
         if entry.is_shared() != wants_shared {
             return 0;
         }
@@ -146,7 +170,7 @@ impl Scenario {
     /// Mapping size when `--mapping-mb` is not given.
     pub fn default_mapping_mb(self) -> u64 {
         match self {
-            Self::RegionToggle => 4,
+            Self::RegionToggle | Self::MprotTw4m => 4,
             _ => 64,
         }
     }
@@ -172,6 +196,8 @@ impl ExpectedState {
             Self::DirtyBase => entry.dirty_kb.min(entry.rss_kb),
             Self::CleanBase => entry.rss_kb.saturating_sub(entry.dirty_kb),
             Self::HugePmd => entry.huge_kb,
+            Self::DirtyBaseOrThp if entry.kernel_page_kb != 4 || entry.mmu_page_kb != 4 => 0,
+            Self::DirtyBaseOrThp => entry.dirty_kb.min(entry.rss_kb),
         };
         in_state_kb.min(entry.size_kb) * 100 / entry.size_kb
     }
@@ -219,6 +245,21 @@ mod tests {
         shared.vm_flags = "rd wr sh mr mw me ms".into();
         assert_eq!(Scenario::SharedDirtyToggle.expected_match_percent(&shared), 100);
         assert_eq!(Scenario::FileToggle.expected_match_percent(&shared), 100);
+    }
+
+    #[test]
+    fn mprot_tw4m_wants_private_dirty_pages_base_or_pmd_mapped() {
+        let mut entry = entry(1024, 1024, 0);
+        entry.vm_flags = "rd wr mr mw me ac".into();
+        assert_eq!(Scenario::MprotTw4m.expected_match_percent(&entry), 100);
+        // THP `always`: the kernel backs the unadvised regions with huge pages.
+        entry.huge_kb = 1024;
+        assert_eq!(Scenario::MprotTw4m.expected_match_percent(&entry), 100);
+        entry.dirty_kb = 256;
+        assert_eq!(Scenario::MprotTw4m.expected_match_percent(&entry), 25);
+        entry.dirty_kb = 1024;
+        entry.vm_flags = "rd wr sh mr mw me ms".into();
+        assert_eq!(Scenario::MprotTw4m.expected_match_percent(&entry), 0);
     }
 
     #[test]
