@@ -39,7 +39,7 @@ pub fn check(report: &Report, mprotect_calls: u64, pages: u64) -> Result<String>
         );
         let halves: Vec<u64> = parts.iter().map(|part| part.calls).collect();
         ensure!(
-            total > 0 && halves == [total / 2, total / 2] && total % 2 == 0,
+            total > 0 && halves == [total / 2, total / 2] && total.is_multiple_of(2),
             "{name}: {total} calls split {halves:?}, expected two halves"
         );
         if name == "change_protection" {
