@@ -486,7 +486,7 @@ fn check_batched(reports: &Reports) -> Result<String> {
     let _ = writeln!(summary, "  {line}");
     if let Some(report) = &reports.split {
         check_workload(report).context("the cp_flags run")?;
-        let lines = vm_split::check(report, CALLS, PAGES).context("the cp_flags run")?;
+        let lines = vm_split::check(report, CALLS).context("the cp_flags run")?;
         let _ = write!(summary, "{lines}");
     }
     for (name, report) in &reports.folios {
