@@ -184,7 +184,57 @@ pub fn run() -> Result<u64> {
         first_time.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    Ok(4 + first_medians.len() as u64)
+    let nodes = numa_nodes(&root.join("numa"))?;
+    println!("lab-check passed: lab --numa-nodes 2: {nodes}");
+    Ok(5 + first_medians.len() as u64)
+}
+
+/// One boot of 7.3 with `--numa-nodes 2`: the guest sees two nodes (the
+/// lab checks it) and its report records them.
+fn numa_nodes(dir: &Path) -> Result<String> {
+    let _ = std::fs::remove_dir_all(dir);
+    let output = Command::new(release_binary()?)
+        .args([
+            "lab",
+            "--kernel",
+            "debian:7.3",
+            "--numa-nodes",
+            "2",
+            "--smp",
+            "2",
+            "--repeat",
+            "1",
+        ])
+        .args([
+            "--accel",
+            "tcg",
+            "--run",
+            "--mapping-mb 4 --iterations 5 --backend none --no-sample",
+        ])
+        .arg("--cache")
+        .arg(workspace_root().join("target/vm/kernels"))
+        .arg("-o")
+        .arg(dir)
+        .output()
+        .context("starting mprotect-trace lab --numa-nodes 2")?;
+    ensure!(
+        output.status.success(),
+        "lab --numa-nodes 2 exited {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = dir.join("debian-7.3/smp-2/run-01/report.json");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&report).with_context(|| format!("reading {}", report.display()))?)?;
+    let nodes = &report["machine"]["numa_nodes"];
+    ensure!(
+        nodes.as_u64() == Some(2),
+        "the guest's report records {nodes} NUMA nodes, not 2"
+    );
+    Ok(format!(
+        "the guest saw 2 nodes and its report.json records machine.numa_nodes {nodes} ({})",
+        report["kernel_release"].as_str().unwrap_or("?")
+    ))
 }
 
 /// `--vmlinux` of both kernels: their `-dbg` packages' DWARF vmlinux.

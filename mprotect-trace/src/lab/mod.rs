@@ -612,5 +612,11 @@ mod tests {
             ),
             "the traced run failed in the guest (run exit status 1)"
         );
+        // Two nodes asked for, a kernel without CONFIG_NUMA: no node directory.
+        let no_numa = format!("===BEGIN cpus===\n2\n===END cpus===\n===BEGIN nodes===\n0\n===END nodes===\n{done}\n");
+        assert_eq!(
+            format!("{:#}", read_boot(&console(&no_numa), 2, 2).unwrap_err()),
+            "the guest sees 1 NUMA node(s), not the 2 asked for (its kernel needs CONFIG_NUMA)"
+        );
     }
 }
