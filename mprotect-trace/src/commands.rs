@@ -98,14 +98,25 @@ pub fn compare(options: &CompareOptions) -> Result<ExitCode> {
 /// `workload`: the toggle loop alone, no BPF.
 pub fn workload(options: &WorkloadCommandOptions) -> Result<ExitCode> {
     let plan = options.workload.plan()?;
-    // Set before any thread starts, so every thread inherits the blocked signals.
-    let _knobs = match plan.folio_kb {
+    let numa = plan.scenario == workload::Scenario::NumaHinting;
+    if numa {
+        workload::numa::check_machine()?;
+    }
+    let knobs = match plan.folio_kb {
         Some(folio_kb) => {
             let shared = plan.scenario == workload::Scenario::SharedDirtyToggle;
-            Some(workload::mthp::Knobs::set(folio_kb, shared)?.restored_on_signal()?)
+            workload::mthp::Knobs::set(folio_kb, shared)?
         }
-        None => None,
+        None => workload::mthp::Knobs::new(),
     };
+    if numa && let Err(err) = workload::numa::set_knobs(&knobs) {
+        knobs.restore();
+        return Err(err);
+    }
+    // Set before any thread starts, so every thread inherits the blocked signals.
+    let _knobs = (plan.folio_kb.is_some() || numa)
+        .then(|| knobs.restored_on_signal())
+        .transpose()?;
     if options.wait_for_start {
         workload::stop_on_sigusr1()?;
     }

@@ -5,23 +5,10 @@
 
 mod common;
 
-use std::collections::HashMap;
 
 use mprotect_trace::workload::{self, Scenario, WorkloadOptions, libmicro_median, mthp};
 
-/// The `result key=value ...` line among `stdout`'s lines, as a map.
-fn result_fields(stdout: &str) -> HashMap<String, String> {
-    let line = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("result "))
-        .unwrap_or_else(|| panic!("no result line in {stdout:?}"));
-    line.split_whitespace()
-        .map(|field| {
-            let (key, value) = field.split_once('=').expect("key=value");
-            (key.to_owned(), value.to_owned())
-        })
-        .collect()
-}
+use common::result_fields;
 
 /// The THP fields the result line should carry on this machine.
 fn thp_fields_here() -> Option<(String, String)> {

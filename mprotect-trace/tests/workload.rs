@@ -22,16 +22,7 @@ fn result_fields(args: &[&str]) -> HashMap<String, String> {
         "workload {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let line = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("result "))
-        .unwrap_or_else(|| panic!("no result line in {stdout:?}"));
-    line.split_whitespace()
-        .map(|field| {
-            let (key, value) = field.split_once('=').expect("key=value");
-            (key.to_owned(), value.to_owned())
-        })
-        .collect()
+    common::result_fields(&stdout)
 }
 
 fn error_of(args: &[&str]) -> String {

@@ -16,6 +16,7 @@ mod startup;
 mod vm;
 mod vm_debuginfo;
 mod vm_inline_probes;
+mod vm_numa;
 mod vm_split;
 
 use anyhow::Result;

@@ -19,7 +19,7 @@ use mprotect_trace::model::{Backend, Report, TargetReport};
 use mprotect_trace::vm::{Arch, Console, GuestScript, Initramfs, KernelImage, Machine, kernel};
 
 use crate::command::{cargo, run_checked, workspace_root};
-use crate::{vm_debuginfo, vm_inline_probes, vm_split};
+use crate::{vm_debuginfo, vm_inline_probes, vm_numa, vm_split};
 
 const ITERATIONS: u64 = 10;
 const WARMUP: u64 = 2;
@@ -58,6 +58,18 @@ const FOLIO_RUNS: [(&str, &str); 2] = [
 /// 7.x x86: the private toggle with every target's records split by
 /// change_protection's cp_flags.
 const SPLIT: &str = "split";
+/// 7.x x86, booted with two NUMA nodes: NUMA balancing's scans of a
+/// remote mapping, and of a local one of 64 kB folios (skipped in batches).
+const NUMA_RUNS: [(&str, &str); 2] = [
+    ("numa", "--probe change_prot_numa"),
+    (
+        "numa-folios",
+        "--folio-kb 64 --probe change_prot_numa --probe folio_can_map_prot_numa",
+    ),
+];
+/// Enough writes of the 16 MiB mapping for a second of CPU time (the scan
+/// period a task starts with) and then several scan passes.
+const NUMA_WORKLOAD: &str = "--scenario numa-hinting --mapping-mb 16 --iterations 4000 --split-by cp_flags --no-sample";
 
 /// What a kernel is booted to prove.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -139,6 +151,9 @@ fn guest_script(generation: Generation) -> String {
             SPLIT,
             &format!("{workload} --scenario private-dirty-toggle --split-by cp_flags --no-sample {sites}"),
         );
+        for (name, options) in NUMA_RUNS {
+            script.run(name, &format!("{NUMA_WORKLOAD} {options} {sites}"));
+        }
     }
     if let Generation::Inlined = generation {
         // A kernel whose BTF user space cannot read: fentry must fall back to kprobes.
@@ -147,6 +162,20 @@ fn guest_script(generation: Generation) -> String {
             .run(NO_BTF, &format!("{workload} --no-sample"));
     }
     script.finish()
+}
+
+/// The guest: 7.x x86 gets two NUMA nodes for its NUMA-hinting runs, with
+/// balancing off until they turn it on (so no scan adds calls to the
+/// other runs' exact counts).
+fn machine(generation: Generation) -> Machine {
+    match generation {
+        Generation::Batched => Machine {
+            numa_nodes: 2,
+            append: "numa_balancing=disable".to_owned(),
+            ..Machine::default()
+        },
+        Generation::Inlined | Generation::BatchedArm64 => Machine::default(),
+    }
 }
 
 /// Returns how many checks passed; `only` ("7:x86_64") boots just those kernels.
@@ -170,7 +199,7 @@ pub fn run(only: Option<&str>) -> Result<u64> {
         let files: Vec<(&Path, &str)> = sites.iter().map(|s| (s.as_path(), GUEST_INLINE_SITES)).collect();
         let initramfs = Initramfs::build_with(&work, &busybox, &tracer, &guest_script(generation), &files)?;
         eprintln!("vm-test: booting {} under QEMU (TCG)", kernel.source);
-        let (console, failed_boots) = Machine::default()
+        let (console, failed_boots) = machine(generation)
             .boot_retrying(&kernel, &initramfs, 3, |n| work.join(format!("console-failed-{n}.log")))?;
         if failed_boots > 0 {
             println!(
@@ -220,6 +249,8 @@ struct Reports {
     debuginfo_dir: Option<std::path::PathBuf>,
     /// 7.x x86: the run split by cp_flags.
     split: Option<Report>,
+    /// 7.x x86: the NUMA-hinting runs, by name.
+    numa: Vec<(&'static str, Report)>,
 }
 
 impl Reports {
@@ -262,6 +293,13 @@ impl Reports {
                 Generation::Batched => Some(report(SPLIT)?),
                 Generation::Inlined | Generation::BatchedArm64 => None,
             },
+            numa: match generation {
+                Generation::Batched => NUMA_RUNS
+                    .iter()
+                    .map(|(name, _)| Ok((*name, report(name)?)))
+                    .collect::<Result<_>>()?,
+                Generation::Inlined | Generation::BatchedArm64 => Vec::new(),
+            },
         })
     }
 
@@ -271,7 +309,8 @@ impl Reports {
             + usize::from(self.no_btf.is_some())
             + self.folios.len()
             + usize::from(self.debuginfo_dir.is_some())
-            + usize::from(self.split.is_some())) as u64
+            + usize::from(self.split.is_some())
+            + self.numa.len()) as u64
     }
 }
 
@@ -488,6 +527,10 @@ fn check_batched(reports: &Reports) -> Result<String> {
         check_workload(report).context("the cp_flags run")?;
         let lines = vm_split::check(report, CALLS).context("the cp_flags run")?;
         let _ = write!(summary, "{lines}");
+    }
+    for (name, report) in &reports.numa {
+        let line = vm_numa::check(name, report).with_context(|| format!("the {name} run"))?;
+        let _ = writeln!(summary, "  {name}: {line}");
     }
     for (name, report) in &reports.folios {
         let line = check_large_folios(report).with_context(|| format!("the {name} run"))?;

@@ -23,7 +23,7 @@ pub use report::{
 };
 pub use settings::{Difference, Settings, WorkloadSettings};
 pub use stats::{Counters, ExactDistribution, Histogram, LatencySummary, ValueStats};
-pub use workload::{PerIteration, SmapsEntry, WorkloadResult};
+pub use workload::{NumaHinting, PerIteration, SmapsEntry, WorkloadResult};
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,23 @@
 
 use serde::{Deserialize, Serialize};
 
+/// numa-hinting: where the workload ran, where its memory was, and what NUMA
+/// balancing did meanwhile, by the kernel's counters (/proc/vmstat, every
+/// task's; the scan passes from /proc/self/sched, this process's).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumaHinting {
+    pub cpu: u64,
+    pub cpu_node: u32,
+    pub memory_node: u32,
+    /// Completed passes over the address space (`mm->numa_scan_seq`).
+    pub scan_passes: u64,
+    /// PTEs made PROT_NONE for hinting (`numa_pte_updates`).
+    pub pte_updates: u64,
+    pub hint_faults: u64,
+    pub hint_faults_local: u64,
+    pub pages_migrated: u64,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkloadResult {
     pub scenario: String,
@@ -72,6 +89,9 @@ pub struct WorkloadResult {
     /// `--folio-kb`: the folio size asked for (multi-size THP).
     #[serde(default)]
     pub folio_kb: Option<u64>,
+    /// numa-hinting: what NUMA balancing did (thread 0's round, the last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa: Option<NumaHinting>,
     /// With `--folio-kb`: `[size_kb, folios]` backing the mapping at the
     /// end, by /proc/self/pagemap and /proc/kpageflags.
     #[serde(default)]
@@ -225,6 +245,20 @@ impl WorkloadResult {
             ("thpeligible", self.thpeligible),
         ] {
             fields.push((key, value.to_string()));
+        }
+        if let Some(numa) = &self.numa {
+            for (key, value) in [
+                ("numa_cpu", numa.cpu),
+                ("numa_cpu_node", u64::from(numa.cpu_node)),
+                ("numa_memory_node", u64::from(numa.memory_node)),
+                ("numa_scan_passes", numa.scan_passes),
+                ("numa_pte_updates", numa.pte_updates),
+                ("numa_hint_faults", numa.hint_faults),
+                ("numa_hint_faults_local", numa.hint_faults_local),
+                ("numa_pages_migrated", numa.pages_migrated),
+            ] {
+                fields.push((key, value.to_string()));
+            }
         }
         if let Some(mode) = &self.thp_enabled {
             fields.push(("thp_enabled", mode.clone()));

@@ -143,16 +143,7 @@ fn targets(out: &mut String, table: &TargetTable) {
 
 /// Every CPU's calls and latency per target (`--per-cpu`).
 fn per_cpu(out: &mut String, report: &Report) {
-    let rows: Vec<(&str, &[crate::model::CpuCalls])> =
-        std::iter::once(("mprotect (syscall)", report.syscall.per_cpu.as_deref()))
-            .chain(
-                report
-                    .targets
-                    .iter()
-                    .map(|t| (t.attachment.name.as_str(), t.per_cpu.as_deref())),
-            )
-            .filter_map(|(name, cpus)| cpus.map(|cpus| (name, cpus)))
-            .collect();
+    let rows = table::per_cpu_rows(report);
     if rows.is_empty() {
         return;
     }

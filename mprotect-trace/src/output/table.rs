@@ -610,13 +610,51 @@ fn render_distributions(out: &mut String, report: &Report) {
     }
 }
 
-/// nr_ptes, pages per call, return values, prot flags, failed calls and
-/// tracepoint fields, as text: blocks after a blank line.
+/// nr_ptes, pages per call, return values, prot flags, failed calls,
+/// tracepoint fields and NUMA hinting, as text: blocks after a blank line.
 pub fn distributions_text(report: &Report) -> String {
     let mut out = String::new();
     render_distributions(&mut out, report);
     render_field_values(&mut out, report);
+    render_numa_hinting(&mut out, report);
     out
+}
+
+/// numa-hinting: what the scans did by the kernel's counters, and the time
+/// the traced scans took per PTE they updated.
+fn render_numa_hinting(out: &mut String, report: &Report) {
+    let Some(numa) = report.workload.as_ref().and_then(|w| w.numa.as_ref()) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\nNUMA hinting (CPU {} on node {}, memory on node {}):",
+        numa.cpu, numa.cpu_node, numa.memory_node
+    );
+    let _ = writeln!(
+        out,
+        "  {} scan passes, {} PTEs made PROT_NONE (numa_pte_updates), {} hinting faults ({} local), {} pages migrated",
+        numa.scan_passes, numa.pte_updates, numa.hint_faults, numa.hint_faults_local, numa.pages_migrated
+    );
+    // The scans' own time, from whichever of their functions was timed.
+    for name in ["change_prot_numa", "change_protection"] {
+        let timed = report
+            .targets
+            .iter()
+            .find(|t| t.attachment.name == name)
+            .and_then(|t| t.latency.as_ref())
+            .filter(|latency| latency.calls > 0);
+        if let (Some(latency), true) = (timed, numa.pte_updates > 0) {
+            let _ = writeln!(
+                out,
+                "  {name}: {} calls, {} in all, {} per PTE updated",
+                latency.calls,
+                format_ns(latency.total_ns as f64),
+                format_ns(latency.total_ns as f64 / numa.pte_updates as f64)
+            );
+            break;
+        }
+    }
 }
 
 /// Tracepoint events by the value of their `--probe-field`.
@@ -646,9 +684,10 @@ fn render_field_values(out: &mut String, report: &Report) {
     }
 }
 
-/// `--per-cpu`: every target's calls (and latency) on each CPU.
-fn render_per_cpu(out: &mut String, report: &Report) {
-    let rows: Vec<(&str, &[CpuCalls])> = std::iter::once(("mprotect (syscall)", report.syscall.per_cpu.as_deref()))
+/// `--per-cpu`: the syscall's and each target's calls on each CPU, for
+/// those that have them.
+pub fn per_cpu_rows(report: &Report) -> Vec<(&str, &[CpuCalls])> {
+    std::iter::once(("mprotect (syscall)", report.syscall.per_cpu.as_deref()))
         .chain(
             report
                 .targets
@@ -656,7 +695,12 @@ fn render_per_cpu(out: &mut String, report: &Report) {
                 .map(|t| (t.attachment.name.as_str(), t.per_cpu.as_deref())),
         )
         .filter_map(|(name, cpus)| cpus.map(|cpus| (name, cpus)))
-        .collect();
+        .collect()
+}
+
+/// `--per-cpu`: every target's calls (and latency) on each CPU.
+fn render_per_cpu(out: &mut String, report: &Report) {
+    let rows = per_cpu_rows(report);
     if rows.is_empty() {
         return;
     }

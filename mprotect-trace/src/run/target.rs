@@ -27,7 +27,13 @@ pub fn scope(target: &TraceTarget) -> Scope {
 /// Checks what can be checked before attaching anything.
 pub fn validate(target: &TraceTarget) -> Result<()> {
     match target {
-        TraceTarget::Workload(options) => options.plan().map(drop),
+        TraceTarget::Workload(options) => {
+            let plan = options.plan()?;
+            if plan.scenario == crate::workload::Scenario::NumaHinting {
+                crate::workload::numa::check_machine()?;
+            }
+            Ok(())
+        }
         TraceTarget::Command(command) => find_in_path(&command[0]).map(drop),
         TraceTarget::Pid(pid) => {
             if !Path::new(&format!("/proc/{pid}")).exists() {

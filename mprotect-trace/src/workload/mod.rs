@@ -5,6 +5,7 @@ mod folios;
 mod libmicro;
 mod mapping;
 pub mod mthp;
+pub mod numa;
 mod options;
 mod result;
 mod scenario;
@@ -60,6 +61,8 @@ struct ThreadOutcome {
     iterations: u64,
     /// PTE tables walked: each mprotect call times the tables it spans.
     pte_table_walks: u64,
+    /// numa-hinting: what NUMA balancing did during the round.
+    numa: Option<crate::model::NumaHinting>,
 }
 
 /// Called once every thread exists and before the first measured call.
@@ -235,6 +238,7 @@ fn run_thread(plan: &Plan, barriers: &Barriers, main: Option<(&ProgressBar, Star
         mprotect_calls: 0,
         iterations: 0,
         pte_table_walks: 0,
+        numa: None,
     };
     for _ in 0..plan.rounds {
         if stop_requested() {
@@ -243,6 +247,7 @@ fn run_thread(plan: &Plan, barriers: &Barriers, main: Option<(&ProgressBar, Star
         match plan.scenario {
             Scenario::SingleProtect => single_protect_round(plan, &mut outcome, progress)?,
             Scenario::MprotTw4m => libmicro::round(plan, &mut outcome, progress)?,
+            Scenario::NumaHinting => numa::round(plan, &mut outcome, progress)?,
             _ => toggle_round(plan, &mut outcome, progress)?,
         }
     }
@@ -302,14 +307,10 @@ fn prefault(plan: &Plan, mapping: &Mapping) {
     }
 }
 
-/// One mapping, toggled read-only and back `warmup + iterations` times.
-fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&ProgressBar>) -> Result<()> {
-    let mapping = Mapping::create(plan)?;
-    prefault(plan, &mapping);
-    let before = smaps::read_own(mapping.start())?;
-    let folios_before = folio_audit(plan, &mapping)?;
-    let writes = plan.scenario.writes_pages();
-    let mut dither = Dither::new(plan.dither_us);
+/// Runs `each` for iterations 0 to `warmup + iterations`, until a stop is
+/// asked for: the measured ones marked as such for the sampler, each
+/// counted on the progress bar.
+fn iterate(plan: &Plan, progress: Option<&ProgressBar>, mut each: impl FnMut(u64) -> Result<()>) -> Result<()> {
     let mut measuring = None;
     for iteration in 0..plan.warmup + plan.iterations {
         if stop_requested() {
@@ -318,6 +319,24 @@ fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&Prog
         if iteration == plan.warmup {
             measuring = Some(Measuring::start());
         }
+        each(iteration)?;
+        if let Some(progress) = progress {
+            progress.inc(1);
+        }
+    }
+    drop(measuring);
+    Ok(())
+}
+
+/// One mapping, toggled read-only and back `warmup + iterations` times.
+fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&ProgressBar>) -> Result<()> {
+    let mapping = Mapping::create(plan)?;
+    prefault(plan, &mapping);
+    let before = smaps::read_own(mapping.start())?;
+    let folios_before = folio_audit(plan, &mapping)?;
+    let writes = plan.scenario.writes_pages();
+    let mut dither = Dither::new(plan.dither_us);
+    iterate(plan, progress, |iteration| {
         let start = Instant::now();
         mapping.protect(libc::PROT_READ)?;
         let protected = Instant::now();
@@ -341,11 +360,8 @@ fn toggle_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&Prog
             samples.restore.push(nanos(restored - protected));
             samples.post_touch.push(nanos(touched - restored));
         }
-        if let Some(progress) = progress {
-            progress.inc(1);
-        }
-    }
-    drop(measuring);
+        Ok(())
+    })?;
     let after = smaps::read_own(mapping.start())?;
     let folios_after = folio_audit(plan, &mapping)?;
     outcome.audits.push(Audit {

@@ -82,19 +82,63 @@ fn active(text: &str) -> Option<&str> {
         .find_map(|word| word.strip_prefix('[').and_then(|w| w.strip_suffix(']')))
 }
 
-/// Every size's knob as it was, restored once: on drop or from a signal.
+/// Every knob a workload changed (the mTHP sizes, NUMA balancing's) as it
+/// was, restored once: on drop or from a signal.
+#[derive(Default)]
 pub struct Knobs {
     saved: Mutex<Vec<(PathBuf, String)>>,
+    /// debugfs, when the workload mounted it for its knobs.
+    mounted: Mutex<Option<PathBuf>>,
 }
 
 impl Knobs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes `wanted` into `path`, keeping `before` to put back; `flag`
+    /// names what asked for it in the refusal without root.
+    pub fn write(&self, flag: &str, path: PathBuf, before: &str, wanted: &str) -> Result<()> {
+        match std::fs::write(&path, wanted) {
+            Ok(()) => {
+                self.lock().push((path, before.to_owned()));
+                Ok(())
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                bail!("{flag} needs root to set {} (run it as root)", path.display())
+            }
+            Err(err) => Err(err).with_context(|| format!("setting {} to {wanted}", path.display())),
+        }
+    }
+
+    /// Mounts debugfs at `at`, unmounted again with the knobs.
+    pub fn mount_debugfs(&self, at: &std::path::Path) -> Result<()> {
+        let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes()).context("the debugfs path")?;
+        // SAFETY: NUL-terminated strings; no data argument.
+        let rc = unsafe {
+            libc::mount(
+                c"debugfs".as_ptr(),
+                target.as_ptr(),
+                c"debugfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            bail!(
+                "mounting debugfs at {}: {}",
+                at.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        *self.mounted.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(at.to_path_buf());
+        Ok(())
+    }
     /// Sets `folio_kb` to `always` and every other size to `never`, so
     /// faults allocate folios of exactly that size (a larger size left on
     /// would win for aligned ranges).
     pub fn set(folio_kb: u64, shared: bool) -> Result<Self> {
-        let knobs = Self {
-            saved: Mutex::new(Vec::new()),
-        };
+        let knobs = Self::new();
         for size in offered_sizes(shared) {
             let path = knob(size, shared);
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -105,13 +149,7 @@ impl Knobs {
             if before == wanted {
                 continue;
             }
-            match std::fs::write(&path, wanted) {
-                Ok(()) => knobs.lock().push((path, before)),
-                Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
-                    bail!("--folio-kb needs root to set {} (run it as root)", path.display())
-                }
-                Err(err) => return Err(err).with_context(|| format!("setting {} to {wanted}", path.display())),
-            }
+            knobs.write("--folio-kb", path, &before, wanted)?;
         }
         Ok(knobs)
     }
@@ -120,13 +158,31 @@ impl Knobs {
         self.saved.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Puts every changed knob back; safe to call twice.
+    /// Puts every changed knob back, last first, and unmounts debugfs if
+    /// it was mounted for them; safe to call twice.
     pub fn restore(&self) {
-        for (path, before) in self.lock().drain(..) {
+        for (path, before) in self.lock().drain(..).rev() {
             if let Err(err) = std::fs::write(&path, &before) {
                 crate::output::stderr_line(&format!(
                     "warning: could not restore {} to {before}: {err}",
                     path.display()
+                ));
+            }
+        }
+        let mounted = self
+            .mounted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(at) = mounted
+            && let Ok(target) = std::ffi::CString::new(at.as_os_str().as_encoded_bytes())
+        {
+            // SAFETY: a NUL-terminated path this process mounted.
+            if unsafe { libc::umount(target.as_ptr()) } != 0 {
+                crate::output::stderr_line(&format!(
+                    "warning: could not unmount debugfs at {}: {}",
+                    at.display(),
+                    std::io::Error::last_os_error()
                 ));
             }
         }

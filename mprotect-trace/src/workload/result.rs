@@ -17,7 +17,9 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>, thp: ThpState
     let mut pte_table_walks = 0;
     let mut worst: Option<(u64, SmapsEntry, SmapsEntry, BTreeMap<u64, u64>)> = None;
     let mut threads = Vec::new();
+    let mut numa = None;
     for outcome in outcomes {
+        numa = numa.or(outcome.numa);
         threads.push(outcome.samples.protect.len() as u64);
         mprotect_calls += outcome.mprotect_calls;
         iterations_done += outcome.iterations;
@@ -54,6 +56,7 @@ pub(super) fn summarize(plan: &Plan, outcomes: Vec<ThreadOutcome>, thp: ThpState
     let per_page_median =
         |values: &[u64]| median(&values.iter().map(|&v| v as f64).collect::<Vec<_>>()).unwrap_or(0.0) / pages_f;
     WorkloadResult {
+        numa,
         scenario: plan.scenario.name().to_owned(),
         pages,
         mapping_mb: plan.mapping_mb,

@@ -30,6 +30,11 @@ pub enum Scenario {
     /// region between PROT_NONE and PROT_READ|PROT_WRITE, reading a byte per
     /// page of a region before it goes PROT_NONE; libMicro's median µs per call.
     MprotTw4m,
+    /// No mprotect() at all: a private mapping on one NUMA node written over
+    /// and over from a CPU of another, while NUMA balancing scans it
+    /// (change_protection with MM_CP_PROT_NUMA) and the writes take its
+    /// hinting faults.
+    NumaHinting,
 }
 
 /// How the memory behind a scenario is obtained.
@@ -58,7 +63,7 @@ pub enum ExpectedState {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Self::SharedDirtyToggle,
         Self::PrivateDirtyToggle,
         Self::SharedCleanToggle,
@@ -68,6 +73,7 @@ impl Scenario {
         Self::RegionToggle,
         Self::PageToggle,
         Self::MprotTw4m,
+        Self::NumaHinting,
     ];
 
     /// The scenario named `name` on the command line.
@@ -94,6 +100,9 @@ impl Scenario {
             Self::PageToggle => {
                 "One private 4 KiB page toggled and written: syscall-bound, for measuring tracing overhead"
             }
+            Self::NumaHinting => {
+                "No mprotect(): a private mapping on one NUMA node written from a CPU of another while NUMA balancing scans it (needs 2 nodes: lab --numa-nodes 2)"
+            }
             Self::MprotTw4m => {
                 "libMicro's mprot_tw4m: --regions 4 MiB regions of one private /dev/zero mapping, each batch flips each between PROT_NONE and PROT_READ|PROT_WRITE, reading every page before PROT_NONE; median µs per call"
             }
@@ -111,6 +120,7 @@ impl Scenario {
             Self::RegionToggle => "region-toggle",
             Self::PageToggle => "page-toggle",
             Self::MprotTw4m => "mprot-tw4m",
+            Self::NumaHinting => "numa-hinting",
         }
     }
 
@@ -121,7 +131,8 @@ impl Scenario {
             | Self::ThpToggle
             | Self::SingleProtect
             | Self::RegionToggle
-            | Self::PageToggle => Backing::PrivateAnon,
+            | Self::PageToggle
+            | Self::NumaHinting => Backing::PrivateAnon,
             Self::FileToggle => Backing::Memfd,
             Self::MprotTw4m => Backing::DevZeroPrivate,
         }
@@ -153,6 +164,7 @@ impl Scenario {
         match self {
             Self::SingleProtect => 1,
             Self::MprotTw4m => regions,
+            Self::NumaHinting => 0,
             _ => 2,
         }
     }

@@ -31,6 +31,20 @@ pub fn report(dir: &Path) -> Report {
     Report::load(dir).unwrap_or_else(|err| panic!("{err:#}"))
 }
 
+/// The `result key=value ...` line among `stdout`'s lines, as a map.
+pub fn result_fields(stdout: &str) -> std::collections::HashMap<String, String> {
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("result "))
+        .unwrap_or_else(|| panic!("no result line in {stdout:?}"));
+    line.split_whitespace()
+        .map(|field| {
+            let (key, value) = field.split_once('=').expect("key=value");
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
 /// Prints a visible skip line: this test checks nothing on this kernel.
 pub fn skip(test: &str, why: &str) {
     println!("SKIP {test}: {why}");
