@@ -113,10 +113,13 @@ pub fn workload(options: &WorkloadCommandOptions) -> Result<ExitCode> {
         knobs.restore();
         return Err(err);
     }
-    // Set before any thread starts, so every thread inherits the blocked signals.
-    let _knobs = (plan.folio_kb.is_some() || numa)
-        .then(|| knobs.restored_on_signal())
-        .transpose()?;
+    // Set before any thread starts, so every thread inherits the blocked
+    // signals; numa-hinting stays one thread.
+    let _knobs = match (numa, plan.folio_kb.is_some()) {
+        (true, _) => Some(knobs.restored_on_stop()?),
+        (false, true) => Some(knobs.restored_on_signal()?),
+        (false, false) => None,
+    };
     if options.wait_for_start {
         workload::stop_on_sigusr1()?;
     }

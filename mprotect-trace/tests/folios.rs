@@ -140,7 +140,7 @@ fn bad_folio_sizes_and_scenarios_are_one_line_errors() {
     );
     assert_eq!(
         error(&["--scenario", "file-toggle", "--folio-kb", "64"]),
-        "error: --folio-kb applies to shared-dirty-toggle and private-dirty-toggle (anonymous memory), not file-toggle"
+        "error: --folio-kb applies to shared-dirty-toggle, private-dirty-toggle and numa-hinting (anonymous memory), not file-toggle"
     );
     // Not root: the knob it could not set is named.
     let before = knobs();

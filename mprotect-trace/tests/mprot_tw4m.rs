@@ -5,7 +5,6 @@
 
 mod common;
 
-
 use mprotect_trace::workload::{self, Scenario, WorkloadOptions, libmicro_median, mthp};
 
 use common::result_fields;

@@ -238,3 +238,26 @@ fn unknown_scenario_is_refused_with_the_valid_names() {
         "{stderr}"
     );
 }
+
+/// On a machine with one NUMA node the NUMA-hinting scenario is refused in
+/// one line, by `run` before it attaches anything and by `workload`, naming
+/// the lab option that gives a guest two (its runs are in vm-test).
+#[test]
+fn numa_hinting_without_two_nodes_is_refused_in_one_line() {
+    let online = std::fs::read_to_string("/sys/devices/system/node/online").unwrap_or_default();
+    if online.trim() != "0" {
+        common::skip(
+            "numa_hinting_without_two_nodes_is_refused_in_one_line",
+            &format!("this machine has NUMA nodes {}", online.trim()),
+        );
+        return;
+    }
+    let expected = "error: --scenario numa-hinting needs two NUMA nodes and this machine has 1: run it in a guest with `mprotect-trace lab --numa-nodes 2`";
+    assert_eq!(error_of(&["--scenario", "numa-hinting"]), expected);
+    let run = common::binary()
+        .args(["run", "--scenario", "numa-hinting"])
+        .output()
+        .expect("running mprotect-trace run");
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&run.stderr).trim_end(), expected);
+}

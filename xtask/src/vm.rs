@@ -67,9 +67,9 @@ const NUMA_RUNS: [(&str, &str); 2] = [
         "--folio-kb 64 --probe change_prot_numa --probe folio_can_map_prot_numa",
     ),
 ];
-/// Enough writes of the 16 MiB mapping for a second of CPU time (the scan
-/// period a task starts with) and then several scan passes.
-const NUMA_WORKLOAD: &str = "--scenario numa-hinting --mapping-mb 16 --iterations 4000 --split-by cp_flags --no-sample";
+/// The scenario writes on after its iterations until two scan passes
+/// have completed.
+const NUMA_WORKLOAD: &str = "--scenario numa-hinting --mapping-mb 16 --iterations 200 --split-by cp_flags --no-sample";
 
 /// What a kernel is booted to prove.
 #[derive(Clone, Copy, PartialEq, Eq)]

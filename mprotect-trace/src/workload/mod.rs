@@ -90,12 +90,23 @@ extern "C" fn request_stop(_signal: libc::c_int) {
 /// SIGUSR1 stops the workload early but cleanly; installed before the
 /// ready line, so the tracer may send it at any time after.
 pub fn stop_on_sigusr1() -> Result<()> {
+    stop_on(&[libc::SIGUSR1])
+}
+
+/// `signals` stop the workload after its current iteration, as SIGUSR1
+/// does (a workload that must stay one thread restores its knobs so).
+pub fn stop_on(signals: &[libc::c_int]) -> Result<()> {
     // SAFETY: a zeroed sigaction with a handler that only stores an atomic.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
     action.sa_sigaction = request_stop as extern "C" fn(libc::c_int) as usize;
     action.sa_flags = libc::SA_RESTART;
-    if unsafe { libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()) } != 0 {
-        bail!("installing the SIGUSR1 handler: {}", std::io::Error::last_os_error());
+    for &signal in signals {
+        if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+            bail!(
+                "installing the handler of signal {signal}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
     }
     Ok(())
 }
@@ -419,7 +430,7 @@ fn single_protect_round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Opti
 }
 
 /// User + system CPU seconds of every thread of this process so far.
-fn process_cpu_time() -> f64 {
+pub(super) fn process_cpu_time() -> f64 {
     // SAFETY: rusage is plain data that getrusage fills.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {

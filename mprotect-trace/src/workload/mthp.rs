@@ -229,6 +229,18 @@ impl Knobs {
     }
 }
 
+impl Knobs {
+    /// Restores the knobs also when SIGINT or SIGTERM comes, without a
+    /// thread: the signal stops the workload after its current iteration,
+    /// and the knobs are put back on its way out. For a workload that must
+    /// stay one thread (NUMA balancing skips a single-threaded process's
+    /// local folios, not a multi-threaded one's).
+    pub fn restored_on_stop(self) -> Result<KnobGuard> {
+        super::stop_on(&[libc::SIGINT, libc::SIGTERM])?;
+        Ok(KnobGuard(std::sync::Arc::new(self)))
+    }
+}
+
 /// Restores the knobs when dropped (the signal thread holds them too).
 pub struct KnobGuard(std::sync::Arc<Knobs>);
 

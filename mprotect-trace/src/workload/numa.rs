@@ -28,6 +28,16 @@ const SCAN_SETTINGS: [(&str, &str); 3] = [
     ("scan_period_min_ms", "100"),
     ("scan_period_max_ms", "100"),
 ];
+/// Scan passes the round waits for after its iterations: the first scan
+/// comes only after the task's first second of CPU time (the scan period
+/// it was forked with, before the knobs were set), which the iterations
+/// alone may not reach.
+const MIN_PASSES: u64 = 2;
+/// CPU seconds the round writes on at most, waiting for them.
+const WAIT_CPU_S: f64 = 30.0;
+/// Passes over the mapping between two reads of the scan count.
+const WRITES_PER_CHECK: u64 = 16;
+
 /// mbind(2)'s mode and flag: memory only on the nodes given, and scanned
 /// by NUMA balancing all the same (a plain bind is never scanned).
 const MPOL_BIND: libc::c_ulong = 2;
@@ -123,6 +133,31 @@ pub fn placement(cpu: Option<usize>, local: bool) -> Result<Placement> {
         cpu_node,
         memory_node,
     })
+}
+
+/// Moves every page of this process to `node` (what it touched before it
+/// was pinned may be on another): with the memory local, the scans skip
+/// the whole process, so what they skip is all this workload's.
+fn migrate_all_to(node: u32) -> Result<()> {
+    let nodes = nodes()?;
+    let from: libc::c_ulong = nodes.iter().fold(0, |mask, (n, _)| mask | (1 << n));
+    let to: libc::c_ulong = 1 << node;
+    let bits = libc::c_ulong::BITS as libc::c_ulong + 1;
+    // SAFETY: two one-word node masks; pid 0 is this process.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_migrate_pages,
+            0,
+            bits,
+            &from as *const libc::c_ulong,
+            &to as *const libc::c_ulong,
+        )
+    };
+    // A positive count is pages that could not move (shared ones): fine.
+    if rc < 0 {
+        bail!("migrate_pages to node {node}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Binds `len` bytes at `start` to `node` before they are faulted in.
@@ -239,8 +274,9 @@ fn stop_scans() -> Result<()> {
 
 /// One round: the mapping placed on its node and written, this thread
 /// moved to its CPU, then `warmup + iterations` passes writing every page
-/// (timed as post_touch), while NUMA balancing scans it; the kernel's
-/// counters are read around the round, after the scans have stopped.
+/// (timed as post_touch), and more unmeasured ones until NUMA balancing
+/// has scanned it twice; the kernel's counters are read around the round,
+/// after the scans have stopped.
 pub(super) fn round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&ProgressBar>) -> Result<()> {
     // Large folios are skipped in whole batches only when local.
     let placement = placement(plan.cpu, plan.folio_kb.is_some())?;
@@ -258,6 +294,9 @@ pub(super) fn round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&
     bind(mapping.start(), len, placement.memory_node)?;
     mapping.write_each_page(1);
     pin_to_cpu(placement.cpu)?;
+    if placement.memory_node == placement.cpu_node {
+        migrate_all_to(placement.cpu_node)?;
+    }
     let smaps_before = smaps::read_own(mapping.start())?;
     let folios_before = folio_audit(plan, &mapping)?;
     let mut dither = Dither::new(plan.dither_us);
@@ -274,6 +313,17 @@ pub(super) fn round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&
         }
         Ok(())
     })?;
+    // Unmeasured writes until the scans have passed over it MIN_PASSES times.
+    let waited = super::process_cpu_time();
+    while Counters::read()?.scan_passes < before.scan_passes + MIN_PASSES
+        && super::process_cpu_time() - waited < WAIT_CPU_S
+        && !super::stop_requested()
+    {
+        for _ in 0..WRITES_PER_CHECK {
+            mapping.write_each_page(outcome.iterations as u8);
+            outcome.iterations += 1;
+        }
+    }
     stop_scans()?;
     let counted = Counters::read()?.since(before);
     outcome.audits.push(Audit {

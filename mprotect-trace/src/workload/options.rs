@@ -200,9 +200,12 @@ impl WorkloadOptions {
             check_thp_available()?;
         }
         if let Some(folio_kb) = self.folio_kb {
-            if !matches!(scenario, Scenario::SharedDirtyToggle | Scenario::PrivateDirtyToggle) {
+            if !matches!(
+                scenario,
+                Scenario::SharedDirtyToggle | Scenario::PrivateDirtyToggle | Scenario::NumaHinting
+            ) {
                 bail!(
-                    "--folio-kb applies to shared-dirty-toggle and private-dirty-toggle (anonymous memory), not {}",
+                    "--folio-kb applies to shared-dirty-toggle, private-dirty-toggle and numa-hinting (anonymous memory), not {}",
                     scenario.name()
                 );
             }
