@@ -822,3 +822,23 @@ mod machine_tests {
         assert_eq!(arm.summary(), "0x41; 2 NUMA nodes");
     }
 }
+
+#[cfg(test)]
+mod json_tests {
+    /// `plot DIR` redraws a run's files byte for byte from report.json:
+    /// every float must read back as the value written (report.html
+    /// prints shares at full precision, as sort keys).
+    #[test]
+    fn floats_read_back_exactly() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..10_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let value = (state >> 11) as f64 / (1u64 << 53) as f64 * 1e3;
+            let text = serde_json::to_string(&value).unwrap();
+            let back: f64 = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.to_bits(), value.to_bits(), "{value} wrote {text}");
+        }
+    }
+}
