@@ -123,6 +123,12 @@ pub fn trace(options: RunOptions) -> Result<Traced> {
 
 /// Traces once; `show_first` sees the report before the files are written.
 pub fn trace_showing(options: RunOptions, show_first: ShowFirst) -> Result<Traced> {
+    // Before any thread: they inherit it.
+    if let TraceTarget::Workload(workload) = &options.target
+        && workload.scenario == crate::workload::Scenario::NumaHinting
+    {
+        crate::workload::numa::keep_out_of_scans()?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -160,6 +160,28 @@ fn migrate_all_to(node: u32) -> Result<()> {
     Ok(())
 }
 
+/// Keeps this process (the tracer) out of NUMA balancing's scans: a task
+/// policy without MPOL_F_MOF makes every one of its mappings unsuitable
+/// to scan, so the kernel's counters count only the workload's scans. Its
+/// threads and the workload it starts inherit it; the workload's mapping
+/// has a policy of its own that is scanned.
+pub fn keep_out_of_scans() -> Result<()> {
+    const MPOL_LOCAL: libc::c_ulong = 4;
+    // SAFETY: no node mask for MPOL_LOCAL.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_set_mempolicy,
+            MPOL_LOCAL,
+            std::ptr::null::<libc::c_ulong>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        bail!("set_mempolicy(MPOL_LOCAL): {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Binds `len` bytes at `start` to `node` before they are faulted in.
 pub fn bind(start: usize, len: usize, node: u32) -> Result<()> {
     let mask: libc::c_ulong = 1 << node;
