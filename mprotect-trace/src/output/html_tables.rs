@@ -222,18 +222,7 @@ fn processes(out: &mut String, profile: &Profile, top: Option<usize>) {
         );
     }
     out.push_str("</table>\n");
-    let hidden = processes.get(shown..).unwrap_or_default();
-    if !hidden.is_empty() {
-        lines(
-            out,
-            [format!(
-                "{} more processes, {} samples (--top {} shows them)",
-                hidden.len(),
-                hidden.iter().map(|p| p.samples).sum::<u64>(),
-                processes.len()
-            )],
-        );
-    }
+    lines(out, table::more_processes(&processes, shown));
 }
 
 /// Rows of hot spots, each with its source line under it when known.

@@ -796,16 +796,23 @@ fn render_processes(out: &mut String, profile: &Profile, top: Option<usize>) {
             process.in_syscall_samples
         );
     }
+    if let Some(line) = more_processes(&processes, shown) {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// "3 more processes, 12 samples (--top 13 shows them)": the processes
+/// past the first `shown`, if any.
+pub fn more_processes(processes: &[crate::model::ProcessSamples], shown: usize) -> Option<String> {
     let hidden = processes.get(shown..).unwrap_or_default();
-    if !hidden.is_empty() {
-        let _ = writeln!(
-            out,
+    (!hidden.is_empty()).then(|| {
+        format!(
             "{} more processes, {} samples (--top {} shows them)",
             hidden.len(),
             hidden.iter().map(|p| p.samples).sum::<u64>(),
             processes.len()
-        );
-    }
+        )
+    })
 }
 
 /// The kernel functions a summary lists: the first `top` by total share,

@@ -208,6 +208,17 @@ pub fn bind(start: usize, len: usize, node: u32) -> Result<()> {
     Ok(())
 }
 
+/// This process's completed scan passes (`mm->numa_scan_seq` in
+/// /proc/self/sched; 0 without NUMA balancing).
+fn scan_passes() -> u64 {
+    std::fs::read_to_string("/proc/self/sched")
+        .unwrap_or_default()
+        .lines()
+        .find(|line| line.trim_start().starts_with("mm->numa_scan_seq"))
+        .and_then(|line| line.rsplit(':').next()?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The kernel's counters of NUMA balancing (/proc/vmstat, every task's)
 /// and this process's completed scan passes (/proc/self/sched).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -228,18 +239,12 @@ impl Counters {
                 .find_map(|line| line.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
                 .unwrap_or(0)
         };
-        let sched = std::fs::read_to_string("/proc/self/sched").unwrap_or_default();
-        let scan_passes = sched
-            .lines()
-            .find(|line| line.trim_start().starts_with("mm->numa_scan_seq"))
-            .and_then(|line| line.rsplit(':').next()?.trim().parse().ok())
-            .unwrap_or(0);
         Ok(Self {
             pte_updates: value("numa_pte_updates"),
             hint_faults: value("numa_hint_faults"),
             hint_faults_local: value("numa_hint_faults_local"),
             pages_migrated: value("numa_pages_migrated"),
-            scan_passes,
+            scan_passes: scan_passes(),
         })
     }
 
@@ -337,7 +342,7 @@ pub(super) fn round(plan: &Plan, outcome: &mut ThreadOutcome, progress: Option<&
     })?;
     // Unmeasured writes until the scans have passed over it MIN_PASSES times.
     let waited = super::process_cpu_time();
-    while Counters::read()?.scan_passes < before.scan_passes + MIN_PASSES
+    while scan_passes() < before.scan_passes + MIN_PASSES
         && super::process_cpu_time() - waited < WAIT_CPU_S
         && !super::stop_requested()
     {
