@@ -93,17 +93,26 @@ pub struct TargetTable {
     pub percentile_note: Option<String>,
 }
 
-fn latency_cells(latency: &LatencySummary, per: Option<u64>, share: Option<f64>) -> [Cell; 6] {
-    let per_iteration = per.map(|n| latency.calls as f64 / n as f64);
-    // Without calls there is no time to take a share of.
-    let share = share.filter(|_| latency.calls > 0);
-    let ns = |value: Option<f64>| Cell::new(opt_ns(value), value);
+/// The calls column and calls per workload iteration (`per` iterations).
+fn count_cells(calls: u64, per: Option<u64>) -> [Cell; 2] {
+    let per_iteration = per.map(|n| calls as f64 / n as f64);
     [
-        Cell::new(latency.calls.to_string(), Some(latency.calls as f64)),
+        Cell::new(calls.to_string(), Some(calls as f64)),
         Cell::new(
             per_iteration.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
             per_iteration,
         ),
+    ]
+}
+
+fn latency_cells(latency: &LatencySummary, per: Option<u64>, share: Option<f64>) -> [Cell; 6] {
+    // Without calls there is no time to take a share of.
+    let share = share.filter(|_| latency.calls > 0);
+    let ns = |value: Option<f64>| Cell::new(opt_ns(value), value);
+    let [calls, per_iteration] = count_cells(latency.calls, per);
+    [
+        calls,
+        per_iteration,
         ns(latency.mean_ns),
         ns(latency.p50_ns),
         ns(latency.p99_ns),
@@ -150,7 +159,7 @@ pub fn target_table(report: &Report) -> TargetTable {
             },
             // Call sites count calls but time nothing.
             (None, Some(calls)) => {
-                let per_iteration = per.map(|n| calls as f64 / n as f64);
+                let [calls, per_iteration] = count_cells(calls, per);
                 let mut notes = Vec::new();
                 // A tracepoint's name says what it is; a call site's does not.
                 if target.attachment.backend.counts_calls_only() {
@@ -163,11 +172,8 @@ pub fn target_table(report: &Report) -> TargetTable {
                     name,
                     backend,
                     cells: Some([
-                        Cell::new(calls.to_string(), Some(calls as f64)),
-                        Cell::new(
-                            per_iteration.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
-                            per_iteration,
-                        ),
+                        calls,
+                        per_iteration,
                         Cell::dash(),
                         Cell::dash(),
                         Cell::dash(),
@@ -233,15 +239,8 @@ fn split_rows(report: &Report, target: &TargetReport, per: Option<u64>) -> Vec<T
         .iter()
         .flatten()
         .map(|part| {
-            let per_iteration = per.map(|n| part.calls as f64 / n as f64);
-            let calls = [
-                Cell::new(part.calls.to_string(), Some(part.calls as f64)),
-                Cell::new(
-                    per_iteration.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
-                    per_iteration,
-                ),
-            ];
-            let timed = match &part.latency {
+            let [calls, per_iteration] = count_cells(part.calls, per);
+            let [mean, p50, p99, share] = match &part.latency {
                 Some(latency) => {
                     let share = (syscall_ns > 0).then(|| latency.total_ns as f64 / syscall_ns as f64);
                     let [_, _, mean, p50, p99, share] = latency_cells(latency, per, share);
@@ -249,8 +248,6 @@ fn split_rows(report: &Report, target: &TargetReport, per: Option<u64>) -> Vec<T
                 }
                 None => [Cell::dash(), Cell::dash(), Cell::dash(), Cell::dash()],
             };
-            let [calls, per_iteration] = calls;
-            let [mean, p50, p99, share] = timed;
             TargetRow {
                 name: format!("  {}", split_label(&part.name)),
                 backend: "cp_flags".to_owned(),
