@@ -457,6 +457,12 @@ struct RunArgs {
     /// line, where the report went, warnings and errors.
     #[arg(short = 'q', long, conflicts_with_all = ["json", "format_choice", "interval"], help_heading = "Output")]
     quiet: bool,
+    /// Trace only this kernel function, not the built-in targets (repeatable).
+    ///
+    /// A built-in target keeps what it records (nr_ptes, pages changed); the cheap plan when a
+    /// target's probes cost too much, e.g. --only change_pte_range without the per-PTE call sites.
+    #[arg(long = "only", value_name = "NAME", help_heading = "Probes")]
+    only: Vec<String>,
     /// Another kernel function to probe, or a tracepoint to count (repeatable).
     ///
     /// E.g. prot_commit_flush_ptes, or tlb:tlb_flush.
@@ -582,6 +588,7 @@ impl RunArgs {
         )?;
         Ok(RunOptions {
             target,
+            only: self.only,
             probes: functions,
             tracepoints,
             per_cpu: self.per_cpu,
@@ -872,7 +879,7 @@ impl GuestArgs {
         let guest_inline_targets = (guest_run.backend != BackendChoice::NoFunctions
             && guest_run.inline_sites == InlineSitesFrom::UsualPlaces)
             .then(|| {
-                mprotect_trace::targets::with_user_probes(&guest_run.probes)
+                mprotect_trace::targets::chosen(&guest_run.only, &guest_run.probes)
                     .into_iter()
                     .map(|target| target.name.into_owned())
                     .collect()

@@ -47,7 +47,16 @@ pub fn diagnose(options: &DoctorOptions) -> Result<DoctorReport> {
     let tracepoints = trace_events::resolve(&specs)?;
     let functions: Vec<String> = functions.into_iter().cloned().collect();
     let kallsyms = Kallsyms::load()?;
-    let targets = plan::plan_targets(&functions, &capabilities, &kallsyms, BackendChoice::Auto, None)?;
+    let facts = plan::KernelFacts::load(&capabilities)?;
+    let targets = plan::plan_targets(
+        &[],
+        &functions,
+        &capabilities,
+        &kallsyms,
+        &facts,
+        BackendChoice::Auto,
+        None,
+    )?;
     let usable = capabilities.syscall_tracepoints.available || capabilities.perf_sampling.available;
     Ok(DoctorReport {
         capabilities,

@@ -50,6 +50,8 @@ pub const DEFAULT_SAMPLE_HZ: u64 = 999;
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub target: TraceTarget,
+    /// `--only`: these functions instead of the built-in targets.
+    pub only: Vec<String>,
     /// Kernel functions to probe besides the built-in targets.
     pub probes: Vec<String>,
     pub backend: BackendChoice,
@@ -88,6 +90,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         Self {
             target: TraceTarget::Workload(WorkloadOptions::default()),
+            only: Vec::new(),
             probes: Vec::new(),
             backend: BackendChoice::Auto,
             duration: None,
@@ -123,6 +126,12 @@ impl RunOptions {
             if value.is_some_and(|d| d.is_zero()) {
                 anyhow::bail!("{flag} must be more than 0 seconds");
             }
+        }
+        if self.backend == BackendChoice::NoFunctions && !self.only.is_empty() {
+            anyhow::bail!(
+                "--only {} needs a function probe, and --backend none attaches none: drop one of them",
+                self.only[0]
+            );
         }
         if self.backend == BackendChoice::NoFunctions && !self.probes.is_empty() {
             anyhow::bail!(

@@ -116,11 +116,58 @@ impl Target {
 
 /// The built-in targets followed by the user's, each name once.
 pub fn with_user_probes(user: &[String]) -> Vec<Target> {
-    let mut targets: Vec<Target> = BUILTIN.to_vec();
+    chosen(&[], user)
+}
+
+/// `run --only`: just these functions (a built-in name keeps its role and
+/// what it records), then the `--probe` names; no `--only`: every built-in
+/// target. Each name once.
+pub fn chosen(only: &[String], user: &[String]) -> Vec<Target> {
+    let mut targets: Vec<Target> = if only.is_empty() { BUILTIN.to_vec() } else { Vec::new() };
+    for name in only {
+        if !targets.iter().any(|existing| existing.name == name.as_str()) {
+            let builtin = BUILTIN.iter().find(|target| target.name == name.as_str());
+            targets.push(builtin.cloned().unwrap_or_else(|| Target::user(name)));
+        }
+    }
     for name in user {
         if !targets.iter().any(|existing| existing.name == name.as_str()) {
             targets.push(Target::user(name));
         }
     }
     targets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(targets: &[Target]) -> Vec<&str> {
+        targets.iter().map(|target| target.name.as_ref()).collect()
+    }
+
+    #[test]
+    fn only_keeps_the_named_functions_with_what_built_ins_record() {
+        let every = with_user_probes(&["flush_tlb_mm_range".to_owned()]);
+        assert_eq!(every.len(), BUILTIN.len() + 1);
+        let only = chosen(
+            &["modify_prot_commit_ptes".to_owned(), "flush_tlb_mm_range".to_owned()],
+            &["flush_tlb_mm_range".to_owned(), "prot_commit_flush_ptes".to_owned()],
+        );
+        assert_eq!(
+            names(&only),
+            [
+                "modify_prot_commit_ptes",
+                "flush_tlb_mm_range",
+                "prot_commit_flush_ptes"
+            ]
+        );
+        let builtin = BUILTIN
+            .iter()
+            .find(|target| target.name == "modify_prot_commit_ptes")
+            .expect("a built-in target");
+        assert_eq!(only[0].role, builtin.role);
+        assert_eq!(only[0].callers, builtin.callers);
+        assert_eq!(only[1].role, Role::User);
+    }
 }

@@ -179,6 +179,16 @@ fn bad_input_is_refused_in_one_line_before_anything_is_attached() {
         typo.starts_with("error: unknown kernel function change_protectoin (--probe): did you mean change_protection"),
         "{typo}"
     );
+    let only_typo = one_line_error(tool().args(["run", "--only", "change_pte_rnage"]));
+    assert!(
+        only_typo
+            .starts_with("error: unknown kernel function change_pte_rnage (--only): did you mean change_pte_range"),
+        "{only_typo}"
+    );
+    assert_eq!(
+        one_line_error(tool().args(["run", "--only", "change_pte_range", "--backend", "none"])),
+        "error: --only change_pte_range needs a function probe, and --backend none attaches none: drop one of them"
+    );
     let unwritable = one_line_error(tool().args(["run", "-o", "/proc/mprotect-trace-out"]));
     assert!(
         unwritable

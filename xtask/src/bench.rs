@@ -20,6 +20,9 @@ pub enum Suite {
     Overhead,
     /// Startup: attach time, wall time and peak RSS against bpftrace.
     Startup,
+    /// In Debian's 7.x guest under TCG icount: startup, per-call cost and
+    /// the workload, untraced, traced by us and by bpftrace.
+    Guest,
 }
 
 #[derive(Args)]
@@ -52,6 +55,9 @@ const METRICS: [&str; 4] = [
 pub fn run(args: &BenchArgs) -> Result<()> {
     if args.suite == Suite::Startup {
         return crate::startup::run(args.repeats);
+    }
+    if args.suite == Suite::Guest {
+        return crate::bench_guest::run(args.repeats);
     }
     run_checked(&mut cargo(["build", "--release", "--package", "mprotect-trace"]))?;
     if args.suite != Suite::CLoop {

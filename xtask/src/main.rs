@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask setup|run|test|bench`.
 
 mod bench;
+mod bench_guest;
 mod bisect;
 mod browser;
 mod command;
@@ -66,6 +67,18 @@ enum Task {
     },
     /// Benchmarks (timings, not tests): the workload against an independent C loop, tracing overhead.
     Bench(bench::BenchArgs),
+    /// Inside `bench guest`'s VM: every case, round after round.
+    #[command(hide = true)]
+    GuestBench {
+        #[arg(long)]
+        rounds: usize,
+    },
+    /// Inside `bench guest`'s VM: a workload and the BPF programs' costs meanwhile.
+    #[command(hide = true)]
+    GuestBenchWorkload {
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -144,6 +157,8 @@ fn main() -> Result<()> {
             setup::run()?;
             install::run(&prefix)
         }
+        Task::GuestBench { rounds } => bench_guest::drive(rounds),
+        Task::GuestBenchWorkload { command } => bench_guest::measure_workload(&command),
         Task::Bench(args) => {
             setup::run()?;
             bench::run(&args)

@@ -91,7 +91,7 @@ const KERNELS: [(&str, Arch, Generation); 3] = [
 
 /// Builds the tracer for `arch`'s guests and returns its path: the
 /// host's own release build for x86_64, a cross build for arm64.
-fn tracer(arch: Arch) -> Result<std::path::PathBuf> {
+pub(crate) fn tracer(arch: Arch) -> Result<std::path::PathBuf> {
     let mut build = cargo(["build", "--release", "--package", "mprotect-trace"]);
     let target_dir = workspace_root().join("target");
     if arch == Arch::X86_64 {
@@ -214,17 +214,21 @@ pub fn run(only: Option<&str>) -> Result<u64> {
         let reports = Reports::read(&console, &log, generation)?;
         let functions = guest_functions(&console).context("the guest's function names")?;
         let release = reports.auto.kernel_release.clone();
-        let summary = match generation {
-            Generation::Inlined => check_inlined(&reports),
-            Generation::Batched => check_batched(&reports),
-            Generation::BatchedArm64 => check_arm64(&reports),
-        }
-        .and_then(|summary| Ok(summary + &check_frames(&reports, &functions)?))
-        .and_then(|summary| match &reports.debuginfo_dir {
-            Some(dir) => Ok(summary + &vm_debuginfo::check(&kernel, &cache, dir)? + "\n"),
-            None => Ok(summary),
-        })
-        .with_context(|| format!("on {release} (console: {})", log.display()))?;
+        let summary = check_cached_facts(&reports)
+            .and_then(|cache| {
+                match generation {
+                    Generation::Inlined => check_inlined(&reports),
+                    Generation::Batched => check_batched(&reports),
+                    Generation::BatchedArm64 => check_arm64(&reports),
+                }
+                .map(|summary| cache + &summary)
+            })
+            .and_then(|summary| Ok(summary + &check_frames(&reports, &functions)?))
+            .and_then(|summary| match &reports.debuginfo_dir {
+                Some(dir) => Ok(summary + &vm_debuginfo::check(&kernel, &cache, dir)? + "\n"),
+                None => Ok(summary),
+            })
+            .with_context(|| format!("on {release} (console: {})", log.display()))?;
         if let Some(doctor) = console.section("doctor") {
             println!("mprotect-trace doctor inside the VM:\n{doctor}");
         }
@@ -235,6 +239,37 @@ pub fn run(only: Option<&str>) -> Result<u64> {
         passed += reports.count();
     }
     Ok(passed)
+}
+
+/// Planning's kernel facts: the first run read them from the kernel, the
+/// next one (same targets) from the cache, and both counted exactly.
+fn check_cached_facts(reports: &Reports) -> Result<String> {
+    let phase = |report: &Report, cached: bool| {
+        let name = if cached {
+            "kernel symbols and BTF (cached)"
+        } else {
+            "kernel symbols and BTF"
+        };
+        report
+            .timings
+            .as_ref()
+            .and_then(|timings| timings.startup.iter().find(|phase| phase.phase == name))
+            .map(|phase| phase.ms)
+    };
+    let [(first, read), (second, cached)] = [(0, false), (1, true)].map(|(at, cached)| {
+        let (backend, report) = &reports.forced[at];
+        (backend.label(), phase(report, cached))
+    });
+    let (Some(read), Some(cached)) = (read, cached) else {
+        anyhow::bail!(
+            "the {first} run should read the kernel's facts and the {second} run take them from the cache: {:?} / {:?}",
+            reports.forced[0].1.timings,
+            reports.forced[1].1.timings
+        );
+    };
+    Ok(format!(
+        "  kernel symbols and BTF: {read:.0} ms read by the {first} run, {cached:.0} ms from the cache in the {second} run\n"
+    ))
 }
 
 /// The reports one boot brought back, each also saved under

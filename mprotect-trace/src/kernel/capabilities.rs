@@ -11,6 +11,7 @@ use mprotect_trace_common::programs::{SAMPLER_CAPABILITY_CHECK, SYS_ENTER_MPROTE
 use super::mounts::{self, Mount};
 use crate::model::{Capabilities, Check};
 use crate::probes::backend::{self, CheckContext};
+use crate::probes::plan::BackendChoice;
 
 /// What a check made by attaching the real program says until then.
 const CHECKED_WHEN_ATTACHED: &str = "checked when attached";
@@ -20,7 +21,7 @@ pub const PROBE_CHECK_FUNCTION: &str = "change_protection";
 
 /// Runs every check; mounts tracefs and securityfs when missing (root only).
 pub fn detect(ebpf: &mut Ebpf) -> Capabilities {
-    let mut caps = detect_for_run(ebpf);
+    let mut caps = detect_with(ebpf, &std::cell::OnceCell::new(), BackendChoice::Auto, false);
     if caps.tracefs.available {
         caps.syscall_tracepoints = tracepoint_check(ebpf);
     }
@@ -32,15 +33,45 @@ pub fn detect(ebpf: &mut Ebpf) -> Capabilities {
 /// tracepoints and perf sampling, which `run` checks by attaching its real
 /// programs (a check's detach waits for an RCU grace period, tens of ms).
 /// Until then they read "checked when attached".
-pub fn detect_for_run(ebpf: &mut Ebpf) -> Capabilities {
+/// Only the backends `choice` allows are checked (each check loads and
+/// attaches a program: tenths of a second under emulation); the others
+/// read "not checked".
+pub fn detect_for_run(
+    ebpf: &mut Ebpf,
+    kernel_btf: &std::cell::OnceCell<aya::Btf>,
+    choice: BackendChoice,
+) -> Capabilities {
+    detect_with(ebpf, kernel_btf, choice, true)
+}
+
+/// `share_kprobe_check`: the kprobe-based backends take the first one's
+/// kprobe attach (`run`), or each checks its own program (`doctor`).
+fn detect_with(
+    ebpf: &mut Ebpf,
+    kernel_btf: &std::cell::OnceCell<aya::Btf>,
+    choice: BackendChoice,
+    share_kprobe_check: bool,
+) -> Capabilities {
     let (kernel_release, arch) = uname();
+    let mut kprobe_outcome = None;
     let tracefs = tracefs_check();
     let btf = btf_check();
     let function_backends = backend::ALL
         .iter()
         .map(|backend| {
-            let mut context = CheckContext { ebpf, btf: &btf };
-            (backend.capability().to_owned(), backend.check(&mut context))
+            let check = match choice {
+                BackendChoice::Only(kind) if kind != backend.kind() => {
+                    Check::no("not checked", format!("not checked: --backend {}", kind.label()))
+                }
+                BackendChoice::NoFunctions => Check::no("not checked", "not checked: --backend none"),
+                BackendChoice::Auto | BackendChoice::Only(_) => backend.check(&mut CheckContext {
+                    ebpf,
+                    btf: &btf,
+                    kernel_btf,
+                    kprobe_outcome: share_kprobe_check.then_some(&mut kprobe_outcome),
+                }),
+            };
+            (backend.capability().to_owned(), check)
         })
         .collect();
     Capabilities {

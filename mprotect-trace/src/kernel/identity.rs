@@ -37,7 +37,7 @@ pub fn build_id_of_notes(notes: &[u8]) -> Option<String> {
 }
 
 /// `_text`'s address in /proc/kallsyms (0 when addresses are hidden).
-fn text_address() -> Option<u64> {
+pub fn text_address() -> Option<u64> {
     let file = std::fs::File::open("/proc/kallsyms").ok()?;
     for line in std::io::BufReader::new(file).lines() {
         let line = line.ok()?;

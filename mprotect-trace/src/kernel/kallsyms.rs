@@ -201,6 +201,33 @@ impl Kallsyms {
 
     /// Compiler-made copies such as `name.isra.0` or `name.constprop.0`:
     /// the function exists, but a probe on `name` itself would not fire.
+    /// The functions called `name` or a compiler copy of it (`name.isra.0`),
+    /// each with where it starts and, when known, where it ends: what a
+    /// plan reads of them, for `from_functions` to rebuild.
+    pub fn functions_of(&self, name: &str) -> Vec<(String, u64, Option<u64>)> {
+        std::iter::once(name.to_owned())
+            .chain(self.variants_of(name))
+            .flat_map(|symbol| {
+                self.addresses(&symbol)
+                    .into_iter()
+                    .map(move |start| (symbol.clone(), start, self.extent(start).map(|range| range.end)))
+            })
+            .collect()
+    }
+
+    /// Symbols holding just these functions (name, start, end): a symbol
+    /// with no name marks each end, so `extent` still knows it.
+    pub fn from_functions(functions: &[(String, u64, Option<u64>)]) -> Self {
+        let mut symbols = Self::default();
+        for (name, start, end) in functions {
+            symbols.add_line(&format!("{start:x} t {name}"));
+            if let Some(end) = end {
+                symbols.add_line(&format!("{end:x} ? .end"));
+            }
+        }
+        symbols.sorted()
+    }
+
     pub fn variants_of(&self, name: &str) -> Vec<String> {
         let prefix = format!("{name}.");
         let from = self.functions.partition_point(|&i| self.name(i) < prefix.as_str());
@@ -264,5 +291,38 @@ ffffffffc0003000 t bpf_prog_6deef7357e7b4530_sample_stack\t[bpf]
             symbols.closest("change_protectoin", 2),
             ["change_protection", "change_pte_range"]
         );
+    }
+
+    #[test]
+    fn a_plans_few_functions_rebuild_with_their_extents() {
+        let symbols = Kallsyms::parse(SAMPLE);
+        let kept: Vec<_> = ["change_pte_range", "mprotect_fixup"]
+            .iter()
+            .flat_map(|name| symbols.functions_of(name))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (
+                    "change_pte_range".to_owned(),
+                    0xffffffff81234560,
+                    Some(0xffffffff81234900)
+                ),
+                (
+                    "mprotect_fixup.isra.0".to_owned(),
+                    0xffffffff81234a00,
+                    Some(0xffffffff82000000)
+                ),
+            ]
+        );
+        let few = Kallsyms::from_functions(&kept);
+        assert_eq!(few.addresses("change_pte_range"), [0xffffffff81234560]);
+        assert_eq!(
+            few.extent(0xffffffff81234560),
+            Some(0xffffffff81234560..0xffffffff81234900)
+        );
+        assert_eq!(few.variants_of("mprotect_fixup"), ["mprotect_fixup.isra.0"]);
+        assert!(!few.contains("change_protection"));
+        assert!(!few.contains(".end"));
     }
 }

@@ -9,5 +9,6 @@ pub mod kallsyms;
 pub mod kcore;
 pub mod machine;
 pub mod mounts;
+pub mod planning_cache;
 pub mod privileges;
 pub mod trace_events;

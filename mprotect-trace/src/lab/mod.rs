@@ -75,11 +75,16 @@ const GUEST_INLINE_SITES: &str = "/inline-sites.json";
 
 /// The default kernel cache: `$XDG_CACHE_HOME/mprotect-trace/kernels`.
 pub fn default_cache() -> PathBuf {
+    cache_home().join("kernels")
+}
+
+/// `$XDG_CACHE_HOME/mprotect-trace` (`~/.cache/mprotect-trace`).
+pub fn cache_home() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
         .unwrap_or_else(|| PathBuf::from("/var/tmp"));
-    base.join("mprotect-trace/kernels")
+    base.join("mprotect-trace")
 }
 
 /// One boot of the plan: which kernel, with how many CPUs, which repeat.

@@ -18,8 +18,8 @@ pub use profile::{
 };
 pub use report::{
     Attachment, Backend, Calibration, CpuCalls, FailedCalls, FieldValue, FieldValues, InlinedProbe, IntervalCalls,
-    IntervalSample, KernelIdentity, Machine, ProbedInstance, ProgramCost, Report, Role, Scope, SplitPart, StopReason,
-    SyscallProbe, SyscallReport, TargetReport, Timings,
+    IntervalSample, KernelIdentity, Machine, ProbedInstance, ProgramCost, Report, Role, Scope, SplitPart, StartupPhase,
+    StopReason, SyscallProbe, SyscallReport, TargetReport, Timings,
 };
 pub use settings::{Difference, Settings, WorkloadSettings};
 pub use stats::{Counters, ExactDistribution, Histogram, LatencySummary, ValueStats};

@@ -387,6 +387,16 @@ pub struct Timings {
     /// From the stop until the table was printed (before the plots, the
     /// flame graph and the HTML are drawn; their time is printed on stderr).
     pub stop_to_table_ms: f64,
+    /// What `attach_ms` was spent on, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub startup: Vec<StartupPhase>,
+}
+
+/// One phase of the start: "kernel symbols", "attach function probes", ...
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StartupPhase {
+    pub phase: String,
+    pub ms: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -17,6 +17,9 @@ pub struct Settings {
     pub all_tasks: bool,
     /// `auto`, or the one function-probe backend asked for.
     pub backend: String,
+    /// `--only NAME`s: the functions traced instead of the built-in targets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only: Vec<String>,
     /// `--probe NAME`s, in the order given.
     pub probes: Vec<String>,
     pub syscall: SyscallProbe,
@@ -95,6 +98,7 @@ impl Settings {
             pid: None,
             all_tasks: false,
             backend: "auto".to_owned(),
+            only: Vec::new(),
             probes: Vec::new(),
             syscall: SyscallProbe::Tracepoint,
             sample_hz: Some(crate::options::DEFAULT_SAMPLE_HZ),

@@ -71,6 +71,9 @@ fn run_arguments(settings: &Settings) -> Vec<String> {
     if settings.backend != "auto" {
         flag("--backend", Some(settings.backend.clone()));
     }
+    for name in &settings.only {
+        flag("--only", Some(name.clone()));
+    }
     for probe in &settings.probes {
         flag("--probe", Some(probe.clone()));
     }

@@ -325,6 +325,7 @@ fn program_costs(out: &mut String, report: &Report, costs: &[ProgramCost]) {
     }
     out.push_str("</table>\n");
     lines(out, table::syscall_cost_line(report, costs));
+    lines(out, table::backend_cost_lines(report, costs));
 }
 
 /// The summary above the plots: the heading line, the targets table and

@@ -472,6 +472,67 @@ fn render_program_costs(out: &mut String, report: &Report, costs: &[ProgramCost]
     if let Some(line) = syscall_cost_line(report, costs) {
         let _ = writeln!(out, "{line}");
     }
+    for line in backend_cost_lines(report, costs) {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// Which probe kind a program of ours is, and whether it runs at an exit.
+fn program_kind(program: &str) -> Option<(&'static str, bool)> {
+    [
+        ("fentry_slot_", "fentry/fexit", false),
+        ("fexit_slot_", "fentry/fexit", true),
+        ("kprobe_slot_", "kprobe/kretprobe", false),
+        ("kretprobe_slot_", "kprobe/kretprobe", true),
+        ("call_site_slot_", "call-site kprobes", false),
+        ("inline_instance", "inlined-instance kprobes", false),
+    ]
+    .into_iter()
+    .find(|(prefix, _, _)| program.starts_with(prefix))
+    .map(|(_, kind, exit)| (kind, exit))
+}
+
+/// What each kind of function probe cost: its probed calls (its entry
+/// programs' runs), the time per call of all its programs, and their share
+/// of the run's wall time. Call-site kprobes sit on call instructions,
+/// which x86 never optimizes into a jump: each call traps.
+pub fn backend_cost_lines(report: &Report, costs: &[ProgramCost]) -> Vec<String> {
+    let mut kinds: Vec<(&str, u64, u64)> = Vec::new();
+    for cost in costs {
+        let Some((kind, exit)) = program_kind(&cost.program) else {
+            continue;
+        };
+        let at = match kinds.iter().position(|(k, _, _)| *k == kind) {
+            Some(at) => at,
+            None => {
+                kinds.push((kind, 0, 0));
+                kinds.len() - 1
+            }
+        };
+        if !exit {
+            kinds[at].1 += cost.runs;
+        }
+        kinds[at].2 += cost.total_ns;
+    }
+    let wall_ns = report.duration_s * 1e9;
+    kinds
+        .into_iter()
+        .filter(|(_, calls, _)| *calls > 0)
+        .map(|(kind, calls, ns)| {
+            let mut line = format!(
+                "{kind}: {calls} probed calls, {:.0} ns per call in its programs, {:.1} % of the run's wall time",
+                ns as f64 / calls as f64,
+                ns as f64 / wall_ns * 100.0
+            );
+            if kind == "call-site kprobes" && report.arch == "x86_64" {
+                line.push_str(
+                    " (a kprobe on a call instruction is never optimized on x86: every call traps; \
+                     --only with the function-level targets leaves the per-PTE calls unprobed)",
+                );
+            }
+            line
+        })
+        .collect()
 }
 
 /// The syscall tracepoint pair's cost beside the calls it measured.

@@ -104,6 +104,7 @@ pub fn attach_functions(
     caps: &Capabilities,
     choice: BackendChoice,
     split: Option<SplitBy>,
+    kernel_btf: &OnceCell<aya::Btf>,
 ) -> Result<Vec<Attachment>> {
     let probed = plans.iter().filter(|plan| plan.backend != Backend::None).count();
     if probed > FUNCTION_SLOTS as usize {
@@ -112,7 +113,7 @@ pub fn attach_functions(
     let mut context = AttachContext {
         ebpf,
         kallsyms,
-        btf: OnceCell::new(),
+        btf: kernel_btf,
     };
     let mut next_slot = 0;
     let mut attachments = Vec::new();

@@ -3,6 +3,8 @@
 //! the function, else no function probe (the syscall tracepoints and
 //! stack sampling still cover it).
 
+use std::collections::HashMap;
+
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
@@ -68,33 +70,74 @@ impl TargetPlan {
     }
 }
 
-/// Plans the built-in targets and the user's `--probe` names on this
-/// kernel; `inline_sites`, when this kernel's DWARF was read, places the
-/// ones inlined everywhere.
+/// What planning reads of the kernel besides its symbols: its BTF (when
+/// user space can read it) and the functions ftrace can trace. Read once
+/// per run: parsing BTF is most of planning's time.
+pub struct KernelFacts {
+    signatures: Signatures,
+    traceable: Option<TraceableFunctions>,
+}
+
+enum Signatures {
+    /// The kernel's BTF, parsed in full; `None`: user space cannot read it.
+    Btf(Option<KernelBtf>),
+    /// The signatures of the names a run needs, read from the cache.
+    Known(HashMap<String, Option<FunctionSignature>>),
+}
+
+impl KernelFacts {
+    pub fn load(caps: &Capabilities) -> Result<Self> {
+        Ok(Self {
+            signatures: Signatures::Btf(caps.btf.available.then(KernelBtf::load).transpose()?),
+            traceable: TraceableFunctions::load(),
+        })
+    }
+
+    /// Facts of a few names only (from `planning_cache`).
+    pub fn known(signatures: HashMap<String, Option<FunctionSignature>>, traceable: TraceableFunctions) -> Self {
+        Self {
+            signatures: Signatures::Known(signatures),
+            traceable: Some(traceable),
+        }
+    }
+
+    /// `name`'s BTF signature; `None` when it has none (or BTF is unreadable).
+    pub fn signature(&self, name: &str) -> Result<Option<FunctionSignature>> {
+        match &self.signatures {
+            Signatures::Btf(Some(btf)) => btf.function(name).with_context(|| format!("reading the BTF of {name}")),
+            Signatures::Btf(None) => Ok(None),
+            Signatures::Known(known) => known
+                .get(name)
+                .cloned()
+                .with_context(|| format!("{name} is not among the cached kernel facts")),
+        }
+    }
+
+    /// Whether ftrace can trace `name`; `None`: tracefs does not say.
+    pub fn traceable(&self, name: &str) -> Option<bool> {
+        self.traceable.as_ref().map(|list| list.contains(name))
+    }
+}
+
+/// Plans the built-in targets (or the `--only` names) and the user's
+/// `--probe` names on this kernel; `inline_sites`, when this kernel's
+/// DWARF was read, places the ones inlined everywhere.
 pub fn plan_targets(
+    only: &[String],
     user_probes: &[String],
     caps: &Capabilities,
     kallsyms: &Kallsyms,
+    facts: &KernelFacts,
     choice: BackendChoice,
     inline_sites: Option<&InlineSites>,
 ) -> Result<Vec<TargetPlan>> {
-    let btf = if caps.btf.available {
-        Some(KernelBtf::load()?)
-    } else {
-        None
-    };
-    let traceable = TraceableFunctions::load();
-    targets::with_user_probes(user_probes)
+    targets::chosen(only, user_probes)
         .into_iter()
         .map(|target| {
-            let signature = match &btf {
-                Some(btf) => btf
-                    .function(&target.name)
-                    .with_context(|| format!("reading the BTF of {}", target.name))?,
-                None => None,
-            };
+            let signature = facts.signature(&target.name)?;
             let inlined = inline_sites.and_then(|sites| sites.function(&target.name)).cloned();
-            let plan = plan_target(target, caps, kallsyms, traceable.as_ref(), signature, inlined, choice);
+            let traceable = facts.traceable(&target.name);
+            let plan = plan_target(target, caps, kallsyms, traceable, signature, inlined, choice);
             // A built-in target may be inlined away; a name the user typed
             // that exists nowhere is most likely a typo.
             if plan.role == Role::User
@@ -103,8 +146,9 @@ pub fn plan_targets(
                 && plan.kallsyms_variants.is_empty()
                 && plan.inlined.is_none()
             {
+                let flag = if only.contains(&plan.name) { "--only" } else { "--probe" };
                 anyhow::bail!(
-                    "unknown kernel function {} (--probe): did you mean {}?",
+                    "unknown kernel function {} ({flag}): did you mean {}?",
                     plan.name,
                     kallsyms.closest(&plan.name, 3).join(", ")
                 );
@@ -220,7 +264,7 @@ pub fn plan_target(
     target: Target,
     caps: &Capabilities,
     kallsyms: &Kallsyms,
-    traceable: Option<&TraceableFunctions>,
+    traceable: Option<bool>,
     signature: Option<FunctionSignature>,
     inlined: Option<InlinedFunction>,
     choice: BackendChoice,
@@ -229,7 +273,6 @@ pub fn plan_target(
     let in_kallsyms = kallsyms.contains(&name);
     let variants = kallsyms.variants_of(&name);
     let in_btf = signature.is_some();
-    let traceable = traceable.map(|list| list.contains(&name));
     let facts = TargetFacts {
         name: &name,
         callers: target.callers,

@@ -5,6 +5,7 @@ mod assemble;
 pub mod directory;
 mod inline_sites;
 mod settings;
+mod startup;
 mod target;
 
 use std::path::PathBuf;
@@ -19,9 +20,9 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::collect::program_cost::{self, RunTimeStats};
 use crate::collect::{Snapshot, maps as map_reader};
-use crate::kernel::capabilities;
 use crate::kernel::kallsyms::Kallsyms;
 use crate::kernel::trace_events;
+use crate::kernel::{capabilities, planning_cache};
 use crate::model::{
     Attachment, Backend, Check, IntervalCalls, IntervalSample, LatencySummary, Report, Scope, StopReason, SyscallProbe,
     ValueStats,
@@ -159,6 +160,28 @@ impl Signals {
     }
 }
 
+/// The functions a plan looks up: the targets, their callers (where an
+/// inlined target's time shows) and the functions that hold inlined
+/// instances.
+fn planning_names(options: &RunOptions, sites: Option<&crate::model::InlineSites>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for target in targets::chosen(&options.only, &options.probes) {
+        let inlined = sites.and_then(|sites| sites.function(&target.name));
+        let holders = inlined
+            .into_iter()
+            .flat_map(|f| f.instances.iter().map(|i| i.symbol.clone()));
+        for name in std::iter::once(target.name.to_string())
+            .chain(target.callers.iter().map(|caller| (*caller).to_owned()))
+            .chain(holders)
+        {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
 /// The documented line that says tracing has begun, naming the target.
 fn attached_line(scope: Scope, tgid: Option<u32>) -> String {
     match (scope, tgid) {
@@ -171,6 +194,7 @@ fn attached_line(scope: Scope, tgid: Option<u32>) -> String {
 
 async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<Traced> {
     let begun = Instant::now();
+    let mut clock = startup::StartupClock::new();
     // Everything that can be refused is refused before anything is
     // created or attached.
     options.validate()?;
@@ -180,7 +204,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         sampling::check_rate(hz)?;
     }
     let trace_events = trace_events::resolve(&options.tracepoints)?;
-    let target_names: Vec<String> = targets::with_user_probes(&options.probes)
+    let target_names: Vec<String> = targets::chosen(&options.only, &options.probes)
         .into_iter()
         .map(|target| target.name.into_owned())
         .collect();
@@ -193,11 +217,15 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         ref from => inline_sites::load(from, &crate::kernel::capabilities::release(), &target_names)?,
     };
     let output_dir = directory::prepare(options.output.as_deref(), options.replace)?;
+    clock.mark("checks of the options");
 
     let untraced = match &options.target {
         TraceTarget::Workload(workload) if options.calibrate => Some(target::run_untraced(workload)?),
         _ => None,
     };
+    if untraced.is_some() {
+        clock.mark("untraced run (--calibrate)");
+    }
     // Without sampling the stack maps hold nothing: one entry each spares
     // the kernel allocating (and this run waiting for) megabytes of them.
     let stack_entries = if options.sample_hz.is_some() {
@@ -206,8 +234,12 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         1
     };
     let mut ebpf = ebpf_object::load_sized(stack_entries, options.split_by.is_some())?;
+    clock.mark("load the eBPF object");
     let run_time_stats = options.probe_cost.then(RunTimeStats::enable).transpose()?;
-    let mut caps = capabilities::detect_for_run(&mut ebpf);
+    // Parsed once, by the fentry check, for the fentry attachments too.
+    let kernel_btf = std::cell::OnceCell::new();
+    let mut caps = capabilities::detect_for_run(&mut ebpf, &kernel_btf, options.backend);
+    clock.mark("capability checks");
     let settings = settings::of(&options)?;
     let syscall_probe = settings.syscall;
     if syscall_probe != SyscallProbe::None && !caps.syscall_tracepoints.available {
@@ -220,16 +252,44 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     // Symbols and BTF are read only when a function probe could attach (or
     // a --probe name must be checked): reading them is most of the startup.
     let wanted = options.backend != BackendChoice::NoFunctions;
-    let (kallsyms, plans) = if wanted && (plan::function_probes_possible(&caps) || !options.probes.is_empty()) {
-        let kallsyms = Kallsyms::load()?;
-        let mut plans = plan::plan_targets(&options.probes, &caps, &kallsyms, options.backend, asked_sites.as_ref())?;
+    let (kallsyms, plans) = if wanted
+        && (plan::function_probes_possible(&caps) || !options.probes.is_empty() || !options.only.is_empty())
+    {
+        let mut needed = planning_names(&options, asked_sites.as_ref());
+        let mut planning = planning_cache::load(&caps, &needed)?;
+        clock.mark(if planning.cached {
+            "kernel symbols and BTF (cached)"
+        } else {
+            "kernel symbols and BTF"
+        });
+        let mut plans = plan::plan_targets(
+            &options.only,
+            &options.probes,
+            &caps,
+            &planning.kallsyms,
+            &planning.facts,
+            options.backend,
+            asked_sites.as_ref(),
+        )?;
         if options.inline_sites == InlineSitesFrom::UsualPlaces
             && inline_sites::wanted(&plans)
             && let Some(sites) = inline_sites::load(&options.inline_sites, &caps.kernel_release, &target_names)?
         {
-            plans = plan::plan_targets(&options.probes, &caps, &kallsyms, options.backend, Some(&sites))?;
+            needed = planning_names(&options, Some(&sites));
+            planning.ensure(&caps, &needed)?;
+            plans = plan::plan_targets(
+                &options.only,
+                &options.probes,
+                &caps,
+                &planning.kallsyms,
+                &planning.facts,
+                options.backend,
+                Some(&sites),
+            )?;
         }
-        (kallsyms, plans)
+        planning.store(&needed);
+        clock.mark("plan");
+        (planning.kallsyms, plans)
     } else {
         (
             Kallsyms::default(),
@@ -261,8 +321,17 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         caps.syscall_tracepoints =
             Check::yes("the mprotect programs attached to syscalls:sys_enter_mprotect and sys_exit_mprotect");
     }
-    let mut attachments =
-        attach::attach_functions(&mut ebpf, &kallsyms, &plans, &caps, options.backend, options.split_by)?;
+    clock.mark("attach syscall tracepoints");
+    let mut attachments = attach::attach_functions(
+        &mut ebpf,
+        &kallsyms,
+        &plans,
+        &caps,
+        options.backend,
+        options.split_by,
+        &kernel_btf,
+    )?;
+    clock.mark("attach function probes");
     attachments.extend(tracepoints::attach(&mut ebpf, &trace_events)?);
     let sampling_cpus = match options.sample_hz {
         Some(hz) => match sampling::attach(&mut ebpf, hz) {
@@ -278,6 +347,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         },
         None => None,
     };
+    clock.mark("attach tracepoints and the sampler");
     let sample_hz = options.sample_hz.filter(|_| sampling_cpus.is_some());
     refuse_nothing_to_trace(syscall_probe, sample_hz, attachments.iter().map(|a| a.backend))?;
 
@@ -304,6 +374,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     let start_time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     target.release().await?;
     let attach_ms = begun.elapsed().as_secs_f64() * 1e3;
+    clock.mark("start the target");
     output::stderr_line(&attached_line(scope, target.tgid));
     let (stop, interval_series) = trace_until_stopped(
         &ebpf,
@@ -390,6 +461,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     report.timings = Some(crate::model::Timings {
         attach_ms,
         stop_to_table_ms,
+        startup: clock.finish(),
     });
     if options.replace {
         directory::clear_old_run(&output_dir)?;

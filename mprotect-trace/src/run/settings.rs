@@ -42,6 +42,7 @@ pub fn of(options: &RunOptions) -> Result<Settings> {
             BackendChoice::Only(backend) => backend.label().to_owned(),
             BackendChoice::NoFunctions => "none".to_owned(),
         },
+        only: options.only.clone(),
         probes: options
             .probes
             .iter()

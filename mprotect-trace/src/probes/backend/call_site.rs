@@ -52,7 +52,7 @@ impl FunctionBackend for CallSite {
         if let Err(err) = Kcore::open() {
             return Check::no("no /proc/kcore", format!("{err:#}"));
         }
-        let outcome = super::kprobe_attaches(context.ebpf, CALL_SITE_SLOTS[0]);
+        let outcome = super::kprobe_check(context, CALL_SITE_SLOTS[0]);
         match outcome {
             Ok(()) => Check::yes(format!(
                 "{} is readable and a kprobe attached on {PROBE_CHECK_FUNCTION}",

@@ -53,10 +53,10 @@ impl FunctionBackend for Fentry {
             );
         }
         let mut attempt = || -> Result<(), String> {
-            let btf = aya::Btf::from_sys_fs().map_err(|e| error_chain(&e))?;
+            let btf = kernel_btf(context.kernel_btf).map_err(|e| format!("{e:#}"))?;
             let program: &mut FEntry =
                 program_mut(context.ebpf, FENTRY_CAPABILITY_CHECK).map_err(|e| format!("{e:#}"))?;
-            program.load(PROBE_CHECK_FUNCTION, &btf).map_err(|e| error_chain(&e))?;
+            program.load(PROBE_CHECK_FUNCTION, btf).map_err(|e| error_chain(&e))?;
             let link = program.attach().map_err(|e| error_chain(&e))?;
             program.detach(link).map_err(|e| error_chain(&e))?;
             Ok(())
@@ -112,7 +112,7 @@ impl FunctionBackend for Fentry {
     fn attach(&self, context: &mut AttachContext, slot: u32, target: &TargetFacts) -> Result<String> {
         let (entry_name, exit_name) = (FENTRY_SLOTS[slot as usize], FEXIT_SLOTS[slot as usize]);
         let function = target.name;
-        let btf = kernel_btf(&context.btf)?;
+        let btf = kernel_btf(context.btf)?;
         let entry: &mut FEntry = program_mut(context.ebpf, entry_name)?;
         entry.load(function, btf).map_err(|e| anyhow!("{}", error_chain(&e)))?;
         entry.attach().map_err(|e| anyhow!("{}", error_chain(&e)))?;

@@ -50,11 +50,9 @@ impl FunctionBackend for Inlined {
                 "no kprobe PMU in /sys/bus/event_source/devices: the kernel has no CONFIG_KPROBES",
             );
         }
-        let outcome = super::kprobe_attaches(context.ebpf, INLINE_INSTANCE);
+        let outcome = super::kprobe_check(context, INLINE_INSTANCE);
         match outcome {
-            Ok(()) => Check::yes(format!(
-                "the inlined-instance kprobe attached on {PROBE_CHECK_FUNCTION}"
-            )),
+            Ok(()) => Check::yes(format!("a kprobe attached on {PROBE_CHECK_FUNCTION}")),
             Err(err) => Check::no("attach failed", format!("attaching a kprobe failed: {err}")),
         }
     }

@@ -44,7 +44,7 @@ impl FunctionBackend for Kprobe {
                 "kernel built without CONFIG_KPROBES: no kprobe PMU in /sys/bus/event_source/devices and no kprobe_events in tracefs",
             );
         }
-        let outcome = super::kprobe_attaches(context.ebpf, KPROBE_CAPABILITY_CHECK);
+        let outcome = super::kprobe_check(context, KPROBE_CAPABILITY_CHECK);
         match outcome {
             Ok(()) => Check::yes(format!("a kprobe attached on {PROBE_CHECK_FUNCTION}")),
             Err(err) => Check::no(

@@ -47,6 +47,14 @@ pub struct TargetFacts<'a> {
 pub struct CheckContext<'a> {
     pub ebpf: &'a mut Ebpf,
     pub btf: &'a Check,
+    /// The kernel's BTF as aya reads it, parsed by the first check that
+    /// needs it and kept for attaching.
+    pub kernel_btf: &'a OnceCell<aya::Btf>,
+    /// `run`: the first kprobe-based check's outcome, which the others
+    /// take (each would load and attach a kprobe on the same function; a
+    /// program that then fails to load falls back at attach time).
+    /// `None` for doctor, which checks each backend's own program.
+    pub kprobe_outcome: Option<&'a mut Option<std::result::Result<(), String>>>,
 }
 
 /// What attaching may use: the object, the kernel's symbols, and its BTF,
@@ -54,7 +62,7 @@ pub struct CheckContext<'a> {
 pub struct AttachContext<'a> {
     pub ebpf: &'a mut Ebpf,
     pub kallsyms: &'a Kallsyms,
-    pub btf: OnceCell<aya::Btf>,
+    pub btf: &'a OnceCell<aya::Btf>,
 }
 
 pub trait FunctionBackend: Sync {
@@ -97,6 +105,18 @@ fn loaded_kprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::prog
 /// A capability check: whether kprobe program `name` loads and attaches
 /// on the check function. It leaves the program unloaded (a target that
 /// uses it loads it again), so a check leaves nothing in the kernel.
+fn kprobe_check(context: &mut CheckContext, name: &str) -> std::result::Result<(), String> {
+    match &mut context.kprobe_outcome {
+        Some(Some(outcome)) => outcome.clone(),
+        Some(shared) => {
+            let outcome = kprobe_attaches(context.ebpf, name);
+            **shared = Some(outcome.clone());
+            outcome
+        }
+        None => kprobe_attaches(context.ebpf, name),
+    }
+}
+
 fn kprobe_attaches(ebpf: &mut Ebpf, name: &str) -> std::result::Result<(), String> {
     use crate::kernel::capabilities::{PROBE_CHECK_FUNCTION, error_chain};
     let mut attempt = || -> std::result::Result<(), String> {
