@@ -307,9 +307,10 @@ fn print_tables(samples: &[Sample], rounds: usize, release: &str, seconds: u64) 
         }
         let phases: Vec<String> = names
             .iter()
-            .map(|phase| {
+            .filter_map(|phase| {
                 let ms = |s: &Sample| s.phases.iter().find(|(p, _)| p == phase).map_or(0.0, |(_, ms)| *ms);
-                format!("{phase} {:.0}/{:.0}", first(case.name, &ms), later(case.name, &ms))
+                let (first, later) = (first(case.name, &ms), later(case.name, &ms));
+                (first >= 1.0 || later >= 1.0).then(|| format!("{phase} {first:.0}/{later:.0}"))
             })
             .collect();
         println!(

@@ -128,13 +128,17 @@ impl Settings {
             (a.workload, b.workload) = (None, None);
         }
         let (left, right) = (leaves(&a), leaves(&b));
-        for (name, value) in &left {
+        // Both sides' paths: a setting left out when unused (`only`,
+        // `split_by`) may be on either side only.
+        let names: std::collections::BTreeSet<&String> = left.keys().chain(right.keys()).collect();
+        for name in names {
+            let value = left.get(name).cloned().unwrap_or_else(|| "absent".to_owned());
             let other = right.get(name).cloned().unwrap_or_else(|| "absent".to_owned());
-            if *value != other {
+            if value != other {
                 differences.push(Difference {
                     shaping: name != "pid",
                     setting: name.clone(),
-                    a: value.clone(),
+                    a: value,
                     b: other,
                 });
             }
@@ -192,10 +196,12 @@ mod tests {
             w.touch = false;
         }
         b.probes = vec!["folio_pte_batch".to_owned()];
+        b.only = vec!["change_pte_range".to_owned()];
         let described: Vec<String> = a.differences(&b).iter().map(Difference::describe).collect();
         assert_eq!(
             described,
             [
+                "only (absent vs [change_pte_range])",
                 "probes ([] vs [folio_pte_batch])",
                 "workload.cpu (none vs 1)",
                 "workload.touch (true vs false)"

@@ -134,13 +134,15 @@ mod tests {
             w.cpu = Some(1);
             w.touch = false;
         }
+        settings.only = vec!["change_pte_range".to_owned()];
         settings.probes = vec!["folio_pte_batch".to_owned()];
         settings.sample_hz = None;
         settings.duration_s = Some(2.5);
         assert_eq!(
             run_arguments(&settings).join(" "),
-            "--scenario region-toggle --iterations 50 --threads 2 --cpu 1 --no-touch --probe folio_pte_batch --no-sample --duration 2.5"
+            "--scenario region-toggle --iterations 50 --threads 2 --cpu 1 --no-touch --only change_pte_range --probe folio_pte_batch --no-sample --duration 2.5"
         );
+        settings.only.clear();
         settings.workload = None;
         settings.command = vec!["./toggle".to_owned(), "a b".to_owned()];
         settings.sample_hz = Some(99);

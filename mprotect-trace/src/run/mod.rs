@@ -288,8 +288,12 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
             )?;
         }
         planning.store(&needed);
+        // Freed here, not at some later phase's expense: a full BTF parse
+        // is tens of MB.
+        let planning_cache::Planning { kallsyms, facts, .. } = planning;
+        drop(facts);
         clock.mark("plan");
-        (planning.kallsyms, plans)
+        (kallsyms, plans)
     } else {
         (
             Kallsyms::default(),
