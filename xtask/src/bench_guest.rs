@@ -50,17 +50,15 @@ const BPFTRACE_KPROBE: &str = "kprobe:change_pte_range { @start[tid] = nsecs; } 
 /// One thing measured each round.
 struct Case {
     name: &'static str,
-    /// What it traces with: "untraced", "ours" or "bpftrace".
-    tool: &'static str,
     /// The case of the other tool doing the same work, for ratios.
     peer: Option<&'static str>,
-    /// The tracer's arguments before the traced command; empty: untraced.
+    /// What traces it.
     tracer: Tracer,
     /// Startup (a traced `echo`) or the workload.
     workload: bool,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Tracer {
     None,
     /// `mprotect-trace run ARGS -- CMD`.
@@ -79,77 +77,66 @@ const INLINED: &str =
 const CASES: &[Case] = &[
     Case {
         name: "startup: ours, default targets",
-        tool: "ours",
         peer: Some("startup: bpftrace, kfunc"),
         tracer: Tracer::Ours(DEFAULT_TARGETS),
         workload: false,
     },
     Case {
         name: "startup: ours, one fentry",
-        tool: "ours",
         peer: Some("startup: bpftrace, kfunc"),
         tracer: Tracer::Ours(ONE_FENTRY),
         workload: false,
     },
     Case {
         name: "startup: bpftrace, kfunc",
-        tool: "bpftrace",
         peer: None,
         tracer: Tracer::Bpftrace(BPFTRACE_KFUNC),
         workload: false,
     },
     Case {
         name: "untraced",
-        tool: "untraced",
         peer: None,
         tracer: Tracer::None,
         workload: true,
     },
     Case {
         name: "ours, fentry",
-        tool: "ours",
         peer: Some("bpftrace, kfunc"),
         tracer: Tracer::Ours(ONE_FENTRY),
         workload: true,
     },
     Case {
         name: "bpftrace, kfunc",
-        tool: "bpftrace",
         peer: None,
         tracer: Tracer::Bpftrace(BPFTRACE_KFUNC),
         workload: true,
     },
     Case {
         name: "ours, kprobe",
-        tool: "ours",
         peer: Some("bpftrace, kprobe"),
         tracer: Tracer::Ours(ONE_KPROBE),
         workload: true,
     },
     Case {
         name: "bpftrace, kprobe",
-        tool: "bpftrace",
         peer: None,
         tracer: Tracer::Bpftrace(BPFTRACE_KPROBE),
         workload: true,
     },
     Case {
         name: "ours, call-site",
-        tool: "ours",
         peer: None,
         tracer: Tracer::Ours(CALL_SITES),
         workload: true,
     },
     Case {
         name: "ours, inlined",
-        tool: "ours",
         peer: None,
         tracer: Tracer::Ours(INLINED),
         workload: true,
     },
     Case {
         name: "ours, default targets",
-        tool: "ours",
         peer: None,
         tracer: Tracer::Ours(DEFAULT_TARGETS),
         workload: true,
@@ -298,7 +285,7 @@ fn print_tables(samples: &[Sample], rounds: usize, release: &str, seconds: u64) 
             ratio(&rss),
         );
     }
-    for case in CASES.iter().filter(|c| !c.workload && c.tool == "ours") {
+    for case in CASES.iter().filter(|c| !c.workload && matches!(c.tracer, Tracer::Ours(_))) {
         let mut names: Vec<&str> = Vec::new();
         for (phase, _) in of(samples, case.name).flat_map(|s| &s.phases) {
             if !names.contains(&phase.as_str()) {
@@ -346,7 +333,7 @@ fn print_tables(samples: &[Sample], rounds: usize, release: &str, seconds: u64) 
         let peer_iteration = case.peer.map_or(f64::NAN, |p| {
             med(p, &|s| s.workload.as_ref().map(|w| w.iteration_ns_per_page))
         });
-        let (calls, per_call, share) = if case.tool == "untraced" {
+        let (calls, per_call, share) = if case.tracer == Tracer::None {
             ("-".to_owned(), "-".to_owned(), "-".to_owned())
         } else {
             (
@@ -363,17 +350,20 @@ fn print_tables(samples: &[Sample], rounds: usize, release: &str, seconds: u64) 
             peer(iteration, peer_iteration),
         );
     }
-    for case in CASES.iter().filter(|c| c.workload && c.tool == "ours") {
+    println!("\nour kprobes in /sys/kernel/debug/kprobes/list while traced (all rounds): [FTRACE] at a function's entry, [OPTIMIZED] a jump, else a trap");
+    for case in CASES.iter().filter(|c| c.workload && matches!(c.tracer, Tracer::Ours(_))) {
         let lines: Vec<&String> = of(samples, case.name)
             .filter_map(|s| s.workload.as_ref())
             .flat_map(|w| &w.kprobes)
             .collect();
-        if let Some(first) = lines.first() {
-            let optimized = lines.iter().filter(|l| l.contains("[OPTIMIZED]")).count();
+        if !lines.is_empty() {
+            let marked = |mark: &str| lines.iter().filter(|line| line.contains(mark)).count();
+            let (ftrace, optimized) = (marked("[FTRACE]"), marked("[OPTIMIZED]"));
             println!(
-                "\n{}: {} kprobes listed over {rounds} rounds, {optimized} [OPTIMIZED]; e.g. {first}",
+                "{:<24} {:>4} kprobes: {ftrace:>3} [FTRACE], {optimized:>3} [OPTIMIZED], {:>3} traps",
                 case.name,
-                lines.len()
+                lines.len(),
+                lines.len() - ftrace - optimized
             );
         }
     }
@@ -498,7 +488,7 @@ fn measure(case: &Case, round: usize, command: &mut Command) -> Result<Sample> {
     if case.workload && workload.is_none() {
         bail!("no workload line; stderr: {}", stderr.trim());
     }
-    let phases = if case.tool == "ours" {
+    let phases = if matches!(case.tracer, Tracer::Ours(_)) {
         startup_phases()?
     } else {
         Vec::new()
