@@ -285,7 +285,10 @@ fn print_tables(samples: &[Sample], rounds: usize, release: &str, seconds: u64) 
             ratio(&rss),
         );
     }
-    for case in CASES.iter().filter(|c| !c.workload && matches!(c.tracer, Tracer::Ours(_))) {
+    for case in CASES
+        .iter()
+        .filter(|c| !c.workload && matches!(c.tracer, Tracer::Ours(_)))
+    {
         let mut names: Vec<&str> = Vec::new();
         for (phase, _) in of(samples, case.name).flat_map(|s| &s.phases) {
             if !names.contains(&phase.as_str()) {
@@ -350,8 +353,13 @@ fn print_tables(samples: &[Sample], rounds: usize, release: &str, seconds: u64) 
             peer(iteration, peer_iteration),
         );
     }
-    println!("\nour kprobes in /sys/kernel/debug/kprobes/list while traced (all rounds): [FTRACE] at a function's entry, [OPTIMIZED] a jump, else a trap");
-    for case in CASES.iter().filter(|c| c.workload && matches!(c.tracer, Tracer::Ours(_))) {
+    println!(
+        "\nour kprobes in /sys/kernel/debug/kprobes/list while traced (all rounds): [FTRACE] at a function's entry, [OPTIMIZED] a jump, else a trap"
+    );
+    for case in CASES
+        .iter()
+        .filter(|c| c.workload && matches!(c.tracer, Tracer::Ours(_)))
+    {
         let lines: Vec<&String> = of(samples, case.name)
             .filter_map(|s| s.workload.as_ref())
             .flat_map(|w| &w.kprobes)
