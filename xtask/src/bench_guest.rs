@@ -10,8 +10,6 @@
 //! attached, for both tools alike.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -456,46 +454,18 @@ fn next_program_id() -> Result<u32> {
 /// Runs `command`: attach time from exec to the marker, wall time, the
 /// tracer's peak RSS (wait4), and the workload wrapper's line.
 fn measure(case: &Case, round: usize, command: &mut Command) -> Result<Sample> {
-    let started = Instant::now();
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {:?}", command.get_program()))?;
-    let stdout = child.stdout.take().context("piped stdout")?;
-    let stderr = child.stderr.take().context("piped stderr")?;
-    let stderr = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let mut attach_ms = None;
-    let mut workload = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        if attach_ms.is_none() && line.contains(MARKER) {
-            attach_ms = Some(started.elapsed().as_secs_f64() * 1e3);
-        }
-        if let Some(json) = line.strip_prefix(WORKLOAD_LINE) {
-            workload = Some(serde_json::from_str::<WorkloadRun>(json).context("the workload line")?);
-        }
-    }
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data that wait4 fills; the child is ours and not yet reaped.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } != pid {
-        bail!(
-            "waiting for {:?}: {}",
-            command.get_program(),
-            std::io::Error::last_os_error()
-        );
-    }
-    let total_ms = started.elapsed().as_secs_f64() * 1e3;
-    let exit = std::process::ExitStatus::from_raw(status);
-    let stderr = stderr.join().unwrap_or_default();
-    if !exit.success() {
-        bail!("{exit}: {}", stderr.trim());
-    }
+    let measured = crate::startup::measure_run(command, MARKER)?;
+    let workload = measured
+        .stdout
+        .iter()
+        .find_map(|line| line.strip_prefix(WORKLOAD_LINE))
+        .map(serde_json::from_str::<WorkloadRun>)
+        .transpose()
+        .context("the workload line")?;
     if case.workload && workload.is_none() {
-        bail!("no workload line; stderr: {}", stderr.trim());
+        bail!("no workload line in {:?}", measured.stdout);
     }
+    let (attach_ms, total_ms, peak_rss_mb) = (measured.attach_ms, measured.total_ms, measured.peak_rss_mb);
     let phases = if matches!(case.tracer, Tracer::Ours(_)) {
         startup_phases()?
     } else {
@@ -511,8 +481,7 @@ fn measure(case: &Case, round: usize, command: &mut Command) -> Result<Sample> {
             Some(attach_ms.context("the traced command never ran")?)
         },
         total_ms,
-        // ru_maxrss is in kB on Linux.
-        peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        peak_rss_mb,
         workload,
     })
 }

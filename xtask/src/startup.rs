@@ -30,21 +30,35 @@ struct Sample {
     peak_rss_mb: f64,
 }
 
-/// Runs `command` and measures it; its stdout is read for the marker.
-fn measure(command: &mut Command) -> Result<Sample> {
+/// One measured run of a tracer: when its traced command printed
+/// `marker` (from exec), its wall time, its peak RSS, and the lines it
+/// printed on stdout.
+pub(crate) struct Measured {
+    pub attach_ms: Option<f64>,
+    pub total_ms: f64,
+    pub peak_rss_mb: f64,
+    pub stdout: Vec<String>,
+}
+
+/// Runs `command` to its end and measures it; a failure carries its stderr.
+pub(crate) fn measure_run(command: &mut Command, marker: &str) -> Result<Measured> {
     let started = Instant::now();
     let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {:?}", command.get_program()))?;
     let stdout = child.stdout.take().context("piped stdout")?;
+    let stderr = child.stderr.take().context("piped stderr")?;
+    let stderr = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
     let mut attach_ms = None;
+    let mut lines = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
-        if attach_ms.is_none() && line.contains(MARKER) {
+        if attach_ms.is_none() && line.contains(marker) {
             attach_ms = Some(started.elapsed().as_secs_f64() * 1e3);
         }
+        lines.push(line);
     }
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
@@ -59,15 +73,28 @@ fn measure(command: &mut Command) -> Result<Sample> {
     }
     let total_ms = started.elapsed().as_secs_f64() * 1e3;
     let exit = std::process::ExitStatus::from_raw(status);
+    let stderr = stderr.join().unwrap_or_default();
     if !exit.success() {
-        bail!("{:?} failed: {exit}", command.get_program());
+        bail!("{:?} failed: {exit}: {}", command.get_program(), stderr.trim());
     }
-    Ok(Sample {
-        attach_ms: attach_ms
-            .with_context(|| format!("{:?} never started the traced command", command.get_program()))?,
+    Ok(Measured {
+        attach_ms,
         total_ms,
         // ru_maxrss is in kB on Linux.
         peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        stdout: lines,
+    })
+}
+
+/// Runs `command` and measures it; its stdout is read for the marker.
+fn measure(command: &mut Command) -> Result<Sample> {
+    let measured = measure_run(command, MARKER)?;
+    Ok(Sample {
+        attach_ms: measured
+            .attach_ms
+            .with_context(|| format!("{:?} never started the traced command", command.get_program()))?,
+        total_ms: measured.total_ms,
+        peak_rss_mb: measured.peak_rss_mb,
     })
 }
 

@@ -262,30 +262,25 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         } else {
             "kernel symbols and BTF"
         });
-        let mut plans = plan::plan_targets(
-            &options.only,
-            &options.probes,
-            &caps,
-            &planning.kallsyms,
-            &planning.facts,
-            options.backend,
-            asked_sites.as_ref(),
-        )?;
-        if options.inline_sites == InlineSitesFrom::UsualPlaces
-            && inline_sites::wanted(&plans)
-            && let Some(sites) = inline_sites::load(&options.inline_sites, &caps.kernel_release, &target_names)?
-        {
-            needed = planning_names(&options, Some(&sites));
-            planning.ensure(&caps, &needed)?;
-            plans = plan::plan_targets(
+        let plan_with = |planning: &planning_cache::Planning, sites: Option<&crate::model::InlineSites>| {
+            plan::plan_targets(
                 &options.only,
                 &options.probes,
                 &caps,
                 &planning.kallsyms,
                 &planning.facts,
                 options.backend,
-                Some(&sites),
-            )?;
+                sites,
+            )
+        };
+        let mut plans = plan_with(&planning, asked_sites.as_ref())?;
+        if options.inline_sites == InlineSitesFrom::UsualPlaces
+            && inline_sites::wanted(&plans)
+            && let Some(sites) = inline_sites::load(&options.inline_sites, &caps.kernel_release, &target_names)?
+        {
+            needed = planning_names(&options, Some(&sites));
+            planning.ensure(&caps, &needed)?;
+            plans = plan_with(&planning, Some(&sites))?;
         }
         planning.store(&needed);
         // Freed here, not at some later phase's expense: a full BTF parse
