@@ -330,6 +330,8 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         options.split_by,
         &kernel_btf,
     )?;
+    // Parsed BTF is megabytes the rest of the run has no use for.
+    drop(kernel_btf);
     clock.mark("attach function probes");
     attachments.extend(tracepoints::attach(&mut ebpf, &trace_events)?);
     let sampling_cpus = match options.sample_hz {
