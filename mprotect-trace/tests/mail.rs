@@ -15,11 +15,11 @@ use serde_json::{Value, json};
 
 /// A small workload, so the many runs here stay quick.
 const SMALL: [&str; 4] = ["--mapping-mb", "8", "--iterations", "20"];
-/// A side of the compared runs: sampled ten times as often, so that every
-/// run has samples in the functions compared (at 999 Hz a run of SMALL has
-/// one or two inside mprotect, and each function's median over 3 runs is
-/// then often 0 on both sides: no row to list).
-const SAMPLED_SIDE: [&str; 6] = ["--mapping-mb", "8", "--iterations", "20", "--sample-hz", "9999"];
+/// SMALL sampled ten times as often, for the mails that list sampled
+/// functions: at 999 Hz a run of SMALL has 0 to 2 samples inside mprotect
+/// (a run mail may then list no function, and each function's median over
+/// a comparison's 3 runs is often 0 on both sides: no row to list).
+const SAMPLED: [&str; 6] = ["--mapping-mb", "8", "--iterations", "20", "--sample-hz", "9999"];
 
 fn path(dir: &Path) -> &str {
     dir.to_str().expect("UTF-8 path")
@@ -251,14 +251,17 @@ fn check_run_mail(dir: &Path, command: &str) -> String {
 
 #[test]
 fn a_run_mail_fits_80_columns_and_holds_the_reports_figures() {
-    let sampled = traced("sampled", &SMALL);
-    let mail = check_run_mail(&sampled, "mprotect-trace run --mapping-mb 8 --iterations 20");
+    let sampled = traced("sampled", &SAMPLED);
+    let mail = check_run_mail(
+        &sampled,
+        "mprotect-trace run --mapping-mb 8 --iterations 20 --sample-hz 9999",
+    );
     assert!(report_has_sampling(&sampled), "{mail}");
 
-    let threads = traced("threads", &[&SMALL[..], &["--threads", "2"]].concat());
+    let threads = traced("threads", &[&SAMPLED[..], &["--threads", "2"]].concat());
     check_run_mail(
         &threads,
-        "mprotect-trace run --mapping-mb 8 --iterations 20 --threads 2",
+        "mprotect-trace run --mapping-mb 8 --iterations 20 --threads 2 --sample-hz 9999",
     );
 
     let unsampled = traced("unsampled", &[&SMALL[..], &["--no-sample"]].concat());
@@ -439,7 +442,7 @@ fn a_comparison_mail_of_two_and_three_sides_fits_80_columns_and_holds_the_figure
             let dir = common::out_dir("mail", name);
             let output = common::binary()
                 .args(["run", "--repeat", "3", "-o", path(&dir)])
-                .args(SAMPLED_SIDE)
+                .args(SAMPLED)
                 .output()
                 .expect("running mprotect-trace run --repeat");
             assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
