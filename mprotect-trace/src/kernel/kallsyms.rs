@@ -27,6 +27,8 @@ struct Symbol {
     name_at: u32,
     name_len: u16,
     kind: SymbolKind,
+    /// Listed with a module (`[kvm]`, `[bpf]`): loaded anywhere.
+    in_module: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -80,7 +82,8 @@ impl Kallsyms {
         let (Ok(name_at), Ok(name_len)) = (u32::try_from(self.names.len()), u16::try_from(name.len())) else {
             return;
         };
-        let kind = match (kind, fields.next()) {
+        let module = fields.next();
+        let kind = match (kind, module) {
             (_, Some("[bpf]")) => SymbolKind::Bpf,
             ("t" | "T", _) => SymbolKind::Function,
             _ => SymbolKind::Other,
@@ -91,6 +94,7 @@ impl Kallsyms {
             name_at,
             name_len,
             kind,
+            in_module: module.is_some(),
         });
     }
 
@@ -215,6 +219,15 @@ impl Kallsyms {
             .collect()
     }
 
+    /// Whether a function starting at `start` belongs to a module.
+    pub fn in_module(&self, start: u64) -> bool {
+        let from = self.symbols.partition_point(|symbol| symbol.start < start);
+        self.symbols[from..]
+            .iter()
+            .take_while(|symbol| symbol.start == start)
+            .any(|symbol| symbol.kind == SymbolKind::Function && symbol.in_module)
+    }
+
     /// Symbols holding just these functions (name, start, end): a symbol
     /// with no name marks each end, so `extent` still knows it.
     pub fn from_functions(functions: &[(String, u64, Option<u64>)]) -> Self {
@@ -315,6 +328,8 @@ ffffffffc0003000 t bpf_prog_6deef7357e7b4530_sample_stack\t[bpf]
                 ),
             ]
         );
+        assert!(symbols.in_module(0xffffffffc0001000));
+        assert!(!symbols.in_module(0xffffffff81234560));
         let few = Kallsyms::from_functions(&kept);
         assert_eq!(few.addresses("change_pte_range"), [0xffffffff81234560]);
         assert_eq!(

@@ -130,18 +130,16 @@ impl Planning {
 
     fn try_store(&self, names: &[String]) -> Result<()> {
         let place = place().context("no build id or _text")?;
-        // Module functions are not at a fixed offset from _text.
-        let text_end = *self.kallsyms.addresses("_etext").first().context("no _etext")?;
-        let in_text = |address: u64| (place.text..text_end).contains(&address);
         let mut file = read(&place).unwrap_or_default();
         for name in names {
             let Some(traceable) = self.facts.traceable(name) else {
                 return Ok(());
             };
             let functions = self.kallsyms.functions_of(name);
-            if !functions
+            // Module functions are not at a fixed offset from _text.
+            if functions
                 .iter()
-                .all(|(_, start, end)| in_text(*start) && end.is_none_or(|end| end <= text_end))
+                .any(|(_, start, _)| *start < place.text || self.kallsyms.in_module(*start))
             {
                 continue;
             }
