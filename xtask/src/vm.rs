@@ -261,10 +261,18 @@ fn check_cached_facts(reports: &Reports) -> Result<String> {
         (backend.label(), phase(report, cached))
     });
     let (Some(read), Some(cached)) = (read, cached) else {
+        let phases = |report: &Report| -> Vec<String> {
+            report
+                .timings
+                .iter()
+                .flat_map(|timings| &timings.startup)
+                .map(|phase| phase.phase.clone())
+                .collect()
+        };
         anyhow::bail!(
-            "the {first} run should read the kernel's facts and the {second} run take them from the cache: {:?} / {:?}",
-            reports.forced[0].1.timings,
-            reports.forced[1].1.timings
+            "the {first} run should read the kernel's facts and the {second} run take them from the cache; their phases: {:?} and {:?}",
+            phases(&reports.forced[0].1),
+            phases(&reports.forced[1].1)
         );
     };
     Ok(format!(
