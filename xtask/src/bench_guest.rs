@@ -165,7 +165,6 @@ struct Sample {
     case: String,
     round: usize,
     attach_ms: Option<f64>,
-    total_ms: f64,
     peak_rss_mb: f64,
     workload: Option<WorkloadRun>,
     /// Ours: report.json's `timings.startup`, (phase, ms).
@@ -325,6 +324,7 @@ fn print_tables(samples: &[Sample], rounds: usize, release: &str, seconds: u64) 
             )
         };
         let (calls, per_call, share) = cost(case.name);
+        let own_cost = per_call;
         let iteration = med(case.name, &|s| s.workload.as_ref().map(|w| w.iteration_ns_per_page));
         let peer = |value: f64, of_peer: f64| {
             case.peer
@@ -346,7 +346,7 @@ fn print_tables(samples: &[Sample], rounds: usize, release: &str, seconds: u64) 
         println!(
             "{:<24} {calls:>9} {per_call:>9} {:>8} {share:>10} {iteration:>11.1} {:>8.3} {:>10}",
             case.name,
-            peer(cost(case.name).1, peer_cost),
+            peer(own_cost, peer_cost),
             iteration / untraced,
             peer(iteration, peer_iteration),
         );
@@ -378,7 +378,8 @@ fn print_tables(samples: &[Sample], rounds: usize, release: &str, seconds: u64) 
 /// (probed calls, ns per probed call, share of the workload's time): the
 /// calls are the entry programs' runs; the cost is every program's time.
 fn call_cost(run: &WorkloadRun) -> (f64, f64, f64) {
-    let is_exit = |name: &str| name.starts_with("fexit") || name.starts_with("kret") || name.contains("exit");
+    // fexit_slot_N, kretprobe_slot_N; bpftrace's kretfunc_*, kretprobe_*.
+    let is_exit = |name: &str| name.contains("exit") || name.starts_with("kret");
     let calls: u64 = run.programs.iter().filter(|p| !is_exit(&p.name)).map(|p| p.runs).sum();
     let ns: u64 = run.programs.iter().map(|p| p.ns).sum();
     (
@@ -465,7 +466,7 @@ fn measure(case: &Case, round: usize, command: &mut Command) -> Result<Sample> {
     if case.workload && workload.is_none() {
         bail!("no workload line in {:?}", measured.stdout);
     }
-    let (attach_ms, total_ms, peak_rss_mb) = (measured.attach_ms, measured.total_ms, measured.peak_rss_mb);
+    let (attach_ms, peak_rss_mb) = (measured.attach_ms, measured.peak_rss_mb);
     let phases = if matches!(case.tracer, Tracer::Ours(_)) {
         startup_phases()?
     } else {
@@ -480,7 +481,6 @@ fn measure(case: &Case, round: usize, command: &mut Command) -> Result<Sample> {
         } else {
             Some(attach_ms.context("the traced command never ran")?)
         },
-        total_ms,
         peak_rss_mb,
         workload,
     })

@@ -203,8 +203,6 @@ impl Kallsyms {
             .collect()
     }
 
-    /// Compiler-made copies such as `name.isra.0` or `name.constprop.0`:
-    /// the function exists, but a probe on `name` itself would not fire.
     /// The functions called `name` or a compiler copy of it (`name.isra.0`),
     /// each with where it starts and, when known, where it ends: what a
     /// plan reads of them, for `from_functions` to rebuild.
@@ -241,6 +239,8 @@ impl Kallsyms {
         symbols.sorted()
     }
 
+    /// Compiler-made copies such as `name.isra.0` or `name.constprop.0`:
+    /// the function exists, but a probe on `name` itself would not fire.
     pub fn variants_of(&self, name: &str) -> Vec<String> {
         let prefix = format!("{name}.");
         let from = self.functions.partition_point(|&i| self.name(i) < prefix.as_str());

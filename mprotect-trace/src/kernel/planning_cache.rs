@@ -8,18 +8,16 @@
 //! whether ftrace traces it are known for good once read. Functions of
 //! modules (loaded anywhere) are never kept.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::btf::FunctionSignature;
-use super::ftrace::TraceableFunctions;
 use super::identity;
 use super::kallsyms::Kallsyms;
 use crate::model::Capabilities;
-use crate::probes::plan::KernelFacts;
+use crate::probes::plan::{KernelFacts, KnownFunction};
 
 #[derive(Default, Serialize, Deserialize)]
 struct CacheFile {
@@ -31,19 +29,15 @@ struct NameFacts {
     /// The function and its compiler copies: (symbol, start, end), as
     /// offsets from `_text`.
     functions: Vec<(String, u64, Option<u64>)>,
-    signature: Option<FunctionSignature>,
-    traceable: bool,
+    #[serde(flatten)]
+    known: KnownFunction,
 }
 
-/// The kernel's symbols and facts a plan reads.
+/// The kernel's symbols and facts a plan reads: from the cache (only the
+/// names asked for) when `facts.cached()`.
 pub struct Planning {
     pub kallsyms: Kallsyms,
     pub facts: KernelFacts,
-    /// Read from the cache (only the names asked for), not the kernel.
-    pub cached: bool,
-    /// Read in full with BTF: worth keeping (without BTF every signature
-    /// reads as absent, which is not this kernel's fact).
-    storable: bool,
 }
 
 /// Where this kernel's facts are kept, and where its text starts now.
@@ -77,8 +71,7 @@ pub fn load(caps: &Capabilities, names: &[String]) -> Result<Planning> {
             .collect::<Option<Vec<_>>>()
     {
         let mut functions = Vec::new();
-        let mut signatures = HashMap::new();
-        let mut traceable = String::new();
+        let mut known_functions = std::collections::HashMap::new();
         for (name, facts) in names.iter().zip(known) {
             functions.extend(
                 facts
@@ -86,35 +79,25 @@ pub fn load(caps: &Capabilities, names: &[String]) -> Result<Planning> {
                     .iter()
                     .map(|(symbol, start, end)| (symbol.clone(), place.text + start, end.map(|end| place.text + end))),
             );
-            signatures.insert(name.clone(), facts.signature.clone());
-            if facts.traceable {
-                traceable.push_str(name);
-                traceable.push('\n');
-            }
+            known_functions.insert(name.clone(), facts.known.clone());
         }
         return Ok(Planning {
             kallsyms: Kallsyms::from_functions(&functions),
-            facts: KernelFacts::known(signatures, TraceableFunctions::parse(&traceable)),
-            cached: true,
-            storable: false,
+            facts: KernelFacts::known(known_functions),
         });
     }
     Ok(Planning {
         kallsyms: Kallsyms::load()?,
         facts: KernelFacts::load(caps)?,
-        cached: false,
-        storable: caps.btf.available,
     })
 }
 
 impl Planning {
     /// Read from the kernel in full if the cache lacked any of `names`.
     pub fn ensure(&mut self, caps: &Capabilities, names: &[String]) -> Result<()> {
-        if self.cached && names.iter().any(|name| !self.kallsyms.contains(name)) {
+        if names.iter().any(|name| !self.facts.covers(name)) {
             self.kallsyms = Kallsyms::load()?;
             self.facts = KernelFacts::load(caps)?;
-            self.cached = false;
-            self.storable = caps.btf.available;
         }
         Ok(())
     }
@@ -123,7 +106,8 @@ impl Planning {
     /// plan has used them. Best effort: a cache that cannot be written
     /// only costs the next run its time.
     pub fn store(&self, names: &[String]) {
-        if self.storable {
+        // Without BTF every signature reads as absent: not this kernel's fact.
+        if self.facts.complete() {
             let _ = self.try_store(names);
         }
     }
@@ -147,15 +131,11 @@ impl Planning {
                 .into_iter()
                 .map(|(symbol, start, end)| (symbol, start - place.text, end.map(|end| end - place.text)))
                 .collect();
-            let signature = self.facts.signature(name)?;
-            file.names.insert(
-                name.clone(),
-                NameFacts {
-                    functions,
-                    signature,
-                    traceable,
-                },
-            );
+            let known = KnownFunction {
+                signature: self.facts.signature(name)?,
+                traceable,
+            };
+            file.names.insert(name.clone(), NameFacts { functions, known });
         }
         let dir = place.path.parent().context("cache path has no parent")?;
         std::fs::create_dir_all(dir)?;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use anyhow::{Context as _, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::backend::{self, FunctionBackend, TargetFacts};
 use crate::kernel::btf::{FunctionSignature, KernelBtf};
@@ -74,48 +74,90 @@ impl TargetPlan {
 /// user space can read it) and the functions ftrace can trace. Read once
 /// per run: parsing BTF is most of planning's time.
 pub struct KernelFacts {
-    signatures: Signatures,
-    traceable: Option<TraceableFunctions>,
+    source: FactsSource,
 }
 
-enum Signatures {
-    /// The kernel's BTF, parsed in full; `None`: user space cannot read it.
-    Btf(Option<KernelBtf>),
-    /// The signatures of the names a run needs, read from the cache.
-    Known(HashMap<String, Option<FunctionSignature>>),
+enum FactsSource {
+    /// Read from the kernel: its BTF parsed in full (`None`: user space
+    /// cannot read it) and ftrace's list (`None`: tracefs does not say).
+    Kernel {
+        btf: Option<KernelBtf>,
+        traceable: Option<TraceableFunctions>,
+    },
+    /// The names a run needs, from `planning_cache`.
+    Known(HashMap<String, KnownFunction>),
+}
+
+/// What planning needs of one function name besides its symbols.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KnownFunction {
+    pub signature: Option<FunctionSignature>,
+    pub traceable: bool,
 }
 
 impl KernelFacts {
     pub fn load(caps: &Capabilities) -> Result<Self> {
         Ok(Self {
-            signatures: Signatures::Btf(caps.btf.available.then(KernelBtf::load).transpose()?),
-            traceable: TraceableFunctions::load(),
+            source: FactsSource::Kernel {
+                btf: caps.btf.available.then(KernelBtf::load).transpose()?,
+                traceable: TraceableFunctions::load(),
+            },
         })
     }
 
     /// Facts of a few names only (from `planning_cache`).
-    pub fn known(signatures: HashMap<String, Option<FunctionSignature>>, traceable: TraceableFunctions) -> Self {
+    pub fn known(functions: HashMap<String, KnownFunction>) -> Self {
         Self {
-            signatures: Signatures::Known(signatures),
-            traceable: Some(traceable),
+            source: FactsSource::Known(functions),
+        }
+    }
+
+    /// Read from the cache, not from the kernel.
+    pub fn cached(&self) -> bool {
+        matches!(self.source, FactsSource::Known(_))
+    }
+
+    /// Read from the kernel with its BTF and ftrace's list: facts of the
+    /// kernel a cache may keep (without BTF every signature reads as absent).
+    pub fn complete(&self) -> bool {
+        matches!(
+            self.source,
+            FactsSource::Kernel {
+                btf: Some(_),
+                traceable: Some(_)
+            }
+        )
+    }
+
+    /// Whether these facts answer for `name` (read from the kernel, they
+    /// answer for every name).
+    pub fn covers(&self, name: &str) -> bool {
+        match &self.source {
+            FactsSource::Kernel { .. } => true,
+            FactsSource::Known(known) => known.contains_key(name),
         }
     }
 
     /// `name`'s BTF signature; `None` when it has none (or BTF is unreadable).
     pub fn signature(&self, name: &str) -> Result<Option<FunctionSignature>> {
-        match &self.signatures {
-            Signatures::Btf(Some(btf)) => btf.function(name).with_context(|| format!("reading the BTF of {name}")),
-            Signatures::Btf(None) => Ok(None),
-            Signatures::Known(known) => known
+        match &self.source {
+            FactsSource::Kernel { btf: Some(btf), .. } => {
+                btf.function(name).with_context(|| format!("reading the BTF of {name}"))
+            }
+            FactsSource::Kernel { btf: None, .. } => Ok(None),
+            FactsSource::Known(known) => known
                 .get(name)
-                .cloned()
+                .map(|function| function.signature.clone())
                 .with_context(|| format!("{name} is not among the cached kernel facts")),
         }
     }
 
     /// Whether ftrace can trace `name`; `None`: tracefs does not say.
     pub fn traceable(&self, name: &str) -> Option<bool> {
-        self.traceable.as_ref().map(|list| list.contains(name))
+        match &self.source {
+            FactsSource::Kernel { traceable, .. } => traceable.as_ref().map(|list| list.contains(name)),
+            FactsSource::Known(known) => known.get(name).map(|function| function.traceable),
+        }
     }
 }
 

@@ -257,7 +257,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
     {
         let mut needed = planning_names(&options, asked_sites.as_ref());
         let mut planning = planning_cache::load(&caps, &needed)?;
-        clock.mark(if planning.cached {
+        clock.mark(if planning.facts.cached() {
             "kernel symbols and BTF (cached)"
         } else {
             "kernel symbols and BTF"
@@ -285,7 +285,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         planning.store(&needed);
         // Freed here, not at some later phase's expense: a full BTF parse
         // is tens of MB.
-        let planning_cache::Planning { kallsyms, facts, .. } = planning;
+        let planning_cache::Planning { kallsyms, facts } = planning;
         drop(facts);
         clock.mark("plan");
         (kallsyms, plans)
