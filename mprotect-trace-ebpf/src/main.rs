@@ -371,7 +371,7 @@ fn fentry_arg(ctx: &FEntryContext, index: u32) -> Option<u64> {
 }
 
 /// kprobe: the argument by runtime index, read from its register (the
-/// calling convention's: six on x86-64, eight on arm64).
+/// calling convention's: six on x86-64, eight on arm64 and ppc64).
 #[inline(always)]
 fn kprobe_arg(ctx: &ProbeContext, index: u32) -> Option<u64> {
     dwarf_register(ctx.as_ptr() as *const pt_regs, argument_register(index)?)
@@ -400,6 +400,13 @@ fn argument_register(index: u32) -> Option<u32> {
     (index < 8).then_some(index)
 }
 
+/// The DWARF number of argument `index`'s register: r3-r10 in the ELFv2 ABI.
+#[cfg(bpf_target_arch = "powerpc64")]
+#[inline(always)]
+fn argument_register(index: u32) -> Option<u32> {
+    (index < 8).then_some(index + 3)
+}
+
 /// Whether a perf sample interrupted kernel code.
 #[cfg(bpf_target_arch = "x86_64")]
 #[inline(always)]
@@ -413,6 +420,14 @@ fn sampled_in_kernel(data: *const bpf_perf_event_data) -> bool {
 fn sampled_in_kernel(data: *const bpf_perf_event_data) -> bool {
     // PSTATE.M[3:0] is the exception level and stack: EL0t (0) is user mode.
     (unsafe { (*data).regs.pstate } & 0xf) != 0
+}
+
+#[cfg(bpf_target_arch = "powerpc64")]
+#[inline(always)]
+fn sampled_in_kernel(data: *const bpf_perf_event_data) -> bool {
+    // MSR[PR], problem state, is set in user mode.
+    const MSR_PR: u64 = 1 << 14;
+    (unsafe { (*data).regs.msr } & MSR_PR) == 0
 }
 
 #[inline(always)]
@@ -566,6 +581,14 @@ fn probed_address(regs: *const pt_regs) -> Option<u64> {
     read_register(unsafe { core::ptr::addr_of!((*regs).pc) })
 }
 
+/// ppc64's trap (and an optimized probe, which sets it so) leaves NIP on
+/// the probed instruction.
+#[cfg(bpf_target_arch = "powerpc64")]
+#[inline(always)]
+fn probed_address(regs: *const pt_regs) -> Option<u64> {
+    read_register(unsafe { core::ptr::addr_of!((*regs).nip) })
+}
+
 #[inline(always)]
 fn read_register(field: *const u64) -> Option<u64> {
     unsafe { bpf_probe_read_kernel(field) }.ok()
@@ -616,6 +639,23 @@ fn dwarf_register(regs: *const pt_regs, number: u32) -> Option<u64> {
         };
     }
     let field = unsafe { x!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30) };
+    read_register(field)
+}
+
+/// A register by its DWARF number: r0-r31.
+#[cfg(bpf_target_arch = "powerpc64")]
+#[inline(always)]
+fn dwarf_register(regs: *const pt_regs, number: u32) -> Option<u64> {
+    use core::ptr::addr_of;
+    macro_rules! r {
+        ($($n:literal)*) => {
+            match number {
+                $($n => addr_of!((*regs).gpr[$n]),)*
+                _ => return None,
+            }
+        };
+    }
+    let field = unsafe { r!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31) };
     read_register(field)
 }
 

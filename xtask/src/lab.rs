@@ -111,9 +111,9 @@ pub fn run() -> Result<u64> {
     // Refused kernels make the lab incomplete (exit 1), the others ran.
     ensure!(status.code() == Some(1), "the lab with refused kernels exited {status}");
     let expected_refusals = [
-        "error: --kernel /nonexistent/bzImage: kernel image /nonexistent/bzImage does not exist: give a bzImage or arm64 Image file".to_owned(),
+        "error: --kernel /nonexistent/bzImage: kernel image /nonexistent/bzImage does not exist: give a bzImage, an arm64 Image or a ppc64le vmlinux file".to_owned(),
         format!(
-            "error: --kernel {0}: kernel image {0} is neither an x86_64 bzImage nor an arm64 Image: QEMU cannot boot it",
+            "error: --kernel {0}: kernel image {0} is neither an x86_64 bzImage, an arm64 Image nor a ppc64le vmlinux: QEMU cannot boot it",
             junk.display()
         ),
         "error: --kernel debian:7.3:arm64: --arm64-tracer /nonexistent/mprotect-trace does not exist".to_owned(),

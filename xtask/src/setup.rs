@@ -5,6 +5,7 @@
 use std::process::Command;
 
 use anyhow::{Result, bail};
+use mprotect_trace::vm::Arch;
 
 use crate::command::{output_of, run_checked, succeeds};
 
@@ -13,7 +14,8 @@ use crate::command::{output_of, run_checked, succeeds};
 const BPF_LINKER_VERSION: &str = "0.10.3";
 
 /// Debian packages the tests use: bpftool (independent BTF reads), QEMU
-/// with busybox and cpio for the kernel VM tests, Chromium to render the
+/// with busybox and cpio for the kernel VM tests, the cross compilers
+/// (and ppc64el's static glibc) that link the arm64 and ppc64le tracers, Chromium to render the
 /// flame graph and the HTML report as a user sees them, and the font the
 /// plots are drawn with (embedded in the binary at build time); bpftrace,
 /// which `cargo xtask bench startup` measures against; golang, whose
@@ -27,7 +29,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "bpftrace",
     "qemu-system-x86",
     "qemu-system-arm",
+    "qemu-system-ppc",
     "gcc-aarch64-linux-gnu",
+    "gcc-powerpc64le-linux-gnu",
+    "libc6-dev-ppc64el-cross",
     "busybox-static",
     "cpio",
     "chromium",
@@ -47,16 +52,19 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
 ];
 
-/// The arm64 guests' tracer: static, so the initramfs needs no libraries.
-const ARM64_TARGET: &str = "aarch64-unknown-linux-musl";
+/// The other guests' tracers: static, so the initramfs needs no libraries.
+const GUEST_ARCHES: [Arch; 2] = [Arch::Arm64, Arch::Ppc64le];
 
 pub fn run() -> Result<()> {
     ensure_nightly_rust_src()?;
-    ensure_rust_target(ARM64_TARGET)?;
+    for arch in GUEST_ARCHES {
+        ensure_rust_target(arch.rust_target())?;
+    }
     ensure_bpf_linker()?;
     ensure_debian_packages()?;
     eprintln!(
-        "setup: nightly rust-src, the {ARM64_TARGET} target, bpf-linker {BPF_LINKER_VERSION} and Debian packages are present"
+        "setup: nightly rust-src, the {} targets, bpf-linker {BPF_LINKER_VERSION} and Debian packages are present",
+        GUEST_ARCHES.map(Arch::rust_target).join(" and ")
     );
     Ok(())
 }

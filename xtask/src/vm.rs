@@ -24,7 +24,10 @@ use crate::{vm_debuginfo, vm_inline_probes, vm_numa, vm_split};
 const ITERATIONS: u64 = 10;
 const WARMUP: u64 = 2;
 const MAPPING_MB: u64 = 4;
+/// Base pages of 4 kB in the mapping (see [`pages`] for 64 kB kernels).
 const PAGES: u64 = MAPPING_MB * 256;
+/// The 4 kB-page kernels' folio size.
+const FOLIO_KB: u64 = 64;
 /// Two mprotect calls per iteration, warmup included.
 const CALLS: u64 = 2 * (ITERATIONS + WARMUP);
 const BACKENDS: [Backend; 2] = [Backend::Fentry, Backend::Kprobe];
@@ -48,8 +51,7 @@ const DEBUGINFO_RUN: &str = "--backend none --iterations 40 --warmup 2 --mapping
 const GUEST_INLINE_SITES: &str = "/inline-sites.json";
 /// The console section with the guest's function names (gzip, base64).
 const FUNCTIONS: &str = "functions";
-/// The large-folio runs on 7.x: 64 kB multi-size THP, private and shared.
-const FOLIO_KB: u64 = 64;
+/// The large-folio runs on 7.x (multi-size THP, [`folio_kb`]), private and shared.
 const FOLIO_RUNS: [(&str, &str); 2] = [
     ("mthp-private", "private-dirty-toggle"),
     ("mthp-shared", "shared-dirty-toggle"),
@@ -81,13 +83,53 @@ enum Generation {
     /// 7.x arm64: change_pte_range inlined, modify_prot_start_ptes(nr) and
     /// modify_prot_commit_ptes(nr) real functions.
     BatchedArm64,
+    /// 7.x ppc64le, 64 kB pages: change_pte_range and the batching
+    /// helpers inlined; book3s64's ptep_modify_prot_start/commit, the
+    /// PTE transaction, real functions called once per PTE.
+    BatchedPpc64,
 }
 
-const KERNELS: [(&str, Arch, Generation); 3] = [
+const KERNELS: [(&str, Arch, Generation); 4] = [
     ("6.1", Arch::X86_64, Generation::Inlined),
     ("7", Arch::X86_64, Generation::Batched),
     ("7", Arch::Arm64, Generation::BatchedArm64),
+    ("7", Arch::Ppc64le, Generation::BatchedPpc64),
 ];
+
+/// ppc64's PTE transaction, per PTE (arch/powerpc/mm/book3s64/pgtable.c).
+const PPC64_TRANSACTION: [&str; 2] = ["ptep_modify_prot_start", "ptep_modify_prot_commit"];
+
+/// The base page size of `generation`'s kernel, in kB.
+fn page_kb(generation: Generation) -> u64 {
+    match generation {
+        Generation::BatchedPpc64 => 64,
+        Generation::Inlined | Generation::Batched | Generation::BatchedArm64 => 4,
+    }
+}
+
+/// Base pages in the mapping of each mprotect.
+fn pages(generation: Generation) -> u64 {
+    MAPPING_MB * 1024 / page_kb(generation)
+}
+
+/// The large folios of the folio runs, in kB: 64 kB folios of 4 kB pages;
+/// on 64 kB pages the smallest multi-size THP, 256 kB (4 PTEs).
+fn folio_kb(generation: Generation) -> u64 {
+    match generation {
+        Generation::BatchedPpc64 => 256,
+        Generation::Inlined | Generation::Batched | Generation::BatchedArm64 => 64,
+    }
+}
+
+/// The folio runs of `generation`: none on 6.1; on ppc64 the private
+/// one alone (emulation is slowest there).
+fn folio_runs(generation: Generation) -> &'static [(&'static str, &'static str)] {
+    match generation {
+        Generation::Inlined => &[],
+        Generation::BatchedPpc64 => &FOLIO_RUNS[..1],
+        Generation::Batched | Generation::BatchedArm64 => &FOLIO_RUNS,
+    }
+}
 
 /// Builds the tracer for `arch`'s guests and returns its path: the
 /// host's own release build for x86_64, a cross build for arm64.
@@ -113,6 +155,7 @@ fn guest_script(generation: Generation) -> String {
     script.text("doctor", "doctor");
     let extra = match generation {
         Generation::Inlined => format!("--probe {NR_PROBE} --probe {UNTRACEABLE_PROBE}"),
+        Generation::BatchedPpc64 => PPC64_TRANSACTION.map(|name| format!("--probe {name}")).join(" "),
         Generation::Batched | Generation::BatchedArm64 => String::new(),
     };
     for backend in BACKENDS {
@@ -121,11 +164,14 @@ fn guest_script(generation: Generation) -> String {
     }
     // A function of x86's TLB code, as a user's --probe.
     let user_probe = match generation {
-        Generation::BatchedArm64 => "",
-        Generation::Inlined | Generation::Batched => "--probe flush_tlb_mm_range",
+        Generation::BatchedArm64 => String::new(),
+        Generation::BatchedPpc64 => extra.clone(),
+        Generation::Inlined | Generation::Batched => "--probe flush_tlb_mm_range".to_owned(),
     };
     let sites = match generation {
-        Generation::Batched | Generation::BatchedArm64 => format!("--inline-sites {GUEST_INLINE_SITES}"),
+        Generation::Batched | Generation::BatchedArm64 | Generation::BatchedPpc64 => {
+            format!("--inline-sites {GUEST_INLINE_SITES}")
+        }
         Generation::Inlined => String::new(),
     };
     script.run(AUTO, &format!("{workload} {user_probe} {sites}"));
@@ -137,13 +183,14 @@ fn guest_script(generation: Generation) -> String {
     ));
     // The table a user sees, from the automatic run's report.
     script.text("table", &format!("report /tmp/{AUTO}"));
-    if generation != Generation::Inlined {
-        for (name, scenario) in FOLIO_RUNS {
-            script.run(
-                name,
-                &format!("{workload} --scenario {scenario} --folio-kb {FOLIO_KB} --no-sample {sites}"),
-            );
-        }
+    for (name, scenario) in folio_runs(generation) {
+        script.run(
+            name,
+            &format!(
+                "{workload} --scenario {scenario} --folio-kb {} --no-sample {sites}",
+                folio_kb(generation)
+            ),
+        );
     }
     if generation == Generation::Batched {
         script.run(DEBUGINFO, DEBUGINFO_RUN);
@@ -174,7 +221,7 @@ fn machine(generation: Generation) -> Machine {
             append: "numa_balancing=disable".to_owned(),
             ..Machine::default()
         },
-        Generation::Inlined | Generation::BatchedArm64 => Machine::default(),
+        Generation::Inlined | Generation::BatchedArm64 | Generation::BatchedPpc64 => Machine::default(),
     }
 }
 
@@ -193,7 +240,9 @@ pub fn run(only: Option<&str>) -> Result<u64> {
         let busybox = kernel::busybox(arch, &cache)?;
         let tracer = tracer(arch)?;
         let sites = match generation {
-            Generation::Batched | Generation::BatchedArm64 => Some(vm_debuginfo::inline_sites(&kernel, &cache, &work)?),
+            Generation::Batched | Generation::BatchedArm64 | Generation::BatchedPpc64 => {
+                Some(vm_debuginfo::inline_sites(&kernel, &cache, &work)?)
+            }
             Generation::Inlined => None,
         };
         let files: Vec<(&Path, &str)> = sites.iter().map(|s| (s.as_path(), GUEST_INLINE_SITES)).collect();
@@ -220,6 +269,7 @@ pub fn run(only: Option<&str>) -> Result<u64> {
                     Generation::Inlined => check_inlined(&reports),
                     Generation::Batched => check_batched(&reports),
                     Generation::BatchedArm64 => check_arm64(&reports),
+                    Generation::BatchedPpc64 => check_ppc64(&reports),
                 }
                 .map(|summary| cache + &summary)
             })
@@ -319,29 +369,26 @@ impl Reports {
             auto: report(AUTO)?,
             no_btf: match generation {
                 Generation::Inlined => Some(report(NO_BTF)?),
-                Generation::Batched | Generation::BatchedArm64 => None,
+                Generation::Batched | Generation::BatchedArm64 | Generation::BatchedPpc64 => None,
             },
-            folios: match generation {
-                Generation::Inlined => Vec::new(),
-                Generation::Batched | Generation::BatchedArm64 => FOLIO_RUNS
-                    .iter()
-                    .map(|(name, _)| Ok((*name, report(name)?)))
-                    .collect::<Result<_>>()?,
-            },
+            folios: folio_runs(generation)
+                .iter()
+                .map(|(name, _)| Ok((*name, report(name)?)))
+                .collect::<Result<_>>()?,
             debuginfo_dir: match generation {
                 Generation::Batched => Some(saved(DEBUGINFO)?.1),
-                Generation::Inlined | Generation::BatchedArm64 => None,
+                Generation::Inlined | Generation::BatchedArm64 | Generation::BatchedPpc64 => None,
             },
             split: match generation {
                 Generation::Batched => Some(report(SPLIT)?),
-                Generation::Inlined | Generation::BatchedArm64 => None,
+                Generation::Inlined | Generation::BatchedArm64 | Generation::BatchedPpc64 => None,
             },
             numa: match generation {
                 Generation::Batched => NUMA_RUNS
                     .iter()
                     .map(|(name, _)| Ok((*name, report(name)?)))
                     .collect::<Result<_>>()?,
-                Generation::Inlined | Generation::BatchedArm64 => Vec::new(),
+                Generation::Inlined | Generation::BatchedArm64 | Generation::BatchedPpc64 => Vec::new(),
             },
         })
     }
@@ -737,6 +784,158 @@ fn check_arm64(reports: &Reports) -> Result<String> {
         }
     }
     Ok(summary)
+}
+
+/// On ppc64le 7.x with 64 kB pages: change_protection and mprotect_fixup
+/// counted exactly by each backend, and the pages they changed are the
+/// 64 kB pages of the mapping; book3s64's PTE transaction (its own
+/// ptep_modify_prot_start/commit) runs once per PTE; change_pte_range and
+/// modify_prot_start_ptes are inlined and counted at their instances, the
+/// latter's `nr` adding up to every page changed, in base pages and in
+/// 256 kB folios (4 PTEs a batch).
+fn check_ppc64(reports: &Reports) -> Result<String> {
+    let generation = Generation::BatchedPpc64;
+    let pages = pages(generation);
+    let mut summary = String::new();
+    let runs = reports
+        .forced
+        .iter()
+        .map(|(b, r)| (Some(*b), r))
+        .chain([(None, &reports.auto)]);
+    for (backend, report) in runs {
+        let label = backend.map_or_else(|| "--backend auto".to_owned(), |b| format!("--backend {}", b.label()));
+        check_ppc64_run(backend, report, &mut summary, &label).with_context(|| label.clone())?;
+    }
+    check_sampled(reports, "change_protection")?;
+    let walks = reports.auto.workload.as_ref().map_or(0, |w| w.pte_table_walks);
+    let line = vm_inline_probes::check_counted(&reports.auto, "change_pte_range", walks)
+        .context("the inlined-instance probes")?;
+    let _ = writeln!(summary, "  {line}");
+    let found = check_inlined_batches(&reports.auto, 1, pages * CALLS).context("the inlined-instance probes")?;
+    let _ = writeln!(summary, "  {found}");
+    for (name, report) in &reports.folios {
+        check_workload(report).with_context(|| format!("the {name} run"))?;
+        let folio_kb = folio_kb(generation);
+        let batch = folio_kb / page_kb(generation);
+        let folios = pages / batch;
+        let workload = report.workload.as_ref().context("no workload result")?;
+        ensure!(
+            workload.folio_sizes == [(folio_kb, folios)],
+            "{name}: backed by {:?} (kB, folios), expected {folios} folios of {folio_kb} kB",
+            workload.folio_sizes
+        );
+        let found = check_inlined_batches(report, batch, folios * CALLS).with_context(|| format!("the {name} run"))?;
+        let _ = writeln!(summary, "  {name}: {folios} folios of {folio_kb} kB\n    {found}");
+        for transaction in PPC64_TRANSACTION {
+            let probed = target(report, transaction)?;
+            ensure!(
+                calls(probed) == pages * CALLS,
+                "{name}: {transaction} {} calls, expected one per PTE: {pages} x {CALLS}",
+                calls(probed)
+            );
+            let _ = writeln!(
+                summary,
+                "    {transaction} ({}): {} calls, one per PTE",
+                probed.attachment.backend.label(),
+                calls(probed)
+            );
+        }
+    }
+    Ok(summary)
+}
+
+/// One ppc64 run with `backend` (None: the automatic choice).
+fn check_ppc64_run(backend: Option<Backend>, report: &Report, summary: &mut String, label: &str) -> Result<()> {
+    let generation = Generation::BatchedPpc64;
+    let pages = pages(generation);
+    check_workload(report)?;
+    let workload = report.workload.as_ref().context("no workload result")?;
+    ensure!(
+        workload.kernel_page_kb == page_kb(generation) && workload.pages == pages,
+        "the workload saw {} kB pages, {} of them; expected {} kB, {pages}",
+        workload.kernel_page_kb,
+        workload.pages,
+        page_kb(generation)
+    );
+    for name in ["change_protection", "mprotect_fixup"] {
+        check_counted(report, name, backend.unwrap_or(Backend::Fentry), CALLS)?;
+    }
+    let changed = target(report, "change_protection")?
+        .pages_per_call
+        .as_ref()
+        .context("change_protection has no pages per call")?;
+    ensure!(
+        changed.count == CALLS && changed.min == Some(pages) && changed.max == Some(pages),
+        "change_protection should change {pages} pages on all {CALLS} calls: {changed:?}"
+    );
+    let mut line = describe(label, report);
+    for name in PPC64_TRANSACTION {
+        let probed = target(report, name)?;
+        let attachment = &probed.attachment;
+        // fentry is refused on a function returning a struct (pte_t).
+        if backend == Some(Backend::Fentry) && attachment.reason.contains("returns a struct") {
+            ensure!(attachment.backend == Backend::None, "{name}: {attachment:?}");
+            let _ = write!(line, "\n    {name}: {}", attachment.reason);
+            continue;
+        }
+        if let Some(backend) = backend {
+            ensure!(
+                attachment.backend == backend,
+                "{name} used {:?} ({})",
+                attachment.backend,
+                attachment.reason
+            );
+        }
+        ensure!(
+            calls(probed) == pages * CALLS,
+            "{name}: {} calls, expected one per PTE: {pages} x {CALLS}",
+            calls(probed)
+        );
+        let _ = write!(
+            line,
+            "\n    {name} ({}): {} calls = {pages} PTEs x {CALLS} calls",
+            attachment.backend.label(),
+            calls(probed)
+        );
+    }
+    let _ = writeln!(summary, "{line}");
+    Ok(())
+}
+
+/// modify_prot_start_ptes, inlined, was counted once per batch at its
+/// instances, `batches` batches of `batch` PTEs, and Σnr is every page
+/// change_protection changed.
+fn check_inlined_batches(report: &Report, batch: u64, batches: u64) -> Result<String> {
+    let name = "modify_prot_start_ptes";
+    let start = target(report, name)?;
+    ensure!(
+        start.attachment.backend == Backend::Inlined,
+        "{name} used {:?}: {}",
+        start.attachment.backend,
+        start.attachment.reason
+    );
+    let nr = start.nr_ptes.clone().unwrap_or_default();
+    ensure!(
+        calls(start) == batches && nr.counts == [(batch, batches)],
+        "{name}: {} calls with nr {:?}, expected {batches} batches of {batch}",
+        calls(start),
+        nr.counts
+    );
+    let summed: u64 = nr.counts.iter().map(|(value, count)| value * count).sum();
+    let changed = target(report, "change_protection")?
+        .pages_per_call
+        .as_ref()
+        .map_or(0, |pages| pages.total);
+    ensure!(
+        summed == changed,
+        "{name}: nr sums to {summed}, change_protection changed {changed} pages"
+    );
+    Ok(format!(
+        "{name} ({}): {} calls, nr {:?}, sum {summed} = pages change_protection changed",
+        start.attachment.reason,
+        calls(start),
+        nr.counts
+    ))
 }
 
 /// `name` was counted exactly `calls` times, each with `nr` == `batch`,

@@ -39,8 +39,9 @@ pub fn read(path: &Path, names: &[&str]) -> Result<InlineSites> {
     let arch = match elf.architecture() {
         object::Architecture::X86_64 => Arch::X86_64,
         object::Architecture::Aarch64 => Arch::Aarch64,
+        object::Architecture::PowerPc64 if elf.is_little_endian() => Arch::Ppc64le,
         other => anyhow::bail!(
-            "{} is a {other:?} kernel: only x86_64 and aarch64 are read",
+            "{} is a {other:?} kernel: only x86_64, aarch64 and ppc64le are read",
             path.display()
         ),
     };
@@ -102,6 +103,7 @@ pub fn read(path: &Path, names: &[&str]) -> Result<InlineSites> {
 enum Arch {
     X86_64,
     Aarch64,
+    Ppc64le,
 }
 
 impl Arch {
@@ -109,6 +111,7 @@ impl Arch {
         match self {
             Self::X86_64 => "x86_64",
             Self::Aarch64 => "aarch64",
+            Self::Ppc64le => "ppc64le",
         }
     }
 
@@ -116,6 +119,7 @@ impl Arch {
         let name = match self {
             Self::X86_64 => gimli::X86_64::register_name(register),
             Self::Aarch64 => gimli::AArch64::register_name(register),
+            Self::Ppc64le => gimli::PowerPc64::register_name(register),
         };
         name.map_or_else(|| format!("r{}", register.0), str::to_owned)
     }

@@ -33,7 +33,8 @@ impl KernelSpec {
         let (series, arch) = match rest.split_once(':') {
             Some((series, "amd64" | "x86_64")) => (series, Arch::X86_64),
             Some((series, "arm64" | "aarch64")) => (series, Arch::Arm64),
-            Some((_, other)) => bail!("--kernel {text}: unknown architecture {other}; give amd64 or arm64"),
+            Some((series, "ppc64el" | "ppc64le")) => (series, Arch::Ppc64le),
+            Some((_, other)) => bail!("--kernel {text}: unknown architecture {other}; give amd64, arm64 or ppc64el"),
             None => (rest, host_arch()),
         };
         let valid = !series.is_empty() && series.split('.').all(|part| part.parse::<u32>().is_ok());
@@ -79,8 +80,9 @@ fn host_arch() -> Arch {
 }
 
 /// What a kernel image's header says it is: an x86 boot protocol image
-/// (`HdrS` at 0x202), an arm64 `Image` (`ARM\x64` at 0x38), or a PE/EFI
-/// image (an EFI-stub or zboot kernel) for x86-64 or arm64.
+/// (`HdrS` at 0x202), an arm64 `Image` (`ARM\x64` at 0x38), a PE/EFI
+/// image (an EFI-stub or zboot kernel) for x86-64 or arm64, or a
+/// little-endian ppc64 ELF `vmlinux` (what ppc64el boots).
 pub fn image_arch(path: &Path) -> Result<Arch> {
     let bytes = std::fs::read(path).with_context(|| format!("reading kernel image {}", path.display()))?;
     let at = |offset: usize, len: usize| bytes.get(offset..offset + len);
@@ -89,6 +91,13 @@ pub fn image_arch(path: &Path) -> Result<Arch> {
     }
     if at(0x38, 4) == Some(b"ARM\x64") {
         return Ok(Arch::Arm64);
+    }
+    // ELF, 64-bit, little-endian; e_machine EM_PPC64 (21).
+    const EM_PPC64: u16 = 21;
+    if at(0, 6) == Some(b"\x7fELF\x02\x01")
+        && at(18, 2).map(|b| u16::from_le_bytes([b[0], b[1]])) == Some(EM_PPC64)
+    {
+        return Ok(Arch::Ppc64le);
     }
     if at(0, 2) == Some(b"MZ")
         && let Some(pe) = at(0x3c, 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
@@ -102,7 +111,7 @@ pub fn image_arch(path: &Path) -> Result<Arch> {
         }
     }
     bail!(
-        "kernel image {} is neither an x86_64 bzImage nor an arm64 Image: QEMU cannot boot it",
+        "kernel image {} is neither an x86_64 bzImage, an arm64 Image nor a ppc64le vmlinux: QEMU cannot boot it",
         path.display()
     )
 }
@@ -146,7 +155,7 @@ fn tracer_for(arch: Arch, arm64_tracer: Option<&Path>) -> Result<PathBuf> {
         }
         return Ok(own);
     }
-    if let Some(path) = arm64_tracer {
+    if let Some(path) = arm64_tracer.filter(|_| arch == Arch::Arm64) {
         if !path.is_file() {
             bail!("--arm64-tracer {} does not exist", path.display());
         }
@@ -161,9 +170,10 @@ fn tracer_for(arch: Arch, arm64_tracer: Option<&Path>) -> Result<PathBuf> {
     match built {
         Some(path) if path.is_file() => Ok(path),
         _ => bail!(
-            "no {} tracer: build it with `cargo build --release -p mprotect-trace --target {}`, or give --arm64-tracer PATH",
+            "no {} tracer: build it with `cargo build --release -p mprotect-trace --target {}`{}",
             arch.debian(),
-            arch.rust_target()
+            arch.rust_target(),
+            if arch == Arch::Arm64 { ", or give --arm64-tracer PATH" } else { "" }
         ),
     }
 }
@@ -180,7 +190,7 @@ pub fn resolve(spec: &KernelSpec, options: &ResolveOptions) -> Result<LabKernel>
         KernelSpec::Image { path } => {
             if !path.is_file() {
                 bail!(
-                    "kernel image {} does not exist: give a bzImage or arm64 Image file",
+                    "kernel image {} does not exist: give a bzImage, an arm64 Image or a ppc64le vmlinux file",
                     path.display()
                 );
             }
@@ -269,7 +279,7 @@ mod tests {
         );
         assert_eq!(
             KernelSpec::parse("debian:7.3:riscv64").unwrap_err().to_string(),
-            "--kernel debian:7.3:riscv64: unknown architecture riscv64; give amd64 or arm64"
+            "--kernel debian:7.3:riscv64: unknown architecture riscv64; give amd64, arm64 or ppc64el"
         );
     }
 
@@ -297,14 +307,16 @@ mod tests {
                 (0x84, &0xaa64u16.to_le_bytes()),
             ],
         );
+        let vmlinux = write("vmlinux", &[(0, b"\x7fELF\x02\x01"), (18, &21u16.to_le_bytes())]);
         let junk = write("junk", &[]);
+        assert_eq!(image_arch(&vmlinux).unwrap(), Arch::Ppc64le);
         assert_eq!(image_arch(&bz).unwrap(), Arch::X86_64);
         assert_eq!(image_arch(&image).unwrap(), Arch::Arm64);
         assert_eq!(image_arch(&zboot).unwrap(), Arch::Arm64);
         assert_eq!(
             image_arch(&junk).unwrap_err().to_string(),
             format!(
-                "kernel image {} is neither an x86_64 bzImage nor an arm64 Image: QEMU cannot boot it",
+                "kernel image {} is neither an x86_64 bzImage, an arm64 Image nor a ppc64le vmlinux: QEMU cannot boot it",
                 junk.display()
             )
         );

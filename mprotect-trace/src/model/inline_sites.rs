@@ -12,7 +12,7 @@ pub struct InlineSites {
     pub build_id: String,
     /// The vmlinux they were read from, for the reader.
     pub vmlinux: String,
-    /// `x86_64` or `aarch64`: how its DWARF register numbers are read.
+    /// `x86_64`, `aarch64` or `ppc64le`: how its DWARF register numbers are read.
     pub arch: String,
     pub functions: Vec<InlinedFunction>,
 }

@@ -243,7 +243,7 @@ impl Machine {
             .stderr(Stdio::piped());
         let mut guest = crate::children::spawn(
             &mut command,
-            &format!("{qemu} (Debian packages qemu-system-x86, qemu-system-arm)"),
+            &format!("{qemu} (Debian package {})", kernel.arch.qemu_package()),
         )?;
         let lines = read_lines(guest.child.stdout.take().context("QEMU's stdout")?);
         let stderr = guest.child.stderr.take().context("QEMU's stderr")?;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 
 use super::{Arch, output_of, run_checked};
 
@@ -45,7 +45,7 @@ impl KernelImage {
     pub fn debian_cloud(series: &str, arch: Arch, cache: &Path) -> Result<Self> {
         let apt = PrivateApt::new(cache, arch)?;
         let escaped = series.replace('.', "\\.");
-        let flavour = format!("cloud-{}", arch.debian());
+        let flavour = arch.debian_flavour();
         // 6.x ships the image as linux-image-*-unsigned; 7.x as linux-binary-*.
         let patterns = [
             format!("^linux-image-{escaped}[.-].*-{flavour}-unsigned$"),
@@ -61,13 +61,12 @@ impl KernelImage {
                     .map(str::to_owned),
             );
         }
-        let package = newest(&candidates).with_context(|| {
-            format!(
-                "Debian ({SUITES}) has no cloud kernel of series {series} for {}",
-                arch.debian()
-            )
-        })?;
-        let unpacked = apt.unpacked(&package)?;
+        ensure!(
+            !candidates.is_empty(),
+            "Debian ({SUITES}) has no {flavour} kernel of series {series} for {}",
+            arch.debian()
+        );
+        let (package, unpacked) = newest_served(&apt, candidates)?;
         let path = find_image(&unpacked).with_context(|| format!("{package} holds no vmlinuz"))?;
         // 7.x ships the image's config in linux-base-V: put it beside the
         // image, where the lab's config check looks (6.x has boot/config-V).
@@ -102,11 +101,11 @@ pub fn debian_debug_vmlinux(image: &KernelImage, cache: &Path) -> Result<PathBuf
 }
 
 /// A static busybox for `arch`'s guests: the machine's own for x86_64,
-/// Debian's `busybox-static` for arm64, fetched once into `cache`.
+/// Debian's `busybox-static` for the others, fetched once into `cache`.
 pub fn busybox(arch: Arch, cache: &Path) -> Result<PathBuf> {
     match arch {
         Arch::X86_64 => Ok(PathBuf::from("/bin/busybox")),
-        Arch::Arm64 => {
+        Arch::Arm64 | Arch::Ppc64le => {
             let unpacked = PrivateApt::new(cache, arch)?.unpacked("busybox-static")?;
             // bin/ before the /usr merge (bookworm), usr/bin/ after (trixie).
             ["usr/bin/busybox", "bin/busybox"]
@@ -210,11 +209,14 @@ impl PrivateApt {
     fn download(&self, package: &str) -> Result<PathBuf> {
         let download = self.cache.join("download");
         std::fs::create_dir_all(&download).with_context(|| format!("creating {}", download.display()))?;
-        run_checked(
-            self.command("apt-get")
-                .args(["download", &format!("{package}:{}", self.arch.debian())])
-                .current_dir(&download),
-        )?;
+        // apt-get prints why on its stderr (a 404, say).
+        let status = self
+            .command("apt-get")
+            .args(["download", "-qq", &format!("{package}:{}", self.arch.debian())])
+            .current_dir(&download)
+            .status()
+            .context("starting apt-get")?;
+        ensure!(status.success(), "apt-get download {package} failed ({status})");
         let suffix = format!("_{}.deb", self.arch.debian());
         std::fs::read_dir(&download)?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -270,6 +272,39 @@ fn version_of(package: &str) -> Vec<u64> {
 /// The package with the highest version among `packages`.
 fn newest(packages: &[String]) -> Option<String> {
     packages.iter().max_by_key(|name| version_of(name)).cloned()
+}
+
+/// The newest of `packages` the archive serves, unpacked. A mirror may
+/// list a package its pool lacks (ppc64el's 7.3.4 here): that one is
+/// named, and the next newest tried.
+fn newest_served(apt: &PrivateApt, mut packages: Vec<String>) -> Result<(String, PathBuf)> {
+    let mut unserved = Vec::new();
+    while let Some(package) = newest(&packages) {
+        packages.retain(|p| *p != package);
+        match apt.unpacked(&package) {
+            Ok(unpacked) => {
+                if !unserved.is_empty() {
+                    eprintln!(
+                        "vm: the archive lists {} but does not serve it: using {package}",
+                        unserved.join(", ")
+                    );
+                }
+                return Ok((package, unpacked));
+            }
+            Err(err) if !packages.is_empty() => {
+                eprintln!("vm: {package}: {err:#}");
+                unserved.push(package);
+            }
+            Err(err) => {
+                unserved.push(package);
+                bail!(
+                    "Debian lists {} but none could be downloaded (the last: {err})",
+                    unserved.join(", ")
+                );
+            }
+        }
+    }
+    bail!("no kernel package to download")
 }
 
 /// The image inside an unpacked kernel package: `boot/vmlinuz-*` (6.x)

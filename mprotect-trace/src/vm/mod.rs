@@ -19,6 +19,8 @@ pub use kernel::KernelImage;
 pub enum Arch {
     X86_64,
     Arm64,
+    /// Little-endian 64-bit POWER, with 64 kB base pages.
+    Ppc64le,
 }
 
 impl Arch {
@@ -27,6 +29,18 @@ impl Arch {
         match self {
             Self::X86_64 => "amd64",
             Self::Arm64 => "arm64",
+            Self::Ppc64le => "ppc64el",
+        }
+    }
+
+    /// The flavour of Debian's kernel packages booted for it: the cloud
+    /// flavour where there is one; ppc64el has none, and its 64 kB-page
+    /// flavour is what Power servers run.
+    pub fn debian_flavour(self) -> &'static str {
+        match self {
+            Self::X86_64 => "cloud-amd64",
+            Self::Arm64 => "cloud-arm64",
+            Self::Ppc64le => "powerpc64le-64k",
         }
     }
 
@@ -35,6 +49,16 @@ impl Arch {
         match self {
             Self::X86_64 => "x86_64",
             Self::Arm64 => "aarch64",
+            Self::Ppc64le => "ppc64le",
+        }
+    }
+
+    /// The Debian package holding [`Arch::qemu`]'s emulator.
+    pub fn qemu_package(self) -> &'static str {
+        match self {
+            Self::X86_64 => "qemu-system-x86",
+            Self::Arm64 => "qemu-system-arm",
+            Self::Ppc64le => "qemu-system-ppc",
         }
     }
 
@@ -43,6 +67,7 @@ impl Arch {
         match self {
             Self::X86_64 => ("qemu-system-x86_64", "pc"),
             Self::Arm64 => ("qemu-system-aarch64", "virt"),
+            Self::Ppc64le => ("qemu-system-ppc64", "pseries"),
         }
     }
 
@@ -51,15 +76,18 @@ impl Arch {
         match self {
             Self::X86_64 => "ttyS0",
             Self::Arm64 => "ttyAMA0",
+            Self::Ppc64le => "hvc0",
         }
     }
 
     /// The Rust target the tracer is built for to run in such a guest
-    /// (arm64: static musl, so the initramfs needs no libraries).
+    /// (static, so the initramfs needs no libraries: musl on arm64; glibc
+    /// on ppc64le, where rustup serves no musl standard library).
     pub fn rust_target(self) -> &'static str {
         match self {
             Self::X86_64 => "x86_64-unknown-linux-gnu",
             Self::Arm64 => "aarch64-unknown-linux-musl",
+            Self::Ppc64le => "powerpc64le-unknown-linux-gnu",
         }
     }
 }

@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt as _;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::mapping::PAGE_SIZE;
+use super::mapping::page_size;
 
 const PAGEMAP: &str = "/proc/self/pagemap";
 const KPAGEFLAGS: &str = "/proc/kpageflags";
@@ -19,14 +19,14 @@ const PFN_MASK: u64 = (1 << 55) - 1;
 const COMPOUND_TAIL: u64 = 1 << 16;
 
 /// Folios (by size in kB) that back `pages` pages from `start`: a page
-/// that is not part of a compound page is a 4 kB folio; a folio cut by
+/// that is not part of a compound page is a base-page folio; a folio cut by
 /// the mapping's edge counts by the part inside it.
 pub fn sizes(start: usize, pages: usize) -> Result<BTreeMap<u64, u64>> {
     let pagemap = File::open(PAGEMAP).with_context(|| format!("opening {PAGEMAP}"))?;
     let kpageflags = File::open(KPAGEFLAGS).with_context(|| format!("opening {KPAGEFLAGS} (needs root)"))?;
     let mut entries = vec![0u8; pages * 8];
     pagemap
-        .read_exact_at(&mut entries, (start / PAGE_SIZE * 8) as u64)
+        .read_exact_at(&mut entries, (start / page_size() * 8) as u64)
         .with_context(|| format!("reading {PAGEMAP}"))?;
     let mut flags = Vec::with_capacity(pages);
     for entry in entries.chunks_exact(8) {
@@ -58,12 +58,12 @@ fn folio_sizes(flags: &[u64]) -> BTreeMap<u64, u64> {
             continue;
         }
         if current > 0 {
-            *sizes.entry(current * PAGE_SIZE as u64 / 1024).or_default() += 1;
+            *sizes.entry(current * page_size() as u64 / 1024).or_default() += 1;
         }
         current = 1;
     }
     if current > 0 {
-        *sizes.entry(current * PAGE_SIZE as u64 / 1024).or_default() += 1;
+        *sizes.entry(current * page_size() as u64 / 1024).or_default() += 1;
     }
     sizes
 }

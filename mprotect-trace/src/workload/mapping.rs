@@ -2,14 +2,34 @@
 //! error path leaves memory mapped behind.
 
 use std::ptr;
+use std::sync::OnceLock;
 
 use anyhow::{Result, bail};
 
 use super::Plan;
 use super::scenario::Backing;
 
-pub const PAGE_SIZE: usize = 4096;
-const HUGE_PAGE_SIZE: usize = 2 << 20;
+/// The running kernel's base page size: 4 kB on x86-64, 4, 16 or 64 kB on
+/// arm64, 64 kB on most ppc64le.
+pub fn page_size() -> usize {
+    static SIZE: OnceLock<usize> = OnceLock::new();
+    // SAFETY: sysconf reads a constant of the process.
+    *SIZE.get_or_init(|| usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
+}
+
+/// What one PTE table maps, which is also a PMD-mapped THP's size: the
+/// kernel says it in THP's hpage_pmd_size (2 MiB on x86-64, on 4 kB arm64
+/// and on ppc64's radix MMU with 64 kB pages); without THP, a page-sized
+/// table of 8-byte entries.
+pub fn pte_table_span() -> usize {
+    static SPAN: OnceLock<usize> = OnceLock::new();
+    *SPAN.get_or_init(|| {
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(page_size() / 8 * page_size())
+    })
+}
 
 pub struct Mapping {
     /// The PROT_NONE reservation around the data: a guard page on each
@@ -42,11 +62,11 @@ impl Mapping {
             return Self::dev_zero_private(len);
         }
         let align = match plan.folio_kb {
-            _ if scenario.wants_huge_pages() => HUGE_PAGE_SIZE,
+            _ if scenario.wants_huge_pages() => pte_table_span(),
             Some(kb) => kb as usize * 1024,
-            None => PAGE_SIZE,
+            None => page_size(),
         };
-        let reservation_len = len + align + 2 * PAGE_SIZE;
+        let reservation_len = len + align + 2 * page_size();
         // SAFETY: a fresh anonymous reservation; nothing else refers to it.
         let reservation = unsafe {
             libc::mmap(
@@ -68,7 +88,7 @@ impl Mapping {
             len,
             fd: None,
         };
-        let start = (reservation as usize + PAGE_SIZE).next_multiple_of(align);
+        let start = (reservation as usize + page_size()).next_multiple_of(align);
 
         let (flags, fd) = match scenario.backing() {
             Backing::SharedAnon => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
@@ -152,14 +172,14 @@ impl Mapping {
     }
 
     pub fn pages(&self) -> usize {
-        self.len / PAGE_SIZE
+        self.len / page_size()
     }
 
-    /// The page tables (2 MiB-aligned ranges, one PTE table each on
-    /// x86-64 and 4 kB arm64) the mapping spans: an mprotect of all of
-    /// it walks each once (change_pte_range runs once per table).
+    /// The page tables (aligned ranges of [`pte_table_span`]) the
+    /// mapping spans: an mprotect of all of it walks each once
+    /// (change_pte_range runs once per table).
     pub fn pte_tables(&self) -> u64 {
-        pte_tables_spanned(self.start as u64, self.len as u64)
+        pte_tables_spanned(self.start as u64, self.len as u64, pte_table_span() as u64)
     }
 
     /// Changes the protection of the whole mapping: the call being measured.
@@ -186,18 +206,18 @@ impl Mapping {
     /// Reads one byte of each of `pages` pages from `offset`.
     #[inline(always)]
     pub fn read_pages(&self, offset: usize, pages: usize) -> u64 {
-        debug_assert!(offset + pages * PAGE_SIZE <= self.len);
+        debug_assert!(offset + pages * page_size() <= self.len);
         let mut sum = 0u64;
         for page in 0..pages {
             // SAFETY: inside our mapping, which is readable when this is called.
-            sum += u64::from(unsafe { ptr::read_volatile(self.start.add(offset + page * PAGE_SIZE)) });
+            sum += u64::from(unsafe { ptr::read_volatile(self.start.add(offset + page * page_size())) });
         }
         sum
     }
 
     /// The PTE tables `len` bytes from `offset` span (see [`Self::pte_tables`]).
     pub fn pte_tables_of(&self, offset: usize, len: usize) -> u64 {
-        pte_tables_spanned(self.start as u64 + offset as u64, len as u64)
+        pte_tables_spanned(self.start as u64 + offset as u64, len as u64, pte_table_span() as u64)
     }
 
     /// Writes one byte in every page (faulting it in dirty).
@@ -205,7 +225,7 @@ impl Mapping {
     pub fn write_each_page(&self, value: u8) {
         for page in 0..self.pages() {
             // SAFETY: inside our mapping, which is writable when this is called.
-            unsafe { ptr::write_volatile(self.start.add(page * PAGE_SIZE), value) };
+            unsafe { ptr::write_volatile(self.start.add(page * page_size()), value) };
         }
     }
 
@@ -215,7 +235,7 @@ impl Mapping {
         let mut sum = 0u64;
         for page in 0..self.pages() {
             // SAFETY: inside our mapping, which is readable when this is called.
-            sum += u64::from(unsafe { ptr::read_volatile(self.start.add(page * PAGE_SIZE)) });
+            sum += u64::from(unsafe { ptr::read_volatile(self.start.add(page * page_size())) });
         }
         sum
     }
@@ -233,12 +253,11 @@ impl Drop for Mapping {
 }
 
 /// The 2 MiB-aligned ranges that `len` bytes from `start` touch.
-fn pte_tables_spanned(start: u64, len: u64) -> u64 {
-    const PTE_TABLE_SPAN: u64 = 2 << 20;
+fn pte_tables_spanned(start: u64, len: u64, span: u64) -> u64 {
     if len == 0 {
         return 0;
     }
-    (start + len - 1) / PTE_TABLE_SPAN - start / PTE_TABLE_SPAN + 1
+    (start + len - 1) / span - start / span + 1
 }
 
 #[cfg(test)]
@@ -246,12 +265,15 @@ mod tests {
     use super::pte_tables_spanned;
 
     #[test]
-    fn a_range_spans_every_2_mib_table_it_touches() {
+    fn a_range_spans_every_table_it_touches() {
         const MIB: u64 = 1 << 20;
-        assert_eq!(pte_tables_spanned(0x7f00_0000_0000, 4 * MIB), 2);
-        assert_eq!(pte_tables_spanned(0x7f00_0000_0000 + 4096, 4 * MIB), 3);
-        assert_eq!(pte_tables_spanned(0x7f00_0000_0000, 4096), 1);
-        assert_eq!(pte_tables_spanned(0x7f00_001f_f000, 8192), 2);
-        assert_eq!(pte_tables_spanned(0x7f00_0000_0000, 0), 0);
+        let span = 2 * MIB;
+        assert_eq!(pte_tables_spanned(0x7f00_0000_0000, 4 * MIB, span), 2);
+        assert_eq!(pte_tables_spanned(0x7f00_0000_0000 + 4096, 4 * MIB, span), 3);
+        assert_eq!(pte_tables_spanned(0x7f00_0000_0000, 4096, span), 1);
+        assert_eq!(pte_tables_spanned(0x7f00_001f_f000, 8192, span), 2);
+        assert_eq!(pte_tables_spanned(0x7f00_0000_0000, 0, span), 0);
+        // arm64 with 64 kB pages: one table maps 512 MiB.
+        assert_eq!(pte_tables_spanned(0x7f00_0000_0000 + 65536, 4 * MIB, 512 * MIB), 1);
     }
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, Result, bail};
 
-use super::mapping::PAGE_SIZE;
+use super::mapping::page_size;
 use super::scenario::Scenario;
 
 /// The workload's options, as plain data (the CLI fills them in).
@@ -218,7 +218,7 @@ impl WorkloadOptions {
             scenario,
             mapping_mb,
             mapping_bytes,
-            pages: mapping_bytes / PAGE_SIZE,
+            pages: mapping_bytes / page_size(),
             iterations: self.iterations,
             warmup: self.warmup,
             rounds: self.rounds,

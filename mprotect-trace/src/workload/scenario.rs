@@ -98,7 +98,7 @@ impl Scenario {
                 "One 4 MiB private region toggled PROT_READ / PROT_READ|PROT_WRITE with a write per page (libMicro-like, not mprot_tw4m)"
             }
             Self::PageToggle => {
-                "One private 4 KiB page toggled and written: syscall-bound, for measuring tracing overhead"
+                "One private base page toggled and written: syscall-bound, for measuring tracing overhead"
             }
             Self::NumaHinting => {
                 "No mprotect(): a private mapping on one NUMA node written from a CPU of another while NUMA balancing scans it (needs 2 nodes: lab --numa-nodes 2)"
@@ -153,7 +153,7 @@ impl Scenario {
         self.expected_state() != ExpectedState::CleanBase
     }
 
-    /// Whether the mapping is 2 MiB aligned and advised MADV_HUGEPAGE.
+    /// Whether the mapping is PMD aligned and advised MADV_HUGEPAGE.
     pub fn wants_huge_pages(self) -> bool {
         self.expected_state() == ExpectedState::HugePmd
     }
@@ -189,7 +189,7 @@ impl Scenario {
 
     /// A fixed mapping size in bytes, for scenarios that ignore --mapping-mb.
     pub fn fixed_bytes(self) -> Option<usize> {
-        (self == Self::PageToggle).then_some(super::mapping::PAGE_SIZE)
+        (self == Self::PageToggle).then_some(super::mapping::page_size())
     }
 }
 
@@ -199,16 +199,15 @@ impl ExpectedState {
         if entry.size_kb == 0 {
             return 0;
         }
+        // Base pages are the running kernel's: 64 kB on a 64 kB kernel.
+        let base_kb = (super::mapping::page_size() / 1024) as u64;
+        let base_pages = entry.kernel_page_kb == base_kb && entry.mmu_page_kb == base_kb;
         let in_state_kb = match self {
-            Self::DirtyBase | Self::CleanBase
-                if entry.kernel_page_kb != 4 || entry.mmu_page_kb != 4 || entry.huge_kb != 0 =>
-            {
-                0
-            }
+            Self::DirtyBase | Self::CleanBase if !base_pages || entry.huge_kb != 0 => 0,
             Self::DirtyBase => entry.dirty_kb.min(entry.rss_kb),
             Self::CleanBase => entry.rss_kb.saturating_sub(entry.dirty_kb),
             Self::HugePmd => entry.huge_kb,
-            Self::DirtyBaseOrThp if entry.kernel_page_kb != 4 || entry.mmu_page_kb != 4 => 0,
+            Self::DirtyBaseOrThp if !base_pages => 0,
             Self::DirtyBaseOrThp => entry.dirty_kb.min(entry.rss_kb),
         };
         in_state_kb.min(entry.size_kb) * 100 / entry.size_kb
@@ -222,8 +221,8 @@ mod tests {
     fn entry(rss_kb: u64, dirty_kb: u64, huge_kb: u64) -> SmapsEntry {
         SmapsEntry {
             size_kb: 1024,
-            kernel_page_kb: 4,
-            mmu_page_kb: 4,
+            kernel_page_kb: (super::super::mapping::page_size() / 1024) as u64,
+            mmu_page_kb: (super::super::mapping::page_size() / 1024) as u64,
             rss_kb,
             dirty_kb,
             huge_kb,

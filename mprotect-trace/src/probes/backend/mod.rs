@@ -17,7 +17,11 @@ use crate::model::{Backend, Check, InlinedFunction};
 
 /// Arguments a kprobe reads from the calling convention's registers (the
 /// eBPF side reads the same ones): six on x86-64, eight on arm64.
-pub const REGISTER_ARGUMENTS: usize = if cfg!(target_arch = "aarch64") { 8 } else { 6 };
+pub const REGISTER_ARGUMENTS: usize = if cfg!(any(target_arch = "aarch64", target_arch = "powerpc64")) {
+    8
+} else {
+    6
+};
 
 /// Every backend, most preferred first. Adding one: its module, and a line here.
 pub static ALL: &[&dyn FunctionBackend] = &[
