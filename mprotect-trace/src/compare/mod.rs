@@ -389,6 +389,9 @@ fn machine_notes(a: &Side, b: &Side) -> Vec<String> {
             a.label, ra.cpu_model, ra.cpus, b.label, rb.cpu_model, rb.cpus
         ));
     }
+    if let Some(note) = page_size_note(a, b) {
+        notes.push(note);
+    }
     if let (Some(ma), Some(mb)) = (&ra.machine, &rb.machine) {
         let differing = machine_differences(ma, mb);
         if !differing.is_empty() {
@@ -421,6 +424,24 @@ fn machine_notes(a: &Side, b: &Side) -> Vec<String> {
         }
     }
     notes
+}
+
+/// Per-page figures of kernels with different base pages (a 64 kB ppc64le
+/// kernel against a 4 kB x86 one) are per different pages: said once.
+fn page_size_note(a: &Side, b: &Side) -> Option<String> {
+    let page_kb = |side: &Side| side.runs.first()?.report.workload.as_ref().map(|w| w.kernel_page_kb);
+    let (ka, kb) = (page_kb(a)?, page_kb(b)?);
+    (ka != kb && ka > 0 && kb > 0).then(|| {
+        format!(
+            "base pages differ: {} {ka} kB, {} {kb} kB: every per-page figure is per {ka} kB page on {} and per {kb} kB page on {} (the same mapping is {} times fewer pages on the {} kB side); compare per call or per MB",
+            a.label,
+            b.label,
+            a.label,
+            b.label,
+            ka.max(kb) / ka.min(kb),
+            ka.max(kb)
+        )
+    })
 }
 
 /// What differs between two machines beyond the CPU model and count,

@@ -94,9 +94,7 @@ pub fn image_arch(path: &Path) -> Result<Arch> {
     }
     // ELF, 64-bit, little-endian; e_machine EM_PPC64 (21).
     const EM_PPC64: u16 = 21;
-    if at(0, 6) == Some(b"\x7fELF\x02\x01")
-        && at(18, 2).map(|b| u16::from_le_bytes([b[0], b[1]])) == Some(EM_PPC64)
-    {
+    if at(0, 6) == Some(b"\x7fELF\x02\x01") && at(18, 2).map(|b| u16::from_le_bytes([b[0], b[1]])) == Some(EM_PPC64) {
         return Ok(Arch::Ppc64le);
     }
     if at(0, 2) == Some(b"MZ")
@@ -173,7 +171,11 @@ fn tracer_for(arch: Arch, arm64_tracer: Option<&Path>) -> Result<PathBuf> {
             "no {} tracer: build it with `cargo build --release -p mprotect-trace --target {}`{}",
             arch.debian(),
             arch.rust_target(),
-            if arch == Arch::Arm64 { ", or give --arm64-tracer PATH" } else { "" }
+            if arch == Arch::Arm64 {
+                ", or give --arm64-tracer PATH"
+            } else {
+                ""
+            }
         ),
     }
 }

@@ -285,7 +285,7 @@ fn newest_served(apt: &PrivateApt, mut packages: Vec<String>) -> Result<(String,
             Ok(unpacked) => {
                 if !unserved.is_empty() {
                     eprintln!(
-                        "vm: the archive lists {} but does not serve it: using {package}",
+                        "vm: the archive lists {} but does not serve them: using {package}",
                         unserved.join(", ")
                     );
                 }
