@@ -6,6 +6,8 @@
 //! while the others run. The second lab has both kernels' `-dbg` vmlinux:
 //! change_pte_range, which 6.12 inlines and 7.3 calls, is one row with
 //! samples on both sides (without debug info 6.12 has none of its own).
+//! Then one boot with two NUMA nodes, and a 64 kB-page ppc64le kernel
+//! against a 4 kB x86 one.
 
 use std::path::Path;
 use std::process::Command;
@@ -194,7 +196,64 @@ pub fn run() -> Result<u64> {
     );
     let nodes = numa_nodes(&root.join("numa"))?;
     println!("lab-check passed: lab --numa-nodes 2: {nodes}");
-    Ok(5 + first_medians.len() as u64)
+    let pages = cross_arch(&root.join("cross-arch"))?;
+    println!("lab-check passed: a 64 kB ppc64le kernel against a 4 kB x86 one: {pages}");
+    Ok(6 + first_medians.len() as u64)
+}
+
+/// One boot each of Debian's newest served 7.x ppc64el kernel (64 kB
+/// pages) and 7.3 x86: nothing is refused, each side's audit has its own
+/// base pages, and the comparison says what "per page" means on each.
+fn cross_arch(dir: &Path) -> Result<String> {
+    let _ = std::fs::remove_dir_all(dir);
+    crate::vm::tracer(Arch::Ppc64le)?;
+    let output = Command::new(release_binary()?)
+        .args(["lab", "--kernel", "debian:7:ppc64el", "--kernel", "debian:7.3", "--repeat", "1"])
+        .args([
+            "--accel",
+            "tcg",
+            "--run",
+            "--mapping-mb 4 --iterations 5 --backend none --no-sample",
+        ])
+        .arg("--cache")
+        .arg(workspace_root().join("target/vm/kernels"))
+        .arg("-o")
+        .arg(dir)
+        .output()
+        .context("starting mprotect-trace lab with a ppc64el kernel")?;
+    ensure!(
+        output.status.success(),
+        "lab --kernel debian:7:ppc64el --kernel debian:7.3 exited {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&std::fs::read(dir.join("lab.json"))?)?;
+    let audits: Vec<(String, u64)> = summary["kernels"]
+        .as_array()
+        .context("no kernels")?
+        .iter()
+        .map(|kernel| {
+            let audit = &kernel["by_smp"][0]["audits"][0];
+            (
+                kernel["arch"].as_str().unwrap_or_default().to_owned(),
+                audit["kernel_page_kb"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    ensure!(
+        audits == [("ppc64el".to_owned(), 64), ("amd64".to_owned(), 4)],
+        "the kernels' (arch, base page kB): {audits:?}"
+    );
+    let note = summary["comparisons"][0]["against_baseline"][0]["base_pages"]
+        .as_str()
+        .context("the comparison says nothing of the base pages")?;
+    ensure!(
+        note.starts_with("base pages differ: debian-7-ppc64el 64 kB, debian-7.3 4 kB: every per-page figure is per 64 kB page on debian-7-ppc64el and per 4 kB page on debian-7.3"),
+        "the comparison's note: {note}"
+    );
+    let text = std::fs::read_to_string(dir.join("lab.txt"))?;
+    ensure!(text.contains(note), "lab.txt does not say {note:?}:\n{text}");
+    Ok(note.to_owned())
 }
 
 /// One boot of 7.3 with `--numa-nodes 2`: the guest sees two nodes (the

@@ -89,6 +89,10 @@ pub struct PairComparison {
     pub workload_delta_ns_per_page: Option<Delta>,
     pub sampled: Vec<SampledDelta>,
     pub home: Home,
+    /// Set when the two sides' base pages differ (a 64 kB ppc64le kernel
+    /// against a 4 kB one): what "per page" means on each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_pages: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -556,6 +560,7 @@ fn pair(a: &Side, b: &Side, differences: Vec<Difference>, notes: &mut Vec<String
         workload_delta_ns_per_page: workload_delta,
         sampled,
         home,
+        base_pages: page_size_note(a, b),
     }
 }
 

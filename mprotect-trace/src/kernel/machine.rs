@@ -45,7 +45,8 @@ fn cores_and_threads(cpuinfo: &str) -> (Option<usize>, Option<usize>) {
 
 /// The CPU's identity from /proc/cpuinfo text: x86's `vendor_id`, `cpu
 /// family`, `model`, `stepping`, `microcode`; arm64's `CPU implementer`,
-/// `CPU architecture`, `CPU part`, `CPU variant`/`CPU revision`.
+/// `CPU architecture`, `CPU part`, `CPU variant`/`CPU revision`; ppc64's
+/// `revision` (the processor version register).
 pub fn from_cpuinfo(cpuinfo: &str) -> Machine {
     let field = |keys: &[&str]| keys.iter().find_map(|key| cpuinfo_field(cpuinfo, key));
     let (cores, threads) = cores_and_threads(cpuinfo);
@@ -53,7 +54,7 @@ pub fn from_cpuinfo(cpuinfo: &str) -> Machine {
         cpu_vendor: field(&["vendor_id", "CPU implementer", "vendor"]),
         cpu_family: field(&["cpu family", "CPU architecture"]),
         cpu_model_number: field(&["model", "CPU part"]),
-        cpu_stepping: field(&["stepping", "CPU revision"]),
+        cpu_stepping: field(&["stepping", "CPU revision", "revision"]),
         microcode: field(&["microcode"]),
         cores,
         threads,

@@ -133,6 +133,9 @@ pub struct KernelDelta {
     /// (target, calls per workload iteration on the baseline, on this
     /// kernel): what stays comparable when times are emulated.
     pub calls_per_iteration: Vec<(String, Option<f64>, Option<f64>)>,
+    /// What "per page" means on each side when their base pages differ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_pages: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -222,6 +225,7 @@ fn kernel_delta(pair: &crate::compare::PairComparison) -> KernelDelta {
             .iter()
             .map(|t| (t.name.clone(), t.calls_per_iteration_a, t.calls_per_iteration_b))
             .collect(),
+        base_pages: pair.base_pages.clone(),
     }
 }
 
@@ -414,6 +418,9 @@ impl LabSummary {
             // Emulated times say nothing about a kernel: counts still do.
             let emulated = self.kernels.iter().any(|k| !k.accel.times_comparable());
             for delta in &comparison.against_baseline {
+                if let Some(note) = &delta.base_pages {
+                    let _ = writeln!(out, "  {note}");
+                }
                 if emulated {
                     let counts: Vec<String> = delta
                         .calls_per_iteration
@@ -559,6 +566,7 @@ mod tests {
                     home_explanation: "no claim: 3 and 3 runs".into(),
                     significant_functions: Vec::new(),
                     calls_per_iteration: vec![("mprotect (syscall)".into(), Some(2.0), Some(2.0))],
+                    base_pages: None,
                 }],
             }],
         }
@@ -594,5 +602,17 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("x2.333"), "{text}");
+    }
+
+    #[test]
+    fn base_pages_that_differ_are_said_above_the_ratio() {
+        let mut lab = summary(Accel::TcgIcount);
+        let note = "base pages differ: debian-7.2-ppc64el 64 kB, debian-7.3 4 kB: every per-page figure is per 64 kB page on debian-7.2-ppc64el and per 4 kB page on debian-7.3";
+        lab.comparisons[0].against_baseline[0].base_pages = Some(note.to_owned());
+        let text = lab.to_text();
+        assert!(
+            text.contains(&format!("  {note}\n  debian-7.3 against debian-6.12: iteration ns/page x2.333")),
+            "{text}"
+        );
     }
 }

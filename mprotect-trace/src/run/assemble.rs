@@ -42,15 +42,15 @@ pub struct Collected {
     pub split_by: Option<SplitBy>,
 }
 
-/// The machine a run happened on: CPU model, CPU count, kernel command line.
+/// The machine a run happened on: CPU model (x86's `model name`, ppc64's
+/// `cpu`), CPU count, kernel command line.
 fn machine() -> (String, usize, String) {
     let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
             info.lines().find_map(|line| {
-                line.strip_prefix("model name")
-                    .and_then(|rest| rest.split_once(':'))
-                    .map(|(_, m)| m.trim().to_owned())
+                let (key, value) = line.split_once(':')?;
+                matches!(key.trim(), "model name" | "cpu").then(|| value.trim().to_owned())
             })
         })
         .unwrap_or_else(|| "unknown".to_owned());

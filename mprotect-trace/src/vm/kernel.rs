@@ -285,22 +285,23 @@ fn newest_served(apt: &PrivateApt, mut packages: Vec<String>) -> Result<(String,
             Ok(unpacked) => {
                 if !unserved.is_empty() {
                     eprintln!(
-                        "vm: the archive lists {} but does not serve them: using {package}",
-                        unserved.join(", ")
+                        "vm: the archive lists {} but does not serve {}: using {package}",
+                        unserved.join(", "),
+                        if unserved.len() == 1 { "it" } else { "them" }
                     );
                 }
                 return Ok((package, unpacked));
             }
-            Err(err) if !packages.is_empty() => {
+            Err(err) => {
                 eprintln!("vm: {package}: {err:#}");
                 unserved.push(package);
-            }
-            Err(err) => {
-                unserved.push(package);
-                bail!(
-                    "Debian lists {} but none could be downloaded (the last: {err})",
-                    unserved.join(", ")
-                );
+                if packages.is_empty() {
+                    bail!(
+                        "the archive lists {} but does not serve {} ({err}): give another series",
+                        unserved.join(", "),
+                        if unserved.len() == 1 { "it" } else { "them" }
+                    );
+                }
             }
         }
     }
