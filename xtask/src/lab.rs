@@ -205,28 +205,18 @@ pub fn run() -> Result<u64> {
 /// pages) and 7.3 x86: nothing is refused, each side's audit has its own
 /// base pages, and the comparison says what "per page" means on each.
 fn cross_arch(dir: &Path) -> Result<String> {
-    let _ = std::fs::remove_dir_all(dir);
     crate::vm::tracer(Arch::Ppc64le)?;
-    let output = Command::new(release_binary()?)
-        .args(["lab", "--kernel", "debian:7:ppc64el", "--kernel", "debian:7.3", "--repeat", "1"])
-        .args([
-            "--accel",
-            "tcg",
-            "--run",
-            "--mapping-mb 4 --iterations 5 --backend none --no-sample",
-        ])
-        .arg("--cache")
-        .arg(workspace_root().join("target/vm/kernels"))
-        .arg("-o")
-        .arg(dir)
-        .output()
-        .context("starting mprotect-trace lab with a ppc64el kernel")?;
-    ensure!(
-        output.status.success(),
-        "lab --kernel debian:7:ppc64el --kernel debian:7.3 exited {}: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    quick_lab(
+        dir,
+        &[
+            "--kernel",
+            "debian:7:ppc64el",
+            "--kernel",
+            "debian:7.3",
+            "--repeat",
+            "1",
+        ],
+    )?;
     let summary: Value = serde_json::from_slice(&std::fs::read(dir.join("lab.json"))?)?;
     let audits: Vec<(String, u64)> = summary["kernels"]
         .as_array()
@@ -256,22 +246,13 @@ fn cross_arch(dir: &Path) -> Result<String> {
     Ok(note.to_owned())
 }
 
-/// One boot of 7.3 with `--numa-nodes 2`: the guest sees two nodes (the
-/// lab checks it) and its report records them.
-fn numa_nodes(dir: &Path) -> Result<String> {
+/// A lab of single boots under plain TCG with a small untraced run,
+/// `args` naming its kernels and shape; it must succeed.
+fn quick_lab(dir: &Path, args: &[&str]) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     let output = Command::new(release_binary()?)
-        .args([
-            "lab",
-            "--kernel",
-            "debian:7.3",
-            "--numa-nodes",
-            "2",
-            "--smp",
-            "2",
-            "--repeat",
-            "1",
-        ])
+        .arg("lab")
+        .args(args)
         .args([
             "--accel",
             "tcg",
@@ -283,13 +264,33 @@ fn numa_nodes(dir: &Path) -> Result<String> {
         .arg("-o")
         .arg(dir)
         .output()
-        .context("starting mprotect-trace lab --numa-nodes 2")?;
+        .context("starting mprotect-trace lab")?;
     ensure!(
         output.status.success(),
-        "lab --numa-nodes 2 exited {}: {}",
+        "lab {} exited {}: {}",
+        args.join(" "),
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
+    Ok(())
+}
+
+/// One boot of 7.3 with `--numa-nodes 2`: the guest sees two nodes (the
+/// lab checks it) and its report records them.
+fn numa_nodes(dir: &Path) -> Result<String> {
+    quick_lab(
+        dir,
+        &[
+            "--kernel",
+            "debian:7.3",
+            "--numa-nodes",
+            "2",
+            "--smp",
+            "2",
+            "--repeat",
+            "1",
+        ],
+    )?;
     let report = dir.join("debian-7.3/smp-2/run-01/report.json");
     let report: Value =
         serde_json::from_slice(&std::fs::read(&report).with_context(|| format!("reading {}", report.display()))?)?;

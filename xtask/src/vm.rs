@@ -284,6 +284,19 @@ pub fn run(only: Option<&str>) -> Result<u64> {
                 Some(dir) => Ok(summary + &vm_debuginfo::check(&kernel, &cache, dir)? + "\n"),
                 None => Ok(summary),
             })
+            .and_then(|summary| match generation {
+                // Sampling and symbolization of ppc64 kernel stacks: the
+                // sampled runs with the kernel's DWARF.
+                Generation::BatchedPpc64 => Ok(summary
+                    + &vm_debuginfo::check_inline_chains(
+                        &kernel,
+                        &cache,
+                        &reports.sampled_dirs,
+                        "change_protection",
+                        "change_pte_range",
+                    )?),
+                Generation::Inlined | Generation::Batched | Generation::BatchedArm64 => Ok(summary),
+            })
             .with_context(|| format!("on {release} (console: {})", log.display()))?;
         if let Some(doctor) = console.section("doctor") {
             println!("mprotect-trace doctor inside the VM:\n{doctor}");
@@ -350,6 +363,8 @@ struct Reports {
     split: Option<Report>,
     /// 7.x x86: the NUMA-hinting runs, by name.
     numa: Vec<(&'static str, Report)>,
+    /// Where the sampled runs (each backend's and the automatic one) were saved.
+    sampled_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Reports {
@@ -367,12 +382,22 @@ impl Reports {
             Ok((report, dir))
         };
         let report = |name: &str| saved(name).map(|(report, _)| report);
+        let mut sampled_dirs = Vec::new();
+        let mut sampled = |name: &str| {
+            saved(name).map(|(report, dir)| {
+                sampled_dirs.push(dir);
+                report
+            })
+        };
+        let forced = BACKENDS
+            .iter()
+            .map(|backend| Ok((*backend, sampled(backend.label())?)))
+            .collect::<Result<_>>()?;
+        let auto = sampled(AUTO)?;
         Ok(Self {
-            forced: BACKENDS
-                .iter()
-                .map(|backend| Ok((*backend, report(backend.label())?)))
-                .collect::<Result<_>>()?,
-            auto: report(AUTO)?,
+            forced,
+            auto,
+            sampled_dirs,
             no_btf: match generation {
                 Generation::Inlined => Some(report(NO_BTF)?),
                 Generation::Batched | Generation::BatchedArm64 | Generation::BatchedPpc64 => None,
@@ -397,6 +422,19 @@ impl Reports {
                 Generation::Inlined | Generation::BatchedArm64 | Generation::BatchedPpc64 => Vec::new(),
             },
         })
+    }
+
+    /// Each backend's run, then the automatic choice's (backend None),
+    /// with its label.
+    fn backend_runs(&self) -> impl Iterator<Item = (Option<Backend>, &Report, String)> {
+        self.forced
+            .iter()
+            .map(|(b, r)| (Some(*b), r))
+            .chain([(None, &self.auto)])
+            .map(|(backend, report)| {
+                let label = backend.map_or_else(|| "--backend auto".to_owned(), |b| format!("--backend {}", b.label()));
+                (backend, report, label)
+            })
     }
 
     fn count(&self) -> u64 {
@@ -569,13 +607,7 @@ fn check_inlined_run(backend: Backend, report: &Report) -> Result<()> {
 /// is counted at its call sites with an `nr` that adds up to the same.
 fn check_batched(reports: &Reports) -> Result<String> {
     let mut summary = String::new();
-    for (backend, report) in reports
-        .forced
-        .iter()
-        .map(|(b, r)| (Some(*b), r))
-        .chain([(None, &reports.auto)])
-    {
-        let label = backend.map_or_else(|| "--backend auto".to_owned(), |b| format!("--backend {}", b.label()));
+    for (backend, report, label) in reports.backend_runs() {
         check_batched_run(backend, report).with_context(|| label.clone())?;
         let _ = writeln!(summary, "{}", describe(&label, report));
     }
@@ -736,30 +768,15 @@ fn check_batched_run(backend: Option<Backend>, report: &Report) -> Result<()> {
 /// base pages, per 64 kB folio with `nr` 16.
 fn check_arm64(reports: &Reports) -> Result<String> {
     let mut summary = String::new();
-    let runs = reports
-        .forced
-        .iter()
-        .map(|(b, r)| (Some(*b), r))
-        .chain([(None, &reports.auto)]);
-    for (backend, report) in runs {
-        let label = backend.map_or_else(|| "--backend auto".to_owned(), |b| format!("--backend {}", b.label()));
+    for (backend, report, label) in reports.backend_runs() {
         check_workload(report).with_context(|| label.clone())?;
         for name in ["change_protection", "mprotect_fixup"] {
             check_counted(report, name, backend.unwrap_or(Backend::Fentry), CALLS).with_context(|| label.clone())?;
         }
         let mut line = describe(&label, report);
         for name in ["modify_prot_start_ptes", "modify_prot_commit_ptes"] {
-            // The verifier refuses fentry on a function returning a struct
-            // (pte_t): the plan says so, and the automatic choice takes kprobes.
             if name == "modify_prot_start_ptes" && backend == Some(Backend::Fentry) {
-                let attachment = &target(report, name)?.attachment;
-                ensure!(
-                    attachment.backend == Backend::None && attachment.reason.contains("returns a struct"),
-                    "{name} with --backend fentry: {:?} ({})",
-                    attachment.backend,
-                    attachment.reason
-                );
-                let _ = write!(line, "\n    {name}: {}", attachment.reason);
+                let _ = write!(line, "\n    {name}: {}", fentry_refused_struct(report, name)?);
                 continue;
             }
             let found = check_batches(report, name, backend, 1, PAGES * CALLS).with_context(|| label.clone())?;
@@ -803,13 +820,7 @@ fn check_ppc64(reports: &Reports) -> Result<String> {
     let generation = Generation::BatchedPpc64;
     let pages = pages(generation);
     let mut summary = String::new();
-    let runs = reports
-        .forced
-        .iter()
-        .map(|(b, r)| (Some(*b), r))
-        .chain([(None, &reports.auto)]);
-    for (backend, report) in runs {
-        let label = backend.map_or_else(|| "--backend auto".to_owned(), |b| format!("--backend {}", b.label()));
+    for (backend, report, label) in reports.backend_runs() {
         check_ppc64_run(backend, report, &mut summary, &label).with_context(|| label.clone())?;
     }
     check_sampled(reports, "change_protection")?;
@@ -876,14 +887,12 @@ fn check_ppc64_run(backend: Option<Backend>, report: &Report, summary: &mut Stri
     );
     let mut line = describe(label, report);
     for name in PPC64_TRANSACTION {
-        let probed = target(report, name)?;
-        let attachment = &probed.attachment;
-        // fentry is refused on a function returning a struct (pte_t).
-        if backend == Some(Backend::Fentry) && attachment.reason.contains("returns a struct") {
-            ensure!(attachment.backend == Backend::None, "{name}: {attachment:?}");
-            let _ = write!(line, "\n    {name}: {}", attachment.reason);
+        if name == "ptep_modify_prot_start" && backend == Some(Backend::Fentry) {
+            let _ = write!(line, "\n    {name}: {}", fentry_refused_struct(report, name)?);
             continue;
         }
+        let probed = target(report, name)?;
+        let attachment = &probed.attachment;
         if let Some(backend) = backend {
             ensure!(
                 attachment.backend == backend,
@@ -906,6 +915,20 @@ fn check_ppc64_run(backend: Option<Backend>, report: &Report, summary: &mut Stri
     }
     let _ = writeln!(summary, "{line}");
     Ok(())
+}
+
+/// `name` returns `pte_t`, a struct on arm64 and ppc64: the verifier
+/// refuses fentry/fexit there, and the plan says so (the automatic choice
+/// takes kprobes). Returns the reason the report gives.
+fn fentry_refused_struct(report: &Report, name: &str) -> Result<String> {
+    let attachment = &target(report, name)?.attachment;
+    ensure!(
+        attachment.backend == Backend::None && attachment.reason.contains("returns a struct"),
+        "{name} with --backend fentry: {:?} ({})",
+        attachment.backend,
+        attachment.reason
+    );
+    Ok(attachment.reason.clone())
 }
 
 /// modify_prot_start_ptes, inlined, was counted once per batch at its

@@ -121,6 +121,56 @@ pub fn inline_sites(image: &KernelImage, cache: &Path, work: &Path) -> Result<st
     Ok(path)
 }
 
+/// Kernels whose runs sample with function probes attached (ppc64le):
+/// the runs in `report_dirs` symbolized with the debug vmlinux have
+/// stacks where `frame` holds `inlined` in its inline chain. Returns the
+/// summary line.
+pub fn check_inline_chains(
+    image: &KernelImage,
+    cache: &Path,
+    report_dirs: &[std::path::PathBuf],
+    frame: &str,
+    inlined: &str,
+) -> Result<String> {
+    let vmlinux = kernel::debian_debug_vmlinux(image, cache)?;
+    let mut holding = 0;
+    let mut in_syscall = 0;
+    let mut seconds = 0.0;
+    for dir in report_dirs {
+        let (report, took, _) = symbolized(&vmlinux, dir)?;
+        seconds += took;
+        let profile = report.sampling.as_ref().context("a run has no samples")?;
+        ensure!(
+            profile.debug_info.is_some(),
+            "the report of {} does not say it used the vmlinux",
+            dir.display()
+        );
+        in_syscall += profile.in_syscall_samples;
+        holding += profile
+            .stacks
+            .iter()
+            .filter(|stack| {
+                stack
+                    .kernel
+                    .iter()
+                    .zip(&stack.kernel_inlined)
+                    .any(|(name, chain)| name == frame && chain.iter().any(|f| f == inlined))
+            })
+            .map(|stack| stack.count)
+            .sum::<u64>();
+    }
+    ensure!(
+        holding > 0,
+        "no symbolized stack has {inlined} inlined in {frame} ({in_syscall} samples inside mprotect in all runs)"
+    );
+    Ok(format!(
+        "  debug info: {holding} of {in_syscall} samples inside mprotect are in {inlined}, inlined in {frame}, by {} ({:.2} s to symbolize {} runs)\n",
+        vmlinux.display(),
+        seconds,
+        report_dirs.len()
+    ))
+}
+
 /// Returns the summary line.
 pub fn check(image: &KernelImage, cache: &Path, report_dir: &Path) -> Result<String> {
     let started = Instant::now();

@@ -611,7 +611,9 @@ mod tests {
         lab.comparisons[0].against_baseline[0].base_pages = Some(note.to_owned());
         let text = lab.to_text();
         assert!(
-            text.contains(&format!("  {note}\n  debian-7.3 against debian-6.12: iteration ns/page x2.333")),
+            text.contains(&format!(
+                "  {note}\n  debian-7.3 against debian-6.12: iteration ns/page x2.333"
+            )),
             "{text}"
         );
     }
