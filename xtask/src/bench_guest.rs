@@ -178,7 +178,7 @@ pub fn run(rounds: usize) -> Result<()> {
     let cache = vm_dir.join("kernels");
     let work = vm_dir.join("bench-guest");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let kernel = KernelImage::debian_cloud("7", Arch::X86_64, &cache)?;
+    let kernel = KernelImage::debian("7", Arch::X86_64, &cache)?;
     let busybox = kernel::busybox(Arch::X86_64, &cache)?;
     let tracer = crate::vm::tracer(Arch::X86_64)?;
     let sites = crate::vm_debuginfo::inline_sites(&kernel, &cache, &work)?;

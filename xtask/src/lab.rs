@@ -312,7 +312,7 @@ fn debug_vmlinuxes() -> Result<Vec<std::path::PathBuf>> {
         .iter()
         .map(|spec| {
             let series = spec.trim_start_matches("debian:");
-            let image = KernelImage::debian_cloud(series, Arch::X86_64, &cache)?;
+            let image = KernelImage::debian(series, Arch::X86_64, &cache)?;
             kernel::debian_debug_vmlinux(&image, &cache)
         })
         .collect()

@@ -240,7 +240,7 @@ pub fn run(only: Option<&str>) -> Result<u64> {
         if only.is_some_and(|only| only != format!("{series}:{}", arch.uname())) {
             continue;
         }
-        let kernel = KernelImage::debian_cloud(series, arch, &cache)?;
+        let kernel = KernelImage::debian(series, arch, &cache)?;
         let work = vm_dir.join(format!("debian-{series}-{}", arch.debian()));
         std::fs::create_dir_all(&work)?;
         let busybox = kernel::busybox(arch, &cache)?;

@@ -203,7 +203,7 @@ pub fn resolve(spec: &KernelSpec, options: &ResolveOptions) -> Result<LabKernel>
     let label = spec.label();
     let (image, vmlinux, config_note) = match spec {
         KernelSpec::Debian { series, .. } => {
-            let image = KernelImage::debian_cloud(series, arch, options.cache)?;
+            let image = KernelImage::debian(series, arch, options.cache)?;
             let note = checked_config(&image, &format!("{} ({})", spec, image.source))?;
             (image, None, note)
         }

@@ -40,9 +40,10 @@ impl KernelImage {
         })
     }
 
-    /// The newest Debian cloud kernel of `series` ("6.1", "7", "7.3")
-    /// for `arch`, unpacked under `cache`; reused when already there.
-    pub fn debian_cloud(series: &str, arch: Arch, cache: &Path) -> Result<Self> {
+    /// The newest Debian kernel of `series` ("6.1", "7", "7.3") for
+    /// `arch`, of its flavour ([`Arch::debian_flavour`]: cloud where there
+    /// is one), unpacked under `cache`; reused when already there.
+    pub fn debian(series: &str, arch: Arch, cache: &Path) -> Result<Self> {
         let apt = PrivateApt::new(cache, arch)?;
         let escaped = series.replace('.', "\\.");
         let flavour = arch.debian_flavour();
@@ -209,14 +210,21 @@ impl PrivateApt {
     fn download(&self, package: &str) -> Result<PathBuf> {
         let download = self.cache.join("download");
         std::fs::create_dir_all(&download).with_context(|| format!("creating {}", download.display()))?;
-        // apt-get prints why on its stderr (a 404, say).
-        let status = self
+        let output = self
             .command("apt-get")
             .args(["download", "-qq", &format!("{package}:{}", self.arch.debian())])
             .current_dir(&download)
-            .status()
+            .output()
             .context("starting apt-get")?;
-        ensure!(status.success(), "apt-get download {package} failed ({status})");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        eprint!("{stderr}");
+        if !output.status.success() {
+            // The lists name it, the pool lacks it: a mirror behind its lists.
+            if stderr.contains(" 404 ") {
+                return Err(anyhow::Error::new(NotServed(package.to_owned())));
+            }
+            bail!("apt-get download {package} failed ({})", output.status);
+        }
         let suffix = format!("_{}.deb", self.arch.debian());
         std::fs::read_dir(&download)?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -274,9 +282,21 @@ fn newest(packages: &[String]) -> Option<String> {
     packages.iter().max_by_key(|name| version_of(name)).cloned()
 }
 
+/// A package the archive's lists name but its pool does not serve (404).
+#[derive(Debug)]
+struct NotServed(String);
+
+impl std::fmt::Display for NotServed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the archive lists {} but does not serve it (404)", self.0)
+    }
+}
+
+impl std::error::Error for NotServed {}
+
 /// The newest of `packages` the archive serves, unpacked. A mirror may
 /// list a package its pool lacks (ppc64el's 7.3.4 here): that one is
-/// named, and the next newest tried.
+/// named, and the next newest tried; any other failure stops there.
 fn newest_served(apt: &PrivateApt, mut packages: Vec<String>) -> Result<(String, PathBuf)> {
     let mut unserved = Vec::new();
     while let Some(package) = newest(&packages) {
@@ -292,17 +312,17 @@ fn newest_served(apt: &PrivateApt, mut packages: Vec<String>) -> Result<(String,
                 }
                 return Ok((package, unpacked));
             }
-            Err(err) => {
-                eprintln!("vm: {package}: {err:#}");
+            Err(err) if err.is::<NotServed>() => {
                 unserved.push(package);
                 if packages.is_empty() {
                     bail!(
-                        "the archive lists {} but does not serve {} ({err}): give another series",
+                        "the archive lists {} but does not serve {} (404): give another series",
                         unserved.join(", "),
                         if unserved.len() == 1 { "it" } else { "them" }
                     );
                 }
             }
+            Err(err) => return Err(err),
         }
     }
     bail!("no kernel package to download")
