@@ -160,6 +160,10 @@ pub enum Stopped {
     NoPowerOff,
     /// The boot timeout passed.
     TimedOut(Duration),
+    /// The kernel's watchdog said a CPU was stuck this long: a livelock
+    /// (seen on 6.1 under multi-threaded TCG while probes attach) that
+    /// never ends; waiting out the boot timeout would only cost time.
+    LockedUp(Duration),
     /// The lab got this signal.
     Interrupted(i32),
 }
@@ -173,6 +177,10 @@ impl Stopped {
                 POWER_OFF_GRACE.as_secs()
             ),
             Self::TimedOut(after) => format!("the guest was stopped after the boot timeout of {} s", after.as_secs()),
+            Self::LockedUp(stuck) => format!(
+                "the guest was stopped: its watchdog saw a CPU stuck for {} s (a soft lockup)",
+                stuck.as_secs()
+            ),
             Self::Interrupted(signal) => format!("interrupted by {}", crate::children::signal_name(signal)),
         }
     }
@@ -180,8 +188,20 @@ impl Stopped {
     /// Whether booting the same kernel again could end otherwise (a halt
     /// is the kernel's configuration; a timeout may be a stuck boot).
     pub fn retry_helps(self) -> bool {
-        matches!(self, Self::TimedOut(_))
+        matches!(self, Self::TimedOut(_) | Self::LockedUp(_))
     }
+}
+
+/// A CPU stuck this long in the guest's kernel is taken as locked up.
+const LOCKED_UP: Duration = Duration::from_secs(120);
+
+/// How long the watchdog's "BUG: soft lockup - CPU#1 stuck for 26s!" line
+/// says a CPU has been stuck.
+fn soft_lockup(line: &str) -> Option<Duration> {
+    let (_, rest) = line.split_once("BUG: soft lockup - CPU#")?;
+    let (_, rest) = rest.split_once(" stuck for ")?;
+    let (seconds, _) = rest.split_once("s!")?;
+    seconds.parse().ok().map(Duration::from_secs)
 }
 
 impl Machine {
@@ -262,6 +282,9 @@ impl Machine {
                     if init_done.is_some() && line.contains("Power off not available") {
                         stopped = stopped.or(Some(Stopped::Halted));
                     }
+                    if let Some(stuck) = soft_lockup(&line).filter(|stuck| *stuck >= LOCKED_UP) {
+                        stopped = stopped.or(Some(Stopped::LockedUp(stuck)));
+                    }
                     on_line(&line);
                     text.push_str(&line);
                     text.push('\n');
@@ -319,7 +342,15 @@ fn read_lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::Machine;
+    use super::{Duration, Machine, Stopped, soft_lockup};
+
+    #[test]
+    fn a_soft_lockup_line_says_how_long_the_cpu_was_stuck() {
+        let line = "[  124.581577] watchdog: BUG: soft lockup - CPU#0 stuck for 105s! [mprotect-trace:105]";
+        assert_eq!(soft_lockup(line), Some(Duration::from_secs(105)));
+        assert_eq!(soft_lockup("[    1.000000] Run /init as init process"), None);
+        assert!(Stopped::LockedUp(Duration::from_secs(131)).retry_helps());
+    }
 
     #[test]
     fn numa_nodes_split_the_memory_and_the_cpus() {
