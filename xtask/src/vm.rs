@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, ensure};
-use mprotect_trace::model::{Backend, Report, TargetReport};
+use mprotect_trace::model::{Attachment, Backend, Report, TargetReport};
 use mprotect_trace::vm::{Arch, Console, GuestScript, Initramfs, KernelImage, Machine, kernel};
 
 use crate::command::{cargo, run_checked, workspace_root};
@@ -479,12 +479,7 @@ fn check_workload(report: &Report) -> Result<()> {
 fn check_counted(report: &Report, name: &str, backend: Backend, expected: u64) -> Result<()> {
     let target = target(report, name)?;
     let attachment = &target.attachment;
-    ensure!(
-        attachment.backend == backend,
-        "{name} used {:?} ({})",
-        attachment.backend,
-        attachment.reason
-    );
+    ensure_backend(attachment, backend)?;
     ensure!(
         calls(target) == expected,
         "{name}: {} calls, expected exactly {expected}",
@@ -572,12 +567,7 @@ fn check_inlined_run(backend: Backend, report: &Report) -> Result<()> {
     );
     // nr_ptes: the `nr` parameter, found by name in BTF, read on every call.
     let nr = target(report, NR_PROBE)?;
-    ensure!(
-        nr.attachment.backend == backend,
-        "{NR_PROBE} used {:?} ({})",
-        nr.attachment.backend,
-        nr.attachment.reason
-    );
+    ensure_backend(&nr.attachment, backend)?;
     ensure!(
         nr.attachment.nr_ptes_source.as_deref() == Some(&format!("{NR_PROBE}(nr), argument 1")),
         "{NR_PROBE} nr_ptes source: {:?}",
@@ -844,18 +834,8 @@ fn check_ppc64(reports: &Reports) -> Result<String> {
         let found = check_inlined_batches(report, batch, folios * CALLS).with_context(|| format!("the {name} run"))?;
         let _ = writeln!(summary, "  {name}: {folios} folios of {folio_kb} kB\n    {found}");
         for transaction in PPC64_TRANSACTION {
-            let probed = target(report, transaction)?;
-            ensure!(
-                calls(probed) == pages * CALLS,
-                "{name}: {transaction} {} calls, expected one per PTE: {pages} x {CALLS}",
-                calls(probed)
-            );
-            let _ = writeln!(
-                summary,
-                "    {transaction} ({}): {} calls, one per PTE",
-                probed.attachment.backend.label(),
-                calls(probed)
-            );
+            let found = check_per_pte(report, transaction, None, pages).with_context(|| format!("the {name} run"))?;
+            let _ = writeln!(summary, "    {found}");
         }
     }
     Ok(summary)
@@ -891,30 +871,42 @@ fn check_ppc64_run(backend: Option<Backend>, report: &Report, summary: &mut Stri
             let _ = write!(line, "\n    {name}: {}", fentry_refused_struct(report, name)?);
             continue;
         }
-        let probed = target(report, name)?;
-        let attachment = &probed.attachment;
-        if let Some(backend) = backend {
-            ensure!(
-                attachment.backend == backend,
-                "{name} used {:?} ({})",
-                attachment.backend,
-                attachment.reason
-            );
-        }
-        ensure!(
-            calls(probed) == pages * CALLS,
-            "{name}: {} calls, expected one per PTE: {pages} x {CALLS}",
-            calls(probed)
-        );
-        let _ = write!(
-            line,
-            "\n    {name} ({}): {} calls = {pages} PTEs x {CALLS} calls",
-            attachment.backend.label(),
-            calls(probed)
-        );
+        let _ = write!(line, "\n    {}", check_per_pte(report, name, backend, pages)?);
     }
     let _ = writeln!(summary, "{line}");
     Ok(())
+}
+
+/// The target of `attachment` was probed with `backend`; else the plan's reason.
+fn ensure_backend(attachment: &Attachment, backend: Backend) -> Result<()> {
+    ensure!(
+        attachment.backend == backend,
+        "{} used {:?} ({})",
+        attachment.name,
+        attachment.backend,
+        attachment.reason
+    );
+    Ok(())
+}
+
+/// `name` was called once per PTE of every call, `pages` x CALLS, probed
+/// by `backend` (None: whatever the automatic choice attached).
+fn check_per_pte(report: &Report, name: &str, backend: Option<Backend>, pages: u64) -> Result<String> {
+    let probed = target(report, name)?;
+    let attachment = &probed.attachment;
+    if let Some(backend) = backend {
+        ensure_backend(attachment, backend)?;
+    }
+    ensure!(
+        calls(probed) == pages * CALLS,
+        "{name}: {} calls, expected one per PTE: {pages} x {CALLS}",
+        calls(probed)
+    );
+    Ok(format!(
+        "{name} ({}): {} calls = {pages} PTEs x {CALLS} calls",
+        attachment.backend.label(),
+        calls(probed)
+    ))
 }
 
 /// `name` returns `pte_t`, a struct on arm64 and ppc64: the verifier
@@ -1011,12 +1003,7 @@ fn check_batches(
         attachment.reason
     );
     if let Some(backend) = backend {
-        ensure!(
-            attachment.backend == backend,
-            "{name} used {:?} ({})",
-            attachment.backend,
-            attachment.reason
-        );
+        ensure_backend(attachment, backend)?;
     }
     let nr = target.nr_ptes.clone().unwrap_or_default();
     ensure!(
