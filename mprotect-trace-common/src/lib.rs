@@ -105,7 +105,9 @@ pub struct TraceConfig {
     /// 1: record nothing more. Set before the maps are read at the end, so
     /// every figure of a report comes from one snapshot.
     pub paused: u32,
-    pub _pad: u32,
+    /// log2 of the running kernel's base page size (12: 4 kB, 16: 64 kB),
+    /// for the pages of an mprotect() length; 0 reads as 12.
+    pub page_shift: u32,
     /// Address, in the traced process, of a u32 that is non-zero while its
     /// measured iterations run (the built-in workload); 0: sample always.
     pub measuring_addr: u64,

@@ -232,7 +232,6 @@ fn slot_config(slot: u32) -> SlotConfig {
 const ENTER_LEN_OFFSET: usize = 24;
 const ENTER_PROT_OFFSET: usize = 32;
 const EXIT_RET_OFFSET: usize = 16;
-const PAGE_SIZE: u64 = 4096;
 /// The entry keeps pages << 4 | prot bucket (buckets are below 16).
 const PROT_BITS: u64 = 4;
 
@@ -248,12 +247,17 @@ pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
     let len = unsafe { *(record_ptr.add(ENTER_LEN_OFFSET) as *const u64) };
     let prot = unsafe { *(record_ptr.add(ENTER_PROT_OFFSET) as *const u64) };
     let bucket = if prot & !7 != 0 { PROT_BUCKETS - 1 } else { prot as u32 };
+    let shift = match config().map_or(0, |config| config.page_shift) {
+        0 => 12,
+        shift => u64::from(shift & 31),
+    };
+    let pages = (len + (1 << shift) - 1) >> shift;
     bump(&COUNTERS, counter::SYSCALL_ENTER);
     // Lengths and flags are recorded at the exit, for successful calls only.
     on_entry(
         pid_tgid,
         SYSCALL_SLOT,
-        (len.div_ceil(PAGE_SIZE) << PROT_BITS) | bucket as u64,
+        (pages << PROT_BITS) | bucket as u64,
     );
     0
 }

@@ -865,6 +865,12 @@ fn check_ppc64_run(backend: Option<Backend>, report: &Report, summary: &mut Stri
         changed.count == CALLS && changed.min == Some(pages) && changed.max == Some(pages),
         "change_protection should change {pages} pages on all {CALLS} calls: {changed:?}"
     );
+    // The syscall's length in the kernel's pages, not in 4 kB ones.
+    let asked = &report.syscall.pages_per_call;
+    ensure!(
+        asked.count == CALLS && asked.min == Some(pages) && asked.max == Some(pages),
+        "mprotect's length should be {pages} pages on all {CALLS} calls: {asked:?}"
+    );
     let mut line = describe(label, report);
     for name in PPC64_TRANSACTION {
         if name == "ptep_modify_prot_start" && backend == Some(Backend::Fentry) {

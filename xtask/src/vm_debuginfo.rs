@@ -164,7 +164,7 @@ pub fn check_inline_chains(
         "no symbolized stack has {inlined} inlined in {frame} ({in_syscall} samples inside mprotect in all runs)"
     );
     Ok(format!(
-        "  debug info: {holding} of {in_syscall} samples inside mprotect are in {inlined}, inlined in {frame}, by {} ({:.2} s to symbolize {} runs)\n",
+        "  debug info: {holding} sampled stacks are in {inlined}, inlined in {frame} ({in_syscall} samples inside mprotect in the measured iterations), by {} ({:.2} s to symbolize {} runs)\n",
         vmlinux.display(),
         seconds,
         report_dirs.len()

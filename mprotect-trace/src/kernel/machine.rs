@@ -131,11 +131,17 @@ fn thp() -> BTreeMap<String, String> {
     settings
 }
 
+/// The running kernel's base page size: 4 kB on x86-64, 4, 16 or 64 kB on
+/// arm64, 64 kB on most ppc64le.
+pub fn page_size() -> usize {
+    static SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // SAFETY: sysconf reads a constant of the system.
+    *SIZE.get_or_init(|| usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
+}
+
 /// The running machine.
 pub fn running() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    // SAFETY: sysconf reads a constant of the system.
-    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Machine {
         memory_kib: std::fs::read_to_string("/proc/meminfo")
             .ok()
@@ -143,7 +149,7 @@ pub fn running() -> Machine {
         numa_nodes: std::fs::read_to_string("/sys/devices/system/node/online")
             .ok()
             .and_then(|text| list_count(&text)),
-        page_size: u64::try_from(page_size).ok().filter(|&size| size > 0),
+        page_size: Some(page_size() as u64),
         vulnerabilities: files(Path::new(VULNERABILITIES), |text| text.trim().to_owned()),
         thp: thp(),
         ..from_cpuinfo(&cpuinfo)

@@ -368,6 +368,7 @@ async fn trace_async(options: RunOptions, show_first: ShowFirst<'_>) -> Result<T
         target_tgid: target.tgid.unwrap_or(0),
         trace_all: u32::from(target.tgid.is_none()),
         measuring_addr: target.measuring_addr.unwrap_or(0),
+        page_shift: crate::kernel::machine::page_size().trailing_zeros(),
         ..TraceConfig::default()
     };
     write_config(&mut ebpf, config)?;

@@ -9,13 +9,7 @@ use anyhow::{Result, bail};
 use super::Plan;
 use super::scenario::Backing;
 
-/// The running kernel's base page size: 4 kB on x86-64, 4, 16 or 64 kB on
-/// arm64, 64 kB on most ppc64le.
-pub fn page_size() -> usize {
-    static SIZE: OnceLock<usize> = OnceLock::new();
-    // SAFETY: sysconf reads a constant of the process.
-    *SIZE.get_or_init(|| usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
-}
+pub use crate::kernel::machine::page_size;
 
 /// What one PTE table maps, which is also a PMD-mapped THP's size: the
 /// kernel says it in THP's hpage_pmd_size (2 MiB on x86-64, on 4 kB arm64
