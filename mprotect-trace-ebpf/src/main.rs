@@ -254,11 +254,7 @@ pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
     let pages = (len + (1 << shift) - 1) >> shift;
     bump(&COUNTERS, counter::SYSCALL_ENTER);
     // Lengths and flags are recorded at the exit, for successful calls only.
-    on_entry(
-        pid_tgid,
-        SYSCALL_SLOT,
-        (pages << PROT_BITS) | bucket as u64,
-    );
+    on_entry(pid_tgid, SYSCALL_SLOT, (pages << PROT_BITS) | bucket as u64);
     0
 }
 
