@@ -34,7 +34,6 @@ pub fn requirements() -> Vec<Requirement> {
             arch = match words.next() {
                 Some("x86_64") => Some(Arch::X86_64),
                 Some("arm64") => Some(Arch::Arm64),
-                Some("ppc64el") => Some(Arch::Ppc64le),
                 _ => None,
             };
         } else if let Some((option, value)) = line.split_once('=')
