@@ -87,14 +87,27 @@ enum Generation {
     /// helpers inlined; book3s64's ptep_modify_prot_start/commit, the
     /// PTE transaction, real functions called once per PTE.
     BatchedPpc64,
+    /// The same kernel's 4 kB-page flavour: the same counts per PTE, 16
+    /// times more PTEs (no debug info fetched for it: its calls and pages
+    /// are what differ).
+    BatchedPpc64Base4k,
 }
 
-const KERNELS: [(&str, Arch, Generation); 4] = [
+const KERNELS: [(&str, Arch, Generation); 5] = [
     ("6.1", Arch::X86_64, Generation::Inlined),
     ("7", Arch::X86_64, Generation::Batched),
     ("7", Arch::Arm64, Generation::BatchedArm64),
     ("7", Arch::Ppc64le, Generation::BatchedPpc64),
+    ("7", Arch::Ppc64le, Generation::BatchedPpc64Base4k),
 ];
+
+/// Debian's flavour of `arch`'s kernel booted for `generation`.
+fn flavour(arch: Arch, generation: Generation) -> &'static str {
+    match generation {
+        Generation::BatchedPpc64Base4k => "powerpc64le",
+        _ => arch.debian_flavour(),
+    }
+}
 
 /// ppc64's PTE transaction, per PTE (arch/powerpc/mm/book3s64/pgtable.c).
 const PPC64_TRANSACTION: [&str; 2] = ["ptep_modify_prot_start", "ptep_modify_prot_commit"];
@@ -103,7 +116,7 @@ const PPC64_TRANSACTION: [&str; 2] = ["ptep_modify_prot_start", "ptep_modify_pro
 fn page_kb(generation: Generation) -> u64 {
     match generation {
         Generation::BatchedPpc64 => 64,
-        Generation::Inlined | Generation::Batched | Generation::BatchedArm64 => 4,
+        Generation::Inlined | Generation::Batched | Generation::BatchedArm64 | Generation::BatchedPpc64Base4k => 4,
     }
 }
 
@@ -117,7 +130,7 @@ fn pages(generation: Generation) -> u64 {
 fn folio_kb(generation: Generation) -> u64 {
     match generation {
         Generation::BatchedPpc64 => 256,
-        Generation::Inlined | Generation::Batched | Generation::BatchedArm64 => 64,
+        Generation::Inlined | Generation::Batched | Generation::BatchedArm64 | Generation::BatchedPpc64Base4k => 64,
     }
 }
 
@@ -125,7 +138,7 @@ fn folio_kb(generation: Generation) -> u64 {
 /// one alone (emulation is slowest there).
 fn folio_runs(generation: Generation) -> &'static [(&'static str, &'static str)] {
     match generation {
-        Generation::Inlined => &[],
+        Generation::Inlined | Generation::BatchedPpc64Base4k => &[],
         Generation::BatchedPpc64 => &FOLIO_RUNS[..1],
         Generation::Batched | Generation::BatchedArm64 => &FOLIO_RUNS,
     }
@@ -155,7 +168,9 @@ fn guest_script(generation: Generation) -> String {
     script.text("doctor", "doctor");
     let extra = match generation {
         Generation::Inlined => format!("--probe {NR_PROBE} --probe {UNTRACEABLE_PROBE}"),
-        Generation::BatchedPpc64 => PPC64_TRANSACTION.map(|name| format!("--probe {name}")).join(" "),
+        Generation::BatchedPpc64 | Generation::BatchedPpc64Base4k => {
+            PPC64_TRANSACTION.map(|name| format!("--probe {name}")).join(" ")
+        }
         Generation::Batched | Generation::BatchedArm64 => String::new(),
     };
     for backend in BACKENDS {
@@ -165,14 +180,14 @@ fn guest_script(generation: Generation) -> String {
     // A function of x86's TLB code, as a user's --probe.
     let user_probe = match generation {
         Generation::BatchedArm64 => String::new(),
-        Generation::BatchedPpc64 => extra.clone(),
+        Generation::BatchedPpc64 | Generation::BatchedPpc64Base4k => extra.clone(),
         Generation::Inlined | Generation::Batched => "--probe flush_tlb_mm_range".to_owned(),
     };
     let sites = match generation {
         Generation::Batched | Generation::BatchedArm64 | Generation::BatchedPpc64 => {
             format!("--inline-sites {GUEST_INLINE_SITES}")
         }
-        Generation::Inlined => String::new(),
+        Generation::Inlined | Generation::BatchedPpc64Base4k => String::new(),
     };
     script.run(AUTO, &format!("{workload} {user_probe} {sites}"));
     // The guest's function names, for checking every sampled frame.
@@ -227,7 +242,9 @@ fn machine(generation: Generation) -> Machine {
             append: "numa_balancing=disable".to_owned(),
             ..Machine::default()
         },
-        Generation::Inlined | Generation::BatchedArm64 | Generation::BatchedPpc64 => Machine::default(),
+        Generation::Inlined | Generation::BatchedArm64 | Generation::BatchedPpc64 | Generation::BatchedPpc64Base4k => {
+            Machine::default()
+        }
     }
 }
 
@@ -240,8 +257,9 @@ pub fn run(only: Option<&str>) -> Result<u64> {
         if only.is_some_and(|only| only != format!("{series}:{}", arch.uname())) {
             continue;
         }
-        let kernel = KernelImage::debian(series, arch, &cache)?;
-        let work = vm_dir.join(format!("debian-{series}-{}", arch.debian()));
+        let flavour = flavour(arch, generation);
+        let kernel = KernelImage::debian_flavour(series, arch, flavour, &cache)?;
+        let work = vm_dir.join(format!("debian-{series}-{flavour}"));
         std::fs::create_dir_all(&work)?;
         let busybox = kernel::busybox(arch, &cache)?;
         let tracer = tracer(arch)?;
@@ -249,7 +267,7 @@ pub fn run(only: Option<&str>) -> Result<u64> {
             Generation::Batched | Generation::BatchedArm64 | Generation::BatchedPpc64 => {
                 Some(vm_debuginfo::inline_sites(&kernel, &cache, &work)?)
             }
-            Generation::Inlined => None,
+            Generation::Inlined | Generation::BatchedPpc64Base4k => None,
         };
         let files: Vec<(&Path, &str)> = sites.iter().map(|s| (s.as_path(), GUEST_INLINE_SITES)).collect();
         let initramfs = Initramfs::build_with(&work, &busybox, &tracer, &guest_script(generation), &files)?;
@@ -276,6 +294,7 @@ pub fn run(only: Option<&str>) -> Result<u64> {
                     Generation::Batched => check_batched(&reports),
                     Generation::BatchedArm64 => check_arm64(&reports),
                     Generation::BatchedPpc64 => check_ppc64(&reports),
+                    Generation::BatchedPpc64Base4k => check_ppc64_base4k(&reports),
                 }
                 .map(|summary| cache + &summary)
             })
@@ -295,7 +314,10 @@ pub fn run(only: Option<&str>) -> Result<u64> {
                         "change_protection",
                         "change_pte_range",
                     )?),
-                Generation::Inlined | Generation::Batched | Generation::BatchedArm64 => Ok(summary),
+                Generation::Inlined
+                | Generation::Batched
+                | Generation::BatchedArm64
+                | Generation::BatchedPpc64Base4k => Ok(summary),
             })
             .with_context(|| format!("on {release} (console: {})", log.display()))?;
         if let Some(doctor) = console.section("doctor") {
@@ -400,7 +422,10 @@ impl Reports {
             sampled_dirs,
             no_btf: match generation {
                 Generation::Inlined => Some(report(NO_BTF)?),
-                Generation::Batched | Generation::BatchedArm64 | Generation::BatchedPpc64 => None,
+                Generation::Batched
+                | Generation::BatchedArm64
+                | Generation::BatchedPpc64
+                | Generation::BatchedPpc64Base4k => None,
             },
             folios: folio_runs(generation)
                 .iter()
@@ -408,18 +433,27 @@ impl Reports {
                 .collect::<Result<_>>()?,
             debuginfo_dir: match generation {
                 Generation::Batched => Some(saved(DEBUGINFO)?.1),
-                Generation::Inlined | Generation::BatchedArm64 | Generation::BatchedPpc64 => None,
+                Generation::Inlined
+                | Generation::BatchedArm64
+                | Generation::BatchedPpc64
+                | Generation::BatchedPpc64Base4k => None,
             },
             split: match generation {
                 Generation::Batched => Some(report(SPLIT)?),
-                Generation::Inlined | Generation::BatchedArm64 | Generation::BatchedPpc64 => None,
+                Generation::Inlined
+                | Generation::BatchedArm64
+                | Generation::BatchedPpc64
+                | Generation::BatchedPpc64Base4k => None,
             },
             numa: match generation {
                 Generation::Batched => NUMA_RUNS
                     .iter()
                     .map(|(name, _)| Ok((*name, report(name)?)))
                     .collect::<Result<_>>()?,
-                Generation::Inlined | Generation::BatchedArm64 | Generation::BatchedPpc64 => Vec::new(),
+                Generation::Inlined
+                | Generation::BatchedArm64
+                | Generation::BatchedPpc64
+                | Generation::BatchedPpc64Base4k => Vec::new(),
             },
         })
     }
@@ -811,7 +845,7 @@ fn check_ppc64(reports: &Reports) -> Result<String> {
     let pages = pages(generation);
     let mut summary = String::new();
     for (backend, report, label) in reports.backend_runs() {
-        check_ppc64_run(backend, report, &mut summary, &label).with_context(|| label.clone())?;
+        check_ppc64_run(generation, backend, report, &mut summary, &label).with_context(|| label.clone())?;
     }
     check_sampled(reports, "change_protection")?;
     let walks = reports.auto.workload.as_ref().map_or(0, |w| w.pte_table_walks);
@@ -841,9 +875,26 @@ fn check_ppc64(reports: &Reports) -> Result<String> {
     Ok(summary)
 }
 
-/// One ppc64 run with `backend` (None: the automatic choice).
-fn check_ppc64_run(backend: Option<Backend>, report: &Report, summary: &mut String, label: &str) -> Result<()> {
-    let generation = Generation::BatchedPpc64;
+/// The 4 kB-page flavour of the same ppc64le kernel: the same exact
+/// counts per call and per PTE, on 1024 pages a call instead of 64.
+fn check_ppc64_base4k(reports: &Reports) -> Result<String> {
+    let mut summary = String::new();
+    for (backend, report, label) in reports.backend_runs() {
+        check_ppc64_run(Generation::BatchedPpc64Base4k, backend, report, &mut summary, &label)
+            .with_context(|| label.clone())?;
+    }
+    check_sampled(reports, "change_protection")?;
+    Ok(summary)
+}
+
+/// One ppc64 run of `generation` with `backend` (None: the automatic choice).
+fn check_ppc64_run(
+    generation: Generation,
+    backend: Option<Backend>,
+    report: &Report,
+    summary: &mut String,
+    label: &str,
+) -> Result<()> {
     let pages = pages(generation);
     check_workload(report)?;
     let workload = report.workload.as_ref().context("no workload result")?;

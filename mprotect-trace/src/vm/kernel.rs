@@ -44,9 +44,14 @@ impl KernelImage {
     /// `arch`, of its flavour ([`Arch::debian_flavour`]: cloud where there
     /// is one), unpacked under `cache`; reused when already there.
     pub fn debian(series: &str, arch: Arch, cache: &Path) -> Result<Self> {
+        Self::debian_flavour(series, arch, arch.debian_flavour(), cache)
+    }
+
+    /// The same, of another of Debian's flavours for `arch` (ppc64el's
+    /// 4 kB-page `powerpc64le`).
+    pub fn debian_flavour(series: &str, arch: Arch, flavour: &str, cache: &Path) -> Result<Self> {
         let apt = PrivateApt::new(cache, arch)?;
         let escaped = series.replace('.', "\\.");
-        let flavour = arch.debian_flavour();
         // 6.x ships the image as linux-image-*-unsigned; 7.x as linux-binary-*.
         let patterns = [
             format!("^linux-image-{escaped}[.-].*-{flavour}-unsigned$"),
