@@ -130,7 +130,9 @@ fn pages(generation: Generation) -> u64 {
 fn folio_kb(generation: Generation) -> u64 {
     match generation {
         Generation::BatchedPpc64 => 256,
-        Generation::Inlined | Generation::Batched | Generation::BatchedArm64 | Generation::BatchedPpc64Base4k => 64,
+        Generation::Inlined | Generation::Batched | Generation::BatchedArm64 | Generation::BatchedPpc64Base4k => {
+            FOLIO_KB
+        }
     }
 }
 

@@ -393,9 +393,6 @@ fn machine_notes(a: &Side, b: &Side) -> Vec<String> {
             a.label, ra.cpu_model, ra.cpus, b.label, rb.cpu_model, rb.cpus
         ));
     }
-    if let Some(note) = page_size_note(a, b) {
-        notes.push(note);
-    }
     if let (Some(ma), Some(mb)) = (&ra.machine, &rb.machine) {
         let differing = machine_differences(ma, mb);
         if !differing.is_empty() {
@@ -436,12 +433,9 @@ fn page_size_note(a: &Side, b: &Side) -> Option<String> {
     let page_kb = |side: &Side| side.runs.first()?.report.workload.as_ref().map(|w| w.kernel_page_kb);
     let (ka, kb) = (page_kb(a)?, page_kb(b)?);
     (ka != kb && ka > 0 && kb > 0).then(|| {
+        let (la, lb) = (&a.label, &b.label);
         format!(
-            "base pages differ: {} {ka} kB, {} {kb} kB: every per-page figure is per {ka} kB page on {} and per {kb} kB page on {} (the same mapping is {} times fewer pages on the {} kB side); compare per call or per MB",
-            a.label,
-            b.label,
-            a.label,
-            b.label,
+            "base pages differ: {la} {ka} kB, {lb} {kb} kB: every per-page figure is per {ka} kB page on {la} and per {kb} kB page on {lb} (the same mapping is {} times fewer pages on the {} kB side); compare per call or per MB",
             ka.max(kb) / ka.min(kb),
             ka.max(kb)
         )
@@ -518,6 +512,9 @@ fn per_run(side: &Side, value: impl Fn(&Report) -> Option<f64>) -> Vec<f64> {
 }
 
 fn pair(a: &Side, b: &Side, differences: Vec<Difference>, notes: &mut Vec<String>) -> PairComparison {
+    // Said among the notes and kept with the pair (the lab prints it there).
+    let base_pages = page_size_note(a, b);
+    notes.extend(base_pages.clone());
     let mut metrics = Vec::new();
     let workload_median = |r: &Report| r.workload.as_ref().map(|w| w.iteration_ns_per_page_median);
     metrics.extend(metric_delta(
@@ -560,7 +557,7 @@ fn pair(a: &Side, b: &Side, differences: Vec<Difference>, notes: &mut Vec<String
         workload_delta_ns_per_page: workload_delta,
         sampled,
         home,
-        base_pages: page_size_note(a, b),
+        base_pages,
     }
 }
 

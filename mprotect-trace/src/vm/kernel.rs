@@ -303,28 +303,24 @@ impl std::error::Error for NotServed {}
 /// list a package its pool lacks (ppc64el's 7.3.4 here): that one is
 /// named, and the next newest tried; any other failure stops there.
 fn newest_served(apt: &PrivateApt, mut packages: Vec<String>) -> Result<(String, PathBuf)> {
-    let mut unserved = Vec::new();
+    let mut unserved: Vec<String> = Vec::new();
+    let not_served = |unserved: &[String]| {
+        let them = if unserved.len() == 1 { "it" } else { "them" };
+        format!("the archive lists {} but does not serve {them}", unserved.join(", "))
+    };
     while let Some(package) = newest(&packages) {
         packages.retain(|p| *p != package);
         match apt.unpacked(&package) {
             Ok(unpacked) => {
                 if !unserved.is_empty() {
-                    eprintln!(
-                        "vm: the archive lists {} but does not serve {}: using {package}",
-                        unserved.join(", "),
-                        if unserved.len() == 1 { "it" } else { "them" }
-                    );
+                    eprintln!("vm: {}: using {package}", not_served(&unserved));
                 }
                 return Ok((package, unpacked));
             }
             Err(err) if err.is::<NotServed>() => {
                 unserved.push(package);
                 if packages.is_empty() {
-                    bail!(
-                        "the archive lists {} but does not serve {} (404): give another series",
-                        unserved.join(", "),
-                        if unserved.len() == 1 { "it" } else { "them" }
-                    );
+                    bail!("{} (404): give another series", not_served(&unserved));
                 }
             }
             Err(err) => return Err(err),

@@ -50,6 +50,7 @@ pub fn sizes(start: usize, pages: usize) -> Result<BTreeMap<u64, u64>> {
 /// Groups pages into folios: a head or a lone page starts one, tails
 /// extend it (a tail at the mapping's start begins a cut folio).
 fn folio_sizes(flags: &[u64]) -> BTreeMap<u64, u64> {
+    let page_kb = page_size() as u64 / 1024;
     let mut sizes = BTreeMap::new();
     let mut current = 0u64;
     for &page in flags {
@@ -58,12 +59,12 @@ fn folio_sizes(flags: &[u64]) -> BTreeMap<u64, u64> {
             continue;
         }
         if current > 0 {
-            *sizes.entry(current * page_size() as u64 / 1024).or_default() += 1;
+            *sizes.entry(current * page_kb).or_default() += 1;
         }
         current = 1;
     }
     if current > 0 {
-        *sizes.entry(current * page_size() as u64 / 1024).or_default() += 1;
+        *sizes.entry(current * page_kb).or_default() += 1;
     }
     sizes
 }
