@@ -15,11 +15,13 @@ use serde_json::{Value, json};
 
 /// A small workload, so the many runs here stay quick.
 const SMALL: [&str; 4] = ["--mapping-mb", "8", "--iterations", "20"];
-/// SMALL sampled ten times as often, for the mails that list sampled
-/// functions: at 999 Hz a run of SMALL has 0 to 2 samples inside mprotect
-/// (a run mail may then list no function, and each function's median over
-/// a comparison's 3 runs is often 0 on both sides: no row to list).
-const SAMPLED: [&str; 6] = ["--mapping-mb", "8", "--iterations", "20", "--sample-hz", "9999"];
+/// SMALL run five times as long and sampled ten times as often, for the
+/// mails that list sampled functions: at 999 Hz a run of SMALL has 0 to 2
+/// samples inside mprotect (a run mail may then list no function, and each
+/// function's median over a comparison's 3 runs is often 0 on both sides:
+/// no row to list); 20 iterations at 9999 Hz had 18-24 here, too few for a
+/// machine twice as fast.
+const SAMPLED: [&str; 6] = ["--mapping-mb", "8", "--iterations", "100", "--sample-hz", "9999"];
 
 fn path(dir: &Path) -> &str {
     dir.to_str().expect("UTF-8 path")
@@ -254,14 +256,14 @@ fn a_run_mail_fits_80_columns_and_holds_the_reports_figures() {
     let sampled = traced("sampled", &SAMPLED);
     let mail = check_run_mail(
         &sampled,
-        "mprotect-trace run --mapping-mb 8 --iterations 20 --sample-hz 9999",
+        "mprotect-trace run --mapping-mb 8 --iterations 100 --sample-hz 9999",
     );
     assert!(report_has_sampling(&sampled), "{mail}");
 
     let threads = traced("threads", &[&SAMPLED[..], &["--threads", "2"]].concat());
     check_run_mail(
         &threads,
-        "mprotect-trace run --mapping-mb 8 --iterations 20 --threads 2 --sample-hz 9999",
+        "mprotect-trace run --mapping-mb 8 --iterations 100 --threads 2 --sample-hz 9999",
     );
 
     let unsampled = traced("unsampled", &[&SMALL[..], &["--no-sample"]].concat());
@@ -339,11 +341,8 @@ fn check_compare_mail(sides: &[&Path]) -> String {
     // Each side's machine and command, in side order.
     let commands: Vec<&str> = mail.lines().filter(|line| line.starts_with("command:")).collect();
     assert_eq!(commands.len(), sides.len());
-    assert!(
-        commands
-            .iter()
-            .all(|line| *line == "command:  mprotect-trace run --mapping-mb 8 --iterations 20 --sample-hz 9999")
-    );
+    let command = format!("command:  mprotect-trace run {}", SAMPLED.join(" "));
+    assert!(commands.iter().all(|line| *line == command), "{commands:?}");
 
     for pair in json["against_baseline"].as_array().unwrap() {
         let (a, b) = (pair["a"].as_str().unwrap(), pair["b"].as_str().unwrap());
