@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::compare;
 use crate::model::Report;
-use crate::vm::{Accel, Console, GuestScript, Initramfs, Machine, Stopped, kvm_works};
+use crate::vm::{Accel, Console, GuestScript, Initramfs, Machine, Stopped, kvm_boots};
 use kernels::{KernelSpec, LabKernel, ResolveOptions};
 use summary::{BootOutcome, LabSummary};
 
@@ -201,15 +201,16 @@ pub(crate) fn progress(boots: usize) -> ProgressBar {
 fn accel_for(choice: AccelChoice, kernel: &LabKernel) -> (Accel, Option<String>) {
     match choice {
         AccelChoice::Only(accel) => (accel, None),
-        AccelChoice::Auto if kvm_works(kernel.image.arch) => (Accel::Kvm, None),
-        AccelChoice::Auto => (
-            Accel::Tcg,
-            Some(format!(
-                "{}: KVM does not work here for {} guests; TCG instead: times are emulated",
-                kernel.label,
-                kernel.image.arch.debian()
-            )),
-        ),
+        AccelChoice::Auto => match kvm_boots(&kernel.image) {
+            Ok(()) => (Accel::Kvm, None),
+            Err(why) => (
+                Accel::Tcg,
+                Some(format!(
+                    "{}: KVM cannot boot it here ({why}); TCG instead: times are emulated",
+                    kernel.label
+                )),
+            ),
+        },
     }
 }
 

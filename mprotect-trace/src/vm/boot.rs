@@ -2,14 +2,14 @@
 //! printed on its serial console.
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
 use super::console::INIT_DONE;
-use super::{Arch, Console, Initramfs, KernelImage};
+use super::{Console, Initramfs, KernelImage};
 
 /// How QEMU runs the guest's instructions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,38 +59,13 @@ impl Accel {
     }
 
     /// QEMU's `-accel` (and `-icount`) arguments, and its `-cpu`.
-    fn qemu_args(self) -> (Vec<&'static str>, &'static str) {
+    pub(super) fn qemu_args(self) -> (Vec<&'static str>, &'static str) {
         match self {
             Self::Kvm => (vec!["-accel", "kvm"], "host"),
             Self::Tcg => (vec!["-accel", "tcg,thread=multi"], "max"),
             Self::TcgIcount => (vec!["-accel", "tcg", "-icount", "shift=0,align=off,sleep=off"], "max"),
         }
     }
-}
-
-/// Whether this machine runs `arch`'s guests under KVM: QEMU is started
-/// paused with KVM and told to quit. /dev/kvm may open and still refuse
-/// a vCPU (nested virtualization without the MSRs QEMU sets), so only
-/// QEMU itself can tell.
-pub fn kvm_works(arch: Arch) -> bool {
-    if arch.uname() != std::env::consts::ARCH {
-        return false;
-    }
-    let (qemu, machine) = arch.qemu();
-    let probe = Command::new(qemu)
-        .args(["-M", machine, "-accel", "kvm", "-cpu", "host", "-m", "64"])
-        .args(["-display", "none", "-nodefaults", "-S", "-monitor", "stdio"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let Ok(mut probe) = probe else {
-        return false;
-    };
-    if let Some(mut stdin) = probe.stdin.take() {
-        let _ = std::io::Write::write_all(&mut stdin, b"quit\n");
-    }
-    probe.wait().is_ok_and(|status| status.success())
 }
 
 /// The guest machine.
@@ -164,6 +139,10 @@ pub enum Stopped {
     /// (seen on 6.1 under multi-threaded TCG while probes attach) that
     /// never ends; waiting out the boot timeout would only cost time.
     LockedUp(Duration),
+    /// QEMU said "KVM internal error": the host's KVM could not run an
+    /// instruction of the guest (nested KVM here fails on a BMI2
+    /// instruction of the x86 decompressor) and QEMU paused it for good.
+    KvmFailed,
     /// The lab got this signal.
     Interrupted(i32),
 }
@@ -181,6 +160,9 @@ impl Stopped {
                 "the guest was stopped: its watchdog saw a CPU stuck for {} s (a soft lockup)",
                 stuck.as_secs()
             ),
+            Self::KvmFailed => format!(
+                "KVM stopped the guest (QEMU: \"{KVM_FAILED}\", an instruction this host's KVM cannot run): boot it with --accel tcg"
+            ),
             Self::Interrupted(signal) => format!("interrupted by {}", crate::children::signal_name(signal)),
         }
     }
@@ -191,6 +173,9 @@ impl Stopped {
         matches!(self, Self::TimedOut(_) | Self::LockedUp(_))
     }
 }
+
+/// What QEMU prints on its stderr when KVM stopped the guest.
+pub(super) const KVM_FAILED: &str = "KVM internal error";
 
 /// A CPU stuck this long in the guest's kernel is taken as locked up.
 const LOCKED_UP: Duration = Duration::from_secs(120);
@@ -265,17 +250,22 @@ impl Machine {
             &mut command,
             &format!("{qemu} (Debian package {})", kernel.arch.qemu_package()),
         )?;
-        let lines = read_lines(guest.child.stdout.take().context("QEMU's stdout")?);
-        let stderr = guest.child.stderr.take().context("QEMU's stderr")?;
-        let stderr = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+        let output = read_output(&mut guest.child)?;
         let started = Instant::now();
         let mut text = String::new();
+        let mut qemu_said = Vec::new();
         let mut init_done = None;
         let mut stopped = None;
         let mut killed = false;
         loop {
-            match lines.recv_timeout(Duration::from_millis(250)) {
-                Ok(line) => {
+            match output.recv_timeout(Duration::from_millis(250)) {
+                Ok(QemuOutput::Qemu(line)) => {
+                    if line.contains(KVM_FAILED) {
+                        stopped = stopped.or(Some(Stopped::KvmFailed));
+                    }
+                    qemu_said.push(line);
+                }
+                Ok(QemuOutput::Console(line)) => {
                     if line.contains(INIT_DONE) {
                         init_done = Some(Instant::now());
                     }
@@ -290,7 +280,7 @@ impl Machine {
                     text.push('\n');
                 }
                 Err(RecvTimeoutError::Timeout) => {}
-                // QEMU closed its stdout: it has exited.
+                // QEMU closed its stdout and stderr: it has exited.
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if stopped.is_none() {
@@ -312,32 +302,47 @@ impl Machine {
             }
         }
         let status = guest.child.wait().context("waiting for QEMU")?;
-        let stderr = stderr.join().unwrap_or_default();
         if stopped.is_none() && !status.success() {
             bail!(
                 "QEMU failed ({status}) booting {}: {}; console:\n{text}",
                 kernel.path.display(),
-                stderr.lines().last().unwrap_or("no message")
+                qemu_said.last().map_or("no message", String::as_str)
             );
         }
         Ok(Console { text, stopped })
     }
 }
 
-/// The lines `reader` gives, as they come, through a channel that closes
-/// at its end.
-fn read_lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
+/// A line QEMU printed.
+pub(super) enum QemuOutput {
+    /// On its stdout: the guest's serial console.
+    Console(String),
+    /// On its stderr: QEMU's own messages.
+    Qemu(String),
+}
+
+/// The lines of QEMU's stdout and stderr as they come, through one
+/// channel that closes once QEMU has closed both.
+pub(super) fn read_output(qemu: &mut Child) -> Result<Receiver<QemuOutput>> {
     let (sender, receiver) = std::sync::mpsc::channel();
+    let stdout = qemu.stdout.take().context("QEMU's stdout")?;
+    let stderr = qemu.stderr.take().context("QEMU's stderr")?;
+    send_lines(stdout, sender.clone(), QemuOutput::Console);
+    send_lines(stderr, sender, QemuOutput::Qemu);
+    Ok(receiver)
+}
+
+/// Sends each line `reader` gives, as it comes, until its end.
+fn send_lines(reader: impl std::io::Read + Send + 'static, sender: Sender<QemuOutput>, wrap: fn(String) -> QemuOutput) {
     std::thread::spawn(move || {
         for line in BufReader::new(reader).split(b'\n') {
             let Ok(line) = line else { break };
             let line = String::from_utf8_lossy(&line).replace('\r', "");
-            if sender.send(line).is_err() {
+            if sender.send(wrap(line)).is_err() {
                 break;
             }
         }
     });
-    receiver
 }
 
 #[cfg(test)]

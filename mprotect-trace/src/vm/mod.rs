@@ -8,11 +8,13 @@ pub mod boot;
 pub mod console;
 pub mod initramfs;
 pub mod kernel;
+pub mod kvm;
 
-pub use boot::{Accel, Machine, Stopped, kvm_works};
+pub use boot::{Accel, Machine, Stopped};
 pub use console::{Console, GuestScript};
 pub use initramfs::Initramfs;
 pub use kernel::KernelImage;
+pub use kvm::kvm_boots;
 
 /// A guest architecture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
