@@ -145,13 +145,22 @@ pub fn counter_index(slot: u32, index: usize) -> u32 {
     slot * INLINE_INSTANCES_PER_SLOT + index as u32
 }
 
-/// The `nr_ptes` parameter of an instance, by name, and its location.
-pub fn nr_parameter(instance: &InlinedInstance) -> Option<(&str, &ValueLocation)> {
-    instance
+/// The `nr_ptes` parameter of an instance, by name, and where a probe
+/// reads it. A batch is one PTE at least: a constant below 1 is DWARF's
+/// error (GCC gives `nr` as the constant 0 at a ppc64 7.2 instance of
+/// `modify_prot_commit_ptes` that runs batches of 4), so it is not read.
+pub fn nr_parameter(instance: &InlinedInstance) -> Option<(&str, ValueLocation)> {
+    let parameter = instance
         .parameters
         .iter()
-        .find(|p| NR_PTES_PARAMETERS.contains(&p.name.as_str()))
-        .map(|p| (p.name.as_str(), &p.location))
+        .find(|p| NR_PTES_PARAMETERS.contains(&p.name.as_str()))?;
+    let location = match &parameter.location {
+        ValueLocation::Constant { value } if *value < 1 => ValueLocation::Unavailable {
+            why: format!("DWARF gives the constant {value}, which no batch can be (one PTE at least): not read"),
+        },
+        location => location.clone(),
+    };
+    Some((parameter.name.as_str(), location))
 }
 
 fn site_config(slot: u32, instance: &InlinedInstance) -> InlineSiteConfig {
@@ -162,21 +171,58 @@ fn site_config(slot: u32, instance: &InlinedInstance) -> InlineSiteConfig {
     match nr_parameter(instance).map(|(_, location)| location) {
         Some(ValueLocation::Constant { value }) => {
             config.nr_kind = nr_location::CONSTANT;
-            config.nr_value = *value;
+            config.nr_value = value;
         }
         Some(ValueLocation::Register { register, .. }) => {
             config.nr_kind = nr_location::REGISTER;
-            config.nr_register = u32::from(*register);
+            config.nr_register = u32::from(register);
         }
         Some(ValueLocation::Memory {
             register, offset, size, ..
         }) => {
             config.nr_kind = nr_location::MEMORY;
-            config.nr_register = u32::from(*register);
-            config.nr_value = *offset;
-            config.nr_size = u32::from(*size);
+            config.nr_register = u32::from(register);
+            config.nr_value = offset;
+            config.nr_size = u32::from(size);
         }
         Some(ValueLocation::Unavailable { .. }) | None => config.nr_kind = nr_location::NONE,
     }
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::inline_sites::InlinedParameter;
+
+    fn instance_with_nr(location: ValueLocation) -> InlinedInstance {
+        InlinedInstance {
+            inlined_in: "change_protection".to_owned(),
+            symbol: "change_protection".to_owned(),
+            offset: 0x1be0,
+            entry: 0,
+            ranges: Vec::new(),
+            chain: Vec::new(),
+            parameters: vec![InlinedParameter {
+                name: "nr".to_owned(),
+                location,
+            }],
+            exit_offset: None,
+            no_latency: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_constant_nr_below_one_is_not_read() {
+        let zero = instance_with_nr(ValueLocation::Constant { value: 0 });
+        let (name, location) = nr_parameter(&zero).expect("an nr parameter");
+        assert_eq!(
+            format!("{name}: {}", location.describe()),
+            "nr: unavailable: DWARF gives the constant 0, which no batch can be (one PTE at least): not read"
+        );
+        assert_eq!(site_config(0, &zero).nr_kind, nr_location::NONE);
+        let one = instance_with_nr(ValueLocation::Constant { value: 1 });
+        assert_eq!(site_config(0, &one).nr_kind, nr_location::CONSTANT);
+        assert_eq!(site_config(0, &one).nr_value, 1);
+    }
 }
