@@ -1020,23 +1020,19 @@ fn check_inlined_batches(report: &Report, batch: u64, batches: u64) -> Result<St
         commit.attachment.backend,
         calls(commit)
     );
-    let instances: Vec<_> = commit
+    // The called instances whose nr is not read.
+    let unread: Vec<_> = commit
         .attachment
         .inlined
         .iter()
         .flat_map(|inlined| &inlined.instances)
-        .filter(|i| i.calls.unwrap_or(0) > 0)
+        .filter(|i| i.calls.unwrap_or(0) > 0 && i.nr.starts_with("nr: unavailable: "))
         .collect();
-    let unread: Vec<String> = instances
+    let unread_calls: u64 = unread.iter().map(|i| i.calls.unwrap_or(0)).sum();
+    let unread: Vec<String> = unread
         .iter()
-        .filter(|i| i.nr.starts_with("nr: unavailable: "))
         .map(|i| format!("{} ({} calls, {})", i.at, i.calls.unwrap_or(0), i.nr))
         .collect();
-    let unread_calls: u64 = instances
-        .iter()
-        .filter(|i| i.nr.starts_with("nr: unavailable: "))
-        .map(|i| i.calls.unwrap_or(0))
-        .sum();
     let commit_nr = commit.nr_ptes.clone().unwrap_or_default().counts;
     ensure!(
         commit_nr == [(batch, batches - unread_calls)] || (unread_calls == batches && commit_nr.is_empty()),

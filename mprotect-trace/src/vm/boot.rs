@@ -59,7 +59,7 @@ impl Accel {
     }
 
     /// QEMU's `-accel` (and `-icount`) arguments, and its `-cpu`.
-    pub(super) fn qemu_args(self) -> (Vec<&'static str>, &'static str) {
+    fn qemu_args(self) -> (Vec<&'static str>, &'static str) {
         match self {
             Self::Kvm => (vec!["-accel", "kvm"], "host"),
             Self::Tcg => (vec!["-accel", "tcg,thread=multi"], "max"),
@@ -223,37 +223,32 @@ impl Machine {
     /// halts, hangs, or outlives the timeout; the lab interrupted).
     /// `on_line` sees each console line as it comes.
     pub fn boot(&self, kernel: &KernelImage, initramfs: &Initramfs, on_line: &dyn Fn(&str)) -> Result<Console> {
-        let (accel, cpu) = self.accel.qemu_args();
-        let (qemu, machine) = kernel.arch.qemu();
         let console = kernel.arch.console();
         let mut append = format!("console={console} quiet loglevel=1 panic=-1");
         if !self.append.is_empty() {
             append = format!("{append} {}", self.append);
         }
-        let mut command = Command::new(qemu);
+        let mut command = qemu_command(kernel, self.accel, self.memory_mib);
         command
-            .args(["-M", machine])
-            .args(accel)
-            .args(["-cpu", cpu])
-            .args(["-m", &self.memory_mib.to_string(), "-smp", &self.cpus.to_string()])
+            .args(["-smp", &self.cpus.to_string()])
             .args(self.numa_args())
-            .args(["-nographic", "-no-reboot", "-kernel"])
-            .arg(&kernel.path)
             .arg("-initrd")
             .arg(&initramfs.path)
             .arg("-append")
-            .arg(append)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .arg(append);
         let mut guest = crate::children::spawn(
             &mut command,
-            &format!("{qemu} (Debian package {})", kernel.arch.qemu_package()),
+            &format!(
+                "{} (Debian package {})",
+                kernel.arch.qemu().0,
+                kernel.arch.qemu_package()
+            ),
         )?;
         let output = read_output(&mut guest.child)?;
         let started = Instant::now();
         let mut text = String::new();
-        let mut qemu_said = Vec::new();
+        // QEMU's last message, for the error when it fails.
+        let mut qemu_said = None;
         let mut init_done = None;
         let mut stopped = None;
         let mut killed = false;
@@ -263,7 +258,7 @@ impl Machine {
                     if line.contains(KVM_FAILED) {
                         stopped = stopped.or(Some(Stopped::KvmFailed));
                     }
-                    qemu_said.push(line);
+                    qemu_said = Some(line);
                 }
                 Ok(QemuOutput::Console(line)) => {
                     if line.contains(INIT_DONE) {
@@ -306,11 +301,31 @@ impl Machine {
             bail!(
                 "QEMU failed ({status}) booting {}: {}; console:\n{text}",
                 kernel.path.display(),
-                qemu_said.last().map_or("no message", String::as_str)
+                qemu_said.as_deref().unwrap_or("no message")
             );
         }
         Ok(Console { text, stopped })
     }
+}
+
+/// QEMU booting `kernel` under `accel` with `memory_mib` of memory, no
+/// display, not rebooting; the guest's serial console on its stdout, its
+/// own messages on its stderr. The caller adds the rest (CPUs, initramfs,
+/// command line).
+pub(super) fn qemu_command(kernel: &KernelImage, accel: Accel, memory_mib: u32) -> Command {
+    let (accel, cpu) = accel.qemu_args();
+    let (qemu, machine) = kernel.arch.qemu();
+    let mut command = Command::new(qemu);
+    command
+        .args(["-M", machine])
+        .args(accel)
+        .args(["-cpu", cpu, "-m", &memory_mib.to_string()])
+        .args(["-nographic", "-no-reboot", "-kernel"])
+        .arg(&kernel.path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
 }
 
 /// A line QEMU printed.

@@ -4,12 +4,11 @@
 //! development VM stops in the x86 decompressor, on a BMI2 instruction),
 //! with QEMU pausing it for good. Only booting that kernel tells.
 
-use std::process::{Command, Stdio};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use super::KernelImage;
-use super::boot::{Accel, KVM_FAILED, QemuOutput, read_output};
+use super::boot::{Accel, KVM_FAILED, QemuOutput, qemu_command, read_output};
 
 /// What the kernel prints first once it runs its own code: past the
 /// decompressor and the early setup KVM fails in.
@@ -26,19 +25,9 @@ pub fn kvm_boots(kernel: &KernelImage) -> Result<(), String> {
     if arch.uname() != std::env::consts::ARCH {
         return Err(format!("{} guests on a {} host", arch.uname(), std::env::consts::ARCH));
     }
-    let (qemu, machine) = arch.qemu();
-    let (accel, cpu) = Accel::Kvm.qemu_args();
-    let mut command = Command::new(qemu);
-    command
-        .args(["-M", machine])
-        .args(accel)
-        .args(["-cpu", cpu, "-m", "256", "-nographic", "-no-reboot", "-kernel"])
-        .arg(&kernel.path)
-        .args(["-append", &format!("console={} panic=-1", arch.console())])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut guest = crate::children::spawn(&mut command, qemu).map_err(|err| format!("{err:#}"))?;
+    let mut command = qemu_command(kernel, Accel::Kvm, 256);
+    command.args(["-append", &format!("console={} panic=-1", arch.console())]);
+    let mut guest = crate::children::spawn(&mut command, arch.qemu().0).map_err(|err| format!("{err:#}"))?;
     let output = read_output(&mut guest.child).map_err(|err| format!("{err:#}"))?;
     let started = Instant::now();
     let mut qemu_said = None;
